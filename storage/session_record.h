@@ -1,0 +1,66 @@
+// SessionRecord: one session as storage keeps it, plus the rules on it that
+// every backend shares (expiry, listing order, time precision).
+#ifndef SESSIOND_STORAGE_SESSION_RECORD_H_
+#define SESSIOND_STORAGE_SESSION_RECORD_H_
+
+#include <cstdint>
+#include <algorithm>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace sessiond::storage {
+
+struct SessionRecord {
+  // Public identifier (URL-safe text).
+  std::string id;
+  // SHA-256 of the secret token, 32 raw bytes. The token itself is never
+  // stored.
+  std::string token_hash;
+  // Empty until the session is associated with a user.
+  std::string user_id;
+  // User data and metadata, sealed by the caller; opaque here.
+  std::string sealed_payload;
+  absl::Time created_at;
+  absl::Time last_active_at;
+  // Sliding: the session expires this long after its last activity.
+  absl::Duration idle_timeout;
+  // Fixed: the session expires this long after creation, however active.
+  absl::Duration absolute_lifetime;
+  int64_t version = 0;
+
+  // The earlier of the two expiry clocks.
+  absl::Time ExpiresAt() const {
+    return std::min(last_active_at + idle_timeout,
+                    created_at + absolute_lifetime);
+  }
+  bool IsLiveAt(absl::Time now) const { return now < ExpiresAt(); }
+
+  friend bool operator==(const SessionRecord& a, const SessionRecord& b) {
+    return a.id == b.id && a.token_hash == b.token_hash &&
+           a.user_id == b.user_id && a.sealed_payload == b.sealed_payload &&
+           a.created_at == b.created_at &&
+           a.last_active_at == b.last_active_at &&
+           a.idle_timeout == b.idle_timeout &&
+           a.absolute_lifetime == b.absolute_lifetime &&
+           a.version == b.version;
+  }
+};
+
+// Listing order of ListForUser: most recently active first, then by id
+// descending so that the order is total.
+inline bool ListsBefore(absl::Time a_active, const std::string& a_id,
+                        absl::Time b_active, const std::string& b_id) {
+  if (a_active != b_active) return a_active > b_active;
+  return a_id > b_id;
+}
+
+// Stores keep times at microsecond precision so that every backend returns
+// exactly what another would.
+inline absl::Time TruncateToMicros(absl::Time t) {
+  return absl::FromUnixMicros(absl::ToUnixMicros(t));
+}
+
+}  // namespace sessiond::storage
+
+#endif  // SESSIOND_STORAGE_SESSION_RECORD_H_
