@@ -10,8 +10,8 @@ Nothing is downloaded: pkg-config runs locally when the repository is set up.
 def _run_pkg_config(ctx, flag):
     result = ctx.execute(["pkg-config", flag] + ctx.attr.pkg_config)
     if result.return_code != 0:
-        fail("pkg-config {} {} failed (is the -dev package installed? " +
-             "run tests/install_deps.sh): {}".format(
+        fail(("pkg-config {} {} failed (is the -dev package installed? " +
+              "run tools/install_deps.sh): {}").format(
                  flag,
                  " ".join(ctx.attr.pkg_config),
                  result.stderr,
