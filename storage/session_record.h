@@ -3,8 +3,8 @@
 #ifndef SESSIOND_STORAGE_SESSION_RECORD_H_
 #define SESSIOND_STORAGE_SESSION_RECORD_H_
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "absl/time/time.h"
@@ -42,8 +42,7 @@ struct SessionRecord {
            a.created_at == b.created_at &&
            a.last_active_at == b.last_active_at &&
            a.idle_timeout == b.idle_timeout &&
-           a.absolute_lifetime == b.absolute_lifetime &&
-           a.version == b.version;
+           a.absolute_lifetime == b.absolute_lifetime && a.version == b.version;
   }
 };
 

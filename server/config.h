@@ -1,0 +1,61 @@
+// ServerConfig: everything the sessiond binary is configured with.
+//
+// Each setting is a command-line flag (--name=value; dashes and underscores
+// are interchangeable in names) and an environment variable SESSIOND_NAME
+// (upper case, underscores). A flag given on the command line wins over the
+// environment; the environment wins over the default.
+#ifndef SESSIOND_SERVER_CONFIG_H_
+#define SESSIOND_SERVER_CONFIG_H_
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/grpc_server.h"
+#include "server/session_handler.h"
+#include "storage/backends.h"
+#include "storage/session_store.h"
+
+namespace sessiond {
+
+struct ServerConfig {
+  GrpcServerOptions grpc;
+  HandlerOptions handler;
+  storage::StoreOptions store;
+
+  storage::BackendConfig backend_config;
+
+  // Key files, current key first; older keys still open existing sessions.
+  std::vector<std::string> key_files;
+  // Create the (single) key file if it does not exist yet.
+  bool create_key_if_missing = false;
+  // Store payloads unencrypted. Must be asked for explicitly.
+  bool insecure_plaintext = false;
+
+  // How often expired sessions are pruned in the background; zero disables.
+  absl::Duration prune_interval = absl::Minutes(5);
+  // How long in-flight calls may run after SIGTERM or SIGINT.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+};
+
+// Returns the value of an environment variable, or nullopt if unset.
+using EnvironmentLookup =
+    std::function<std::optional<std::string>(const std::string& name)>;
+
+// The real process environment.
+EnvironmentLookup ProcessEnvironment();
+
+// Parses flags from argv and the environment, and checks the result.
+// INVALID_ARGUMENT names the flag (and the variable) that is wrong.
+absl::StatusOr<ServerConfig> ParseConfig(int argc, char** argv,
+                                         const EnvironmentLookup& env);
+
+// A usage text listing every flag, its variable and its default.
+std::string ConfigUsage();
+
+}  // namespace sessiond
+
+#endif  // SESSIOND_SERVER_CONFIG_H_

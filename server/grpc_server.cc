@@ -1,0 +1,207 @@
+#include "server/grpc_server.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/log.h"
+
+namespace sessiond {
+namespace {
+
+using v1::SessionService;
+
+// Calls are waiting for each RPC method on each queue at any time, so that a
+// burst of arrivals does not wait for a slot to be re-armed.
+constexpr int kSlotsPerMethod = 8;
+constexpr char kServiceName[] = "sessiond.v1.SessionService";
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+// What a completion-queue tag points at.
+class Tag {
+ public:
+  virtual ~Tag() = default;
+  virtual void Proceed(bool ok) = 0;
+};
+
+// One unary call slot: waits for a request of one method, runs the handler,
+// sends the response, and deletes itself. Before running the handler it arms
+// a fresh slot for the next request.
+template <typename Request, typename Response>
+class UnaryCall final : public Tag {
+ public:
+  using RequestMethod = void (SessionService::AsyncService::*)(
+      grpc::ServerContext*, Request*,
+      grpc::ServerAsyncResponseWriter<Response>*, grpc::CompletionQueue*,
+      grpc::ServerCompletionQueue*, void*);
+  using HandleMethod =
+      absl::StatusOr<Response> (SessionHandler::*)(const Request&);
+
+  struct Method {
+    GrpcServer* server;
+    SessionService::AsyncService* service;
+    grpc::ServerCompletionQueue* cq;
+    SessionHandler* handler;
+    RequestMethod request;
+    HandleMethod handle;
+  };
+
+  static void Arm(const Method& method) {
+    method.server->ArmUnlessShuttingDown([&method] {
+      auto* call = new UnaryCall(method);
+      (method.service->*method.request)(&call->context_, &call->request_,
+                                        &call->responder_, method.cq, method.cq,
+                                        call);
+    });
+  }
+
+  void Proceed(bool ok) override {
+    if (finishing_ || !ok) {
+      // The response went out (or the call died), or the server is shutting
+      // down and this slot will never receive a request.
+      delete this;
+      return;
+    }
+    Arm(method_);
+    absl::StatusOr<Response> response =
+        (method_.handler->*method_.handle)(request_);
+    finishing_ = true;
+    if (response.ok()) {
+      responder_.Finish(*response, grpc::Status::OK, this);
+    } else {
+      responder_.FinishWithError(ToGrpcStatus(response.status()), this);
+    }
+  }
+
+ private:
+  explicit UnaryCall(const Method& method)
+      : method_(method), responder_(&context_) {}
+
+  const Method method_;
+  grpc::ServerContext context_;
+  Request request_;
+  grpc::ServerAsyncResponseWriter<Response> responder_;
+  bool finishing_ = false;
+};
+
+template <typename Request, typename Response>
+void ArmMethod(GrpcServer* server, SessionService::AsyncService* service,
+               grpc::ServerCompletionQueue* cq, SessionHandler* handler,
+               typename UnaryCall<Request, Response>::RequestMethod request,
+               typename UnaryCall<Request, Response>::HandleMethod handle) {
+  const typename UnaryCall<Request, Response>::Method method{
+      server, service, cq, handler, request, handle};
+  for (int i = 0; i < kSlotsPerMethod; ++i) {
+    UnaryCall<Request, Response>::Arm(method);
+  }
+}
+
+}  // namespace
+
+void GrpcServer::ArmAll(grpc::ServerCompletionQueue* cq) {
+  using AS = SessionService::AsyncService;
+  ArmMethod<v1::LoadRequest, v1::LoadResponse>(
+      this, &service_, cq, handler_, &AS::RequestLoad, &SessionHandler::Load);
+  ArmMethod<v1::SaveRequest, v1::SaveResponse>(
+      this, &service_, cq, handler_, &AS::RequestSave, &SessionHandler::Save);
+  ArmMethod<v1::CycleRequest, v1::CycleResponse>(
+      this, &service_, cq, handler_, &AS::RequestCycle, &SessionHandler::Cycle);
+  ArmMethod<v1::DeleteRequest, v1::DeleteResponse>(this, &service_, cq,
+                                                   handler_, &AS::RequestDelete,
+                                                   &SessionHandler::Delete);
+  ArmMethod<v1::ListForUserRequest, v1::ListForUserResponse>(
+      this, &service_, cq, handler_, &AS::RequestListForUser,
+      &SessionHandler::ListForUser);
+  ArmMethod<v1::PruneRequest, v1::PruneResponse>(
+      this, &service_, cq, handler_, &AS::RequestPrune, &SessionHandler::Prune);
+  ArmMethod<v1::HealthRequest, v1::HealthResponse>(this, &service_, cq,
+                                                   handler_, &AS::RequestHealth,
+                                                   &SessionHandler::Health);
+}
+
+void GrpcServer::Poll(grpc::ServerCompletionQueue* cq) {
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq->Next(&tag, &ok)) {
+    static_cast<Tag*>(tag)->Proceed(ok);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
+    SessionHandler* handler, const GrpcServerOptions& options) {
+  if (options.threads < 0) {
+    return absl::InvalidArgumentError("threads: must not be negative");
+  }
+  const int threads =
+      options.threads > 0
+          ? options.threads
+          : std::max(2,
+                     2 * static_cast<int>(std::thread::hardware_concurrency()));
+  std::unique_ptr<GrpcServer> server(new GrpcServer());
+  server->handler_ = handler;
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address,
+                           grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(&server->service_);
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  for (int i = 0; i < threads; ++i) {
+    server->queues_.push_back(builder.AddCompletionQueue());
+  }
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    // BuildAndStart can fail after queues exist; drain them before leaving.
+    if (server->server_ != nullptr) server->server_->Shutdown();
+    for (auto& cq : server->queues_) {
+      cq->Shutdown();
+      Poll(cq.get());
+    }
+    server->server_.reset();
+    server->queues_.clear();
+    return absl::UnavailableError(
+        absl::StrCat("could not listen on ", options.listen_address,
+                     " (address in use, or malformed?)"));
+  }
+  for (auto& cq : server->queues_) {
+    server->ArmAll(cq.get());
+    server->threads_.emplace_back(&GrpcServer::Poll, cq.get());
+  }
+  server->SetServing(true);
+  return server;
+}
+
+void GrpcServer::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+  health->SetServingStatus(kServiceName, serving);
+}
+
+void GrpcServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  SetServing(false);
+  {
+    absl::WriterMutexLock lock(&shutdown_mu_);
+    shutting_down_ = true;
+  }
+  // Returns once every call has finished or was cancelled at the deadline.
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  for (auto& cq : queues_) cq->Shutdown();
+  for (std::thread& thread : threads_) thread.join();
+  threads_.clear();
+}
+
+GrpcServer::~GrpcServer() {
+  if (server_ != nullptr) Shutdown(absl::ZeroDuration());
+}
+
+}  // namespace sessiond

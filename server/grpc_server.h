@@ -1,0 +1,85 @@
+// GrpcServer: serves sessiond.v1.SessionService over gRPC's completion-queue
+// (async) API, plus the standard grpc.health.v1 service and server
+// reflection.
+//
+// Each of `threads` threads owns one completion queue and runs the handler
+// inline for the calls that arrive on it, so a slow backend call holds one
+// thread, never the queue of another. Shutdown stops accepting calls, lets
+// in-flight calls finish until the grace period ends, cancels the rest, and
+// joins every thread.
+#ifndef SESSIOND_SERVER_GRPC_SERVER_H_
+#define SESSIOND_SERVER_GRPC_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/session_handler.h"
+#include "sessiond/v1/session.grpc.pb.h"
+
+namespace sessiond {
+
+struct GrpcServerOptions {
+  // host:port; port 0 picks a free port (see GrpcServer::port()).
+  std::string listen_address = "0.0.0.0:50051";
+  // Completion-queue threads; each runs handlers inline. 0: twice the
+  // number of cores, at least 2.
+  int threads = 0;
+  // Largest request accepted, in bytes.
+  int max_receive_message_bytes = 4 * 1024 * 1024;
+};
+
+class GrpcServer {
+ public:
+  // Binds, starts serving and returns. `handler` must outlive the server.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
+      SessionHandler* handler, const GrpcServerOptions& options);
+
+  ~GrpcServer();  // Shuts down with no grace period if still running.
+  GrpcServer(const GrpcServer&) = delete;
+  GrpcServer& operator=(const GrpcServer&) = delete;
+
+  // The bound port.
+  int port() const { return port_; }
+
+  // Marks the standard health service NOT_SERVING (so that load balancers
+  // drain this replica), or SERVING again.
+  void SetServing(bool serving);
+
+  // Stops accepting calls; waits for in-flight calls up to `grace`, cancels
+  // what is left, and joins the threads. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+  // Arms a call slot on `cq` unless shutdown has begun (the caller's
+  // re-arming must not race with the queues being shut down).
+  template <typename Arm>
+  void ArmUnlessShuttingDown(Arm arm) {
+    absl::ReaderMutexLock lock(&shutdown_mu_);
+    if (!shutting_down_) arm();
+  }
+
+ private:
+  GrpcServer() = default;
+  void ArmAll(grpc::ServerCompletionQueue* cq);
+  static void Poll(grpc::ServerCompletionQueue* cq);
+
+  SessionHandler* handler_ = nullptr;
+  v1::SessionService::AsyncService service_;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::thread> threads_;
+  int port_ = 0;
+
+  absl::Mutex shutdown_mu_;
+  bool shutting_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  bool shut_down_ = false;  // Touched only by Shutdown's caller.
+};
+
+}  // namespace sessiond
+
+#endif  // SESSIOND_SERVER_GRPC_SERVER_H_

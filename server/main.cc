@@ -1,0 +1,121 @@
+// sessiond: the session-storage server. See README.md for flags.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/str_join.h"
+#include "crypto/key_ring.h"
+#include "crypto/sealer.h"
+#include "server/config.h"
+#include "server/grpc_server.h"
+#include "server/log.h"
+#include "server/pruner.h"
+#include "server/session_handler.h"
+#include "storage/backends.h"
+#include "storage/clock.h"
+
+namespace sessiond {
+namespace {
+
+absl::StatusOr<std::unique_ptr<crypto::Sealer>> OpenSealer(
+    const ServerConfig& config) {
+  if (config.insecure_plaintext) {
+    LogWarning(
+        "!!! --insecure_plaintext: session data and metadata are stored "
+        "UNENCRYPTED. Never use this in production. !!!");
+    return crypto::NewPlaintextSealer();
+  }
+  if (config.create_key_if_missing) {
+    absl::Status created = crypto::KeyRing::CreateKeyFile(config.key_files[0]);
+    if (created.ok()) {
+      LogWarning(
+          "!!! Created a new encryption key at %s (mode 0600). Back it up "
+          "and keep it secret: without it, every stored session is lost. "
+          "!!!",
+          config.key_files[0]);
+    } else if (!absl::IsAlreadyExists(created)) {
+      return created;
+    }
+  }
+  absl::StatusOr<crypto::KeyRing> ring =
+      crypto::KeyRing::FromFiles(config.key_files);
+  if (!ring.ok()) return ring.status();
+  LogInfo("encryption: AES-256-GCM with %d key(s); sealing with %s",
+          static_cast<int>(config.key_files.size()), config.key_files[0]);
+  return crypto::NewAesGcmSealer(std::move(*ring));
+}
+
+int Run(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 ||
+        std::strcmp(argv[i], "-h") == 0) {
+      std::fputs(ConfigUsage().c_str(), stdout);
+      return 0;
+    }
+  }
+  absl::StatusOr<ServerConfig> config =
+      ParseConfig(argc, argv, ProcessEnvironment());
+  if (!config.ok()) {
+    LogError("bad configuration: %s", config.status().message());
+    return 2;
+  }
+
+  // Files sessiond creates (database, key) are private to its user.
+  umask(077);
+
+  // Signals are taken by sigwait below; every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<crypto::Sealer>> sealer = OpenSealer(*config);
+  if (!sealer.ok()) {
+    LogError("encryption keys: %s", sealer.status().message());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<storage::SessionStore>> store =
+      storage::OpenBackend(config->backend_config, Clock::Real(),
+                           config->store);
+  if (!store.ok()) {
+    LogError("storage backend %s: %s", config->backend_config.backend,
+             store.status().message());
+    return 1;
+  }
+  SessionHandler handler(store->get(), sealer->get(), config->handler);
+  absl::StatusOr<std::unique_ptr<GrpcServer>> server =
+      GrpcServer::Start(&handler, config->grpc);
+  if (!server.ok()) {
+    LogError("%s", server.status().message());
+    return 1;
+  }
+  LogInfo("sessiond serving on %s (port %d), backend %s",
+          config->grpc.listen_address, (*server)->port(),
+          config->backend_config.Describe());
+
+  std::optional<BackgroundPruner> pruner;
+  if (config->prune_interval > absl::ZeroDuration()) {
+    pruner.emplace(&handler, config->prune_interval);
+  }
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  LogInfo("%s received: draining in-flight calls (up to %s)",
+          signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+          absl::FormatDuration(config->shutdown_grace));
+  pruner.reset();
+  (*server)->Shutdown(config->shutdown_grace);
+  LogInfo("sessiond stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace sessiond
+
+int main(int argc, char** argv) { return sessiond::Run(argc, argv); }

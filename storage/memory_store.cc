@@ -1,0 +1,809 @@
+#include "storage/memory_store.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <new>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "storage/session_record.h"
+
+namespace sessiond::storage {
+namespace {
+
+constexpr size_t kTokenHashSize = 32;
+constexpr int kShards = 64;  // per kind; one bit each in a uint64_t mask
+
+bool Overlaps(absl::string_view s, const char* begin, const char* end) {
+  if (s.empty()) return false;
+  const std::less<const char*> less;
+  return less(s.data(), end) && less(begin, s.data() + s.size());
+}
+
+void CopyBytes(char* dst, absl::string_view src) {
+  if (!src.empty()) std::memcpy(dst, src.data(), src.size());
+}
+
+// One session in one heap block: this header, then the bytes of id, user_id
+// and sealed_payload back to back. Fields are guarded as described in
+// memory_store.h; the links are guarded by the user shard.
+class Entry {
+ public:
+  Entry(const Entry&) = delete;
+  Entry& operator=(const Entry&) = delete;
+
+  static Entry* New(absl::string_view id, absl::string_view token_hash,
+                    absl::string_view user, absl::string_view payload) {
+    const size_t bytes = id.size() + user.size() + payload.size();
+    // Round the block to malloc's 16-byte granularity; the slack is free
+    // room for a slightly larger payload later.
+    const size_t block = (sizeof(Entry) + bytes + 15) & ~size_t{15};
+    void* mem = ::operator new(block);
+    Entry* e = new (mem) Entry();
+    e->capacity_ = static_cast<uint32_t>(block - sizeof(Entry));
+    e->id_len_ = static_cast<uint32_t>(id.size());
+    CopyBytes(e->data(), id);
+    e->set_token_hash(token_hash);
+    e->WriteContent(user, payload);
+    return e;
+  }
+
+  // A new block with e's id, hash, times and version and the given content.
+  // Does not free e; `user`/`payload` may point into e.
+  static Entry* CopyWithContent(const Entry* e, absl::string_view user,
+                                absl::string_view payload) {
+    Entry* n = New(e->id(), e->token_hash(), user, payload);
+    n->created_us = e->created_us;
+    n->last_active_us = e->last_active_us;
+    n->idle_timeout = e->idle_timeout;
+    n->absolute_lifetime = e->absolute_lifetime;
+    n->version = e->version;
+    return n;
+  }
+
+  static void Free(Entry* e) {
+    e->~Entry();
+    ::operator delete(e);
+  }
+
+  absl::string_view id() const { return {data(), id_len_}; }
+  absl::string_view token_hash() const { return {token_hash_, kTokenHashSize}; }
+  absl::string_view user_id() const { return {data() + id_len_, user_len_}; }
+  absl::string_view payload() const {
+    return {data() + id_len_ + user_len_, payload_len_};
+  }
+  void set_token_hash(absl::string_view h) {
+    std::memcpy(token_hash_, h.data(), kTokenHashSize);
+  }
+
+  // Whether SetContent may rewrite this block in place (it fits, and does
+  // not waste more than half the block).
+  bool FitsInPlace(absl::string_view user, absl::string_view payload) const {
+    const size_t need = id_len_ + user.size() + payload.size();
+    return need <= capacity_ && need * 2 >= capacity_;
+  }
+  // Requires FitsInPlace. `user`/`payload` may point into this block.
+  void SetContent(absl::string_view user, absl::string_view payload) {
+    const char* begin = data();
+    const char* end = begin + capacity_;
+    std::string user_copy, payload_copy;
+    if (Overlaps(user, begin, end)) {
+      user_copy.assign(user.data(), user.size());
+      user = user_copy;
+    }
+    if (Overlaps(payload, begin, end)) {
+      payload_copy.assign(payload.data(), payload.size());
+      payload = payload_copy;
+    }
+    WriteContent(user, payload);
+  }
+
+  absl::Time created_at() const { return absl::FromUnixMicros(created_us); }
+  absl::Time last_active_at() const {
+    return absl::FromUnixMicros(last_active_us);
+  }
+  absl::Time ExpiresAt() const {
+    return std::min(last_active_at() + idle_timeout,
+                    created_at() + absolute_lifetime);
+  }
+  bool IsLiveAt(absl::Time now) const { return now < ExpiresAt(); }
+
+  SessionRecord ToRecord() const {
+    SessionRecord r;
+    r.id = std::string(id());
+    r.token_hash = std::string(token_hash());
+    r.user_id = std::string(user_id());
+    r.sealed_payload = std::string(payload());
+    r.created_at = created_at();
+    r.last_active_at = last_active_at();
+    r.idle_timeout = idle_timeout;
+    r.absolute_lifetime = absolute_lifetime;
+    r.version = version;
+    return r;
+  }
+
+  // Times in whole microseconds since the Unix epoch.
+  int64_t created_us = 0;
+  int64_t last_active_us = 0;
+  absl::Duration idle_timeout;
+  absl::Duration absolute_lifetime;
+  int64_t version = 0;
+  // The user's list (only while user_id is non-empty).
+  Entry* user_prev = nullptr;
+  Entry* user_next = nullptr;
+
+ private:
+  Entry() = default;
+  ~Entry() = default;
+
+  char* data() { return reinterpret_cast<char*>(this + 1); }
+  const char* data() const { return reinterpret_cast<const char*>(this + 1); }
+
+  // Sources must not overlap this block.
+  void WriteContent(absl::string_view user, absl::string_view payload) {
+    user_len_ = static_cast<uint32_t>(user.size());
+    payload_len_ = static_cast<uint32_t>(payload.size());
+    CopyBytes(data() + id_len_, user);
+    CopyBytes(data() + id_len_ + user_len_, payload);
+  }
+
+  char token_hash_[kTokenHashSize] = {};
+  uint32_t id_len_ = 0;
+  uint32_t user_len_ = 0;
+  uint32_t payload_len_ = 0;
+  uint32_t capacity_ = 0;  // bytes available after the header
+};
+
+// Transparent hashing/equality of Entry* by one of its keys, so that the
+// index sets store only a pointer per session and are searched by key.
+template <absl::string_view (Entry::*Key)() const>
+struct ByKey {
+  using is_transparent = void;
+  static absl::string_view KeyOf(absl::string_view s) { return s; }
+  static absl::string_view KeyOf(const Entry* e) { return (e->*Key)(); }
+  template <typename T>
+  size_t operator()(const T& t) const {
+    return absl::Hash<absl::string_view>()(KeyOf(t));
+  }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return KeyOf(a) == KeyOf(b);
+  }
+};
+using TokenIndex = absl::flat_hash_set<Entry*, ByKey<&Entry::token_hash>,
+                                       ByKey<&Entry::token_hash>>;
+using IdIndex =
+    absl::flat_hash_set<Entry*, ByKey<&Entry::id>, ByKey<&Entry::id>>;
+
+struct alignas(64) TokenShard {
+  mutable absl::Mutex mu;
+  TokenIndex entries;  // owns the entries
+};
+struct alignas(64) IdShard {
+  mutable absl::Mutex mu;
+  IdIndex ids;
+};
+struct alignas(64) UserShard {
+  mutable absl::Mutex mu;
+  absl::flat_hash_map<std::string, Entry*> heads;  // user_id -> first entry
+};
+
+// Shard numbers; the salt keeps them independent of the in-shard hashing.
+int ShardOf(uint8_t salt, absl::string_view key) {
+  return static_cast<int>(absl::HashOf(salt, key) % kShards);
+}
+int TokenShardOf(absl::string_view h) { return ShardOf(1, h); }
+int IdShardOf(absl::string_view id) { return ShardOf(2, id); }
+int UserShardOf(absl::string_view user) { return ShardOf(3, user); }
+
+uint64_t Bit(int shard) { return uint64_t{1} << shard; }
+
+// A set of shards of each kind.
+struct LockSet {
+  uint64_t users = 0;
+  uint64_t ids = 0;
+  uint64_t tokens = 0;
+
+  bool empty() const { return (users | ids | tokens) == 0; }
+  LockSet& operator|=(const LockSet& o) {
+    users |= o.users;
+    ids |= o.ids;
+    tokens |= o.tokens;
+    return *this;
+  }
+};
+
+// A status the retry loop discards; never returned to callers.
+absl::Status RetryWithMoreLocks() { return absl::InternalError("retry"); }
+
+class MemoryStore final : public SessionStore {
+ public:
+  MemoryStore(const Clock* clock, const StoreOptions& options)
+      : clock_(clock), cap_(std::max(0, options.max_sessions_per_user)) {}
+
+  ~MemoryStore() override {
+    for (TokenShard& s : tokens_) {
+      for (Entry* e : s.entries) Entry::Free(e);
+    }
+  }
+
+  absl::string_view backend_name() const override { return "memory"; }
+
+  absl::StatusOr<SessionRecord> Create(const SessionRecord& record) override;
+  absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) override;
+  absl::StatusOr<SessionRecord> LoadAndTouch(
+      absl::string_view token_hash, absl::Duration min_interval) override;
+  absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
+                                       const SessionUpdate& update) override;
+  absl::StatusOr<SessionRecord> Cycle(
+      absl::string_view old_token_hash, absl::string_view new_token_hash,
+      const std::optional<std::string>& user_id) override;
+  absl::StatusOr<int64_t> DeleteByTokenHash(
+      absl::string_view token_hash) override;
+  absl::StatusOr<int64_t> DeleteById(absl::string_view id) override;
+  absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
+                                        absl::string_view except_id) override;
+  absl::StatusOr<SessionPage> ListForUser(
+      absl::string_view user_id, int limit,
+      const std::optional<ListCursor>& after) override;
+  absl::StatusOr<int64_t> PruneExpired() override;
+  absl::Status Ping() override { return absl::OkStatus(); }
+
+ private:
+  // Holds the locks of a LockSet (taken in the documented order) for its
+  // lifetime, and collects the shards a call finds it needs but lacks.
+  class Locks {
+   public:
+    Locks(const MemoryStore& store, const LockSet& set, bool exclusive)
+        : store_(store), held_(set), exclusive_(exclusive) {
+      ForEach(held_.users, [&](int i) { Acquire(store_.users_[i].mu); });
+      ForEach(held_.ids, [&](int i) { Acquire(store_.ids_[i].mu); });
+      ForEach(held_.tokens, [&](int i) { Acquire(store_.tokens_[i].mu); });
+    }
+    ~Locks() {
+      ForEach(held_.tokens, [&](int i) { Release(store_.tokens_[i].mu); });
+      ForEach(held_.ids, [&](int i) { Release(store_.ids_[i].mu); });
+      ForEach(held_.users, [&](int i) { Release(store_.users_[i].mu); });
+    }
+    Locks(const Locks&) = delete;
+    Locks& operator=(const Locks&) = delete;
+
+    // Each returns whether the shard of `key` is held, and if not, records
+    // it as missing. An empty user needs no lock.
+    bool NeedUser(absl::string_view user) {
+      return user.empty() || Need(&LockSet::users, UserShardOf(user));
+    }
+    bool NeedId(absl::string_view id) {
+      return Need(&LockSet::ids, IdShardOf(id));
+    }
+    bool NeedToken(absl::string_view h) {
+      return Need(&LockSet::tokens, TokenShardOf(h));
+    }
+    // All three shards of e (no short-circuit: records every missing one).
+    bool NeedAll(const Entry* e) {
+      const bool u = NeedUser(e->user_id());
+      const bool i = NeedId(e->id());
+      const bool t = NeedToken(e->token_hash());
+      return u && i && t;
+    }
+
+    bool complete() const { return missing_.empty(); }
+    const LockSet& held() const { return held_; }
+    const LockSet& missing() const { return missing_; }
+
+   private:
+    template <typename Fn>
+    static void ForEach(uint64_t mask, Fn fn) {
+      for (; mask != 0; mask &= mask - 1) fn(__builtin_ctzll(mask));
+    }
+    void Acquire(absl::Mutex& mu) {
+      if (exclusive_) {
+        mu.Lock();
+      } else {
+        mu.ReaderLock();
+      }
+    }
+    void Release(absl::Mutex& mu) {
+      if (exclusive_) {
+        mu.Unlock();
+      } else {
+        mu.ReaderUnlock();
+      }
+    }
+    bool Need(uint64_t LockSet::*kind, int shard) {
+      if (held_.*kind & Bit(shard)) return true;
+      missing_.*kind |= Bit(shard);
+      return false;
+    }
+
+    const MemoryStore& store_;
+    const LockSet held_;
+    const bool exclusive_;
+    LockSet missing_;
+  };
+
+  absl::Time Now() const { return TruncateToMicros(clock_->Now()); }
+
+  // Runs `body(locks, now)` under `want` (growing it and retrying while the
+  // body reports missing shards). The body must not write unless
+  // locks.complete(), and then its result is final.
+  template <typename Body>
+  auto Run(LockSet want, bool exclusive, Body body)
+      -> decltype(body(std::declval<Locks&>(), absl::Time())) {
+    for (;;) {
+      Locks locks(*this, want, exclusive);
+      auto result = body(locks, Now());
+      if (locks.complete()) return result;
+      want |= locks.missing();
+    }
+  }
+
+  // Lookups; the key's shard must be held.
+  Entry* FindByToken(absl::string_view h) const {
+    if (h.size() != kTokenHashSize) return nullptr;
+    const TokenIndex& index = tokens_[TokenShardOf(h)].entries;
+    auto it = index.find(h);
+    return it == index.end() ? nullptr : *it;
+  }
+  Entry* FindById(absl::string_view id) const {
+    const IdIndex& index = ids_[IdShardOf(id)].ids;
+    auto it = index.find(id);
+    return it == index.end() ? nullptr : *it;
+  }
+  Entry* FirstOfUser(absl::string_view user) const {
+    const auto& heads = users_[UserShardOf(user)].heads;
+    auto it = heads.find(user);
+    return it == heads.end() ? nullptr : it->second;
+  }
+
+  // Records the shards of all of `user`'s sessions (token shards, and id
+  // shards if `ids`). Does nothing until the user's shard is held.
+  static void NeedSessionsOf(const MemoryStore& store, Locks& locks,
+                             absl::string_view user, bool ids) {
+    if (user.empty() || !locks.NeedUser(user)) return;
+    for (Entry* e = store.FirstOfUser(user); e != nullptr; e = e->user_next) {
+      if (ids) locks.NeedId(e->id());
+      locks.NeedToken(e->token_hash());
+    }
+  }
+
+  // Index maintenance; all of the entry's shards must be held exclusively.
+  void Link(Entry* e) {
+    tokens_[TokenShardOf(e->token_hash())].entries.insert(e);
+    ids_[IdShardOf(e->id())].ids.insert(e);
+    LinkUser(e);
+  }
+  void Unlink(Entry* e) {
+    UnlinkUser(e);
+    ids_[IdShardOf(e->id())].ids.erase(e->id());
+    tokens_[TokenShardOf(e->token_hash())].entries.erase(e->token_hash());
+  }
+  void LinkUser(Entry* e) {
+    e->user_prev = e->user_next = nullptr;
+    if (e->user_id().empty()) return;
+    auto& heads = users_[UserShardOf(e->user_id())].heads;
+    auto it = heads.find(e->user_id());
+    if (it == heads.end()) {
+      heads.emplace(std::string(e->user_id()), e);
+      return;
+    }
+    e->user_next = it->second;
+    it->second->user_prev = e;
+    it->second = e;
+  }
+  void UnlinkUser(Entry* e) {
+    if (e->user_id().empty()) return;
+    if (e->user_prev != nullptr) {
+      e->user_prev->user_next = e->user_next;
+    } else {
+      auto& heads = users_[UserShardOf(e->user_id())].heads;
+      auto it = heads.find(e->user_id());
+      if (e->user_next != nullptr) {
+        it->second = e->user_next;
+      } else {
+        heads.erase(it);
+      }
+    }
+    if (e->user_next != nullptr) e->user_next->user_prev = e->user_prev;
+    e->user_prev = e->user_next = nullptr;
+  }
+  void Destroy(Entry* e) {
+    Unlink(e);
+    Entry::Free(e);
+  }
+  // Sets user_id and payload (either may point into e); returns the entry,
+  // which may have moved.
+  Entry* Replace(Entry* e, absl::string_view user, absl::string_view payload) {
+    if (e->FitsInPlace(user, payload)) {
+      const bool user_changed = e->user_id() != user;
+      if (user_changed) UnlinkUser(e);
+      e->SetContent(user, payload);
+      if (user_changed) LinkUser(e);
+      return e;
+    }
+    Unlink(e);
+    Entry* n = Entry::CopyWithContent(e, user, payload);
+    Entry::Free(e);
+    Link(n);
+    return n;
+  }
+
+  // Evicts keep's user's other sessions, least recently active first, until
+  // at most cap_ remain (keep included); drops that user's expired entries.
+  // Requires the user's shard and all of its sessions' shards.
+  void EnforceCap(Entry* keep, absl::Time now) {
+    std::vector<Entry*> live, expired;
+    for (Entry* e = FirstOfUser(keep->user_id()); e != nullptr;
+         e = e->user_next) {
+      if (e == keep) continue;
+      (e->IsLiveAt(now) ? live : expired).push_back(e);
+    }
+    for (Entry* e : expired) Destroy(e);
+    const size_t allowed = static_cast<size_t>(cap_ - 1);
+    if (live.size() <= allowed) return;
+    std::sort(live.begin(), live.end(), [](const Entry* a, const Entry* b) {
+      if (a->last_active_us != b->last_active_us) {
+        return a->last_active_us < b->last_active_us;
+      }
+      return a->id() < b->id();
+    });
+    for (size_t i = 0; i < live.size() - allowed; ++i) Destroy(live[i]);
+  }
+
+  const Clock* const clock_;
+  const int cap_;
+  std::array<UserShard, kShards> users_;
+  std::array<IdShard, kShards> ids_;
+  std::array<TokenShard, kShards> tokens_;
+};
+
+absl::StatusOr<SessionRecord> MemoryStore::Create(const SessionRecord& record) {
+  if (record.id.empty()) return absl::InvalidArgumentError("empty id");
+  if (record.token_hash.size() != kTokenHashSize) {
+    return absl::InvalidArgumentError("token_hash must be 32 bytes");
+  }
+  if (record.idle_timeout <= absl::ZeroDuration() ||
+      record.absolute_lifetime <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("timeouts must be positive");
+  }
+  LockSet want;
+  if (!record.user_id.empty()) want.users = Bit(UserShardOf(record.user_id));
+  want.ids = Bit(IdShardOf(record.id));
+  want.tokens = Bit(TokenShardOf(record.token_hash));
+  const bool cap = cap_ > 0 && !record.user_id.empty();
+  return Run(
+      want, /*exclusive=*/true,
+      [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionRecord> {
+        Entry* by_id = FindById(record.id);
+        Entry* by_token = FindByToken(record.token_hash);
+        if (by_id != nullptr && by_id->IsLiveAt(now)) {
+          return absl::AlreadyExistsError("id in use");
+        }
+        if (by_token != nullptr && by_token->IsLiveAt(now)) {
+          return absl::AlreadyExistsError("token hash in use");
+        }
+        // Expired holders of the keys are removed in the same step.
+        if (by_id != nullptr) locks.NeedAll(by_id);
+        if (by_token != nullptr) locks.NeedAll(by_token);
+        if (cap) NeedSessionsOf(*this, locks, record.user_id, /*ids=*/true);
+        if (!locks.complete()) return RetryWithMoreLocks();
+
+        if (by_id != nullptr) Destroy(by_id);
+        if (by_token != nullptr && by_token != by_id) Destroy(by_token);
+        Entry* e = Entry::New(record.id, record.token_hash, record.user_id,
+                              record.sealed_payload);
+        e->created_us = e->last_active_us = absl::ToUnixMicros(now);
+        e->idle_timeout = record.idle_timeout;
+        e->absolute_lifetime = record.absolute_lifetime;
+        e->version = 1;
+        Link(e);
+        if (cap) EnforceCap(e, now);
+        return e->ToRecord();
+      });
+}
+
+absl::StatusOr<SessionRecord> MemoryStore::Load(absl::string_view token_hash) {
+  if (token_hash.size() != kTokenHashSize) {
+    return absl::NotFoundError("no such session");
+  }
+  const TokenShard& shard = tokens_[TokenShardOf(token_hash)];
+  absl::ReaderMutexLock lock(&shard.mu);
+  const Entry* e = FindByToken(token_hash);
+  if (e == nullptr || !e->IsLiveAt(Now())) {
+    return absl::NotFoundError("no such session");
+  }
+  return e->ToRecord();
+}
+
+absl::StatusOr<SessionRecord> MemoryStore::LoadAndTouch(
+    absl::string_view token_hash, absl::Duration min_interval) {
+  if (token_hash.size() != kTokenHashSize) {
+    return absl::NotFoundError("no such session");
+  }
+  const TokenShard& shard = tokens_[TokenShardOf(token_hash)];
+  {
+    // Most calls fall within the interval and need only a shared lock.
+    absl::ReaderMutexLock lock(&shard.mu);
+    const absl::Time now = Now();
+    const Entry* e = FindByToken(token_hash);
+    if (e == nullptr || !e->IsLiveAt(now)) {
+      return absl::NotFoundError("no such session");
+    }
+    if (now - e->last_active_at() < min_interval) return e->ToRecord();
+  }
+  absl::MutexLock lock(&shard.mu);
+  const absl::Time now = Now();
+  Entry* e = FindByToken(token_hash);
+  if (e == nullptr || !e->IsLiveAt(now)) {
+    return absl::NotFoundError("no such session");
+  }
+  if (now - e->last_active_at() >= min_interval) {
+    e->last_active_us = std::max(e->last_active_us, absl::ToUnixMicros(now));
+  }
+  return e->ToRecord();
+}
+
+absl::StatusOr<SessionRecord> MemoryStore::Update(absl::string_view token_hash,
+                                                  const SessionUpdate& update) {
+  if ((update.idle_timeout.has_value() &&
+       *update.idle_timeout <= absl::ZeroDuration()) ||
+      (update.absolute_lifetime.has_value() &&
+       *update.absolute_lifetime <= absl::ZeroDuration())) {
+    return absl::InvalidArgumentError("timeouts must be positive");
+  }
+  if (token_hash.size() != kTokenHashSize) {
+    return absl::NotFoundError("no such session");
+  }
+  LockSet want;
+  if (!update.user_id.empty()) want.users = Bit(UserShardOf(update.user_id));
+  want.tokens = Bit(TokenShardOf(token_hash));
+  const bool cap = cap_ > 0 && !update.user_id.empty();
+  return Run(
+      want, /*exclusive=*/true,
+      [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionRecord> {
+        Entry* e = FindByToken(token_hash);
+        if (e == nullptr || !e->IsLiveAt(now)) {
+          return absl::NotFoundError("no such session");
+        }
+        if (update.expected_version.has_value() &&
+            *update.expected_version != e->version) {
+          return absl::AbortedError("version mismatch");
+        }
+        locks.NeedAll(e);
+        locks.NeedUser(update.user_id);
+        if (cap) NeedSessionsOf(*this, locks, update.user_id, /*ids=*/true);
+        if (!locks.complete()) return RetryWithMoreLocks();
+
+        e = Replace(e, update.user_id, update.sealed_payload);
+        if (update.idle_timeout.has_value()) {
+          e->idle_timeout = *update.idle_timeout;
+        }
+        if (update.absolute_lifetime.has_value()) {
+          e->absolute_lifetime = *update.absolute_lifetime;
+        }
+        e->last_active_us = absl::ToUnixMicros(now);
+        ++e->version;
+        if (cap) EnforceCap(e, now);
+        return e->ToRecord();
+      });
+}
+
+absl::StatusOr<SessionRecord> MemoryStore::Cycle(
+    absl::string_view old_token_hash, absl::string_view new_token_hash,
+    const std::optional<std::string>& user_id) {
+  if (new_token_hash.size() != kTokenHashSize) {
+    return absl::InvalidArgumentError("new token_hash must be 32 bytes");
+  }
+  if (new_token_hash == old_token_hash) {
+    return absl::InvalidArgumentError("new token_hash equals the old one");
+  }
+  if (old_token_hash.size() != kTokenHashSize) {
+    return absl::NotFoundError("no such session");
+  }
+  LockSet want;
+  if (user_id.has_value() && !user_id->empty()) {
+    want.users = Bit(UserShardOf(*user_id));
+  }
+  want.tokens =
+      Bit(TokenShardOf(old_token_hash)) | Bit(TokenShardOf(new_token_hash));
+  const bool cap = cap_ > 0 && user_id.has_value() && !user_id->empty();
+  return Run(
+      want, /*exclusive=*/true,
+      [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionRecord> {
+        Entry* e = FindByToken(old_token_hash);
+        if (e == nullptr || !e->IsLiveAt(now)) {
+          return absl::NotFoundError("no such session");
+        }
+        Entry* occupant = FindByToken(new_token_hash);
+        if (occupant != nullptr && occupant->IsLiveAt(now)) {
+          return absl::AlreadyExistsError("new token hash in use");
+        }
+        locks.NeedAll(e);
+        if (occupant != nullptr) locks.NeedAll(occupant);
+        if (user_id.has_value()) locks.NeedUser(*user_id);
+        if (cap) NeedSessionsOf(*this, locks, *user_id, /*ids=*/true);
+        if (!locks.complete()) return RetryWithMoreLocks();
+
+        if (occupant != nullptr) Destroy(occupant);
+        tokens_[TokenShardOf(old_token_hash)].entries.erase(old_token_hash);
+        e->set_token_hash(new_token_hash);
+        tokens_[TokenShardOf(new_token_hash)].entries.insert(e);
+        if (user_id.has_value() && *user_id != e->user_id()) {
+          e = Replace(e, *user_id, e->payload());
+        }
+        e->last_active_us = absl::ToUnixMicros(now);
+        ++e->version;
+        if (cap) EnforceCap(e, now);
+        return e->ToRecord();
+      });
+}
+
+absl::StatusOr<int64_t> MemoryStore::DeleteByTokenHash(
+    absl::string_view token_hash) {
+  if (token_hash.size() != kTokenHashSize) return 0;
+  LockSet want;
+  want.tokens = Bit(TokenShardOf(token_hash));
+  return Run(want, /*exclusive=*/true,
+             [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
+               Entry* e = FindByToken(token_hash);
+               if (e == nullptr) return 0;
+               if (!locks.NeedAll(e)) return RetryWithMoreLocks();
+               const bool live = e->IsLiveAt(now);
+               Destroy(e);
+               return live ? 1 : 0;
+             });
+}
+
+absl::StatusOr<int64_t> MemoryStore::DeleteById(absl::string_view id) {
+  LockSet want;
+  want.ids = Bit(IdShardOf(id));
+  return Run(want, /*exclusive=*/true,
+             [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
+               Entry* e = FindById(id);
+               if (e == nullptr) return 0;
+               if (!locks.NeedAll(e)) return RetryWithMoreLocks();
+               const bool live = e->IsLiveAt(now);
+               Destroy(e);
+               return live ? 1 : 0;
+             });
+}
+
+absl::StatusOr<int64_t> MemoryStore::DeleteForUser(
+    absl::string_view user_id, absl::string_view except_id) {
+  if (user_id.empty()) return absl::InvalidArgumentError("empty user_id");
+  LockSet want;
+  want.users = Bit(UserShardOf(user_id));
+  return Run(want, /*exclusive=*/true,
+             [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
+               NeedSessionsOf(*this, locks, user_id, /*ids=*/true);
+               if (!locks.complete()) return RetryWithMoreLocks();
+               std::vector<Entry*> doomed;
+               for (Entry* e = FirstOfUser(user_id); e != nullptr;
+                    e = e->user_next) {
+                 if (except_id.empty() || e->id() != except_id) {
+                   doomed.push_back(e);
+                 }
+               }
+               int64_t removed = 0;
+               for (Entry* e : doomed) {
+                 if (e->IsLiveAt(now)) ++removed;
+                 Destroy(e);
+               }
+               return removed;
+             });
+}
+
+absl::StatusOr<SessionPage> MemoryStore::ListForUser(
+    absl::string_view user_id, int limit,
+    const std::optional<ListCursor>& after) {
+  if (user_id.empty()) return absl::InvalidArgumentError("empty user_id");
+  if (limit <= 0) return absl::InvalidArgumentError("limit must be > 0");
+  LockSet want;
+  want.users = Bit(UserShardOf(user_id));
+  return Run(want, /*exclusive=*/false,
+             [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionPage> {
+               NeedSessionsOf(*this, locks, user_id, /*ids=*/false);
+               if (!locks.complete()) return RetryWithMoreLocks();
+               std::vector<const Entry*> found;
+               for (const Entry* e = FirstOfUser(user_id); e != nullptr;
+                    e = e->user_next) {
+                 if (!e->IsLiveAt(now)) continue;
+                 if (after.has_value()) {
+                   // Keep e only if the cursor lists before it.
+                   const absl::Time t = e->last_active_at();
+                   if (!(after->last_active_at > t ||
+                         (after->last_active_at == t &&
+                          absl::string_view(after->id) > e->id()))) {
+                     continue;
+                   }
+                 }
+                 found.push_back(e);
+               }
+               auto lists_before = [](const Entry* a, const Entry* b) {
+                 if (a->last_active_us != b->last_active_us) {
+                   return a->last_active_us > b->last_active_us;
+                 }
+                 return a->id() > b->id();
+               };
+               const size_t take =
+                   std::min(found.size(), static_cast<size_t>(limit));
+               std::partial_sort(found.begin(), found.begin() + take,
+                                 found.end(), lists_before);
+               SessionPage page;
+               page.sessions.reserve(take);
+               for (size_t i = 0; i < take; ++i) {
+                 page.sessions.push_back(found[i]->ToRecord());
+               }
+               if (found.size() > take) {
+                 page.next = ListCursor{page.sessions.back().last_active_at,
+                                        page.sessions.back().id};
+               }
+               return page;
+             });
+}
+
+absl::StatusOr<int64_t> MemoryStore::PruneExpired() {
+  int64_t removed = 0;
+  for (int shard = 0; shard < kShards; ++shard) {
+    {
+      // Skip shards with nothing to prune under a shared lock.
+      absl::ReaderMutexLock lock(&tokens_[shard].mu);
+      const absl::Time now = Now();
+      bool any = false;
+      for (const Entry* e : tokens_[shard].entries) {
+        if (!e->IsLiveAt(now)) {
+          any = true;
+          break;
+        }
+      }
+      if (!any) continue;
+    }
+    LockSet want;
+    want.tokens = Bit(shard);
+    // A few rounds to collect the entries' user and id shards; whatever is
+    // still out of reach after that is left for the next call.
+    for (int round = 0;; ++round) {
+      Locks locks(*this, want, /*exclusive=*/true);
+      const absl::Time now = Now();
+      std::vector<Entry*> expired;
+      for (Entry* e : tokens_[shard].entries) {
+        if (!e->IsLiveAt(now)) expired.push_back(e);
+      }
+      std::vector<Entry*> reachable;
+      for (Entry* e : expired) {
+        if (locks.NeedAll(e)) reachable.push_back(e);
+      }
+      if (!locks.complete() && round < 3) {
+        want |= locks.missing();
+        continue;
+      }
+      for (Entry* e : reachable) Destroy(e);
+      removed += static_cast<int64_t>(reachable.size());
+      break;
+    }
+  }
+  return removed;
+}
+
+}  // namespace
+
+std::unique_ptr<SessionStore> NewMemoryStore(const Clock* clock,
+                                             const StoreOptions& options) {
+  return std::make_unique<MemoryStore>(clock, options);
+}
+
+}  // namespace sessiond::storage

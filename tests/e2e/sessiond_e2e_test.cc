@@ -1,0 +1,223 @@
+// End-to-end: the real sessiond binary on a loopback port, driven through
+// the client library.
+#include <signal.h>
+
+#include <string>
+
+#include "client/client.h"
+#include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/sessiond_process.h"
+
+namespace sessiond::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class SessiondE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+
+  std::vector<std::string> SqliteFlags() const {
+    return {"--backend=sqlite", "--db_path=" + dir_ + "/sessions.db",
+            "--key_files=" + dir_ + "/sessiond.key", "--create_key_if_missing",
+            "--prune_interval=0"};
+  }
+
+  std::unique_ptr<SessiondProcess> StartServer(
+      const std::vector<std::string>& flags, const std::string& log_name) {
+    absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
+        SessiondProcess::Start(flags, dir_ + "/" + log_name);
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? std::move(*server) : nullptr;
+  }
+
+  static std::unique_ptr<Client> ClientFor(const SessiondProcess& server) {
+    absl::StatusOr<std::unique_ptr<Client>> client =
+        Client::Connect(server.address(), ClientOptions{absl::Seconds(5)});
+    EXPECT_TRUE(client.ok()) << client.status();
+    return std::move(*client);
+  }
+
+  std::string dir_;
+};
+
+TEST_F(SessiondE2eTest, EveryRpcThroughTheClientLibrary) {
+  std::unique_ptr<SessiondProcess> server =
+      StartServer(SqliteFlags(), "sessiond.log");
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<Client> client = ClientFor(*server);
+
+  absl::StatusOr<v1::HealthResponse> health = client->Health();
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_TRUE(health->serving());
+  EXPECT_EQ(health->backend(), "sqlite");
+
+  absl::StatusOr<v1::SaveResponse> created =
+      client->Create("", "anonymous cart", {{"ip", "198.51.100.4"}});
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_TRUE(created->created());
+
+  absl::StatusOr<v1::LoadResponse> loaded =
+      client->Load(created->token(), /*touch=*/true);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->session().data(), "anonymous cart");
+  EXPECT_EQ(loaded->session().metadata().at("ip"), "198.51.100.4");
+
+  // Login: cycle the token and bind the user in one step.
+  absl::StatusOr<v1::CycleResponse> cycled =
+      client->Cycle(created->token(), std::string("alice"));
+  ASSERT_TRUE(cycled.ok()) << cycled.status();
+  EXPECT_EQ(client->Load(created->token()).status().code(),
+            absl::StatusCode::kNotFound);
+
+  v1::SaveRequest update;
+  update.set_token(cycled->token());
+  update.set_user_id("alice");
+  update.set_data("logged-in cart");
+  update.set_expected_version(cycled->session().version());
+  absl::StatusOr<v1::SaveResponse> updated = client->Save(update);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->session().version(), cycled->session().version() + 1);
+  absl::StatusOr<v1::SaveResponse> stale = client->Save(update);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
+
+  absl::StatusOr<v1::SaveResponse> second = client->Create("alice", "phone");
+  ASSERT_TRUE(second.ok());
+  absl::StatusOr<v1::ListForUserResponse> listed = client->ListForUser("alice");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->sessions_size(), 2);
+  EXPECT_EQ(listed->sessions(0).id(), second->session().id());
+
+  absl::StatusOr<v1::DeleteResponse> others =
+      client->DeleteForUser("alice", second->session().id());
+  ASSERT_TRUE(others.ok());
+  EXPECT_EQ(others->deleted(), 1);
+  absl::StatusOr<v1::DeleteResponse> by_id =
+      client->DeleteById(second->session().id());
+  ASSERT_TRUE(by_id.ok());
+  EXPECT_EQ(by_id->deleted(), 1);
+
+  absl::StatusOr<v1::PruneResponse> pruned = client->Prune();
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(pruned->pruned(), 0);
+
+  absl::StatusOr<v1::LoadResponse> bad = client->Load("not a token");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("token"));
+
+  absl::StatusOr<int> exit_code = server->Stop(SIGTERM, absl::Seconds(15));
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0);
+  // No token ever reaches the log.
+  const std::string log = ReadFileOrEmpty(server->log_path());
+  EXPECT_EQ(log.find(created->token()), std::string::npos);
+  EXPECT_EQ(log.find(cycled->token()), std::string::npos);
+  EXPECT_THAT(log, HasSubstr("SIGTERM"));
+}
+
+TEST_F(SessiondE2eTest, RestartKeepsSqliteSessionsAndFileHoldsNoSecrets) {
+  const std::string data = "payload-that-must-not-be-stored-in-clear";
+  const std::string ua = "Mozilla/5.0 (metadata-in-clear-check)";
+  std::string token;
+  {
+    std::unique_ptr<SessiondProcess> server =
+        StartServer(SqliteFlags(), "first.log");
+    ASSERT_NE(server, nullptr);
+    absl::StatusOr<v1::SaveResponse> created =
+        ClientFor(*server)->Create("alice", data, {{"ua", ua}});
+    ASSERT_TRUE(created.ok()) << created.status();
+    token = created->token();
+    EXPECT_THAT(ReadFileOrEmpty(server->log_path()),
+                HasSubstr("Created a new encryption key"));
+    absl::StatusOr<int> exit_code = server->Stop(SIGTERM, absl::Seconds(15));
+    ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+    EXPECT_EQ(*exit_code, 0);
+  }
+
+  std::string stored = ReadFileOrEmpty(dir_ + "/sessions.db") +
+                       ReadFileOrEmpty(dir_ + "/sessions.db-wal");
+  ASSERT_GT(stored.size(), 0u);
+  EXPECT_EQ(stored.find(data), std::string::npos);
+  EXPECT_EQ(stored.find(ua), std::string::npos);
+  EXPECT_EQ(stored.find(token), std::string::npos);
+  EXPECT_NE(stored.find("alice"), std::string::npos)
+      << "sanity: the user id is stored in clear, so the file was read";
+
+  std::unique_ptr<SessiondProcess> restarted =
+      StartServer(SqliteFlags(), "second.log");
+  ASSERT_NE(restarted, nullptr);
+  absl::StatusOr<v1::LoadResponse> loaded = ClientFor(*restarted)->Load(token);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->session().data(), data);
+  EXPECT_EQ(loaded->session().metadata().at("ua"), ua);
+}
+
+TEST_F(SessiondE2eTest, StandardHealthServiceReportsServing) {
+  std::unique_ptr<SessiondProcess> server =
+      StartServer({"--backend=memory", "--insecure_plaintext"}, "health.log");
+  ASSERT_NE(server, nullptr);
+  auto channel = grpc::CreateChannel(server->address(),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message;
+  // HealthCheckResponse{status: SERVING} is field 1 = 1, i.e. bytes 08 01.
+  for (const std::string service : {"", "sessiond.v1.SessionService"}) {
+    std::string request;
+    if (!service.empty()) {
+      request =
+          std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+    }
+    grpc::Slice slice(request);
+    grpc::ByteBuffer request_buffer(&slice, 1);
+    grpc::ByteBuffer response_buffer;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(5));
+    grpc::CompletionQueue cq;
+    std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+        stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check",
+                              request_buffer, &cq);
+    call->StartCall();
+    grpc::Status status;
+    call->Finish(&response_buffer, &status, reinterpret_cast<void*>(1));
+    void* tag = nullptr;
+    bool ok = false;
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    ASSERT_TRUE(ok);
+    ASSERT_TRUE(status.ok()) << service << ": " << status.error_message();
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(response_buffer.Dump(&slices).ok());
+    std::string response;
+    for (const grpc::Slice& s : slices) {
+      response.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+    EXPECT_EQ(response, std::string("\x08\x01", 2)) << service;
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+}
+
+TEST_F(SessiondE2eTest, RefusesToStartWithoutKeyOrExplicitPlaintext) {
+  absl::StatusOr<int> exit_code = SessiondProcess::RunToExit(
+      {"--backend=memory"}, dir_ + "/nokey.log", absl::Seconds(15));
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 2);
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/nokey.log"), HasSubstr("--key_files"));
+
+  exit_code = SessiondProcess::RunToExit(
+      {"--backend=memory", "--key_files=" + dir_ + "/absent.key"},
+      dir_ + "/missing.log", absl::Seconds(15));
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 1);
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/missing.log"), HasSubstr("absent.key"));
+}
+
+}  // namespace
+}  // namespace sessiond::testing

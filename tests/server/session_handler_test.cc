@@ -1,0 +1,378 @@
+// SessionHandler over a real memory store and a real AES-256-GCM sealer.
+#include "server/session_handler.h"
+
+#include <set>
+#include <string>
+
+#include "crypto/key_ring.h"
+#include "crypto/sealer.h"
+#include "crypto/token.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/clock.h"
+#include "storage/memory_store.h"
+
+namespace sessiond {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kKeyA(32, 'a');
+const std::string kKeyB(32, 'b');
+
+std::unique_ptr<crypto::Sealer> SealerFor(std::vector<std::string> keys) {
+  absl::StatusOr<crypto::KeyRing> ring = crypto::KeyRing::FromKeys(keys);
+  EXPECT_TRUE(ring.ok()) << ring.status();
+  absl::StatusOr<std::unique_ptr<crypto::Sealer>> sealer =
+      crypto::NewAesGcmSealer(std::move(*ring));
+  EXPECT_TRUE(sealer.ok()) << sealer.status();
+  return std::move(*sealer);
+}
+
+class SessionHandlerTest : public ::testing::Test {
+ protected:
+  SessionHandlerTest()
+      : store_(storage::NewMemoryStore(&clock_, storage::StoreOptions{})),
+        sealer_(SealerFor({kKeyA})),
+        handler_(store_.get(), sealer_.get(), HandlerOptions{}) {}
+
+  v1::SaveResponse Create(const std::string& user, const std::string& data) {
+    v1::SaveRequest request;
+    request.set_user_id(user);
+    request.set_data(data);
+    (*request.mutable_metadata())["ip"] = "203.0.113.7";
+    absl::StatusOr<v1::SaveResponse> response = handler_.Save(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return *response;
+  }
+
+  absl::StatusOr<v1::LoadResponse> Load(const std::string& token,
+                                        bool touch = false) {
+    v1::LoadRequest request;
+    request.set_token(token);
+    request.set_touch(touch);
+    return handler_.Load(request);
+  }
+
+  static void ExpectInvalid(const absl::Status& status,
+                            const std::string& field) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr(field));
+  }
+
+  ManualClock clock_;
+  std::unique_ptr<storage::SessionStore> store_;
+  std::unique_ptr<crypto::Sealer> sealer_;
+  SessionHandler handler_;
+};
+
+TEST_F(SessionHandlerTest, CreateThenLoadRoundTrips) {
+  v1::SaveResponse created = Create("alice", "cart=3");
+  EXPECT_TRUE(created.created());
+  EXPECT_TRUE(crypto::IsWellFormedToken(created.token()));
+  EXPECT_TRUE(crypto::IsWellFormedSessionId(created.session().id()));
+  EXPECT_EQ(created.session().version(), 1);
+  EXPECT_EQ(created.session().idle_timeout().seconds(), 30 * 60);
+  EXPECT_EQ(created.session().absolute_lifetime().seconds(), 12 * 3600);
+  EXPECT_EQ(created.session().expires_at().seconds(),
+            absl::ToUnixSeconds(clock_.Now() + absl::Minutes(30)));
+
+  absl::StatusOr<v1::LoadResponse> loaded = Load(created.token());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->session().id(), created.session().id());
+  EXPECT_EQ(loaded->session().user_id(), "alice");
+  EXPECT_EQ(loaded->session().data(), "cart=3");
+  EXPECT_EQ(loaded->session().metadata().at("ip"), "203.0.113.7");
+}
+
+TEST_F(SessionHandlerTest, StoreHoldsNeitherTokenNorPlaintext) {
+  const std::string data = "very-secret-session-data";
+  v1::SaveResponse created = Create("alice", data);
+  absl::StatusOr<storage::SessionRecord> record =
+      store_->Load(crypto::HashToken(created.token()));
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->token_hash.size(), 32u);
+  EXPECT_NE(record->token_hash, created.token());
+  EXPECT_EQ(record->sealed_payload.find(data), std::string::npos);
+  EXPECT_EQ(record->sealed_payload.find("203.0.113.7"), std::string::npos);
+  EXPECT_EQ(record->sealed_payload.find(created.token()), std::string::npos);
+}
+
+TEST_F(SessionHandlerTest, MalformedInputNamesTheField) {
+  ExpectInvalid(Load("").status(), "token");
+  ExpectInvalid(Load("not-a-token").status(), "token");
+  ExpectInvalid(Load(std::string(43, '!')).status(), "token");
+
+  v1::SaveRequest save;
+  save.set_user_id(std::string(257, 'u'));
+  ExpectInvalid(handler_.Save(save).status(), "user_id");
+  save.Clear();
+  for (int i = 0; i < 33; ++i) {
+    (*save.mutable_metadata())[absl::StrCat("k", i)] = "v";
+  }
+  ExpectInvalid(handler_.Save(save).status(), "metadata");
+  save.Clear();
+  (*save.mutable_metadata())["ua"] = std::string(1025, 'x');
+  ExpectInvalid(handler_.Save(save).status(), "metadata[ua]");
+  save.Clear();
+  (*save.mutable_metadata())[std::string(65, 'k')] = "v";
+  ExpectInvalid(handler_.Save(save).status(), "metadata");
+  save.Clear();
+  (*save.mutable_metadata())[""] = "v";
+  ExpectInvalid(handler_.Save(save).status(), "metadata");
+  save.Clear();
+  save.mutable_idle_timeout()->set_seconds(-5);
+  ExpectInvalid(handler_.Save(save).status(), "idle_timeout");
+  save.Clear();
+  save.mutable_idle_timeout()->set_seconds(0);
+  ExpectInvalid(handler_.Save(save).status(), "idle_timeout");
+  save.Clear();
+  save.mutable_absolute_lifetime()->set_seconds(int64_t{1} << 40);
+  ExpectInvalid(handler_.Save(save).status(), "absolute_lifetime");
+  save.Clear();
+  save.set_expected_version(1);
+  ExpectInvalid(handler_.Save(save).status(), "expected_version");
+  save.Clear();
+  save.set_token("short");
+  ExpectInvalid(handler_.Save(save).status(), "token");
+
+  v1::CycleRequest cycle;
+  ExpectInvalid(handler_.Cycle(cycle).status(), "token");
+
+  v1::DeleteRequest del;
+  ExpectInvalid(handler_.Delete(del).status(), "target");
+  del.set_id("bad id");
+  ExpectInvalid(handler_.Delete(del).status(), "id");
+  del.set_token(crypto::NewToken());
+  del.set_except_id(crypto::NewSessionId());
+  ExpectInvalid(handler_.Delete(del).status(), "except_id");
+  del.Clear();
+  del.set_user_id("");
+  ExpectInvalid(handler_.Delete(del).status(), "user_id");
+
+  v1::ListForUserRequest list;
+  ExpectInvalid(handler_.ListForUser(list).status(), "user_id");
+  list.set_user_id("alice");
+  list.set_page_size(-1);
+  ExpectInvalid(handler_.ListForUser(list).status(), "page_size");
+  list.set_page_size(1001);
+  ExpectInvalid(handler_.ListForUser(list).status(), "page_size");
+  list.set_page_size(10);
+  list.set_page_token("%%%");
+  ExpectInvalid(handler_.ListForUser(list).status(), "page_token");
+  list.set_page_token("bm90LWEtY3Vyc29y");  // base64 of "not-a-cursor"
+  ExpectInvalid(handler_.ListForUser(list).status(), "page_token");
+}
+
+TEST_F(SessionHandlerTest, UnknownTokenIsNotFound) {
+  EXPECT_EQ(Load(crypto::NewToken()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SessionHandlerTest, PayloadLimitIsMeasuredAfterSealingAndNamed) {
+  v1::SaveRequest request;
+  request.set_data(std::string(64 * 1024, 'x'));  // + overhead: over.
+  absl::StatusOr<v1::SaveResponse> over = handler_.Save(request);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(over.status().message(), HasSubstr("65536"));
+  EXPECT_THAT(over.status().message(), HasSubstr("--max_payload_bytes"));
+
+  request.set_data(std::string(64 * 1024 - 100, 'x'));
+  EXPECT_TRUE(handler_.Save(request).ok());
+
+  // An update over the limit writes nothing.
+  v1::SaveResponse created = Create("alice", "small");
+  v1::SaveRequest update;
+  update.set_token(created.token());
+  update.set_data(std::string(70000, 'y'));
+  EXPECT_EQ(handler_.Save(update).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Load(created.token())->session().data(), "small");
+}
+
+TEST_F(SessionHandlerTest, CompareAndSetUpdate) {
+  v1::SaveResponse created = Create("alice", "v1");
+  v1::SaveRequest update;
+  update.set_token(created.token());
+  update.set_user_id("alice");
+  update.set_data("v2");
+  update.set_expected_version(1);
+  absl::StatusOr<v1::SaveResponse> updated = handler_.Save(update);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_FALSE(updated->created());
+  EXPECT_TRUE(updated->token().empty());
+  EXPECT_EQ(updated->session().version(), 2);
+  EXPECT_EQ(updated->session().data(), "v2");
+  EXPECT_TRUE(updated->session().metadata().empty());
+
+  update.set_data("stale");
+  EXPECT_EQ(handler_.Save(update).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Load(created.token())->session().data(), "v2");
+
+  update.set_expected_version(0);
+  ExpectInvalid(handler_.Save(update).status(), "expected_version");
+}
+
+TEST_F(SessionHandlerTest, CycleReplacesTokenAndKeepsSession) {
+  v1::SaveResponse created = Create("", "anon-cart");
+  v1::CycleRequest cycle;
+  cycle.set_token(created.token());
+  cycle.set_user_id("bob");
+  absl::StatusOr<v1::CycleResponse> cycled = handler_.Cycle(cycle);
+  ASSERT_TRUE(cycled.ok()) << cycled.status();
+  EXPECT_NE(cycled->token(), created.token());
+  EXPECT_TRUE(crypto::IsWellFormedToken(cycled->token()));
+  EXPECT_EQ(cycled->session().id(), created.session().id());
+  EXPECT_EQ(cycled->session().user_id(), "bob");
+  EXPECT_EQ(cycled->session().data(), "anon-cart");
+  EXPECT_EQ(cycled->session().version(), 2);
+  EXPECT_EQ(Load(created.token()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Load(cycled->token())->session().data(), "anon-cart");
+  EXPECT_EQ(handler_.Cycle(cycle).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SessionHandlerTest, TamperedOrSwappedPayloadReadsAsAbsentAndIsCounted) {
+  v1::SaveResponse a = Create("alice", "a-data");
+  v1::SaveResponse b = Create("bob", "b-data");
+  const std::string hash_a = crypto::HashToken(a.token());
+  const std::string hash_b = crypto::HashToken(b.token());
+
+  // Copy alice's sealed blob onto bob's row: bound to another id, it fails.
+  storage::SessionUpdate swap;
+  swap.user_id = "bob";
+  swap.sealed_payload = store_->Load(hash_a)->sealed_payload;
+  ASSERT_TRUE(store_->Update(hash_b, swap).ok());
+  EXPECT_EQ(Load(b.token()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(handler_.counters().unopenable_payloads.load(), 1);
+
+  // Flip one bit of alice's ciphertext.
+  storage::SessionUpdate flip;
+  flip.user_id = "alice";
+  flip.sealed_payload = store_->Load(hash_a)->sealed_payload;
+  flip.sealed_payload[flip.sealed_payload.size() / 2] ^= 0x01;
+  ASSERT_TRUE(store_->Update(hash_a, flip).ok());
+  EXPECT_EQ(Load(a.token()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(handler_.counters().unopenable_payloads.load(), 2);
+
+  // Listing leaves it out rather than failing.
+  v1::ListForUserRequest list;
+  list.set_user_id("alice");
+  absl::StatusOr<v1::ListForUserResponse> listed = handler_.ListForUser(list);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->sessions_size(), 0);
+}
+
+TEST_F(SessionHandlerTest, KeyRotationKeepsSessionsOpen) {
+  v1::SaveResponse old_session = Create("alice", "sealed-under-a");
+
+  std::unique_ptr<crypto::Sealer> rotated = SealerFor({kKeyB, kKeyA});
+  SessionHandler after_rotation(store_.get(), rotated.get(), HandlerOptions{});
+  v1::LoadRequest load;
+  load.set_token(old_session.token());
+  absl::StatusOr<v1::LoadResponse> loaded = after_rotation.Load(load);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->session().data(), "sealed-under-a");
+
+  // A write re-seals under the new key, so dropping A keeps it readable.
+  v1::SaveRequest update;
+  update.set_token(old_session.token());
+  update.set_data("sealed-under-b");
+  ASSERT_TRUE(after_rotation.Save(update).ok());
+  v1::SaveResponse untouched = Create("carol", "still-under-a");
+
+  std::unique_ptr<crypto::Sealer> only_b = SealerFor({kKeyB});
+  SessionHandler a_dropped(store_.get(), only_b.get(), HandlerOptions{});
+  EXPECT_EQ(a_dropped.Load(load)->session().data(), "sealed-under-b");
+  load.set_token(untouched.token());
+  EXPECT_EQ(a_dropped.Load(load).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SessionHandlerTest, ExpiredSessionsAreNotFound) {
+  // Idle timeout 120 s; touches write at most once a minute (the default).
+  v1::SaveRequest request;
+  request.mutable_idle_timeout()->set_seconds(120);
+  absl::StatusOr<v1::SaveResponse> created = handler_.Save(request);
+  ASSERT_TRUE(created.ok());
+  clock_.Advance(absl::Seconds(61));
+  EXPECT_TRUE(Load(created->token(), /*touch=*/true).ok());
+  clock_.Advance(absl::Seconds(100));  // 161 s after creation: the touch at
+  EXPECT_TRUE(Load(created->token()).ok());  // 61 s moved expiry to 181 s.
+  clock_.Advance(absl::Seconds(20));
+  EXPECT_EQ(Load(created->token()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SessionHandlerTest, ListPagesThroughEverySessionOnce) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.insert(Create("dana", absl::StrCat("d", i)).session().id());
+    clock_.Advance(absl::Seconds(1));
+  }
+  Create("erin", "other user");
+  v1::ListForUserRequest request;
+  request.set_user_id("dana");
+  request.set_page_size(2);
+  std::set<std::string> seen;
+  int pages = 0;
+  int64_t previous_active = INT64_MAX;
+  do {
+    absl::StatusOr<v1::ListForUserResponse> page =
+        handler_.ListForUser(request);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ++pages;
+    for (const v1::Session& session : page->sessions()) {
+      EXPECT_EQ(session.user_id(), "dana");
+      EXPECT_LE(session.last_active_at().seconds(), previous_active);
+      previous_active = session.last_active_at().seconds();
+      EXPECT_TRUE(seen.insert(session.id()).second);
+    }
+    request.set_page_token(page->next_page_token());
+  } while (!request.page_token().empty());
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(seen, ids);
+}
+
+TEST_F(SessionHandlerTest, DeleteKinds) {
+  v1::SaveResponse a1 = Create("alice", "1");
+  v1::SaveResponse a2 = Create("alice", "2");
+  v1::SaveResponse a3 = Create("alice", "3");
+  v1::SaveResponse b1 = Create("bob", "1");
+
+  v1::DeleteRequest by_id;
+  by_id.set_id(a1.session().id());
+  EXPECT_EQ(handler_.Delete(by_id)->deleted(), 1);
+  EXPECT_EQ(handler_.Delete(by_id)->deleted(), 0);
+
+  v1::DeleteRequest others;
+  others.set_user_id("alice");
+  others.set_except_id(a2.session().id());
+  EXPECT_EQ(handler_.Delete(others)->deleted(), 1);
+  EXPECT_TRUE(Load(a2.token()).ok());
+  EXPECT_FALSE(Load(a3.token()).ok());
+
+  v1::DeleteRequest by_token;
+  by_token.set_token(a2.token());
+  EXPECT_EQ(handler_.Delete(by_token)->deleted(), 1);
+  EXPECT_TRUE(Load(b1.token()).ok());
+}
+
+TEST_F(SessionHandlerTest, PruneCountsAndHealthReports) {
+  v1::SaveRequest request;
+  request.mutable_idle_timeout()->set_seconds(5);
+  ASSERT_TRUE(handler_.Save(request).ok());
+  ASSERT_TRUE(handler_.Save(request).ok());
+  Create("alice", "long-lived");
+  clock_.Advance(absl::Seconds(6));
+  EXPECT_EQ(handler_.Prune({})->pruned(), 2);
+  EXPECT_EQ(handler_.Prune({})->pruned(), 0);
+  EXPECT_EQ(handler_.counters().sessions_pruned.load(), 2);
+
+  absl::StatusOr<v1::HealthResponse> health = handler_.Health({});
+  ASSERT_TRUE(health.ok());
+  EXPECT_TRUE(health->serving());
+  EXPECT_EQ(health->backend(), "memory");
+  EXPECT_TRUE(health->message().empty());
+}
+
+}  // namespace
+}  // namespace sessiond

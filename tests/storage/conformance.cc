@@ -1,0 +1,1252 @@
+#include "tests/storage/conformance.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+
+namespace sessiond::storage {
+
+void PrintTo(const StoreFactory& factory, std::ostream* os) {
+  *os << "StoreFactory{" << factory.name << "}";
+}
+
+void PrintTo(const SessionRecord& r, std::ostream* os) {
+  *os << "SessionRecord{id=\"" << absl::CEscape(r.id) << "\" token_hash=\""
+      << absl::CEscape(r.token_hash) << "\" user_id=\""
+      << absl::CEscape(r.user_id) << "\" sealed_payload=\""
+      << absl::CEscape(r.sealed_payload)
+      << "\" created_at=" << absl::FormatTime(r.created_at)
+      << " last_active_at=" << absl::FormatTime(r.last_active_at)
+      << " idle_timeout=" << r.idle_timeout
+      << " absolute_lifetime=" << r.absolute_lifetime
+      << " version=" << r.version << "}";
+}
+
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SessionStoreConformanceTest);
+
+namespace {
+
+using ::absl::StatusCode;
+
+template <typename T>
+StatusCode Code(const absl::StatusOr<T>& s) {
+  return s.status().code();
+}
+
+#define CONFORMANCE_CONCAT_INNER(a, b) a##b
+#define CONFORMANCE_CONCAT(a, b) CONFORMANCE_CONCAT_INNER(a, b)
+#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  ASSERT_OK_AND_ASSIGN_IMPL(CONFORMANCE_CONCAT(status_or_, __LINE__), lhs, expr)
+#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr)         \
+  auto tmp = (expr);                                      \
+  ASSERT_TRUE(tmp.ok()) << #expr << ": " << tmp.status(); \
+  lhs = std::move(tmp).value()
+#define ASSERT_OK(expr)                            \
+  do {                                             \
+    const absl::Status _st = (expr);               \
+    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
+  } while (0)
+
+SessionUpdate MakeUpdate(const std::string& user, const std::string& payload,
+                         std::optional<int64_t> expected_version = {}) {
+  SessionUpdate u;
+  u.user_id = user;
+  u.sealed_payload = payload;
+  u.expected_version = expected_version;
+  return u;
+}
+
+// Runs `fn(i)` on `n` threads that start together; joins them.
+template <typename Fn>
+void RunThreads(int n, Fn fn) {
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      ready.fetch_add(1);
+      while (ready.load() < n) std::this_thread::yield();
+      fn(i);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Fixture helpers.
+
+absl::Time SessionStoreConformanceTest::StartTime() {
+  return absl::FromUnixSeconds(1700000000) + absl::Nanoseconds(123456789);
+}
+
+void SessionStoreConformanceTest::SetUp() { ResetStore(StoreOptions()); }
+
+void SessionStoreConformanceTest::TearDown() { store_.reset(); }
+
+void SessionStoreConformanceTest::ResetStore(const StoreOptions& options) {
+  store_.reset();
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      GetParam().make(&clock_, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_NE(*store, nullptr);
+  store_ = std::move(*store);
+}
+
+std::string SessionStoreConformanceTest::TokenHash(int n) {
+  std::string h(32, '\0');
+  for (int i = 0; i < 32; ++i) h[i] = static_cast<char>((i * 37 + 11) & 0xff);
+  const uint32_t u = static_cast<uint32_t>(n);
+  for (int i = 0; i < 4; ++i) h[i] = static_cast<char>((u >> (8 * i)) & 0xff);
+  h[4] = '\0';
+  h[5] = '\xff';
+  return h;
+}
+
+SessionRecord SessionStoreConformanceTest::NewRecord(
+    const std::string& id, int hash, const std::string& user_id,
+    const std::string& payload, absl::Duration idle, absl::Duration lifetime) {
+  SessionRecord r;
+  r.id = id;
+  r.token_hash = TokenHash(hash);
+  r.user_id = user_id;
+  r.sealed_payload = payload;
+  r.idle_timeout = idle;
+  r.absolute_lifetime = lifetime;
+  return r;
+}
+
+SessionRecord SessionStoreConformanceTest::MustCreate(
+    const std::string& id, int hash, const std::string& user_id,
+    absl::Duration idle, absl::Duration lifetime) {
+  absl::StatusOr<SessionRecord> r = store_->Create(
+      NewRecord(id, hash, user_id, "payload-" + id, idle, lifetime));
+  if (!r.ok()) {
+    ADD_FAILURE() << "Create(" << id << ") failed: " << r.status();
+    return SessionRecord();
+  }
+  return *r;
+}
+
+std::vector<std::string> SessionStoreConformanceTest::ListIds(
+    const std::string& user) {
+  std::vector<std::string> ids;
+  absl::StatusOr<SessionPage> page = store_->ListForUser(user, 1000, {});
+  if (!page.ok()) {
+    ADD_FAILURE() << "ListForUser(" << user << ") failed: " << page.status();
+    return ids;
+  }
+  EXPECT_FALSE(page->next.has_value());
+  for (const SessionRecord& r : page->sessions) ids.push_back(r.id);
+  return ids;
+}
+
+bool SessionStoreConformanceTest::Exists(int hash) {
+  absl::StatusOr<SessionRecord> r = store_->Load(TokenHash(hash));
+  if (!r.ok() && r.status().code() != StatusCode::kNotFound) {
+    ADD_FAILURE() << "Load failed: " << r.status();
+  }
+  return r.ok();
+}
+
+using Ids = std::vector<std::string>;
+
+// ---------------------------------------------------------------------------
+// Basics.
+
+TEST_P(SessionStoreConformanceTest, BackendNameIsNonEmpty) {
+  EXPECT_FALSE(store_->backend_name().empty());
+}
+
+TEST_P(SessionStoreConformanceTest, PingIsOk) { ASSERT_OK(store_->Ping()); }
+
+TEST_P(SessionStoreConformanceTest, CreateReturnsStoredRecord) {
+  // The suite relies on clock readings with a sub-microsecond part.
+  ASSERT_NE(clock_.Now(), StoreNow());
+  SessionRecord in = NewRecord("sess-1", 1, "alice", "sealed-bytes",
+                               absl::Minutes(20), absl::Hours(8));
+  // The store sets these itself.
+  in.created_at = absl::UnixEpoch();
+  in.last_active_at = absl::UnixEpoch() + absl::Hours(1);
+  in.version = 42;
+  ASSERT_OK_AND_ASSIGN(SessionRecord out, store_->Create(in));
+  EXPECT_EQ(out.id, "sess-1");
+  EXPECT_EQ(out.token_hash, TokenHash(1));
+  EXPECT_EQ(out.user_id, "alice");
+  EXPECT_EQ(out.sealed_payload, "sealed-bytes");
+  EXPECT_EQ(out.created_at, absl::FromUnixMicros(1700000000123456));
+  EXPECT_EQ(out.last_active_at, absl::FromUnixMicros(1700000000123456));
+  EXPECT_EQ(out.idle_timeout, absl::Minutes(20));
+  EXPECT_EQ(out.absolute_lifetime, absl::Hours(8));
+  EXPECT_EQ(out.version, 1);
+}
+
+TEST_P(SessionStoreConformanceTest, LoadReturnsWhatCreateStoredWithoutTouch) {
+  SessionRecord created = MustCreate("sess-1", 1, "alice");
+  clock_.Advance(absl::Minutes(5));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, created);
+  clock_.Advance(absl::Minutes(5));
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, created);
+}
+
+TEST_P(SessionStoreConformanceTest, TokenHashAndPayloadAreBinarySafe) {
+  const std::string payload("\0\x01\xff sealed \0\n", 12);
+  const std::string h1 = TokenHash(1);
+  std::string h2 = h1;
+  h2[31] = static_cast<char>(h2[31] ^ 1);  // differs only in the last byte
+  SessionRecord r1 = NewRecord("a", 1, "", payload);
+  SessionRecord r2 = NewRecord("b", 1, "", "other");
+  r2.token_hash = h2;
+  ASSERT_OK_AND_ASSIGN(SessionRecord c1, store_->Create(r1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord c2, store_->Create(r2));
+  EXPECT_EQ(c1.sealed_payload, payload);
+  ASSERT_OK_AND_ASSIGN(SessionRecord l1, store_->Load(h1));
+  EXPECT_EQ(l1.id, "a");
+  EXPECT_EQ(l1.token_hash, h1);
+  EXPECT_EQ(l1.sealed_payload, payload);
+  ASSERT_OK_AND_ASSIGN(SessionRecord l2, store_->Load(h2));
+  EXPECT_EQ(l2.id, "b");
+  EXPECT_EQ(l2.token_hash, h2);
+  EXPECT_EQ(Code(store_->Load(h1.substr(0, 31))), StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Load(h1.substr(0, 5))), StatusCode::kNotFound);
+}
+
+TEST_P(SessionStoreConformanceTest, CreateRejectsDuplicateId) {
+  SessionRecord a = MustCreate("dup", 1, "alice");
+  EXPECT_EQ(Code(store_->Create(NewRecord("dup", 2, "bob"))),
+            StatusCode::kAlreadyExists);
+  EXPECT_FALSE(Exists(2));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, a);
+  EXPECT_EQ(ListIds("bob"), Ids{});
+}
+
+TEST_P(SessionStoreConformanceTest, CreateRejectsDuplicateTokenHash) {
+  SessionRecord a = MustCreate("first", 1, "alice");
+  EXPECT_EQ(Code(store_->Create(NewRecord("second", 1, "bob"))),
+            StatusCode::kAlreadyExists);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, a);
+  EXPECT_EQ(ListIds("bob"), Ids{});
+  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById("second"));
+  EXPECT_EQ(deleted, 0);
+}
+
+TEST_P(SessionStoreConformanceTest, CreateRejectsInvalidArguments) {
+  std::vector<std::pair<std::string, SessionRecord>> cases;
+  SessionRecord r = NewRecord("", 1);
+  cases.push_back({"empty id", r});
+  r = NewRecord("x", 1);
+  r.token_hash.resize(31);
+  cases.push_back({"31-byte hash", r});
+  r = NewRecord("x", 1);
+  r.token_hash.push_back('\0');
+  cases.push_back({"33-byte hash", r});
+  r = NewRecord("x", 1);
+  r.token_hash.clear();
+  cases.push_back({"empty hash", r});
+  cases.push_back(
+      {"zero idle", NewRecord("x", 1, "u", "p", absl::ZeroDuration())});
+  cases.push_back(
+      {"negative idle", NewRecord("x", 1, "u", "p", -absl::Seconds(1))});
+  cases.push_back({"zero lifetime",
+                   NewRecord("x", 1, "u", "p", kIdle, absl::ZeroDuration())});
+  cases.push_back({"negative lifetime",
+                   NewRecord("x", 1, "u", "p", kIdle, -absl::Seconds(1))});
+  for (const auto& [what, record] : cases) {
+    SCOPED_TRACE(what);
+    EXPECT_EQ(Code(store_->Create(record)), StatusCode::kInvalidArgument);
+  }
+  EXPECT_FALSE(Exists(1));
+  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById("x"));
+  EXPECT_EQ(deleted, 0);
+  EXPECT_EQ(ListIds("u"), Ids{});
+}
+
+TEST_P(SessionStoreConformanceTest, CreateReusesIdAndTokenHashOfExpired) {
+  MustCreate("reuse-id", 1, "alice", absl::Minutes(1));
+  MustCreate("reuse-hash", 2, "alice", absl::Minutes(1));
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_FALSE(Exists(1));
+
+  ASSERT_OK_AND_ASSIGN(SessionRecord a,
+                       store_->Create(NewRecord("reuse-id", 3, "bob", "new")));
+  EXPECT_EQ(a.version, 1);
+  EXPECT_EQ(a.created_at, StoreNow());
+  EXPECT_EQ(a.user_id, "bob");
+  ASSERT_OK_AND_ASSIGN(SessionRecord b,
+                       store_->Create(NewRecord("fresh", 2, "bob", "new")));
+  EXPECT_EQ(b.version, 1);
+
+  // The expired sessions stay gone: no resurrection under the old keys.
+  EXPECT_FALSE(Exists(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord l3, store_->Load(TokenHash(3)));
+  EXPECT_EQ(l3, a);
+  ASSERT_OK_AND_ASSIGN(SessionRecord l2, store_->Load(TokenHash(2)));
+  EXPECT_EQ(l2, b);
+  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById("reuse-hash"));
+  EXPECT_EQ(deleted, 0);
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  EXPECT_EQ(ListIds("bob"), (Ids{"reuse-id", "fresh"}));
+}
+
+TEST_P(SessionStoreConformanceTest, LoadOfUnknownTokenHashIsNotFound) {
+  MustCreate("present", 1);
+  EXPECT_EQ(Code(store_->Load(TokenHash(2))), StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(2), absl::ZeroDuration())),
+            StatusCode::kNotFound);
+  EXPECT_FALSE(Exists(2));
+  EXPECT_TRUE(Exists(1));
+}
+
+// ---------------------------------------------------------------------------
+// Expiry.
+
+TEST_P(SessionStoreConformanceTest, IdleExpiryIsExact) {
+  SessionRecord s = MustCreate("idle", 1, "", absl::Minutes(30));
+  ASSERT_EQ(s.ExpiresAt(), s.created_at + absl::Minutes(30));
+  clock_.Set(s.ExpiresAt() - absl::Microseconds(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, s);
+  clock_.Set(s.ExpiresAt() - absl::Nanoseconds(1));
+  EXPECT_TRUE(Exists(1));
+  clock_.Set(s.ExpiresAt());
+  EXPECT_EQ(Code(store_->Load(TokenHash(1))), StatusCode::kNotFound);
+  clock_.Set(s.ExpiresAt() + absl::Nanoseconds(999));
+  EXPECT_FALSE(Exists(1));
+}
+
+TEST_P(SessionStoreConformanceTest,
+       AbsoluteLifetimeEndsSessionDespiteActivity) {
+  SessionRecord s =
+      MustCreate("abs", 1, "alice", absl::Minutes(10), absl::Hours(1));
+  const absl::Time end = s.created_at + absl::Hours(1);
+  // Active every 5 minutes, alternating touches and updates, up to 55 min.
+  for (int i = 0; i < 11; ++i) {
+    clock_.Advance(absl::Minutes(5));
+    if (i % 2 == 0) {
+      ASSERT_OK_AND_ASSIGN(
+          SessionRecord t,
+          store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()));
+      EXPECT_EQ(t.last_active_at, StoreNow());
+    } else {
+      ASSERT_OK_AND_ASSIGN(
+          SessionRecord u,
+          store_->Update(TokenHash(1), MakeUpdate("alice", "p")));
+      EXPECT_EQ(u.created_at, s.created_at);
+    }
+  }
+  clock_.Set(end - absl::Microseconds(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded.ExpiresAt(), end);
+  EXPECT_EQ(loaded.created_at, s.created_at);
+  clock_.Set(end);
+  EXPECT_EQ(Code(store_->Load(TokenHash(1))), StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration())),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Update(TokenHash(1), MakeUpdate("alice", "q"))),
+            StatusCode::kNotFound);
+  EXPECT_EQ(ListIds("alice"), Ids{});
+}
+
+TEST_P(SessionStoreConformanceTest,
+       ExpiredSessionBehavesLikeMissingEverywhere) {
+  MustCreate("control", 1, "alice");
+  MustCreate("doomed", 2, "alice", absl::Minutes(1));
+  MustCreate("doomed-by-id", 3, "alice", absl::Minutes(1));
+  MustCreate("doomed-by-user", 4, "alice", absl::Minutes(1));
+  clock_.Advance(absl::Minutes(1));
+
+  EXPECT_EQ(Code(store_->Load(TokenHash(2))), StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(2), absl::ZeroDuration())),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x"))),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x", 1))),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(2), TokenHash(9), std::nullopt)),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(2), TokenHash(9), "alice")),
+            StatusCode::kNotFound);
+  EXPECT_FALSE(Exists(2));
+  EXPECT_FALSE(Exists(9));
+  EXPECT_EQ(ListIds("alice"), Ids{"control"});
+
+  // Each delete meets its own expired session and counts 0 for it.
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteByTokenHash(TokenHash(2)));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById("doomed-by-id"));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("alice", "control"));
+  EXPECT_EQ(n, 0);
+  EXPECT_TRUE(Exists(1));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("alice", ""));
+  EXPECT_EQ(n, 1);
+  EXPECT_FALSE(Exists(1));
+}
+
+// ---------------------------------------------------------------------------
+// Touch.
+
+TEST_P(SessionStoreConformanceTest, LoadAndTouchIsThrottled) {
+  const absl::Duration interval = absl::Seconds(60);
+  SessionRecord s = MustCreate("touch", 1, "alice");
+
+  clock_.Advance(absl::Seconds(59));
+  ASSERT_OK_AND_ASSIGN(SessionRecord t,
+                       store_->LoadAndTouch(TokenHash(1), interval));
+  EXPECT_EQ(t, s);
+  clock_.Set(s.last_active_at + interval - absl::Microseconds(1));
+  ASSERT_OK_AND_ASSIGN(t, store_->LoadAndTouch(TokenHash(1), interval));
+  EXPECT_EQ(t, s);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, s);
+
+  // Exactly `interval` old once truncated to microseconds: touched.
+  clock_.Set(s.last_active_at + interval + absl::Nanoseconds(999));
+  ASSERT_OK_AND_ASSIGN(t, store_->LoadAndTouch(TokenHash(1), interval));
+  SessionRecord expected = s;
+  expected.last_active_at = s.last_active_at + interval;
+  EXPECT_EQ(t, expected);  // version still 1
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, expected);
+
+  // Within the interval of the new touch: not touched again.
+  clock_.Advance(absl::Seconds(30));
+  ASSERT_OK_AND_ASSIGN(t, store_->LoadAndTouch(TokenHash(1), interval));
+  EXPECT_EQ(t, expected);
+
+  // A zero interval always touches.
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(
+      t, store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()));
+  EXPECT_EQ(t.last_active_at, StoreNow());
+  EXPECT_EQ(t.version, 1);
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, t);
+}
+
+TEST_P(SessionStoreConformanceTest, TouchExtendsIdleExpiry) {
+  SessionRecord s = MustCreate("slide", 1, "", absl::Minutes(10));
+  clock_.Advance(absl::Minutes(9));
+  ASSERT_OK_AND_ASSIGN(SessionRecord t,
+                       store_->LoadAndTouch(TokenHash(1), absl::Minutes(1)));
+  EXPECT_EQ(t.last_active_at, StoreNow());
+  EXPECT_EQ(t.ExpiresAt(), StoreNow() + absl::Minutes(10));
+  clock_.Set(s.ExpiresAt() + absl::Seconds(1));  // past the original expiry
+  EXPECT_TRUE(Exists(1));
+  clock_.Set(t.ExpiresAt() - absl::Microseconds(1));
+  EXPECT_TRUE(Exists(1));
+  clock_.Set(t.ExpiresAt());
+  EXPECT_FALSE(Exists(1));
+}
+
+// ---------------------------------------------------------------------------
+// Update and compare-and-set.
+
+TEST_P(SessionStoreConformanceTest, UpdateReplacesFieldsAndBumpsVersion) {
+  SessionRecord s = MustCreate("upd", 1, "alice");
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                       store_->Update(TokenHash(1), MakeUpdate("bob", "new")));
+  SessionRecord expected = s;
+  expected.user_id = "bob";
+  expected.sealed_payload = "new";
+  expected.last_active_at = StoreNow();
+  expected.version = 2;
+  EXPECT_EQ(r, expected);  // timeouts kept, created_at kept
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, expected);
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  EXPECT_EQ(ListIds("bob"), Ids{"upd"});
+
+  clock_.Advance(absl::Minutes(1));
+  SessionUpdate u = MakeUpdate("bob", "third");
+  u.idle_timeout = absl::Minutes(5);
+  ASSERT_OK_AND_ASSIGN(r, store_->Update(TokenHash(1), u));
+  expected.sealed_payload = "third";
+  expected.last_active_at = StoreNow();
+  expected.idle_timeout = absl::Minutes(5);
+  expected.version = 3;
+  EXPECT_EQ(r, expected);  // absolute_lifetime kept
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, expected);
+  clock_.Set(expected.last_active_at + absl::Minutes(5) -
+             absl::Microseconds(1));
+  EXPECT_TRUE(Exists(1));
+  clock_.Set(expected.last_active_at + absl::Minutes(5));
+  EXPECT_FALSE(Exists(1));
+}
+
+TEST_P(SessionStoreConformanceTest, UpdateAbsoluteLifetimeCountsFromCreation) {
+  SessionRecord s = MustCreate("upd", 1, "alice");
+  clock_.Advance(absl::Minutes(2));
+  SessionUpdate u = MakeUpdate("alice", "p");
+  u.absolute_lifetime = absl::Minutes(3);
+  ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Update(TokenHash(1), u));
+  EXPECT_EQ(r.absolute_lifetime, absl::Minutes(3));
+  EXPECT_EQ(r.idle_timeout, kIdle);
+  EXPECT_EQ(r.version, 2);
+  EXPECT_EQ(r.ExpiresAt(), s.created_at + absl::Minutes(3));
+  clock_.Set(s.created_at + absl::Minutes(3) - absl::Microseconds(1));
+  EXPECT_TRUE(Exists(1));
+  clock_.Set(s.created_at + absl::Minutes(3));
+  EXPECT_FALSE(Exists(1));
+}
+
+TEST_P(SessionStoreConformanceTest, UpdateCanClearUser) {
+  MustCreate("u", 1, "alice");
+  ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                       store_->Update(TokenHash(1), MakeUpdate("", "anon")));
+  EXPECT_EQ(r.user_id, "");
+  EXPECT_EQ(r.version, 2);
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser("alice", ""));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, r);
+}
+
+TEST_P(SessionStoreConformanceTest, UpdateOfUnknownSessionIsNotFound) {
+  SessionRecord s = MustCreate("present", 1, "alice");
+  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x"))),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x", 1))),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x", 7))),
+            StatusCode::kNotFound);
+  EXPECT_FALSE(Exists(2));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, s);
+}
+
+TEST_P(SessionStoreConformanceTest, UpdateRejectsNonPositiveTimeouts) {
+  SessionRecord s = MustCreate("s", 1, "alice");
+  clock_.Advance(absl::Minutes(1));
+  SessionUpdate u = MakeUpdate("bob", "x");
+  u.idle_timeout = absl::ZeroDuration();
+  EXPECT_EQ(Code(store_->Update(TokenHash(1), u)),
+            StatusCode::kInvalidArgument);
+  u.idle_timeout = -absl::Seconds(1);
+  EXPECT_EQ(Code(store_->Update(TokenHash(1), u)),
+            StatusCode::kInvalidArgument);
+  u.idle_timeout.reset();
+  u.absolute_lifetime = absl::ZeroDuration();
+  EXPECT_EQ(Code(store_->Update(TokenHash(1), u)),
+            StatusCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, s);
+}
+
+TEST_P(SessionStoreConformanceTest, CompareAndSetSucceedsOnMatchingVersion) {
+  MustCreate("cas", 1, "alice");
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord r,
+      store_->Update(TokenHash(1), MakeUpdate("alice", "v2", 1)));
+  EXPECT_EQ(r.version, 2);
+  EXPECT_EQ(r.sealed_payload, "v2");
+  ASSERT_OK_AND_ASSIGN(
+      r, store_->Update(TokenHash(1), MakeUpdate("alice", "v3", 2)));
+  EXPECT_EQ(r.version, 3);
+  EXPECT_EQ(r.sealed_payload, "v3");
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, r);
+}
+
+TEST_P(SessionStoreConformanceTest,
+       CompareAndSetMismatchIsAbortedAndWritesNothing) {
+  MustCreate("cas", 1, "alice");
+  ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                       store_->Update(TokenHash(1), MakeUpdate("alice", "v2")));
+  ASSERT_EQ(r.version, 2);
+  clock_.Advance(absl::Minutes(1));
+  for (int64_t stale : {int64_t{1}, int64_t{3}, int64_t{0}, int64_t{-1}}) {
+    SCOPED_TRACE(stale);
+    SessionUpdate u = MakeUpdate("bob", "lost", stale);
+    u.idle_timeout = absl::Minutes(1);
+    EXPECT_EQ(Code(store_->Update(TokenHash(1), u)), StatusCode::kAborted);
+  }
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, r);  // payload, user, timeouts, last_active_at, version
+  EXPECT_EQ(ListIds("bob"), Ids{});
+}
+
+TEST_P(SessionStoreConformanceTest, ConcurrentCompareAndSetLosesNoUpdate) {
+  constexpr int kThreads = 8;
+  constexpr int kIncrements = 50;
+  ASSERT_OK(store_->Create(NewRecord("counter", 1, "alice", "0")).status());
+  std::atomic<int> errors{0};
+  std::atomic<int> aborts{0};
+  RunThreads(kThreads, [&](int) {
+    for (int k = 0; k < kIncrements; ++k) {
+      bool done = false;
+      for (int attempt = 0; attempt < 100000 && !done; ++attempt) {
+        absl::StatusOr<SessionRecord> r = store_->Load(TokenHash(1));
+        int64_t n = 0;
+        if (!r.ok() || !absl::SimpleAtoi(r->sealed_payload, &n)) break;
+        absl::StatusOr<SessionRecord> u = store_->Update(
+            TokenHash(1), MakeUpdate("alice", absl::StrCat(n + 1), r->version));
+        if (u.ok()) {
+          done = true;
+        } else if (u.status().code() == StatusCode::kAborted) {
+          aborts.fetch_add(1);
+        } else {
+          break;
+        }
+      }
+      if (!done) {
+        errors.fetch_add(1);
+        return;
+      }
+    }
+  });
+  EXPECT_EQ(errors.load(), 0);
+  ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Load(TokenHash(1)));
+  EXPECT_EQ(r.sealed_payload, absl::StrCat(kThreads * kIncrements));
+  EXPECT_EQ(r.version, 1 + kThreads * kIncrements);
+}
+
+// ---------------------------------------------------------------------------
+// Cycle.
+
+TEST_P(SessionStoreConformanceTest, CycleMovesSessionToNewTokenHash) {
+  SessionRecord s = MustCreate("cyc", 1, "alice");
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord c,
+                       store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt));
+  SessionRecord expected = s;
+  expected.token_hash = TokenHash(2);
+  expected.last_active_at = StoreNow();
+  expected.version = 2;
+  EXPECT_EQ(c, expected);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(2)));
+  EXPECT_EQ(loaded, expected);
+
+  EXPECT_EQ(Code(store_->Load(TokenHash(1))), StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration())),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Update(TokenHash(1), MakeUpdate("alice", "x"))),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(3), std::nullopt)),
+            StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteByTokenHash(TokenHash(1)));
+  EXPECT_EQ(n, 0);
+
+  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("alice", 10, {}));
+  ASSERT_EQ(page.sessions.size(), 1u);
+  EXPECT_EQ(page.sessions[0], expected);
+
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_OK_AND_ASSIGN(c,
+                       store_->Cycle(TokenHash(2), TokenHash(3), std::nullopt));
+  EXPECT_EQ(c.version, 3);
+  EXPECT_EQ(c.id, "cyc");
+  EXPECT_EQ(c.created_at, s.created_at);
+  EXPECT_EQ(c.last_active_at, StoreNow());
+  EXPECT_FALSE(Exists(2));
+  EXPECT_TRUE(Exists(3));
+}
+
+TEST_P(SessionStoreConformanceTest, CycleReplacesUserOnlyWhenSet) {
+  MustCreate("cyc", 1, "");
+  ASSERT_OK_AND_ASSIGN(SessionRecord c,
+                       store_->Cycle(TokenHash(1), TokenHash(2), "alice"));
+  EXPECT_EQ(c.user_id, "alice");
+  EXPECT_EQ(c.version, 2);
+  EXPECT_EQ(ListIds("alice"), Ids{"cyc"});
+
+  ASSERT_OK_AND_ASSIGN(c, store_->Cycle(TokenHash(2), TokenHash(3), "bob"));
+  EXPECT_EQ(c.user_id, "bob");
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  EXPECT_EQ(ListIds("bob"), Ids{"cyc"});
+
+  ASSERT_OK_AND_ASSIGN(c,
+                       store_->Cycle(TokenHash(3), TokenHash(4), std::nullopt));
+  EXPECT_EQ(c.user_id, "bob");
+  EXPECT_EQ(c.sealed_payload, "payload-cyc");
+  EXPECT_EQ(ListIds("bob"), Ids{"cyc"});
+
+  ASSERT_OK_AND_ASSIGN(c, store_->Cycle(TokenHash(4), TokenHash(5), ""));
+  EXPECT_EQ(c.user_id, "");
+  EXPECT_EQ(c.version, 5);
+  EXPECT_EQ(ListIds("bob"), Ids{});
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(5)));
+  EXPECT_EQ(loaded, c);
+}
+
+TEST_P(SessionStoreConformanceTest, CycleOfUnknownSessionIsNotFound) {
+  SessionRecord s = MustCreate("present", 1, "alice");
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(9), TokenHash(10), std::nullopt)),
+            StatusCode::kNotFound);
+  EXPECT_FALSE(Exists(10));
+  // NOT_FOUND wins over the new hash being taken.
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(9), TokenHash(1), "bob")),
+            StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, s);
+}
+
+TEST_P(SessionStoreConformanceTest, CycleToTokenHashInUseIsAlreadyExists) {
+  SessionRecord a = MustCreate("a", 1, "alice");
+  SessionRecord b = MustCreate("b", 2, "bob");
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt)),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(2), "carol")),
+            StatusCode::kAlreadyExists);
+  ASSERT_OK_AND_ASSIGN(SessionRecord la, store_->Load(TokenHash(1)));
+  EXPECT_EQ(la, a);
+  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(TokenHash(2)));
+  EXPECT_EQ(lb, b);
+  EXPECT_EQ(ListIds("carol"), Ids{});
+}
+
+TEST_P(SessionStoreConformanceTest, CycleRejectsInvalidNewTokenHash) {
+  SessionRecord a = MustCreate("a", 1, "alice");
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(1), std::nullopt)),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(2).substr(0, 31),
+                               std::nullopt)),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), "", std::nullopt)),
+            StatusCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, a);
+}
+
+TEST_P(SessionStoreConformanceTest, CycleMayTakeTokenHashOfExpiredSession) {
+  MustCreate("a", 1, "alice");
+  MustCreate("old", 2, "alice", absl::Minutes(1));
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord c,
+                       store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt));
+  EXPECT_EQ(c.id, "a");
+  EXPECT_EQ(c.version, 2);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(2)));
+  EXPECT_EQ(loaded, c);
+  EXPECT_FALSE(Exists(1));
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById("old"));
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(ListIds("alice"), Ids{"a"});
+}
+
+TEST_P(SessionStoreConformanceTest,
+       ConcurrentCyclesOfOneSessionExactlyOneWins) {
+  constexpr int kThreads = 8;
+  MustCreate("race", 1, "alice");
+  std::vector<StatusCode> codes(kThreads, StatusCode::kUnknown);
+  RunThreads(kThreads, [&](int i) {
+    codes[i] =
+        Code(store_->Cycle(TokenHash(1), TokenHash(100 + i), std::nullopt));
+  });
+  int winners = 0;
+  for (int i = 0; i < kThreads; ++i) {
+    SCOPED_TRACE(i);
+    if (codes[i] == StatusCode::kOk) {
+      ++winners;
+      ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Load(TokenHash(100 + i)));
+      EXPECT_EQ(r.id, "race");
+      EXPECT_EQ(r.version, 2);
+    } else {
+      EXPECT_EQ(codes[i], StatusCode::kNotFound);
+      EXPECT_FALSE(Exists(100 + i));
+    }
+  }
+  EXPECT_EQ(winners, 1);
+  EXPECT_FALSE(Exists(1));
+  EXPECT_EQ(ListIds("alice"), Ids{"race"});
+}
+
+TEST_P(SessionStoreConformanceTest, ListersNeverSeeACycleHalfDone) {
+  constexpr int kCycles = 200;
+  MustCreate("moving", 1, "alice");
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  std::atomic<int> cycle_errors{0};
+  std::atomic<int> reads{0};
+  std::thread reader([&] {
+    int64_t last_version = 0;
+    do {
+      absl::StatusOr<SessionPage> page = store_->ListForUser("alice", 10, {});
+      if (!page.ok() || page->sessions.size() != 1 ||
+          page->sessions[0].id != "moving" ||
+          page->sessions[0].version < last_version) {
+        bad.fetch_add(1);
+      } else {
+        last_version = page->sessions[0].version;
+      }
+      reads.fetch_add(1);
+    } while (!done.load());
+  });
+  for (int i = 1; i <= kCycles; ++i) {
+    if (!store_->Cycle(TokenHash(i), TokenHash(i + 1), std::nullopt).ok()) {
+      cycle_errors.fetch_add(1);
+    }
+  }
+  done.store(true);
+  reader.join();
+  EXPECT_EQ(cycle_errors.load(), 0);
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+  ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Load(TokenHash(kCycles + 1)));
+  EXPECT_EQ(r.version, kCycles + 1);
+}
+
+// ---------------------------------------------------------------------------
+// Per-user cap.
+
+TEST_P(SessionStoreConformanceTest, PerUserCapEvictsLeastRecentlyActive) {
+  StoreOptions options;
+  options.max_sessions_per_user = 3;
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  MustCreate("s1", 1, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("s2", 2, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("s3", 3, "alice");
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()).status());
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("s4", 4, "alice");
+  EXPECT_FALSE(Exists(2));
+  EXPECT_TRUE(Exists(1));
+  EXPECT_TRUE(Exists(3));
+  EXPECT_TRUE(Exists(4));
+  EXPECT_EQ(ListIds("alice"), (Ids{"s4", "s1", "s3"}));
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("s5", 5, "alice");
+  EXPECT_EQ(ListIds("alice"), (Ids{"s5", "s4", "s1"}));
+  EXPECT_FALSE(Exists(3));
+}
+
+TEST_P(SessionStoreConformanceTest, PerUserCapNeverEvictsTheWrittenSession) {
+  StoreOptions options;
+  options.max_sessions_per_user = 2;
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  // The clock stands still: all three are equally recently active, and the
+  // new session has the smallest id, so it would be the first to go.
+  MustCreate("c", 1, "alice");
+  MustCreate("b", 2, "alice");
+  MustCreate("a", 3, "alice");
+  EXPECT_TRUE(Exists(3));
+  EXPECT_FALSE(Exists(2));  // ties: the smallest id goes first
+  EXPECT_TRUE(Exists(1));
+  EXPECT_EQ(ListIds("alice"), (Ids{"c", "a"}));
+
+  options.max_sessions_per_user = 1;
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  MustCreate("z", 1, "bob");
+  MustCreate("y", 2, "bob");
+  EXPECT_EQ(ListIds("bob"), Ids{"y"});
+  ASSERT_OK(store_->Cycle(TokenHash(2), TokenHash(3), "bob").status());
+  EXPECT_EQ(ListIds("bob"), Ids{"y"});
+  ASSERT_OK(store_->Update(TokenHash(3), MakeUpdate("bob", "p")).status());
+  EXPECT_EQ(ListIds("bob"), Ids{"y"});
+}
+
+TEST_P(SessionStoreConformanceTest, PerUserCapIgnoresExpiredSessions) {
+  StoreOptions options;
+  options.max_sessions_per_user = 2;
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  MustCreate("long", 1, "alice");
+  clock_.Advance(absl::Seconds(30));
+  // More recently active than "long", but expired when "new" arrives.
+  MustCreate("short", 2, "alice", absl::Seconds(30));
+  clock_.Advance(absl::Seconds(30));
+  MustCreate("new", 3, "alice");
+  EXPECT_TRUE(Exists(1));
+  EXPECT_FALSE(Exists(2));
+  EXPECT_TRUE(Exists(3));
+  EXPECT_EQ(ListIds("alice"), (Ids{"new", "long"}));
+}
+
+TEST_P(SessionStoreConformanceTest, PerUserCapCountsOnlyThatUsersSessions) {
+  StoreOptions options;
+  options.max_sessions_per_user = 2;
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  MustCreate("b1", 1, "bob");
+  MustCreate("b2", 2, "bob");
+  MustCreate("x1", 3, "");
+  MustCreate("x2", 4, "");
+  MustCreate("x3", 5, "");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("a1", 6, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("a2", 7, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("a3", 8, "alice");
+  EXPECT_EQ(ListIds("alice"), (Ids{"a3", "a2"}));
+  EXPECT_EQ(ListIds("bob"), (Ids{"b2", "b1"}));
+  for (int h : {1, 2, 3, 4, 5, 7, 8}) EXPECT_TRUE(Exists(h)) << h;
+  EXPECT_FALSE(Exists(6));
+}
+
+TEST_P(SessionStoreConformanceTest, PerUserCapAppliesOnUpdate) {
+  StoreOptions options;
+  options.max_sessions_per_user = 2;
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  MustCreate("a1", 1, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("a2", 2, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("x", 3, "");
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                       store_->Update(TokenHash(3), MakeUpdate("alice", "p")));
+  EXPECT_EQ(r.user_id, "alice");
+  EXPECT_FALSE(Exists(1));
+  EXPECT_EQ(ListIds("alice"), (Ids{"x", "a2"}));
+  // Rewriting a session that already counts evicts nothing more.
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(store_->Update(TokenHash(3), MakeUpdate("alice", "q")).status());
+  EXPECT_EQ(ListIds("alice"), (Ids{"x", "a2"}));
+}
+
+TEST_P(SessionStoreConformanceTest, PerUserCapAppliesOnCycle) {
+  StoreOptions options;
+  options.max_sessions_per_user = 2;
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  MustCreate("a1", 1, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("a2", 2, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("x", 3, "");
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord c,
+                       store_->Cycle(TokenHash(3), TokenHash(4), "alice"));
+  EXPECT_EQ(c.user_id, "alice");
+  EXPECT_FALSE(Exists(1));
+  EXPECT_TRUE(Exists(2));
+  EXPECT_EQ(ListIds("alice"), (Ids{"x", "a2"}));
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(store_->Cycle(TokenHash(4), TokenHash(5), "alice").status());
+  ASSERT_OK(store_->Cycle(TokenHash(5), TokenHash(6), std::nullopt).status());
+  EXPECT_EQ(ListIds("alice"), (Ids{"x", "a2"}));
+}
+
+TEST_P(SessionStoreConformanceTest, ZeroCapIsUnlimited) {
+  constexpr int kSessions = 25;
+  for (int i = 0; i < kSessions; ++i) {
+    MustCreate(absl::StrCat("s", 100 + i), i, "alice");
+  }
+  EXPECT_EQ(ListIds("alice").size(), static_cast<size_t>(kSessions));
+  for (int i = 0; i < kSessions; ++i) EXPECT_TRUE(Exists(i)) << i;
+}
+
+TEST_P(SessionStoreConformanceTest, ConcurrentCreatesKeepTheCap) {
+  StoreOptions options;
+  options.max_sessions_per_user = 3;
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 20;
+  std::atomic<int> errors{0};
+  RunThreads(kThreads, [&](int t) {
+    for (int k = 0; k < kPerThread; ++k) {
+      const int n = t * kPerThread + k;
+      if (!store_->Create(NewRecord(absl::StrCat("s", n), n, "alice")).ok()) {
+        errors.fetch_add(1);
+      }
+    }
+  });
+  EXPECT_EQ(errors.load(), 0);
+  Ids ids = ListIds("alice");
+  EXPECT_EQ(ids.size(), 3u);
+  int live = 0;
+  for (int n = 0; n < kThreads * kPerThread; ++n) live += Exists(n) ? 1 : 0;
+  EXPECT_EQ(live, 3);
+}
+
+TEST_P(SessionStoreConformanceTest, ConcurrentCreatesOfOneIdExactlyOneWins) {
+  constexpr int kThreads = 8;
+  std::vector<StatusCode> codes(kThreads, StatusCode::kUnknown);
+  RunThreads(kThreads, [&](int i) {
+    codes[i] = Code(store_->Create(NewRecord("same", 10 + i, "alice")));
+  });
+  int winners = 0;
+  for (int i = 0; i < kThreads; ++i) {
+    if (codes[i] == StatusCode::kOk) {
+      ++winners;
+      EXPECT_TRUE(Exists(10 + i));
+    } else {
+      EXPECT_EQ(codes[i], StatusCode::kAlreadyExists) << i;
+      EXPECT_FALSE(Exists(10 + i)) << i;
+    }
+  }
+  EXPECT_EQ(winners, 1);
+  EXPECT_EQ(ListIds("alice"), Ids{"same"});
+}
+
+// ---------------------------------------------------------------------------
+// ListForUser.
+
+TEST_P(SessionStoreConformanceTest, ListForUserOrdersByLastActiveThenId) {
+  MustCreate("m", 1, "alice");
+  MustCreate("z", 2, "alice");
+  MustCreate("y", 3, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("a", 4, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("k", 5, "alice");
+  MustCreate("bob1", 6, "bob");
+  MustCreate("anon", 7, "");
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()).status());
+
+  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("alice", 10, {}));
+  EXPECT_FALSE(page.next.has_value());
+  const std::vector<int> expected_hashes = {1, 5, 4, 2, 3};  // m k a z y
+  ASSERT_EQ(page.sessions.size(), expected_hashes.size());
+  for (size_t i = 0; i < expected_hashes.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                         store_->Load(TokenHash(expected_hashes[i])));
+    EXPECT_EQ(page.sessions[i], r);
+  }
+}
+
+TEST_P(SessionStoreConformanceTest, ListForUserPagesCoverEverySessionOnce) {
+  // 10 sessions in groups of equal last_active_at.
+  for (int i = 0; i < 10; ++i) {
+    if (i % 3 == 0) clock_.Advance(absl::Seconds(1));
+    MustCreate(absl::StrCat("s", i), i, "alice");
+  }
+  MustCreate("other", 50, "bob");
+  const Ids expected = {"s9", "s8", "s7", "s6", "s5",
+                        "s4", "s3", "s2", "s1", "s0"};
+  for (int limit : {1, 3, 5, 9, 10, 11}) {
+    SCOPED_TRACE(limit);
+    Ids seen;
+    std::optional<ListCursor> cursor;
+    int pages = 0;
+    for (;;) {
+      ASSERT_OK_AND_ASSIGN(SessionPage page,
+                           store_->ListForUser("alice", limit, cursor));
+      ++pages;
+      ASSERT_LE(pages, 20);
+      for (const SessionRecord& r : page.sessions) seen.push_back(r.id);
+      if (!page.next.has_value()) {
+        EXPECT_EQ(page.sessions.size(),
+                  static_cast<size_t>(10 - (pages - 1) * limit));
+        break;
+      }
+      ASSERT_EQ(page.sessions.size(), static_cast<size_t>(limit));
+      EXPECT_EQ(page.next->id, page.sessions.back().id);
+      EXPECT_EQ(page.next->last_active_at, page.sessions.back().last_active_at);
+      cursor = page.next;
+    }
+    EXPECT_EQ(seen, expected);
+    EXPECT_EQ(pages, (10 + limit - 1) / limit);
+  }
+}
+
+TEST_P(SessionStoreConformanceTest, ListForUserCursorIsAPosition) {
+  SessionRecord s1 = MustCreate("s1", 1, "alice");
+  clock_.Advance(absl::Seconds(1));
+  SessionRecord s2 = MustCreate("s2", 2, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("s3", 3, "alice");
+
+  ASSERT_OK_AND_ASSIGN(SessionPage first, store_->ListForUser("alice", 1, {}));
+  ASSERT_EQ(first.sessions.size(), 1u);
+  EXPECT_EQ(first.sessions[0].id, "s3");
+  ASSERT_TRUE(first.next.has_value());
+  // The cursor's session goes away; the listing continues after it.
+  ASSERT_OK(store_->DeleteById("s3").status());
+  ASSERT_OK_AND_ASSIGN(SessionPage rest,
+                       store_->ListForUser("alice", 10, first.next));
+  ASSERT_EQ(rest.sessions.size(), 2u);
+  EXPECT_EQ(rest.sessions[0], s2);
+  EXPECT_EQ(rest.sessions[1], s1);
+  EXPECT_FALSE(rest.next.has_value());
+
+  // Cursors that match no stored session: strictly after the position.
+  auto ids_after = [&](absl::Time t, const std::string& id) {
+    Ids ids;
+    absl::StatusOr<SessionPage> page =
+        store_->ListForUser("alice", 10, ListCursor{t, id});
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (page.ok()) {
+      for (const SessionRecord& r : page->sessions) ids.push_back(r.id);
+    }
+    return ids;
+  };
+  EXPECT_EQ(ids_after(s2.last_active_at, "s3"), (Ids{"s2", "s1"}));
+  EXPECT_EQ(ids_after(s2.last_active_at, "s2"), Ids{"s1"});
+  EXPECT_EQ(ids_after(s2.last_active_at, "s1"), Ids{"s1"});
+  EXPECT_EQ(ids_after(s2.last_active_at, "s0"), Ids{"s1"});
+  EXPECT_EQ(ids_after(s1.last_active_at, "s1"), Ids{});
+  EXPECT_EQ(ids_after(s2.last_active_at + absl::Milliseconds(1), ""),
+            (Ids{"s2", "s1"}));
+}
+
+TEST_P(SessionStoreConformanceTest, ListForUserExcludesExpiredSessions) {
+  MustCreate("doomed", 1, "alice", absl::Minutes(1));
+  clock_.Advance(absl::Seconds(10));
+  MustCreate("live1", 2, "alice");
+  clock_.Advance(absl::Seconds(10));
+  MustCreate("live2", 3, "alice");
+  clock_.Advance(absl::Seconds(40));  // "doomed" has just expired
+  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("alice", 2, {}));
+  ASSERT_EQ(page.sessions.size(), 2u);
+  EXPECT_EQ(page.sessions[0].id, "live2");
+  EXPECT_EQ(page.sessions[1].id, "live1");
+  EXPECT_FALSE(page.next.has_value());  // only an expired session follows
+  ASSERT_OK_AND_ASSIGN(page, store_->ListForUser("alice", 1, {}));
+  ASSERT_EQ(page.sessions.size(), 1u);
+  EXPECT_TRUE(page.next.has_value());
+}
+
+TEST_P(SessionStoreConformanceTest, ListForUserRejectsBadArguments) {
+  MustCreate("a", 1, "alice");
+  MustCreate("x", 2, "");
+  EXPECT_EQ(Code(store_->ListForUser("alice", 0, {})),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(store_->ListForUser("alice", -1, {})),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(store_->ListForUser("", 10, {})),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_P(SessionStoreConformanceTest, ListForUserOfUnknownUserIsEmpty) {
+  MustCreate("a", 1, "alice");
+  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("nobody", 10, {}));
+  EXPECT_TRUE(page.sessions.empty());
+  EXPECT_FALSE(page.next.has_value());
+}
+
+// ---------------------------------------------------------------------------
+// Deletes and pruning.
+
+TEST_P(SessionStoreConformanceTest, DeleteByTokenHashRemovesOneSession) {
+  MustCreate("a", 1, "alice");
+  SessionRecord b = MustCreate("b", 2, "alice");
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteByTokenHash(TokenHash(1)));
+  EXPECT_EQ(n, 1);
+  EXPECT_FALSE(Exists(1));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteByTokenHash(TokenHash(1)));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteByTokenHash(TokenHash(9)));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(TokenHash(2)));
+  EXPECT_EQ(lb, b);
+  EXPECT_EQ(ListIds("alice"), Ids{"b"});
+  // Both the id and the hash are free again.
+  MustCreate("a", 1, "alice");
+  EXPECT_TRUE(Exists(1));
+}
+
+TEST_P(SessionStoreConformanceTest, DeleteByIdRemovesOneSession) {
+  MustCreate("a", 1, "alice");
+  SessionRecord b = MustCreate("b", 2, "alice");
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById("a"));
+  EXPECT_EQ(n, 1);
+  EXPECT_FALSE(Exists(1));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById("a"));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById("nope"));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(TokenHash(2)));
+  EXPECT_EQ(lb, b);
+  EXPECT_EQ(ListIds("alice"), Ids{"b"});
+  MustCreate("a", 1, "alice");
+  EXPECT_TRUE(Exists(1));
+}
+
+TEST_P(SessionStoreConformanceTest, DeleteForUserRemovesOnlyThatUsersSessions) {
+  MustCreate("a1", 1, "alice");
+  MustCreate("a2", 2, "alice");
+  MustCreate("a3", 3, "alice");
+  MustCreate("b1", 4, "bob");
+  MustCreate("b2", 5, "bob");
+  MustCreate("x", 6, "");
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser("alice", ""));
+  EXPECT_EQ(n, 3);
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  for (int h : {1, 2, 3}) EXPECT_FALSE(Exists(h)) << h;
+  for (int h : {4, 5, 6}) EXPECT_TRUE(Exists(h)) << h;
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("alice", ""));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("nobody", ""));
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(ListIds("bob"), (Ids{"b2", "b1"}));
+}
+
+TEST_P(SessionStoreConformanceTest, DeleteForUserKeepsExceptId) {
+  MustCreate("a1", 1, "alice");
+  MustCreate("a2", 2, "alice");
+  MustCreate("a3", 3, "alice");
+  MustCreate("b1", 4, "bob");
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser("alice", "a2"));
+  EXPECT_EQ(n, 2);
+  EXPECT_EQ(ListIds("alice"), Ids{"a2"});
+  EXPECT_TRUE(Exists(2));
+  // except_id naming another user's session protects nothing of alice's and
+  // does not touch bob's.
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("alice", "b1"));
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  EXPECT_TRUE(Exists(4));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("bob", "missing"));
+  EXPECT_EQ(n, 1);
+  EXPECT_FALSE(Exists(4));
+}
+
+TEST_P(SessionStoreConformanceTest, DeleteForUserRejectsEmptyUser) {
+  MustCreate("x", 1, "");
+  MustCreate("a", 2, "alice");
+  EXPECT_EQ(Code(store_->DeleteForUser("", "")), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Exists(1));
+  EXPECT_TRUE(Exists(2));
+}
+
+TEST_P(SessionStoreConformanceTest, PruneExpiredRemovesOnlyExpiredSessions) {
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->PruneExpired());
+  EXPECT_EQ(n, 0);
+  MustCreate("e1", 1, "alice", absl::Minutes(1));
+  MustCreate("e2", 2, "", absl::Minutes(1));
+  MustCreate("e3", 3, "bob", kIdle, absl::Minutes(1));
+  SessionRecord l1 = MustCreate("l1", 4, "alice");
+  SessionRecord l2 = MustCreate("l2", 5, "bob", absl::Minutes(2));
+  // Plenty of live sessions next to the expired ones.
+  constexpr int kLive = 200;
+  for (int i = 0; i < kLive; ++i) MustCreate(absl::StrCat("live", i), 100 + i);
+  clock_.Advance(absl::Seconds(59));
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired());
+  EXPECT_EQ(n, 0);
+  clock_.Set(l1.created_at + absl::Minutes(1));  // e1, e2, e3 expire exactly
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired());
+  EXPECT_EQ(n, 3);
+  ASSERT_OK_AND_ASSIGN(SessionRecord r1, store_->Load(TokenHash(4)));
+  EXPECT_EQ(r1, l1);
+  ASSERT_OK_AND_ASSIGN(SessionRecord r2, store_->Load(TokenHash(5)));
+  EXPECT_EQ(r2, l2);
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired());
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(ListIds("alice"), Ids{"l1"});
+  EXPECT_EQ(ListIds("bob"), Ids{"l2"});
+  MustCreate("e1", 1, "alice");
+  clock_.Set(l2.created_at + absl::Minutes(2));
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired());
+  EXPECT_EQ(n, 1);
+  EXPECT_TRUE(Exists(1));
+  EXPECT_TRUE(Exists(4));
+  EXPECT_FALSE(Exists(5));
+  for (int i = 0; i < kLive; ++i) EXPECT_TRUE(Exists(100 + i)) << i;
+}
+
+}  // namespace sessiond::storage

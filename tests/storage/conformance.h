@@ -1,0 +1,129 @@
+// SessionStoreConformanceTest: the value-parameterized GoogleTest suite that
+// every SessionStore backend must pass unchanged. It checks each rule of
+// storage/session_store.h with a ManualClock (it never sleeps).
+//
+// A backend's test file instantiates it once:
+//
+//   namespace sessiond::storage {
+//   INSTANTIATE_TEST_SUITE_P(
+//       Memory, SessionStoreConformanceTest,
+//       testing::Values(StoreFactory{
+//           "Memory",
+//           [](const Clock* clock, const StoreOptions& options)
+//               -> absl::StatusOr<std::unique_ptr<SessionStore>> {
+//             return NewMemoryStore(clock, options);
+//           }}),
+//       StoreFactoryName());
+//   }  // namespace sessiond::storage
+//
+// and links "//tests/storage:conformance" (alwayslink) and gtest_main.
+//
+// Decisions where session_store.h leaves room (every backend must follow):
+//  - INVALID_ARGUMENT for: Create with an empty id, a token_hash that is not
+//    exactly 32 bytes, or a non-positive idle_timeout/absolute_lifetime;
+//    Update that sets a non-positive timeout; Cycle whose new hash is not 32
+//    bytes or equals the old hash; ListForUser with limit <= 0; ListForUser
+//    and DeleteForUser with an empty user_id (which would otherwise address
+//    every anonymous session).
+//  - Create and Cycle may reuse the id/token hash of an expired session
+//    (expired == missing). Cycle to a hash held by a live session is
+//    ALREADY_EXISTS and changes nothing.
+//  - Lookups (Load, LoadAndTouch, Update, Cycle's old hash, deletes) with a
+//    token hash of the wrong size simply find nothing (NOT_FOUND / 0).
+//  - NOT_FOUND takes precedence over ABORTED and ALREADY_EXISTS.
+//  - Update always replaces user_id (an empty one makes the session
+//    anonymous); Cycle with user_id set to "" does the same.
+//  - Create ignores the caller's created_at, last_active_at and version.
+//  - Per-user cap: among equally recently active sessions, the one that
+//    ListForUser lists last (the smallest id) is evicted first.
+//  - LoadAndTouch touches when now - last_active_at >= min_interval, so
+//    min_interval <= 0 always touches.
+#ifndef SESSIOND_TESTS_STORAGE_CONFORMANCE_H_
+#define SESSIOND_TESTS_STORAGE_CONFORMANCE_H_
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "storage/clock.h"
+#include "storage/session_record.h"
+#include "storage/session_store.h"
+
+namespace sessiond::storage {
+
+struct StoreFactory {
+  // Used as the test-name suffix; letters, digits and '_' only.
+  std::string name;
+  // Makes a fresh, empty store that reads time from `clock`. `clock`
+  // outlives the store.
+  std::function<absl::StatusOr<std::unique_ptr<SessionStore>>(
+      const Clock* clock, const StoreOptions& options)>
+      make;
+};
+
+void PrintTo(const StoreFactory& factory, std::ostream* os);
+// Readable failure messages (token hash and payload as escaped bytes).
+void PrintTo(const SessionRecord& record, std::ostream* os);
+
+// Name generator for INSTANTIATE_TEST_SUITE_P.
+struct StoreFactoryName {
+  std::string operator()(
+      const testing::TestParamInfo<StoreFactory>& info) const {
+    return info.param.name;
+  }
+};
+
+class SessionStoreConformanceTest
+    : public testing::TestWithParam<StoreFactory> {
+ protected:
+  // The suite's clock starts here: whole seconds plus 123456789 ns, so that
+  // every reading has a sub-microsecond part the store must truncate.
+  static absl::Time StartTime();
+  static constexpr absl::Duration kIdle = absl::Minutes(30);
+  static constexpr absl::Duration kLifetime = absl::Hours(24);
+
+  SessionStoreConformanceTest() : clock_(StartTime()) {}
+
+  void SetUp() override;
+  void TearDown() override;
+
+  // Replaces store_ with a fresh store made with `options`.
+  void ResetStore(const StoreOptions& options);
+
+  // Now as the store must see it.
+  absl::Time StoreNow() const { return TruncateToMicros(clock_.Now()); }
+
+  // A distinct 32-byte token hash per n, containing 0x00 and 0xff bytes.
+  static std::string TokenHash(int n);
+
+  static SessionRecord NewRecord(const std::string& id, int hash,
+                                 const std::string& user_id = "",
+                                 const std::string& payload = "payload",
+                                 absl::Duration idle = kIdle,
+                                 absl::Duration lifetime = kLifetime);
+
+  // Creates NewRecord(...) and returns what the store returned; fails the
+  // test if Create fails.
+  SessionRecord MustCreate(const std::string& id, int hash,
+                           const std::string& user_id = "",
+                           absl::Duration idle = kIdle,
+                           absl::Duration lifetime = kLifetime);
+
+  // Ids of ListForUser(user, 1000, nullopt), in order.
+  std::vector<std::string> ListIds(const std::string& user);
+
+  // True if a live session has this token hash (Load is OK).
+  bool Exists(int hash);
+
+  ManualClock clock_;
+  std::unique_ptr<SessionStore> store_;
+};
+
+}  // namespace sessiond::storage
+
+#endif  // SESSIOND_TESTS_STORAGE_CONFORMANCE_H_

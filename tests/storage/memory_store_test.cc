@@ -1,0 +1,318 @@
+#include "storage/memory_store.h"
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "storage/clock.h"
+#include "storage/session_record.h"
+#include "storage/session_store.h"
+#include "tests/storage/conformance.h"
+
+namespace sessiond::storage {
+
+INSTANTIATE_TEST_SUITE_P(
+    Memory, SessionStoreConformanceTest,
+    testing::Values(StoreFactory{
+        "Memory",
+        [](const Clock* clock, const StoreOptions& options)
+            -> absl::StatusOr<std::unique_ptr<SessionStore>> {
+          return NewMemoryStore(clock, options);
+        }}),
+    StoreFactoryName());
+
+namespace {
+
+using ::absl::StatusCode;
+
+std::string Hash(int n) {
+  std::string h(32, '\x5a');
+  h[0] = static_cast<char>(n & 0xff);
+  h[1] = static_cast<char>((n >> 8) & 0xff);
+  h[2] = '\0';
+  return h;
+}
+
+SessionRecord Record(const std::string& id, int hash, const std::string& user,
+                     const std::string& payload,
+                     absl::Duration idle = absl::Minutes(30)) {
+  SessionRecord r;
+  r.id = id;
+  r.token_hash = Hash(hash);
+  r.user_id = user;
+  r.sealed_payload = payload;
+  r.idle_timeout = idle;
+  r.absolute_lifetime = absl::Hours(24);
+  return r;
+}
+
+TEST(MemoryStoreTest, BackendNameIsMemory) {
+  ManualClock clock;
+  EXPECT_EQ(NewMemoryStore(&clock, {})->backend_name(), "memory");
+}
+
+TEST(MemoryStoreTest, WorksWithTheRealClock) {
+  std::unique_ptr<SessionStore> store = NewMemoryStore(Clock::Real(), {});
+  absl::StatusOr<SessionRecord> r = store->Create(Record("a", 1, "u", "p"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->created_at, TruncateToMicros(r->created_at));
+  EXPECT_LT(absl::AbsDuration(r->created_at - absl::Now()), absl::Seconds(5));
+  EXPECT_TRUE(store->Load(Hash(1)).ok());
+}
+
+// Payloads that grow, shrink and move (in-place rewrite and reallocation),
+// and user changes on Cycle that keep the payload.
+TEST(MemoryStoreTest, ContentSurvivesResizesAndUserChanges) {
+  ManualClock clock;
+  std::unique_ptr<SessionStore> store = NewMemoryStore(&clock, {});
+  ASSERT_TRUE(store->Create(Record("a", 1, "", "p")).ok());
+  int hash = 1;
+  const std::vector<size_t> sizes = {0, 1, 1000, 990, 10, 100000, 3, 256, 0};
+  const std::vector<std::string> users = {"", "alice", "a-much-longer-user-id",
+                                          "", "bob"};
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE(i);
+    std::string payload(sizes[i], '\0');
+    for (size_t k = 0; k < payload.size(); ++k) {
+      payload[k] = static_cast<char>((k * 7 + i) & 0xff);
+    }
+    const std::string& user = users[i % users.size()];
+    SessionUpdate u;
+    u.user_id = user;
+    u.sealed_payload = payload;
+    absl::StatusOr<SessionRecord> r = store->Update(Hash(hash), u);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->sealed_payload, payload);
+    EXPECT_EQ(r->user_id, user);
+    EXPECT_EQ(r->id, "a");
+    const std::string new_user = users[(i + 1) % users.size()];
+    r = store->Cycle(Hash(hash), Hash(hash + 1), new_user);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ++hash;
+    EXPECT_EQ(r->sealed_payload, payload);
+    EXPECT_EQ(r->user_id, new_user);
+    absl::StatusOr<SessionRecord> loaded = store->Load(Hash(hash));
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ(*loaded, *r);
+    if (!new_user.empty()) {
+      absl::StatusOr<SessionPage> page = store->ListForUser(new_user, 10, {});
+      ASSERT_TRUE(page.ok());
+      ASSERT_EQ(page->sessions.size(), 1u);
+      EXPECT_EQ(page->sessions[0], *r);
+    }
+  }
+}
+
+// A user with more sessions than there are shards of a kind: calls that
+// lock every shard.
+TEST(MemoryStoreTest, UserWithManySessions) {
+  ManualClock clock;
+  std::unique_ptr<SessionStore> store = NewMemoryStore(&clock, {});
+  constexpr int kSessions = 2000;
+  for (int i = 0; i < kSessions; ++i) {
+    ASSERT_TRUE(
+        store->Create(Record(absl::StrCat("s", i), i, "alice", "p")).ok());
+    if (i % 7 == 0) clock.Advance(absl::Milliseconds(1));
+  }
+  int seen = 0;
+  std::optional<ListCursor> cursor;
+  std::optional<SessionRecord> previous;
+  do {
+    absl::StatusOr<SessionPage> page = store->ListForUser("alice", 123, cursor);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const SessionRecord& r : page->sessions) {
+      if (previous.has_value()) {
+        EXPECT_TRUE(ListsBefore(previous->last_active_at, previous->id,
+                                r.last_active_at, r.id));
+      }
+      previous = r;
+      ++seen;
+    }
+    cursor = page->next;
+  } while (cursor.has_value());
+  EXPECT_EQ(seen, kSessions);
+  absl::StatusOr<int64_t> n = store->DeleteForUser("alice", "s5");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, kSessions - 1);
+  EXPECT_TRUE(store->Load(Hash(5)).ok());
+  EXPECT_FALSE(store->Load(Hash(6)).ok());
+}
+
+// Many threads, every kind of call, few keys, a cap and a moving clock: no
+// deadlock, no unexpected status, and the invariants hold throughout.
+TEST(MemoryStoreTest, MixedOperationsStress) {
+  constexpr int kThreads = 8;
+  constexpr int kOpsPerThread = 20000;
+  constexpr int kHashes = 96;
+  constexpr int kCap = 3;
+  const std::vector<std::string> users = {"", "u0", "u1", "u2", "u3"};
+  ManualClock clock;
+  StoreOptions options;
+  options.max_sessions_per_user = kCap;
+  std::unique_ptr<SessionStore> store = NewMemoryStore(&clock, options);
+
+  std::atomic<int> unexpected{0};
+  std::atomic<int> broken_invariants{0};
+  auto expect = [&](const absl::Status& s,
+                    std::initializer_list<StatusCode> allowed) {
+    if (s.ok()) return;
+    for (StatusCode c : allowed) {
+      if (s.code() == c) return;
+    }
+    if (unexpected.fetch_add(1) < 5) ADD_FAILURE() << s;
+  };
+
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(1234 + t);
+      auto pick = [&](int n) {
+        return static_cast<int>(rng() % static_cast<unsigned>(n));
+      };
+      int next_id = 0;
+      for (int op = 0; op < kOpsPerThread; ++op) {
+        const std::string& user = users[pick(users.size())];
+        const int h = pick(kHashes);
+        switch (pick(11)) {
+          case 0:
+          case 1: {
+            SessionRecord r = Record(absl::StrCat("t", t, "-", next_id++), h,
+                                     user, std::string(pick(300), 'x'),
+                                     absl::Seconds(1 + pick(30)));
+            expect(store->Create(r).status(), {StatusCode::kAlreadyExists});
+            break;
+          }
+          case 2: {
+            absl::StatusOr<SessionRecord> r = store->Load(Hash(h));
+            expect(r.status(), {StatusCode::kNotFound});
+            if (r.ok() && r->token_hash != Hash(h)) broken_invariants++;
+            break;
+          }
+          case 3:
+            expect(
+                store->LoadAndTouch(Hash(h), absl::Seconds(pick(3))).status(),
+                {StatusCode::kNotFound});
+            break;
+          case 4: {
+            SessionUpdate u;
+            u.user_id = user;
+            u.sealed_payload = std::string(pick(600), 'y');
+            if (pick(2) == 0) u.expected_version = 1 + pick(3);
+            if (pick(4) == 0) u.idle_timeout = absl::Seconds(1 + pick(30));
+            expect(store->Update(Hash(h), u).status(),
+                   {StatusCode::kNotFound, StatusCode::kAborted});
+            break;
+          }
+          case 5: {
+            std::optional<std::string> new_user;
+            if (pick(2) == 0) new_user = user;
+            expect(
+                store->Cycle(Hash(h), Hash(pick(kHashes)), new_user).status(),
+                {StatusCode::kNotFound, StatusCode::kAlreadyExists,
+                 StatusCode::kInvalidArgument});
+            break;
+          }
+          case 6:
+            expect(store->DeleteByTokenHash(Hash(h)).status(), {});
+            break;
+          case 7:
+            expect(store
+                       ->DeleteById(absl::StrCat("t", pick(kThreads), "-",
+                                                 pick(next_id + 1)))
+                       .status(),
+                   {});
+            break;
+          case 8:
+            if (!user.empty() && pick(8) == 0) {
+              expect(store
+                         ->DeleteForUser(
+                             user, absl::StrCat("t", t, "-", pick(next_id + 1)))
+                         .status(),
+                     {});
+            }
+            break;
+          case 9: {
+            if (user.empty()) break;
+            absl::StatusOr<SessionPage> page =
+                store->ListForUser(user, 1 + pick(4), std::nullopt);
+            expect(page.status(), {});
+            if (!page.ok()) break;
+            if (page->sessions.size() > static_cast<size_t>(kCap)) {
+              broken_invariants++;
+            }
+            for (size_t i = 0; i < page->sessions.size(); ++i) {
+              const SessionRecord& r = page->sessions[i];
+              if (r.user_id != user) broken_invariants++;
+              if (i > 0 && !ListsBefore(page->sessions[i - 1].last_active_at,
+                                        page->sessions[i - 1].id,
+                                        r.last_active_at, r.id)) {
+                broken_invariants++;
+              }
+            }
+            break;
+          }
+          case 10:
+            if (t == 0) {
+              clock.Advance(absl::Milliseconds(50 + pick(200)));
+            } else if (pick(50) == 0) {
+              expect(store->PruneExpired().status(), {});
+            }
+            break;
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(broken_invariants.load(), 0);
+
+  // Quiescent: indexes agree with each other.
+  int live = 0;
+  for (int h = 0; h < kHashes; ++h) {
+    absl::StatusOr<SessionRecord> r = store->Load(Hash(h));
+    if (!r.ok()) continue;
+    ++live;
+    if (!r->user_id.empty()) {
+      absl::StatusOr<SessionPage> page =
+          store->ListForUser(r->user_id, 100, std::nullopt);
+      ASSERT_TRUE(page.ok());
+      EXPECT_LE(page->sessions.size(), static_cast<size_t>(kCap));
+      int found = 0;
+      for (const SessionRecord& s : page->sessions) found += s == *r ? 1 : 0;
+      EXPECT_EQ(found, 1) << r->id;
+    }
+  }
+  int64_t deleted = 0;
+  for (int h = 0; h < kHashes; ++h) {
+    absl::StatusOr<SessionRecord> r = store->Load(Hash(h));
+    if (!r.ok()) continue;
+    absl::StatusOr<int64_t> n = store->DeleteById(r->id);
+    ASSERT_TRUE(n.ok());
+    deleted += *n;
+    EXPECT_FALSE(store->Load(Hash(h)).ok());
+  }
+  EXPECT_EQ(deleted, live);
+  clock.Advance(absl::Hours(25));
+  ASSERT_TRUE(store->PruneExpired().ok());
+  absl::StatusOr<int64_t> again = store->PruneExpired();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0);
+  for (const std::string& user : users) {
+    if (user.empty()) continue;
+    absl::StatusOr<SessionPage> page = store->ListForUser(user, 100, {});
+    ASSERT_TRUE(page.ok());
+    EXPECT_TRUE(page->sessions.empty());
+  }
+}
+
+}  // namespace
+}  // namespace sessiond::storage
