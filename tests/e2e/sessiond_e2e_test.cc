@@ -21,6 +21,7 @@ class SessiondE2eTest : public ::testing::Test {
   void SetUp() override {
     dir_ = MakeTempDir(
         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    ASSERT_FALSE(dir_.empty());
   }
 
   std::vector<std::string> SqliteFlags() const {

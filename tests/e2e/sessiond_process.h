@@ -1,9 +1,7 @@
-// SessiondProcess: runs the real sessiond binary as a child process on a free
+// SessiondProcess: the real sessiond binary as a child process on a free
 // loopback port, for end-to-end tests.
 #ifndef SESSIOND_TESTS_E2E_SESSIOND_PROCESS_H_
 #define SESSIOND_TESTS_E2E_SESSIOND_PROCESS_H_
-
-#include <sys/types.h>
 
 #include <memory>
 #include <string>
@@ -11,52 +9,43 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tests/testing/subprocess.h"
 
 namespace sessiond::testing {
 
 // The sessiond binary in this test's runfiles.
 std::string SessiondBinaryPath();
 
-// A fresh directory under TEST_TMPDIR.
-std::string MakeTempDir(const std::string& name);
-
 class SessiondProcess {
  public:
-  // Starts sessiond with `flags` plus --listen=127.0.0.1:0, its stderr going
+  // Starts sessiond with `flags` plus --listen=127.0.0.1:0, its output going
   // to `log_path`, and waits (up to 30 s) until it logs the port it serves
   // on. An error carries the log if the process exits first.
   static absl::StatusOr<std::unique_ptr<SessiondProcess>> Start(
       const std::vector<std::string>& flags, const std::string& log_path);
 
   // Runs sessiond with `flags` to completion (at most `timeout`) and returns
-  // its exit code; its stderr goes to `log_path`.
+  // its exit code; its output goes to `log_path`.
   static absl::StatusOr<int> RunToExit(const std::vector<std::string>& flags,
                                        const std::string& log_path,
                                        absl::Duration timeout);
 
-  // Kills the process if it still runs.
-  ~SessiondProcess();
-
   int port() const { return port_; }
   std::string address() const;
-  const std::string& log_path() const { return log_path_; }
+  const std::string& log_path() const { return process_->log_path(); }
 
-  // Sends `signal` and waits up to `timeout` for the exit; returns the exit
-  // code (128 + signal number if a signal ended it). DEADLINE_EXCEEDED if it
-  // did not exit in time (it is then killed).
-  absl::StatusOr<int> Stop(int signal, absl::Duration timeout);
+  // Sends `signal` and waits up to `timeout` for the exit code.
+  absl::StatusOr<int> Stop(int signal, absl::Duration timeout) {
+    return process_->Stop(signal, timeout);
+  }
 
  private:
-  SessiondProcess(pid_t pid, int port, std::string log_path)
-      : pid_(pid), port_(port), log_path_(std::move(log_path)) {}
+  SessiondProcess(std::unique_ptr<Subprocess> process, int port)
+      : process_(std::move(process)), port_(port) {}
 
-  pid_t pid_;
+  std::unique_ptr<Subprocess> process_;
   int port_;
-  std::string log_path_;
 };
-
-// The whole content of a file ("" if it cannot be read).
-std::string ReadFileOrEmpty(const std::string& path);
 
 }  // namespace sessiond::testing
 
