@@ -45,7 +45,7 @@ absl::StatusOr<std::unique_ptr<SessiondProcess>> SessiondProcess::Start(
   std::vector<std::string> argv = Argv(flags);
   argv.insert(argv.begin() + 1, "--listen=127.0.0.1:0");
   absl::StatusOr<std::unique_ptr<Subprocess>> process =
-      Subprocess::Spawn({argv, log_path});
+      Subprocess::Spawn({argv, log_path, std::nullopt});
   if (!process.ok()) return process.status();
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (absl::Now() < deadline) {
@@ -69,7 +69,7 @@ absl::StatusOr<int> SessiondProcess::RunToExit(
     const std::vector<std::string>& flags, const std::string& log_path,
     absl::Duration timeout) {
   absl::StatusOr<std::unique_ptr<Subprocess>> process =
-      Subprocess::Spawn({Argv(flags), log_path});
+      Subprocess::Spawn({Argv(flags), log_path, std::nullopt});
   if (!process.ok()) return process.status();
   absl::StatusOr<int> code = (*process)->WaitForExit(timeout);
   if (!code.ok()) (void)(*process)->Stop(SIGKILL, absl::Seconds(5));
