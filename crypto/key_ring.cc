@@ -340,6 +340,17 @@ absl::Status KeyRing::CreateKeyFile(const std::string& path) {
   }
   if (::fsync(fd.get()) != 0) return fail(errno, "sync");
   if (fd.Close() != 0) return fail(errno, "close");
+  // Make the new directory entry durable too: a key that vanished after a
+  // power loss would be replaced by a fresh one, and every session sealed
+  // under it would become unreadable.
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0 || ::fsync(dir_fd.get()) != 0) {
+    return fail(errno, "sync the directory of");
+  }
   return absl::OkStatus();
 }
 

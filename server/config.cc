@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace sessiond {
 namespace {
@@ -95,7 +96,11 @@ const std::vector<FlagSpec>& Flags() {
        "seals new data, all of them open existing data",
        false,
        [](absl::string_view v, ServerConfig* c) {
-         c->key_files = absl::StrSplit(v, ',', absl::SkipWhitespace());
+         c->key_files.clear();
+         for (absl::string_view path : absl::StrSplit(v, ',')) {
+           path = absl::StripAsciiWhitespace(path);
+           if (!path.empty()) c->key_files.emplace_back(path);
+         }
          return absl::OkStatus();
        }},
       {"create_key_if_missing", "false",
@@ -189,6 +194,15 @@ absl::Status Validate(ServerConfig* config) {
         "--key_files is required (or --insecure_plaintext, to store sessions "
         "unencrypted); to start with a new key, pass --key_files=PATH "
         "--create_key_if_missing");
+  }
+  if (config->handler.touch_interval * 2 >
+      config->handler.default_idle_timeout) {
+    return Bad(
+        absl::StrCat("--touch_interval (",
+                     absl::FormatDuration(config->handler.touch_interval),
+                     ") must be at most half of --idle_timeout (",
+                     absl::FormatDuration(config->handler.default_idle_timeout),
+                     "), or touched sessions could expire between writes"));
   }
   if (config->create_key_if_missing && config->key_files.size() != 1) {
     return Bad("--create_key_if_missing needs exactly one path in --key_files");

@@ -138,11 +138,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   if (options.threads < 0) {
     return absl::InvalidArgumentError("threads: must not be negative");
   }
-  const int threads =
-      options.threads > 0
-          ? options.threads
-          : std::max(2,
-                     2 * static_cast<int>(std::thread::hardware_concurrency()));
+  const int cores =
+      std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = options.threads > 0 ? options.threads : 2 * cores;
+  const int queues = std::min(threads, cores);
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->handler_ = handler;
 
@@ -153,7 +152,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
                            grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(&server->service_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
-  for (int i = 0; i < threads; ++i) {
+  for (int i = 0; i < queues; ++i) {
     server->queues_.push_back(builder.AddCompletionQueue());
   }
   server->server_ = builder.BuildAndStart();
@@ -170,9 +169,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
         absl::StrCat("could not listen on ", options.listen_address,
                      " (address in use, or malformed?)"));
   }
-  for (auto& cq : server->queues_) {
-    server->ArmAll(cq.get());
-    server->threads_.emplace_back(&GrpcServer::Poll, cq.get());
+  for (auto& cq : server->queues_) server->ArmAll(cq.get());
+  for (int i = 0; i < threads; ++i) {
+    server->threads_.emplace_back(&GrpcServer::Poll,
+                                  server->queues_[i % queues].get());
   }
   server->SetServing(true);
   return server;

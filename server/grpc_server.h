@@ -2,11 +2,12 @@
 // (async) API, plus the standard grpc.health.v1 service and server
 // reflection.
 //
-// Each of `threads` threads owns one completion queue and runs the handler
-// inline for the calls that arrive on it, so a slow backend call holds one
-// thread, never the queue of another. Shutdown stops accepting calls, lets
-// in-flight calls finish until the grace period ends, cancels the rest, and
-// joins every thread.
+// There is one completion queue per core, and `threads` threads share them
+// evenly; a thread runs the handler inline for each call it takes from its
+// queue. Several threads poll each queue, so a slow backend call holds one
+// thread while the others keep serving that queue. Shutdown stops accepting
+// calls, lets in-flight calls finish until the grace period ends, cancels the
+// rest, and joins every thread.
 #ifndef SESSIOND_SERVER_GRPC_SERVER_H_
 #define SESSIOND_SERVER_GRPC_SERVER_H_
 
@@ -27,8 +28,8 @@ namespace sessiond {
 struct GrpcServerOptions {
   // host:port; port 0 picks a free port (see GrpcServer::port()).
   std::string listen_address = "0.0.0.0:50051";
-  // Completion-queue threads; each runs handlers inline. 0: twice the
-  // number of cores, at least 2.
+  // Threads that poll the completion queues and run handlers inline.
+  // 0: twice the number of cores, at least 2.
   int threads = 0;
   // Largest request accepted, in bytes.
   int max_receive_message_bytes = 4 * 1024 * 1024;

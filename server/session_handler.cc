@@ -1,5 +1,6 @@
 #include "server/session_handler.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -75,27 +76,48 @@ absl::Status ValidateMetadata(const Map<std::string, std::string>& metadata,
 }
 
 // Reads an optional Duration field: nullopt when unset, an error when it is
-// not positive or longer than the allowed maximum.
+// not positive, shorter than the minimum or longer than the maximum. Kept at
+// microsecond precision, like every time the store keeps.
 absl::StatusOr<std::optional<absl::Duration>> ReadTimeout(
     absl::string_view field, bool has_field, const Duration& value,
-    const HandlerOptions& options) {
+    absl::Duration minimum, const HandlerOptions& options) {
   if (!has_field) return std::nullopt;
   if (value.seconds() < 0 || value.nanos() < 0 ||
       (value.seconds() == 0 && value.nanos() == 0)) {
     return InvalidArgument(field, "must be positive");
   }
   if (value.nanos() >= 1000000000) return InvalidArgument(field, "malformed");
-  absl::Duration d =
-      absl::Seconds(value.seconds()) + absl::Nanoseconds(value.nanos());
+  const absl::Duration d = absl::Trunc(
+      absl::Seconds(value.seconds()) + absl::Nanoseconds(value.nanos()),
+      absl::Microseconds(1));
   if (d > options.max_timeout) {
     return InvalidArgument(
         field, absl::StrCat("longer than the maximum of ",
                             absl::FormatDuration(options.max_timeout)));
   }
-  if (d < absl::Seconds(1)) {
-    return InvalidArgument(field, "shorter than the minimum of 1s");
+  if (d < minimum) {
+    return InvalidArgument(field, absl::StrCat("shorter than the minimum of ",
+                                               absl::FormatDuration(minimum)));
   }
   return d;
+}
+
+// A touched session must not expire between two touch writes, so the idle
+// timeout is at least twice the touch interval.
+absl::Duration MinIdleTimeout(const HandlerOptions& options) {
+  return std::max(absl::Seconds(1), 2 * options.touch_interval);
+}
+
+absl::StatusOr<std::optional<absl::Duration>> ReadIdleTimeout(
+    const v1::SaveRequest& request, const HandlerOptions& options) {
+  return ReadTimeout("idle_timeout", request.has_idle_timeout(),
+                     request.idle_timeout(), MinIdleTimeout(options), options);
+}
+
+absl::StatusOr<std::optional<absl::Duration>> ReadAbsoluteLifetime(
+    const v1::SaveRequest& request, const HandlerOptions& options) {
+  return ReadTimeout("absolute_lifetime", request.has_absolute_lifetime(),
+                     request.absolute_lifetime(), absl::Seconds(1), options);
 }
 
 void SetTimestamp(absl::Time t, Timestamp* out) {
@@ -162,6 +184,8 @@ absl::StatusOr<std::string> SessionHandler::SealPayload(
   }
   absl::StatusOr<std::string> sealed = sealer_->Seal(plaintext, id);
   crypto::Wipe(&plaintext);
+  crypto::Wipe(payload.mutable_data());
+  for (auto& entry : *payload.mutable_metadata()) crypto::Wipe(&entry.second);
   if (!sealed.ok()) return sealed.status();
   if (static_cast<int64_t>(sealed->size()) > options_.max_payload_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -249,12 +273,10 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Create(
                            "only allowed when updating (token set)");
   }
   absl::StatusOr<std::optional<absl::Duration>> idle =
-      ReadTimeout("idle_timeout", request.has_idle_timeout(),
-                  request.idle_timeout(), options_);
+      ReadIdleTimeout(request, options_);
   if (!idle.ok()) return idle.status();
   absl::StatusOr<std::optional<absl::Duration>> absolute =
-      ReadTimeout("absolute_lifetime", request.has_absolute_lifetime(),
-                  request.absolute_lifetime(), options_);
+      ReadAbsoluteLifetime(request, options_);
   if (!absolute.ok()) return absolute.status();
 
   storage::SessionRecord record;
@@ -294,13 +316,11 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Update(
   }
   storage::SessionUpdate update;
   absl::StatusOr<std::optional<absl::Duration>> idle =
-      ReadTimeout("idle_timeout", request.has_idle_timeout(),
-                  request.idle_timeout(), options_);
+      ReadIdleTimeout(request, options_);
   if (!idle.ok()) return idle.status();
   update.idle_timeout = *idle;
   absl::StatusOr<std::optional<absl::Duration>> absolute =
-      ReadTimeout("absolute_lifetime", request.has_absolute_lifetime(),
-                  request.absolute_lifetime(), options_);
+      ReadAbsoluteLifetime(request, options_);
   if (!absolute.ok()) return absolute.status();
   update.absolute_lifetime = *absolute;
   if (request.has_expected_version()) {
@@ -428,12 +448,26 @@ absl::StatusOr<v1::ListForUserResponse> SessionHandler::ListForUser(
       store_->ListForUser(request.user_id(), page_size, *after);
   if (!page.ok()) return page.status();
   v1::ListForUserResponse response;
+  int64_t response_bytes = 0;
   for (const storage::SessionRecord& record : page->sessions) {
     v1::Session session;
     // A session whose payload does not open is left out, as if absent.
-    if (ToProto(record, &session).ok()) {
-      *response.add_sessions() = std::move(session);
+    if (!ToProto(record, &session).ok()) continue;
+    // Each entry costs its size plus a tag and a length prefix.
+    const int64_t entry_bytes =
+        static_cast<int64_t>(session.ByteSizeLong()) + 6;
+    if (response.sessions_size() > 0 &&
+        response_bytes + entry_bytes > options_.max_list_response_bytes) {
+      // Stop here; the next page starts right after the last one sent.
+      const v1::Session& last = response.sessions(response.sessions_size() - 1);
+      response.set_next_page_token(EncodePageToken(storage::ListCursor{
+          absl::FromUnixSeconds(last.last_active_at().seconds()) +
+              absl::Nanoseconds(last.last_active_at().nanos()),
+          last.id()}));
+      return response;
     }
+    response_bytes += entry_bytes;
+    *response.add_sessions() = std::move(session);
   }
   if (page->next.has_value()) {
     response.set_next_page_token(EncodePageToken(*page->next));

@@ -35,6 +35,10 @@ struct HandlerOptions {
   int max_user_id_bytes = 256;
   int default_page_size = 50;
   int max_page_size = 1000;
+  // A ListForUser page stops early (with a next_page_token) rather than
+  // grow past this many bytes; gRPC clients refuse messages over 4 MiB by
+  // default. A page always holds at least one session.
+  int64_t max_list_response_bytes = 3 * 1024 * 1024;
 };
 
 // Counters of events an operator should see; all monotonic.

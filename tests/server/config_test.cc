@@ -101,14 +101,22 @@ TEST_F(ConfigTest, UsageDefaultsMatchTheRealDefaults) {
 
 TEST_F(ConfigTest, FlagsInBothSpellingsAndBothForms) {
   absl::StatusOr<ServerConfig> config = Parse(
-      {"--key-files=/k/a,/k/b", "--backend", "memory", "--idle_timeout=90s",
+      {"--key-files=/k/a,/k/b", "--backend", "memory", "--idle_timeout=150s",
        "--max-sessions-per-user=5", "--listen=127.0.0.1:0"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->key_files, (std::vector<std::string>{"/k/a", "/k/b"}));
   EXPECT_EQ(config->backend_config.backend, "memory");
-  EXPECT_EQ(config->handler.default_idle_timeout, absl::Seconds(90));
+  EXPECT_EQ(config->handler.default_idle_timeout, absl::Seconds(150));
   EXPECT_EQ(config->store.max_sessions_per_user, 5);
   EXPECT_EQ(config->grpc.listen_address, "127.0.0.1:0");
+}
+
+TEST_F(ConfigTest, KeyFileListIgnoresSpacesAndEmptyEntries) {
+  absl::StatusOr<ServerConfig> config =
+      Parse({"--key_files= /k/new.key , /k/old.key,,"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->key_files,
+            (std::vector<std::string>{"/k/new.key", "/k/old.key"}));
 }
 
 TEST_F(ConfigTest, EnvironmentAppliesAndCommandLineWins) {
@@ -143,6 +151,7 @@ TEST_F(ConfigTest, BadValuesNameTheFlagOrVariable) {
       {{"--key_files=/a,/b", "--create_key_if_missing"},
        "--create_key_if_missing"},
       {{"--insecure_plaintext=maybe"}, "--insecure_plaintext"},
+      {{"--insecure_plaintext", "--touch_interval=20m"}, "--touch_interval"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<ServerConfig> config = Parse(c.args);

@@ -164,6 +164,61 @@ TEST_F(SessionHandlerTest, MalformedInputNamesTheField) {
   ExpectInvalid(handler_.ListForUser(list).status(), "page_token");
 }
 
+TEST_F(SessionHandlerTest, IdleTimeoutMustOutlastTwoTouchIntervals) {
+  // The default touch interval is 1m: an idle timeout under 2m could expire
+  // a session that is touched every few seconds, since touches write at
+  // most once a minute.
+  v1::SaveRequest request;
+  request.mutable_idle_timeout()->set_seconds(119);
+  absl::StatusOr<v1::SaveResponse> short_idle = handler_.Save(request);
+  ExpectInvalid(short_idle.status(), "idle_timeout");
+  EXPECT_THAT(short_idle.status().message(), HasSubstr("2m"));
+  request.mutable_idle_timeout()->set_seconds(120);
+  EXPECT_TRUE(handler_.Save(request).ok());
+}
+
+TEST_F(SessionHandlerTest, TimeoutsAreKeptInWholeMicroseconds) {
+  v1::SaveRequest request;
+  request.mutable_idle_timeout()->set_seconds(1800);
+  request.mutable_idle_timeout()->set_nanos(1500);
+  request.mutable_absolute_lifetime()->set_seconds(3600);
+  request.mutable_absolute_lifetime()->set_nanos(999);
+  absl::StatusOr<v1::SaveResponse> created = handler_.Save(request);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->session().idle_timeout().nanos(), 1000);
+  EXPECT_EQ(created->session().absolute_lifetime().nanos(), 0);
+}
+
+TEST_F(SessionHandlerTest, ListPagesStopAtTheResponseByteBudget) {
+  HandlerOptions options;
+  options.max_list_response_bytes = 5000;
+  SessionHandler small_pages(store_.get(), sealer_.get(), options);
+  std::set<std::string> ids;
+  for (int i = 0; i < 7; ++i) {
+    ids.insert(Create("frank", std::string(2000, 'a' + i)).session().id());
+    clock_.Advance(absl::Seconds(1));
+  }
+  v1::ListForUserRequest request;
+  request.set_user_id("frank");
+  request.set_page_size(100);
+  std::set<std::string> seen;
+  int pages = 0;
+  do {
+    absl::StatusOr<v1::ListForUserResponse> page =
+        small_pages.ListForUser(request);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ++pages;
+    EXPECT_GE(page->sessions_size(), 1);
+    EXPECT_LE(page->ByteSizeLong(), 5000u + 200u);
+    for (const v1::Session& session : page->sessions()) {
+      EXPECT_TRUE(seen.insert(session.id()).second) << "listed twice";
+    }
+    request.set_page_token(page->next_page_token());
+  } while (!request.page_token().empty() && pages < 20);
+  EXPECT_EQ(seen, ids);
+  EXPECT_GE(pages, 4);  // About two 2 KB sessions fit in 5000 bytes.
+}
+
 TEST_F(SessionHandlerTest, UnknownTokenIsNotFound) {
   EXPECT_EQ(Load(crypto::NewToken()).status().code(),
             absl::StatusCode::kNotFound);
@@ -358,11 +413,11 @@ TEST_F(SessionHandlerTest, DeleteKinds) {
 
 TEST_F(SessionHandlerTest, PruneCountsAndHealthReports) {
   v1::SaveRequest request;
-  request.mutable_idle_timeout()->set_seconds(5);
+  request.mutable_idle_timeout()->set_seconds(120);
   ASSERT_TRUE(handler_.Save(request).ok());
   ASSERT_TRUE(handler_.Save(request).ok());
   Create("alice", "long-lived");
-  clock_.Advance(absl::Seconds(6));
+  clock_.Advance(absl::Seconds(121));
   EXPECT_EQ(handler_.Prune({})->pruned(), 2);
   EXPECT_EQ(handler_.Prune({})->pruned(), 0);
   EXPECT_EQ(handler_.counters().sessions_pruned.load(), 2);
