@@ -18,9 +18,22 @@
 //  - Every call is atomic and safe to make from many threads (and, for
 //    shared backends, from many processes) at once.
 //  - Errors: NOT_FOUND (no live session), ABORTED (expected_version
-//    mismatch; nothing written), INVALID_ARGUMENT (bad arguments),
+//    mismatch; nothing written), INVALID_ARGUMENT (bad arguments, below),
 //    UNAVAILABLE (backend unreachable or timed out; nothing is known to have
-//    been written), INTERNAL (anything else).
+//    been written), INTERNAL (anything else). NOT_FOUND takes precedence
+//    over ABORTED and ALREADY_EXISTS.
+//  - INVALID_ARGUMENT: Create with an empty id, a token_hash that is not
+//    exactly 32 bytes, or a non-positive timeout; Update that sets a
+//    non-positive timeout; Cycle whose new hash is not 32 bytes or equals
+//    the old one; ListForUser with limit <= 0; ListForUser and DeleteForUser
+//    with an empty user_id (which would address every anonymous session).
+//    Lookups with a token hash of the wrong size simply find nothing.
+//  - Expired is missing: Create and Cycle may reuse the id or token hash of
+//    an expired session. Cycle to the hash of a live session is
+//    ALREADY_EXISTS and changes nothing.
+//  - Timeouts are kept at microsecond precision, like times.
+//  - Per-user cap ties: among equally recently active sessions, the one
+//    ListForUser lists last (the smallest id) is evicted first.
 #ifndef SESSIOND_STORAGE_SESSION_STORE_H_
 #define SESSIOND_STORAGE_SESSION_STORE_H_
 
@@ -75,7 +88,8 @@ class SessionStore {
   virtual absl::string_view backend_name() const = 0;
 
   // Stores a new session. The caller fills id, token_hash, user_id,
-  // sealed_payload, idle_timeout and absolute_lifetime; the store sets
+  // sealed_payload, idle_timeout and absolute_lifetime (other fields are
+  // ignored); the store sets
   // created_at = last_active_at = now and version = 1, applies the per-user
   // cap, and returns the stored record. ALREADY_EXISTS if the id or token
   // hash is taken.
@@ -84,14 +98,15 @@ class SessionStore {
   // The live session with this token hash, unchanged.
   virtual absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) = 0;
 
-  // Like Load, but first sets last_active_at = now if it is at least
-  // `min_interval` old (a throttled touch). Returns the record as stored
+  // Like Load, but first sets last_active_at = now if
+  // now - last_active_at >= min_interval (a throttled touch). Returns the record as stored
   // after the touch. Never changes the version.
   virtual absl::StatusOr<SessionRecord> LoadAndTouch(
       absl::string_view token_hash, absl::Duration min_interval) = 0;
 
-  // Replaces user_id and sealed_payload (and the timeouts that are set) of
-  // the live session with this token hash; sets last_active_at = now and
+  // Replaces user_id (empty makes the session anonymous) and
+  // sealed_payload (and the timeouts that are set) of the live session with
+  // this token hash; sets last_active_at = now and
   // increments version. Applies the per-user cap if the user is non-empty.
   virtual absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
                                                const SessionUpdate& update) = 0;

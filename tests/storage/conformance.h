@@ -18,26 +18,9 @@
 //
 // and links "//tests/storage:conformance" (alwayslink) and gtest_main.
 //
-// Decisions where session_store.h leaves room (every backend must follow):
-//  - INVALID_ARGUMENT for: Create with an empty id, a token_hash that is not
-//    exactly 32 bytes, or a non-positive idle_timeout/absolute_lifetime;
-//    Update that sets a non-positive timeout; Cycle whose new hash is not 32
-//    bytes or equals the old hash; ListForUser with limit <= 0; ListForUser
-//    and DeleteForUser with an empty user_id (which would otherwise address
-//    every anonymous session).
-//  - Create and Cycle may reuse the id/token hash of an expired session
-//    (expired == missing). Cycle to a hash held by a live session is
-//    ALREADY_EXISTS and changes nothing.
-//  - Lookups (Load, LoadAndTouch, Update, Cycle's old hash, deletes) with a
-//    token hash of the wrong size simply find nothing (NOT_FOUND / 0).
-//  - NOT_FOUND takes precedence over ABORTED and ALREADY_EXISTS.
-//  - Update always replaces user_id (an empty one makes the session
-//    anonymous); Cycle with user_id set to "" does the same.
-//  - Create ignores the caller's created_at, last_active_at and version.
-//  - Per-user cap: among equally recently active sessions, the one that
-//    ListForUser lists last (the smallest id) is evicted first.
-//  - LoadAndTouch touches when now - last_active_at >= min_interval, so
-//    min_interval <= 0 always touches.
+// The rules it checks, including the fine print (error precedence, which
+// arguments are invalid, cap ties, touch threshold), are stated in
+// storage/session_store.h.
 #ifndef SESSIOND_TESTS_STORAGE_CONFORMANCE_H_
 #define SESSIOND_TESTS_STORAGE_CONFORMANCE_H_
 
