@@ -3,10 +3,18 @@
 # skipping what is already there. Run as root (or with sudo available).
 #   tools/install_deps.sh          build and run
 #   tools/install_deps.sh --test   also what the test suite needs
+#   tools/install_deps.sh --bench  also what the ghz load tests need
 set -euo pipefail
 
 want_test=false
-[[ "${1:-}" == "--test" ]] && want_test=true
+want_bench=false
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=true ;;
+    --bench) want_test=true; want_bench=true ;;
+    *) echo "usage: $0 [--test|--bench]" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   bazel-bootstrap bazel-rules-java pkg-config g++ git ca-certificates
@@ -15,8 +23,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 if $want_test; then
-  packages+=(sqlite3 procps)
-  # Go builds grpcurl below; any Go >= 1.18 will do.
+  # Real database servers for the backend tests, and tools the tests call.
+  packages+=(postgresql-15 redis-server sqlite3 jq procps)
   command -v go >/dev/null 2>&1 || packages+=(golang-go)
 fi
 
@@ -37,12 +45,41 @@ if ((${#missing[@]} > 0)); then
     --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# A Go command at least as new as $1 (e.g. 1.23). Debian 12 ships Go 1.19;
+# a newer toolchain comes from the Go module proxy as the module
+# golang.org/toolchain, which is how Go itself distributes toolchains.
+go_at_least() {
+  local want=$1 go_cmd have
+  go_cmd=$(command -v go)
+  have=$("$go_cmd" env GOVERSION | sed 's/^go//')
+  if [[ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" == "$want" ]]; then
+    echo "$go_cmd"
+    return
+  fi
+  local toolchain="golang.org/toolchain@v0.0.1-go1.23.4.linux-amd64"
+  local dir
+  dir=$(GOFLAGS=-mod=mod "$go_cmd" mod download -json "$toolchain" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  echo "$dir/bin/go"
+}
+
+# go_install BINARY MODULE@VERSION MIN_GO: installs into /usr/local/bin.
+go_install() {
+  local binary=$1 module=$2 min_go=$3
+  if command -v "$binary" >/dev/null 2>&1 || [[ -x "/usr/local/bin/$binary" ]]; then
+    return
+  fi
+  echo "install_deps: installing $binary (go install $module)" >&2
+  local go_cmd
+  go_cmd=$(go_at_least "$min_go")
+  GOBIN=/usr/local/bin GOTOOLCHAIN=local "$go_cmd" install "$module"
+}
+
 if $want_test; then
   # grpcurl: an independent gRPC client that drives the server through
-  # reflection in tests/e2e. Built from the Go module proxy.
-  if ! command -v grpcurl >/dev/null 2>&1 && [[ ! -x /usr/local/bin/grpcurl ]]; then
-    echo "install_deps: installing grpcurl (go install)" >&2
-    GOBIN=/usr/local/bin GOFLAGS=-mod=mod \
-      go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.8.9
-  fi
+  # reflection in tests/e2e.
+  go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.8.9 1.19
+fi
+if $want_bench; then
+  go_install ghz github.com/bojand/ghz/cmd/ghz@v0.121.0 1.23
 fi
