@@ -1,10 +1,12 @@
 #include "client/cli.h"
 
 #include <algorithm>
+#include <fstream>
 #include <istream>
 #include <map>
 #include <ostream>
 #include <set>
+#include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -38,6 +40,9 @@ commands:
 global flags:
   --addr HOST:PORT     server (default: $SESSIOND_ADDR, else 127.0.0.1:50051)
   --deadline DURATION  bound on the whole command, e.g. 500ms or 5s (default 2s)
+  --tls-ca FILE        use TLS, trusting servers signed by this PEM CA
+  --tls-cert FILE      with --tls-key: present this client certificate (mTLS)
+  --tls-key FILE       the client certificate's PEM private key
 
 A TOKEN given as "-" is read from stdin, keeping it out of argv and history.
 Session data is shown as its size only. Exit status: 0 ok, 1 RPC error,
@@ -50,8 +55,8 @@ const std::set<std::string>& BoolFlags() {
 }
 
 const std::set<std::string>& GlobalFlags() {
-  static const auto* flags =
-      new std::set<std::string>{"addr", "deadline", "help"};
+  static const auto* flags = new std::set<std::string>{
+      "addr", "deadline", "help", "tls-ca", "tls-cert", "tls-key"};
   return *flags;
 }
 
@@ -333,8 +338,27 @@ int RunSessionctl(const std::vector<std::string>& argv,
     addr = *env_addr;
   }
   if (addr.empty()) return Usage(err, "--addr is empty");
+  std::optional<ClientTls> tls;
+  if (args.Has("tls-ca") || args.Has("tls-cert") || args.Has("tls-key")) {
+    tls.emplace();
+    const std::pair<const char*, std::string*> files[] = {
+        {"tls-ca", &tls->root_ca_pem},
+        {"tls-cert", &tls->cert_chain_pem},
+        {"tls-key", &tls->private_key_pem}};
+    for (const auto& [flag, pem] : files) {
+      if (!args.Has(flag)) continue;
+      std::ifstream file(args.Get(flag), std::ios::binary);
+      std::stringstream content;
+      content << file.rdbuf();
+      if (!file || content.str().empty()) {
+        return Usage(
+            err, std::string("--") + flag + ": cannot read " + args.Get(flag));
+      }
+      *pem = content.str();
+    }
+  }
   absl::StatusOr<std::unique_ptr<Client>> client =
-      Client::Connect(addr, options);
+      Client::Connect(addr, options, tls);
   if (!client.ok()) return Usage(err, client.status().message());
 
   if (name == "create") return RunCreate(**client, args, out, err);

@@ -37,11 +37,29 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 }
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
-    const std::string& target, ClientOptions options) {
+    const std::string& target, ClientOptions options,
+    const std::optional<ClientTls>& tls) {
   if (target.empty()) return absl::InvalidArgumentError("empty target");
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
-  return std::make_unique<Client>(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()), options);
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  if (tls.has_value()) {
+    if (tls->root_ca_pem.empty()) {
+      return absl::InvalidArgumentError("ClientTls.root_ca_pem is empty");
+    }
+    if (tls->cert_chain_pem.empty() != tls->private_key_pem.empty()) {
+      return absl::InvalidArgumentError(
+          "ClientTls needs both cert_chain_pem and private_key_pem, or "
+          "neither");
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = tls->root_ca_pem;
+    ssl.pem_cert_chain = tls->cert_chain_pem;
+    ssl.pem_private_key = tls->private_key_pem;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  return std::make_unique<Client>(grpc::CreateChannel(target, credentials),
+                                  options);
 }
 
 Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)

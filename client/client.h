@@ -62,6 +62,15 @@ struct ClientOptions {
 // OK, or INVALID_ARGUMENT naming the first bad field.
 absl::Status ValidateOptions(const ClientOptions& options);
 
+// TLS for Connect. With root_ca_pem, the channel uses TLS and trusts only
+// servers whose certificate that CA signed; with cert_chain_pem and
+// private_key_pem too, it presents a client certificate (mutual TLS).
+struct ClientTls {
+  std::string root_ca_pem;
+  std::string cert_chain_pem;
+  std::string private_key_pem;
+};
+
 // The same code and message; OK drops the message.
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
@@ -73,8 +82,10 @@ class Client {
   // target URI). Does not contact the server: the first call does; call
   // Health() to check that it answers. INVALID_ARGUMENT for an empty target
   // or invalid options.
+  // With `tls`, the channel uses TLS instead (see ClientTls).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(
-      const std::string& target, ClientOptions options = {});
+      const std::string& target, ClientOptions options = {},
+      const std::optional<ClientTls>& tls = std::nullopt);
 
   // A client over an existing channel (e.g. a test server's
   // InProcessChannel). If `channel` is null or `options` are invalid, every

@@ -27,6 +27,13 @@ absl::Status Bad(absl::string_view what) {
   return absl::InvalidArgumentError(what);
 }
 
+Setter StringFlag(std::string ServerConfig::*field) {
+  return [field](absl::string_view value, ServerConfig* c) {
+    c->*field = std::string(value);
+    return absl::OkStatus();
+  };
+}
+
 template <typename Field>
 Setter IntFlag(Field field, int64_t min, int64_t max) {
   return [field, min, max](absl::string_view value, ServerConfig* c) {
@@ -109,6 +116,15 @@ const std::vector<FlagSpec>& Flags() {
       {"insecure_plaintext", "false",
        "store session data unencrypted (no key files); for development only",
        true, BoolFlag(&ServerConfig::insecure_plaintext)},
+      {"tls_cert_file", "",
+       "PEM certificate chain: serve TLS only (with --tls_key_file)", false,
+       StringFlag(&ServerConfig::tls_cert_file)},
+      {"tls_key_file", "", "PEM private key of --tls_cert_file", false,
+       StringFlag(&ServerConfig::tls_key_file)},
+      {"tls_client_ca_file", "",
+       "PEM CA certificates: require client certificates signed by them "
+       "(mutual TLS)",
+       false, StringFlag(&ServerConfig::tls_client_ca_file)},
       {"idle_timeout", "30m", "default idle timeout (sliding expiry)", false,
        DurationFlag(
            [](ServerConfig* c) -> absl::Duration& {
@@ -203,6 +219,12 @@ absl::Status Validate(ServerConfig* config) {
                      ") must be at most half of --idle_timeout (",
                      absl::FormatDuration(config->handler.default_idle_timeout),
                      "), or touched sessions could expire between writes"));
+  }
+  if (config->tls_cert_file.empty() != config->tls_key_file.empty()) {
+    return Bad("--tls_cert_file and --tls_key_file go together");
+  }
+  if (!config->tls_client_ca_file.empty() && config->tls_cert_file.empty()) {
+    return Bad("--tls_client_ca_file needs --tls_cert_file and --tls_key_file");
   }
   if (config->create_key_if_missing && config->key_files.size() != 1) {
     return Bad("--create_key_if_missing needs exactly one path in --key_files");

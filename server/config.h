@@ -35,6 +35,12 @@ struct ServerConfig {
   // Store payloads unencrypted. Must be asked for explicitly.
   bool insecure_plaintext = false;
 
+  // PEM files for serving TLS (certificate chain and private key) and for
+  // requiring client certificates (the CA that signs them). Empty: no TLS.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+
   // How often expired sessions are pruned in the background; zero disables.
   absl::Duration prune_interval = absl::Minutes(5);
   // How long in-flight calls may run after SIGTERM or SIGINT.

@@ -18,6 +18,21 @@ using v1::SessionService;
 constexpr int kSlotsPerMethod = 8;
 constexpr char kServiceName[] = "sessiond.v1.SessionService";
 
+std::shared_ptr<grpc::ServerCredentials> Credentials(
+    const GrpcServerOptions& options) {
+  if (options.tls_cert_chain_pem.empty()) {
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl(
+      options.tls_client_ca_pem.empty()
+          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = options.tls_client_ca_pem;
+  ssl.pem_key_cert_pairs.push_back(
+      {options.tls_private_key_pem, options.tls_cert_chain_pem});
+  return grpc::SslServerCredentials(ssl);
+}
+
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()));
@@ -148,8 +163,18 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address,
-                           grpc::InsecureServerCredentials(), &server->port_);
+  if (options.tls_cert_chain_pem.empty() !=
+      options.tls_private_key_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS needs both a certificate chain and its private key");
+  }
+  if (!options.tls_client_ca_pem.empty() &&
+      options.tls_cert_chain_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "a client CA (mutual TLS) needs a server certificate and key too");
+  }
+  builder.AddListeningPort(options.listen_address, Credentials(options),
+                           &server->port_);
   builder.RegisterService(&server->service_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   for (int i = 0; i < queues; ++i) {

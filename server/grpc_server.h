@@ -33,6 +33,12 @@ struct GrpcServerOptions {
   int threads = 0;
   // Largest request accepted, in bytes.
   int max_receive_message_bytes = 4 * 1024 * 1024;
+  // TLS: with a certificate chain and its private key (PEM), the server
+  // speaks only TLS. With a client CA too, it also requires every client to
+  // present a certificate signed by that CA (mutual TLS). All empty: no TLS.
+  std::string tls_cert_chain_pem;
+  std::string tls_private_key_pem;
+  std::string tls_client_ca_pem;
 };
 
 class GrpcServer {

@@ -4,12 +4,17 @@
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
+#include <utility>
 
-#include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "crypto/key_ring.h"
 #include "crypto/sealer.h"
+#include "crypto/wipe.h"
 #include "server/config.h"
 #include "server/grpc_server.h"
 #include "server/log.h"
@@ -47,6 +52,38 @@ absl::StatusOr<std::unique_ptr<crypto::Sealer>> OpenSealer(
   LogInfo("encryption: AES-256-GCM with %d key(s); sealing with %s",
           static_cast<int>(config.key_files.size()), config.key_files[0]);
   return crypto::NewAesGcmSealer(std::move(*ring));
+}
+
+absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream content;
+  content << in.rdbuf();
+  if (content.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not PEM"));
+  }
+  return content.str();
+}
+
+// Reads the TLS files named in `config` into `grpc`.
+absl::Status LoadTls(const ServerConfig& config, GrpcServerOptions* grpc) {
+  const std::pair<const std::string*, std::string*> files[] = {
+      {&config.tls_cert_file, &grpc->tls_cert_chain_pem},
+      {&config.tls_key_file, &grpc->tls_private_key_pem},
+      {&config.tls_client_ca_file, &grpc->tls_client_ca_pem}};
+  for (const auto& [path, pem] : files) {
+    if (path->empty()) continue;
+    absl::StatusOr<std::string> content = ReadPemFile(*path);
+    if (!content.ok()) return content.status();
+    *pem = std::move(*content);
+  }
+  return absl::OkStatus();
+}
+
+bool IsLoopback(const std::string& listen_address) {
+  return absl::StartsWith(listen_address, "127.") ||
+         absl::StartsWith(listen_address, "localhost:") ||
+         absl::StartsWith(listen_address, "[::1]:");
 }
 
 int Run(int argc, char** argv) {
@@ -89,15 +126,33 @@ int Run(int argc, char** argv) {
     return 1;
   }
   SessionHandler handler(store->get(), sealer->get(), config->handler);
+  GrpcServerOptions grpc_options = config->grpc;
+  if (absl::Status tls = LoadTls(*config, &grpc_options); !tls.ok()) {
+    LogError("TLS: %s", tls.message());
+    return 1;
+  }
   absl::StatusOr<std::unique_ptr<GrpcServer>> server =
-      GrpcServer::Start(&handler, config->grpc);
+      GrpcServer::Start(&handler, grpc_options);
+  crypto::Wipe(&grpc_options.tls_private_key_pem);
   if (!server.ok()) {
     LogError("%s", server.status().message());
     return 1;
   }
-  LogInfo("sessiond serving on %s (port %d), backend %s",
+  LogInfo("sessiond serving on %s (port %d), backend %s, %s",
           config->grpc.listen_address, (*server)->port(),
-          config->backend_config.Describe());
+          config->backend_config.Describe(),
+          config->tls_cert_file.empty()        ? "no TLS"
+          : config->tls_client_ca_file.empty() ? "TLS"
+                                               : "mutual TLS");
+  if (config->tls_cert_file.empty() &&
+      !IsLoopback(config->grpc.listen_address)) {
+    LogWarning(
+        "serving without TLS on %s: anyone who can reach this port can read "
+        "and delete sessions. Use --tls_cert_file/--tls_key_file (and "
+        "--tls_client_ca_file), or a network policy or service mesh that "
+        "admits only your services.",
+        config->grpc.listen_address);
+  }
 
   std::optional<BackgroundPruner> pruner;
   if (config->prune_interval > absl::ZeroDuration()) {

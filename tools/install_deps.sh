@@ -24,7 +24,7 @@ packages=(
 )
 if $want_test; then
   # Real database servers for the backend tests, and tools the tests call.
-  packages+=(postgresql-15 redis-server sqlite3 jq procps)
+  packages+=(postgresql-15 redis-server sqlite3 jq procps openssl)
   command -v go >/dev/null 2>&1 || packages+=(golang-go)
 fi
 

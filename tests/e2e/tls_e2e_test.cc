@@ -1,0 +1,117 @@
+// End-to-end: sessiond serving TLS and mutual TLS, with certificates made by
+// the openssl command line tool for this test.
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/sessiond_process.h"
+
+namespace sessiond::testing {
+namespace {
+
+// Makes a CA, a server certificate for 127.0.0.1 and a client certificate,
+// all signed by the CA, in `dir`. Returns false if openssl failed.
+bool MakeCertificates(const std::string& dir) {
+  {
+    std::ofstream ext(dir + "/server.ext");
+    ext << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+    std::ofstream client_ext(dir + "/client.ext");
+    client_ext << "extendedKeyUsage=clientAuth\n";
+  }
+  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1";
+  const std::string script = absl::StrCat(
+      "set -e; cd '", dir, "'; exec 2>openssl.log; ", "openssl req -x509 ", ec,
+      " -nodes -keyout ca.key -out ca.pem ",
+      "-subj /CN=sessiond-test-ca -days 1; ", "openssl req ", ec,
+      " -nodes -keyout server.key -out server.csr ", "-subj /CN=localhost; ",
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key ",
+      "-CAcreateserial -out server.pem -days 1 -extfile server.ext; ",
+      "openssl req ", ec, " -nodes -keyout client.key -out client.csr ",
+      "-subj /CN=web-frontend; ",
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key ",
+      "-CAcreateserial -out client.pem -days 1 -extfile client.ext");
+  const std::string command = "/bin/bash -c \"" + script + "\"";
+  return std::system(command.c_str()) == 0;
+}
+
+class TlsE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("tls");
+    ASSERT_FALSE(dir_.empty());
+    ASSERT_TRUE(MakeCertificates(dir_))
+        << ReadFileOrEmpty(dir_ + "/openssl.log");
+  }
+
+  std::unique_ptr<SessiondProcess> Start(bool require_client_cert) {
+    std::vector<std::string> flags = {"--backend=memory",
+                                      "--insecure_plaintext",
+                                      "--tls_cert_file=" + dir_ + "/server.pem",
+                                      "--tls_key_file=" + dir_ + "/server.key"};
+    if (require_client_cert) {
+      flags.push_back("--tls_client_ca_file=" + dir_ + "/ca.pem");
+    }
+    absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
+        SessiondProcess::Start(flags, dir_ + "/sessiond.log");
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? std::move(*server) : nullptr;
+  }
+
+  absl::StatusOr<v1::HealthResponse> Health(
+      const SessiondProcess& server, const std::optional<ClientTls>& tls) {
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(
+        server.address(), ClientOptions{absl::Seconds(3), 1}, tls);
+    if (!client.ok()) return client.status();
+    return (*client)->Health();
+  }
+
+  ClientTls Tls(bool with_client_cert) {
+    ClientTls tls;
+    tls.root_ca_pem = ReadFileOrEmpty(dir_ + "/ca.pem");
+    if (with_client_cert) {
+      tls.cert_chain_pem = ReadFileOrEmpty(dir_ + "/client.pem");
+      tls.private_key_pem = ReadFileOrEmpty(dir_ + "/client.key");
+    }
+    return tls;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(TlsE2eTest, ServesOnlyTls) {
+  std::unique_ptr<SessiondProcess> server = Start(false);
+  ASSERT_NE(server, nullptr);
+  absl::StatusOr<v1::HealthResponse> over_tls = Health(*server, Tls(false));
+  ASSERT_TRUE(over_tls.ok()) << over_tls.status();
+  EXPECT_TRUE(over_tls->serving());
+  EXPECT_FALSE(Health(*server, std::nullopt).ok()) << "plaintext accepted";
+  EXPECT_NE(ReadFileOrEmpty(server->log_path()).find(", TLS"),
+            std::string::npos);
+}
+
+TEST_F(TlsE2eTest, MutualTlsRequiresAClientCertificate) {
+  std::unique_ptr<SessiondProcess> server = Start(true);
+  ASSERT_NE(server, nullptr);
+  EXPECT_FALSE(Health(*server, Tls(false)).ok()) << "no client cert accepted";
+  EXPECT_FALSE(Health(*server, std::nullopt).ok()) << "plaintext accepted";
+  absl::StatusOr<v1::HealthResponse> with_cert = Health(*server, Tls(true));
+  ASSERT_TRUE(with_cert.ok()) << with_cert.status();
+  EXPECT_TRUE(with_cert->serving());
+}
+
+TEST_F(TlsE2eTest, HalfConfiguredTlsRefusesToStart) {
+  absl::StatusOr<int> code =
+      SessiondProcess::RunToExit({"--backend=memory", "--insecure_plaintext",
+                                  "--tls_cert_file=" + dir_ + "/server.pem"},
+                                 dir_ + "/half.log", absl::Seconds(15));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 2);
+  EXPECT_NE(ReadFileOrEmpty(dir_ + "/half.log").find("--tls_key_file"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace sessiond::testing
