@@ -70,12 +70,10 @@ wait_for_log_port() {  # log_file pid
   return 1
 }
 
-# ghz_run NAME PORT CALL DATA_FILE COUNT
+# ghz_run NAME PORT SCENARIO DATA_FILE COUNT (deploy/ghz/SCENARIO.json)
 ghz_run() {
-  local name=$1 port=$2 call=$3 data=$4 count=$5
-  "$ghz" --insecure --proto proto/sessiond/v1/session.proto \
-    --import-paths=/usr/include \
-    --call "sessiond.v1.SessionService/$call" -D "$data" \
+  local name=$1 port=$2 scenario=$3 data=$4 count=$5
+  "$ghz" --config "deploy/ghz/$scenario.json" -D "$data" \
     -c "$concurrency" --connections="$connections" -n "$count" \
     -O json "127.0.0.1:$port" >"$out/$name.json"
   local bad
@@ -96,14 +94,15 @@ slice_runs() {  # file n
   done
 }
 
-# Scenario table: name call data-file count-kind
+# Scenarios: name (deploy/ghz/NAME.json), data file, and whether each
+# request uses up its session ("once": one run's requests each get their own).
 scenarios=(
-  "load Load load.json many"
-  "load_touch Load load_touch.json many"
-  "save_cas Save save_cas.json once"
-  "save_create Save create.json many"
-  "cycle Cycle cycle.json once"
-  "list ListForUser list.json many"
+  "load load.json many"
+  "load_touch load_touch.json many"
+  "save_cas save_cas.json once"
+  "save_create create.json many"
+  "cycle cycle.json once"
+  "list list.json many"
 )
 
 baseline_log="$work/baseline.log"
@@ -142,14 +141,14 @@ for backend in "${backend_list[@]}"; do
   slice_runs "$data/cycle.json" "$once_requests"
 
   for scenario in "${scenarios[@]}"; do
-    read -r name call file kind <<<"$scenario"
+    read -r name file kind <<<"$scenario"
     count=$requests
     [[ "$kind" == once ]] && count=$once_requests
     for r in $(seq 1 "$runs"); do
       run_file="$data/$file"
       [[ "$kind" == once ]] && run_file="$data/${file%.json}.run$r.json"
-      ghz_run "baseline-$backend-$name-$r" "$baseline_port" "$call" "$run_file" "$count"
-      ghz_run "$backend-$name-$r" "$port" "$call" "$run_file" "$count"
+      ghz_run "baseline-$backend-$name-$r" "$baseline_port" "$name" "$run_file" "$count"
+      ghz_run "$backend-$name-$r" "$port" "$name" "$run_file" "$count"
     done
     for who in baseline "$backend"; do
       prefix=$who; [[ $who == baseline ]] && prefix="baseline-$backend"
