@@ -4,7 +4,12 @@
 # req/s, p50, p99 and the ratio to the baseline for each RPC and backend.
 #
 #   bench/run_ghz.sh [--smoke] [--backends=memory,sqlite,postgres,valkey]
-#                    [--runs=N] [--out=DIR]
+#                    [--runs=N] [--out=DIR] [--bin-dir=DIR --ghz=PATH]
+#
+# By default it installs ghz if missing and builds optimized binaries;
+# --bin-dir names a tree that already holds server/sessiond,
+# bench/baseline_server and bench/seed_sessions (the Bazel test
+# //bench:ghz_smoke_test passes its runfiles), and --ghz the ghz binary.
 #
 # Every request must succeed: the script fails, naming the run, if ghz saw
 # any status other than OK. --smoke makes every run tiny (CI uses it so the
@@ -18,12 +23,16 @@ smoke=false
 backends="memory,sqlite,postgres,valkey"
 runs=3
 out="bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
+bin=""
+ghz=""
 for arg in "$@"; do
   case "$arg" in
     --smoke) smoke=true ;;
     --backends=*) backends=${arg#*=} ;;
     --runs=*) runs=${arg#*=} ;;
     --out=*) out=${arg#*=} ;;
+    --bin-dir=*) bin=${arg#*=} ;;
+    --ghz=*) ghz=${arg#*=} ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -42,11 +51,14 @@ if $smoke; then
   seed_sessions=200; seed_users=20
 fi
 
-tools/install_deps.sh --bench
-ghz=$(command -v ghz || echo /usr/local/bin/ghz)
-
-bazel build -c opt //server:sessiond //bench:baseline_server //bench:seed_sessions
-bin=$(bazel info -c opt bazel-bin)
+if [[ -z "$bin" ]]; then
+  tools/install_deps.sh --bench
+  bazel build -c opt //server:sessiond //bench:baseline_server \
+    //bench:seed_sessions
+  bin=$(bazel info -c opt bazel-bin)
+fi
+[[ -n "$ghz" ]] || ghz=$(command -v ghz || echo /usr/local/bin/ghz)
+[[ -x "$ghz" ]] || { echo "ghz not found: run tools/install_deps.sh --bench" >&2; exit 1; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d)

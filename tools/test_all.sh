@@ -5,10 +5,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-tools/install_deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
+tools/install_deps.sh --bench || { echo "0 passed, 1 failed"; exit 1; }
 
-grpcurl_bin=$(command -v grpcurl || echo /usr/local/bin/grpcurl)
-bazel test //... --test_env=SESSIOND_GRPCURL="$grpcurl_bin" "$@"
+tool() { command -v "$1" || echo "/usr/local/bin/$1"; }
+bazel test //... \
+  --test_env=SESSIOND_GRPCURL="$(tool grpcurl)" \
+  --test_env=SESSIOND_GHZ="$(tool ghz)" \
+  "$@"
 bazel_rc=$?
 
 tools/count_tests.sh
