@@ -139,6 +139,7 @@ class Entry {
   // Times in whole microseconds since the Unix epoch.
   int64_t created_us = 0;
   int64_t last_active_us = 0;
+  // Whole microseconds (TruncateDurationToMicros), like the times.
   absl::Duration idle_timeout;
   absl::Duration absolute_lifetime;
   int64_t version = 0;
@@ -507,8 +508,10 @@ absl::StatusOr<SessionRecord> MemoryStore::Create(const SessionRecord& record) {
         Entry* e = Entry::New(record.id, record.token_hash, record.user_id,
                               record.sealed_payload);
         e->created_us = e->last_active_us = absl::ToUnixMicros(now);
-        e->idle_timeout = record.idle_timeout;
-        e->absolute_lifetime = record.absolute_lifetime;
+        // Kept at microsecond precision, like times (session_store.h).
+        e->idle_timeout = TruncateDurationToMicros(record.idle_timeout);
+        e->absolute_lifetime =
+            TruncateDurationToMicros(record.absolute_lifetime);
         e->version = 1;
         Link(e);
         if (cap) EnforceCap(e, now);
@@ -590,10 +593,11 @@ absl::StatusOr<SessionRecord> MemoryStore::Update(absl::string_view token_hash,
 
         e = Replace(e, update.user_id, update.sealed_payload);
         if (update.idle_timeout.has_value()) {
-          e->idle_timeout = *update.idle_timeout;
+          e->idle_timeout = TruncateDurationToMicros(*update.idle_timeout);
         }
         if (update.absolute_lifetime.has_value()) {
-          e->absolute_lifetime = *update.absolute_lifetime;
+          e->absolute_lifetime =
+              TruncateDurationToMicros(*update.absolute_lifetime);
         }
         e->last_active_us = absl::ToUnixMicros(now);
         ++e->version;

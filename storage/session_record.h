@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "absl/time/time.h"
@@ -58,6 +59,20 @@ inline bool ListsBefore(absl::Time a_active, const std::string& a_id,
 // exactly what another would.
 inline absl::Time TruncateToMicros(absl::Time t) {
   return absl::FromUnixMicros(absl::ToUnixMicros(t));
+}
+
+// Timeouts likewise: the sub-microsecond part is dropped (toward zero).
+// Infinite durations, and finite ones too long for int64 microseconds
+// (about 292,000 years), come back infinite.
+inline absl::Duration TruncateDurationToMicros(absl::Duration d) {
+  const int64_t us = absl::ToInt64Microseconds(d);  // saturates
+  if (us == std::numeric_limits<int64_t>::max()) {
+    return absl::InfiniteDuration();
+  }
+  if (us == std::numeric_limits<int64_t>::min()) {
+    return -absl::InfiniteDuration();
+  }
+  return absl::Microseconds(us);
 }
 
 }  // namespace sessiond::storage

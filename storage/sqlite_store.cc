@@ -107,7 +107,8 @@ enum Sql : int {
   kNumSql,
 };
 
-// Column order read by RecordFromRow.
+// Column order read by RecordFromRow (kSelectByHash adds expires_at as
+// column kExpiresAtColumn).
 #define SESSIOND_SQLITE_COLUMNS                                   \
   "id, token_hash, user_id, sealed, created_at, last_active_at, " \
   "idle_timeout_us, absolute_lifetime_us, version"
@@ -122,9 +123,10 @@ constexpr std::array<const char*, kNumSql> kSqlText = {
     "ROLLBACK",
     // kUserVersion
     "PRAGMA user_version",
-    // kSelectByHash: ?1 token_hash, ?2 now
+    // kSelectByHash: ?1 token_hash. Live or expired: the caller compares
+    // expires_at (the extra last column) with now.
     "SELECT " SESSIOND_SQLITE_COLUMNS
-    " FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
+    ", expires_at FROM sessions WHERE token_hash = ?1",
     // kDeleteExpiredConflicts: ?1 id, ?2 token_hash, ?3 now. An expired row
     // is as good as missing, so it must not block a new one.
     "DELETE FROM sessions WHERE (id = ?1 OR token_hash = ?2)"
@@ -171,6 +173,8 @@ constexpr std::array<const char*, kNumSql> kSqlText = {
 
 #undef SESSIOND_SQLITE_COLUMNS
 
+constexpr int kExpiresAtColumn = 9;
+
 // ---------------------------------------------------------------------------
 // Errors.
 
@@ -200,6 +204,9 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
 int64_t TimeToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time MicrosToTime(int64_t us) { return absl::FromUnixMicros(us); }
 
+// Durations the store was given are first truncated with
+// TruncateDurationToMicros (session_record.h), so these two convert them
+// both ways without loss.
 int64_t DurationToMicros(absl::Duration d) {
   return absl::ToInt64Microseconds(d);
 }
@@ -208,10 +215,6 @@ absl::Duration MicrosToDuration(int64_t us) {
     return absl::InfiniteDuration();
   }
   return absl::Microseconds(us);
-}
-// What the store returns for a duration it was given.
-absl::Duration NormalizeDuration(absl::Duration d) {
-  return MicrosToDuration(DurationToMicros(d));
 }
 
 // ---------------------------------------------------------------------------
@@ -527,15 +530,16 @@ class SqliteStore : public SessionStore {
         !s.ok()) {
       return s;
     }
-    const absl::Time now = Now();
-    SessionRecord r = record;
-    r.created_at = now;
-    r.last_active_at = now;
-    r.idle_timeout = NormalizeDuration(record.idle_timeout);
-    r.absolute_lifetime = NormalizeDuration(record.absolute_lifetime);
-    r.version = 1;
     return InWriteTxn<SessionRecord>(
-        [&](Connection& c) -> absl::StatusOr<SessionRecord> {
+        [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {
+          SessionRecord r = record;
+          r.created_at = now;
+          r.last_active_at = now;
+          r.idle_timeout = TruncateDurationToMicros(record.idle_timeout);
+          r.absolute_lifetime =
+              TruncateDurationToMicros(record.absolute_lifetime);
+          r.version = 1;
+
           absl::StatusOr<Stmt> clear = c.Get(kDeleteExpiredConflicts);
           if (!clear.ok()) return clear.status();
           clear->Text(1, r.id).Blob(2, r.token_hash).Int(3, TimeToMicros(now));
@@ -566,43 +570,61 @@ class SqliteStore : public SessionStore {
   }
 
   absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) override {
-    const absl::Time now = Now();
-    absl::StatusOr<Reader> reader = AcquireReader();
-    if (!reader.ok()) return reader.status();
-    absl::StatusOr<std::optional<SessionRecord>> found =
-        SelectLive(reader->conn(), token_hash, now);
-    if (!found.ok()) return found.status();
-    if (!found->has_value()) return NotFound();
-    return **found;
+    {
+      absl::StatusOr<Reader> reader = AcquireReader();
+      if (!reader.ok()) return reader.status();
+      const absl::Time now = Now();  // after any wait for the reader
+      absl::StatusOr<std::optional<Row>> row =
+          SelectByHash(reader->conn(), token_hash, now);
+      if (!row.ok()) return row.status();
+      if (!row->has_value()) return NotFound();
+      if ((*row)->live) return (*row)->record;
+    }
+    // Expired in the reader's snapshot, which is not final: ask again under
+    // the write lock (see SelectByHash).
+    return InWriteTxn<SessionRecord>(
+        [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {
+          absl::StatusOr<std::optional<SessionRecord>> found =
+              SelectLive(c, token_hash, now);
+          if (!found.ok()) return found.status();
+          if (!found->has_value()) return NotFound();
+          return **found;
+        });
   }
 
   absl::StatusOr<SessionRecord> LoadAndTouch(
       absl::string_view token_hash, absl::Duration min_interval) override {
-    const absl::Time now = Now();
-    // Touching when now == last_active_at would change nothing: skip it.
-    auto needs_touch = [&](const SessionRecord& r) {
-      return now - r.last_active_at >= min_interval && now != r.last_active_at;
+    // Touching when now == last_active_at would change nothing, and a
+    // last_active_at ahead of now (another process's clock) is never moved
+    // back: skip both.
+    auto needs_touch = [&](const SessionRecord& r, absl::Time now) {
+      return now - r.last_active_at >= min_interval && now > r.last_active_at;
     };
     // Most calls fall inside the interval: answer those from a reader,
     // without taking the write lock.
     {
       absl::StatusOr<Reader> reader = AcquireReader();
       if (!reader.ok()) return reader.status();
-      absl::StatusOr<std::optional<SessionRecord>> found =
-          SelectLive(reader->conn(), token_hash, now);
-      if (!found.ok()) return found.status();
-      if (!found->has_value()) return NotFound();
-      if (!needs_touch(**found)) return **found;
+      const absl::Time now = Now();  // after any wait for the reader
+      absl::StatusOr<std::optional<Row>> row =
+          SelectByHash(reader->conn(), token_hash, now);
+      if (!row.ok()) return row.status();
+      if (!row->has_value()) return NotFound();
+      if ((*row)->live && !needs_touch((*row)->record, now)) {
+        return (*row)->record;
+      }
+      // To touch, or expired in this snapshot (not final, see
+      // SelectByHash): both are decided under the write lock.
     }
     return InWriteTxn<SessionRecord>(
-        [&](Connection& c) -> absl::StatusOr<SessionRecord> {
+        [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {
           // Read again under the write lock: it may have changed meanwhile.
           absl::StatusOr<std::optional<SessionRecord>> found =
               SelectLive(c, token_hash, now);
           if (!found.ok()) return found.status();
           if (!found->has_value()) return NotFound();
           SessionRecord r = **found;
-          if (!needs_touch(r)) return r;
+          if (!needs_touch(r, now)) return r;
           r.last_active_at = now;
           absl::StatusOr<Stmt> touch = c.Get(kTouch);
           if (!touch.ok()) return touch.status();
@@ -624,9 +646,8 @@ class SqliteStore : public SessionStore {
         *update.absolute_lifetime <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError("absolute_lifetime must be positive");
     }
-    const absl::Time now = Now();
     return InWriteTxn<SessionRecord>(
-        [&](Connection& c) -> absl::StatusOr<SessionRecord> {
+        [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {
           absl::StatusOr<std::optional<SessionRecord>> found =
               SelectLive(c, token_hash, now);
           if (!found.ok()) return found.status();
@@ -642,10 +663,11 @@ class SqliteStore : public SessionStore {
           r.user_id = update.user_id;
           r.sealed_payload = update.sealed_payload;
           if (update.idle_timeout.has_value()) {
-            r.idle_timeout = NormalizeDuration(*update.idle_timeout);
+            r.idle_timeout = TruncateDurationToMicros(*update.idle_timeout);
           }
           if (update.absolute_lifetime.has_value()) {
-            r.absolute_lifetime = NormalizeDuration(*update.absolute_lifetime);
+            r.absolute_lifetime =
+                TruncateDurationToMicros(*update.absolute_lifetime);
           }
           r.last_active_at = now;
           r.version = old_version + 1;
@@ -667,9 +689,8 @@ class SqliteStore : public SessionStore {
       return absl::InvalidArgumentError(
           "new token hash must differ from the old one");
     }
-    const absl::Time now = Now();
     return InWriteTxn<SessionRecord>(
-        [&](Connection& c) -> absl::StatusOr<SessionRecord> {
+        [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {
           absl::StatusOr<std::optional<SessionRecord>> found =
               SelectLive(c, old_token_hash, now);
           if (!found.ok()) return found.status();
@@ -702,23 +723,23 @@ class SqliteStore : public SessionStore {
 
   absl::StatusOr<int64_t> DeleteByTokenHash(
       absl::string_view token_hash) override {
-    const absl::Time now = Now();
-    return InWriteTxn<int64_t>([&](Connection& c) -> absl::StatusOr<int64_t> {
-      absl::StatusOr<Stmt> stmt = c.Get(kDeleteByHash);
-      if (!stmt.ok()) return stmt.status();
-      stmt->Blob(1, token_hash).Int(2, TimeToMicros(now));
-      return stmt->Run("delete by token hash");
-    });
+    return InWriteTxn<int64_t>(
+        [&](Connection& c, absl::Time now) -> absl::StatusOr<int64_t> {
+          absl::StatusOr<Stmt> stmt = c.Get(kDeleteByHash);
+          if (!stmt.ok()) return stmt.status();
+          stmt->Blob(1, token_hash).Int(2, TimeToMicros(now));
+          return stmt->Run("delete by token hash");
+        });
   }
 
   absl::StatusOr<int64_t> DeleteById(absl::string_view id) override {
-    const absl::Time now = Now();
-    return InWriteTxn<int64_t>([&](Connection& c) -> absl::StatusOr<int64_t> {
-      absl::StatusOr<Stmt> stmt = c.Get(kDeleteById);
-      if (!stmt.ok()) return stmt.status();
-      stmt->Text(1, id).Int(2, TimeToMicros(now));
-      return stmt->Run("delete by id");
-    });
+    return InWriteTxn<int64_t>(
+        [&](Connection& c, absl::Time now) -> absl::StatusOr<int64_t> {
+          absl::StatusOr<Stmt> stmt = c.Get(kDeleteById);
+          if (!stmt.ok()) return stmt.status();
+          stmt->Text(1, id).Int(2, TimeToMicros(now));
+          return stmt->Run("delete by id");
+        });
   }
 
   absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
@@ -727,13 +748,13 @@ class SqliteStore : public SessionStore {
       // Would otherwise delete every anonymous session.
       return absl::InvalidArgumentError("user_id must not be empty");
     }
-    const absl::Time now = Now();
-    return InWriteTxn<int64_t>([&](Connection& c) -> absl::StatusOr<int64_t> {
-      absl::StatusOr<Stmt> stmt = c.Get(kDeleteForUser);
-      if (!stmt.ok()) return stmt.status();
-      stmt->Text(1, user_id).Int(2, TimeToMicros(now)).Text(3, except_id);
-      return stmt->Run("delete for user");
-    });
+    return InWriteTxn<int64_t>(
+        [&](Connection& c, absl::Time now) -> absl::StatusOr<int64_t> {
+          absl::StatusOr<Stmt> stmt = c.Get(kDeleteForUser);
+          if (!stmt.ok()) return stmt.status();
+          stmt->Text(1, user_id).Int(2, TimeToMicros(now)).Text(3, except_id);
+          return stmt->Run("delete for user");
+        });
   }
 
   absl::StatusOr<SessionPage> ListForUser(
@@ -745,9 +766,9 @@ class SqliteStore : public SessionStore {
     if (user_id.empty()) {
       return absl::InvalidArgumentError("user_id must not be empty");
     }
-    const absl::Time now = Now();
     absl::StatusOr<Reader> reader = AcquireReader();
     if (!reader.ok()) return reader.status();
+    const absl::Time now = Now();  // after any wait for the reader
     absl::StatusOr<Stmt> stmt =
         reader->conn().Get(after.has_value() ? kListAfter : kListFirst);
     if (!stmt.ok()) return stmt.status();
@@ -778,13 +799,12 @@ class SqliteStore : public SessionStore {
   }
 
   absl::StatusOr<int64_t> PruneExpired() override {
-    const absl::Time now = Now();
     int64_t total = 0;
     while (true) {
       // One short write transaction per batch; other writers get the lock
-      // in between.
-      absl::StatusOr<int64_t> n =
-          InWriteTxn<int64_t>([&](Connection& c) -> absl::StatusOr<int64_t> {
+      // in between. Each batch prunes by its own now.
+      absl::StatusOr<int64_t> n = InWriteTxn<int64_t>(
+          [&](Connection& c, absl::Time now) -> absl::StatusOr<int64_t> {
             absl::StatusOr<Stmt> stmt = c.Get(kPruneBatch);
             if (!stmt.ok()) return stmt.status();
             stmt->Int(1, TimeToMicros(now)).Int(2, kPruneBatchSize);
@@ -854,18 +874,26 @@ class SqliteStore : public SessionStore {
     idle_readers_.push_back(std::move(conn));
   }
 
-  // Runs `fn` in one BEGIN IMMEDIATE transaction on the writer connection
-  // and commits if it succeeds; rolls back (nothing written) if it fails.
+  // Runs `fn(connection, now)` in one BEGIN IMMEDIATE transaction on the
+  // writer connection and commits if it succeeds; rolls back (nothing
+  // written) if it fails.
+  //
+  // `now` is read only once the transaction holds the write lock (after the
+  // wait on write_mu_ and on other processes' locks), so the times of
+  // successive writes are in commit order. A time read before the wait
+  // could be older than a write that committed meanwhile: last_active_at
+  // would go back, and a session that expired during the wait (and that
+  // other calls already reported expired) would be written as live.
   template <typename T>
   absl::StatusOr<T> InWriteTxn(
-      absl::FunctionRef<absl::StatusOr<T>(Connection&)> fn) {
+      absl::FunctionRef<absl::StatusOr<T>(Connection&, absl::Time now)> fn) {
     absl::MutexLock lock(&write_mu_);
     Connection& c = *writer_;
     if (absl::Status s = c.Run(kBegin, "begin"); !s.ok()) {
       c.RollbackIfOpen();
       return s;
     }
-    absl::StatusOr<T> result = fn(c);
+    absl::StatusOr<T> result = fn(c, Now());
     if (result.ok()) {
       if (absl::Status s = c.Run(kCommit, "commit"); !s.ok()) {
         result = s;
@@ -875,15 +903,42 @@ class SqliteStore : public SessionStore {
     return result;
   }
 
-  static absl::StatusOr<std::optional<SessionRecord>> SelectLive(
+  // The row with a token hash, and whether it is live at `now`.
+  //
+  // A reader that finds the row expired does not report NOT_FOUND itself
+  // but asks again under the write lock (Load, LoadAndTouch). Its snapshot may
+  // lack a write that read its time before the session expired and has not
+  // committed yet; that write will make the session live again, so an expiry
+  // seen in a snapshot is not final. Under the write lock no write is in flight
+  // (in any process), and every later write reads a later time, so NOT_FOUND
+  // from there is final. This costs a write-lock round trip only for expired
+  // rows not yet pruned.
+  struct Row {
+    SessionRecord record;
+    bool live;
+  };
+  static absl::StatusOr<std::optional<Row>> SelectByHash(
       Connection& c, absl::string_view token_hash, absl::Time now) {
     absl::StatusOr<Stmt> stmt = c.Get(kSelectByHash);
     if (!stmt.ok()) return stmt.status();
-    stmt->Blob(1, token_hash).Int(2, TimeToMicros(now));
+    stmt->Blob(1, token_hash);
     absl::StatusOr<bool> row = stmt->Step("load");
     if (!row.ok()) return row.status();
-    if (!*row) return std::optional<SessionRecord>();
-    return std::optional<SessionRecord>(RecordFromRow(*stmt));
+    if (!*row) return std::optional<Row>();
+    return std::optional<Row>(
+        Row{RecordFromRow(*stmt),
+            stmt->ColumnInt(kExpiresAtColumn) > TimeToMicros(now)});
+  }
+
+  // The live session with a token hash, if any.
+  static absl::StatusOr<std::optional<SessionRecord>> SelectLive(
+      Connection& c, absl::string_view token_hash, absl::Time now) {
+    absl::StatusOr<std::optional<Row>> row = SelectByHash(c, token_hash, now);
+    if (!row.ok()) return row.status();
+    if (!row->has_value() || !(*row)->live) {
+      return std::optional<SessionRecord>();
+    }
+    return std::optional<SessionRecord>(std::move((*row)->record));
   }
 
   // Writes every field of `r` over the row with r.id, if its version is

@@ -10,6 +10,13 @@
 // SQLite's write lock with a busy timeout. SQLITE_BUSY or SQLITE_LOCKED that
 // outlasts the timeout is reported as UNAVAILABLE.
 //
+// Time: a write reads the clock only once its transaction holds the write
+// lock, so the times of successive writes follow commit order; a read reads
+// it once it has a reader connection. A reader's snapshot can lack a write
+// that is about to commit, so a session a reader finds expired is checked
+// again under the write lock before Load or LoadAndTouch reports NOT_FOUND:
+// once reported, no later call finds it live.
+//
 // Durability: `synchronous=NORMAL` in WAL mode. A committed call survives a
 // crash of the process; on power loss or an OS crash the last few commits
 // may be rolled back, but the file is never corrupted. For sessions that is

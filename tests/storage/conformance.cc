@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
+#include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -82,6 +86,30 @@ void RunThreads(int n, Fn fn) {
     });
   }
   for (std::thread& t : threads) t.join();
+}
+
+// A clock that moves forward by `step` every time it is read: no two
+// readings are equal, and the order of the readings is the order of the
+// calls. Under concurrency it makes any time read too early (before the
+// store has serialised the call) show up as time going backwards.
+// Thread-safe.
+class SteppingClock : public Clock {
+ public:
+  SteppingClock(absl::Time start, absl::Duration step)
+      : start_(start), step_(step) {}
+  absl::Time Now() const override { return start_ + step_ * ticks_++; }
+
+ private:
+  const absl::Time start_;
+  const absl::Duration step_;
+  mutable std::atomic<int64_t> ticks_{0};
+};
+
+// Raises `max` to `value` if it is larger.
+void AtomicMax(std::atomic<int64_t>& max, int64_t value) {
+  int64_t seen = max.load();
+  while (seen < value && !max.compare_exchange_weak(seen, value)) {
+  }
 }
 
 }  // namespace
@@ -364,6 +392,48 @@ TEST_P(SessionStoreConformanceTest,
   EXPECT_EQ(ListIds("alice"), Ids{});
 }
 
+// Timeouts are kept at microsecond precision, like times: a sub-microsecond
+// part is dropped (toward zero), and expiry follows the stored value, so
+// that every backend expires a session at the same instant.
+TEST_P(SessionStoreConformanceTest, CreateTruncatesTimeoutsToWholeMicros) {
+  SessionRecord idle = MustCreate("idle", 1, "alice",
+                                  absl::Seconds(1800) + absl::Nanoseconds(500),
+                                  absl::Hours(24) + absl::Nanoseconds(1999));
+  EXPECT_EQ(idle.idle_timeout, absl::Seconds(1800));
+  EXPECT_EQ(idle.absolute_lifetime, absl::Hours(24) + absl::Microseconds(1));
+  SessionRecord fixed =
+      MustCreate("fixed", 2, "alice", absl::Hours(2),
+                 absl::Seconds(1800) + absl::Nanoseconds(999));
+  EXPECT_EQ(fixed.idle_timeout, absl::Hours(2));
+  EXPECT_EQ(fixed.absolute_lifetime, absl::Seconds(1800));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, idle);
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(2)));
+  EXPECT_EQ(loaded, fixed);
+
+  // Both expire exactly at the truncated ExpiresAt, one by the idle timeout
+  // and one by the absolute lifetime.
+  const absl::Time end = idle.created_at + absl::Seconds(1800);
+  ASSERT_EQ(idle.ExpiresAt(), end);
+  ASSERT_EQ(fixed.ExpiresAt(), end);
+  clock_.Set(end - absl::Nanoseconds(1));  // the store sees end - 1us
+  EXPECT_TRUE(Exists(1));
+  EXPECT_TRUE(Exists(2));
+  clock_.Set(end);
+  for (int h : {1, 2}) {
+    SCOPED_TRACE(h);
+    EXPECT_EQ(Code(store_->Load(TokenHash(h))), StatusCode::kNotFound);
+    EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(h), absl::ZeroDuration())),
+              StatusCode::kNotFound);
+    EXPECT_EQ(Code(store_->Update(TokenHash(h), MakeUpdate("alice", "x"))),
+              StatusCode::kNotFound);
+  }
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  clock_.Set(end + absl::Nanoseconds(499));
+  EXPECT_FALSE(Exists(1));
+  EXPECT_FALSE(Exists(2));
+}
+
 TEST_P(SessionStoreConformanceTest,
        ExpiredSessionBehavesLikeMissingEverywhere) {
   MustCreate("control", 1, "alice");
@@ -509,6 +579,47 @@ TEST_P(SessionStoreConformanceTest, UpdateAbsoluteLifetimeCountsFromCreation) {
   EXPECT_FALSE(Exists(1));
 }
 
+TEST_P(SessionStoreConformanceTest, UpdateTruncatesTimeoutsToWholeMicros) {
+  MustCreate("idle", 1, "alice");
+  SessionRecord fixed = MustCreate("fixed", 2, "alice");
+  clock_.Advance(absl::Minutes(1));
+  SessionUpdate u = MakeUpdate("alice", "p");
+  u.idle_timeout = absl::Minutes(10) + absl::Nanoseconds(999);
+  u.absolute_lifetime = absl::Hours(2) + absl::Nanoseconds(1);
+  ASSERT_OK_AND_ASSIGN(SessionRecord idle, store_->Update(TokenHash(1), u));
+  EXPECT_EQ(idle.idle_timeout, absl::Minutes(10));
+  EXPECT_EQ(idle.absolute_lifetime, absl::Hours(2));
+  u.idle_timeout = absl::Hours(1) + absl::Nanoseconds(1);
+  u.absolute_lifetime = absl::Minutes(11) + absl::Nanoseconds(500);
+  ASSERT_OK_AND_ASSIGN(SessionRecord upd, store_->Update(TokenHash(2), u));
+  EXPECT_EQ(upd.idle_timeout, absl::Hours(1));
+  EXPECT_EQ(upd.absolute_lifetime, absl::Minutes(11));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, idle);
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(2)));
+  EXPECT_EQ(loaded, upd);
+
+  // Both end exactly at the truncated ExpiresAt: 10 minutes after the
+  // update, 11 minutes after creation.
+  const absl::Time end = idle.last_active_at + absl::Minutes(10);
+  ASSERT_EQ(idle.ExpiresAt(), end);
+  ASSERT_EQ(upd.ExpiresAt(), fixed.created_at + absl::Minutes(11));
+  ASSERT_EQ(upd.ExpiresAt(), end);
+  clock_.Set(end - absl::Nanoseconds(1));
+  EXPECT_TRUE(Exists(1));
+  EXPECT_TRUE(Exists(2));
+  clock_.Set(end);
+  for (int h : {1, 2}) {
+    SCOPED_TRACE(h);
+    EXPECT_EQ(Code(store_->Load(TokenHash(h))), StatusCode::kNotFound);
+    EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(h), absl::ZeroDuration())),
+              StatusCode::kNotFound);
+    EXPECT_EQ(Code(store_->Cycle(TokenHash(h), TokenHash(h + 10), "alice")),
+              StatusCode::kNotFound);
+  }
+  EXPECT_EQ(ListIds("alice"), Ids{});
+}
+
 TEST_P(SessionStoreConformanceTest, UpdateCanClearUser) {
   MustCreate("u", 1, "alice");
   ASSERT_OK_AND_ASSIGN(SessionRecord r,
@@ -619,6 +730,138 @@ TEST_P(SessionStoreConformanceTest, ConcurrentCompareAndSetLosesNoUpdate) {
   ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Load(TokenHash(1)));
   EXPECT_EQ(r.sealed_payload, absl::StrCat(kThreads * kIncrements));
   EXPECT_EQ(r.version, 1 + kThreads * kIncrements);
+}
+
+// ---------------------------------------------------------------------------
+// Time under concurrency.
+
+// A store must read the time only once it has serialised the call (holds
+// the lock, or is inside the transaction), so that the times of successive
+// writes to one session are in the order the writes take effect. A time read
+// earlier, before waiting for a lock, lets a write that waited commit an old
+// time after a newer one: last_active_at goes back, and a session that a
+// concurrent call already found expired comes back to life.
+//
+// Threads load, touch and update one session whose idle timeout is a few
+// clock readings long, with a clock that moves on every reading, so that
+// sessions expire while calls are in flight. Checked, for every call:
+//  - a call that starts after another returned never returns an older
+//    last_active_at than that one did;
+//  - among all records returned, a higher version never has an earlier
+//    last_active_at;
+//  - once any call has returned NOT_FOUND, every call that starts later
+//    returns NOT_FOUND (expired is final: nothing revives it).
+TEST_P(SessionStoreConformanceTest, ConcurrentCallsNeverRewindOrResurrect) {
+  constexpr int kRounds = 30;
+  constexpr int kThreads = 6;
+  constexpr int kOpsPerThread = 40;
+  constexpr absl::Duration kStep = absl::Milliseconds(1);
+  SteppingClock clock(StartTime(), kStep);
+  absl::StatusOr<std::unique_ptr<SessionStore>> made =
+      GetParam().make(&clock, StoreOptions());
+  ASSERT_TRUE(made.ok()) << made.status();
+  std::unique_ptr<SessionStore> store = *std::move(made);
+
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    // Some rounds expire almost at once, others under load.
+    const absl::Duration idle = kStep * (2 + round % 24);
+    const std::string hash = TokenHash(round);
+    ASSERT_OK_AND_ASSIGN(
+        SessionRecord created,
+        store->Create(NewRecord(absl::StrCat("s", round), round, "alice", "0",
+                                idle, kLifetime)));
+
+    std::atomic<int64_t> newest_us{absl::ToUnixMicros(created.last_active_at)};
+    std::atomic<bool> expired{false};
+    std::atomic<int> failures{0};
+    auto fail = [&failures](const std::string& what) {
+      if (failures.fetch_add(1) < 5) ADD_FAILURE() << what;
+    };
+    // (version, last_active_at) of every record returned, per thread.
+    std::vector<std::vector<std::pair<int64_t, absl::Time>>> seen(kThreads);
+    // One call, checked.
+    auto call = [&](int t, unsigned which) {
+      const bool expired_before = expired.load();
+      const int64_t floor_us = newest_us.load();
+      absl::StatusOr<SessionRecord> r;
+      const char* op = "";
+      switch (which % 8) {
+        case 0:
+        case 1:
+        case 2:
+          op = "Load";
+          r = store->Load(hash);
+          break;
+        case 3:
+        case 4:
+          op = "LoadAndTouch(0)";
+          r = store->LoadAndTouch(hash, absl::ZeroDuration());
+          break;
+        case 5:
+          op = "LoadAndTouch(3 steps)";
+          r = store->LoadAndTouch(hash, kStep * 3);
+          break;
+        default:
+          op = "Update";
+          r = store->Update(hash, MakeUpdate("alice", absl::StrCat(t)));
+          break;
+      }
+      if (!r.ok()) {
+        if (r.status().code() == StatusCode::kNotFound) {
+          expired.store(true);
+        } else {
+          fail(absl::StrCat(op, ": ", r.status().ToString()));
+        }
+        return;
+      }
+      if (expired_before) {
+        fail(absl::StrCat(op,
+                          " found the session after a call had found it "
+                          "expired: ",
+                          testing::PrintToString(*r)));
+      }
+      const int64_t us = absl::ToUnixMicros(r->last_active_at);
+      if (us < floor_us) {
+        fail(absl::StrCat(op, " returned last_active_at ",
+                          absl::FormatTime(r->last_active_at), ", older than ",
+                          absl::FormatTime(absl::FromUnixMicros(floor_us)),
+                          " returned before it started"));
+      }
+      AtomicMax(newest_us, us);
+      seen[t].emplace_back(r->version, r->last_active_at);
+    };
+    RunThreads(kThreads, [&](int t) {
+      std::mt19937 rng(static_cast<unsigned>(round * 100 + t));
+      for (int k = 0; k < kOpsPerThread; ++k) call(t, rng());
+      // Then only loads (which move the clock but not the session) until
+      // the session has expired, so that every round ends expired; and a
+      // few more, which must all find it expired.
+      for (int k = 0; k < 100000 && !expired.load(); ++k) call(t, 0);
+      for (int k = 0; k < 3; ++k) call(t, rng());
+    });
+
+    std::vector<std::pair<int64_t, absl::Time>> all;
+    for (const auto& v : seen) all.insert(all.end(), v.begin(), v.end());
+    std::sort(all.begin(), all.end());
+    // Sorted by version, then time: the first record of each version must
+    // be no older than the last record of any lower version.
+    for (size_t i = 1; i < all.size(); ++i) {
+      if (all[i].first != all[i - 1].first &&
+          all[i].second < all[i - 1].second) {
+        fail(absl::StrCat("version ", all[i].first, " has last_active_at ",
+                          absl::FormatTime(all[i].second), ", version ",
+                          all[i - 1].first, " a later one ",
+                          absl::FormatTime(all[i - 1].second)));
+      }
+    }
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_TRUE(expired.load());
+    EXPECT_EQ(Code(store->Load(hash)), StatusCode::kNotFound);
+    EXPECT_EQ(Code(store->Update(hash, MakeUpdate("alice", "late"))),
+              StatusCode::kNotFound);
+    if (HasFailure()) break;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -772,39 +1015,133 @@ TEST_P(SessionStoreConformanceTest,
   EXPECT_EQ(ListIds("alice"), Ids{"race"});
 }
 
+// Cyclers keep moving their sessions to new token hashes while listers list
+// the user over and over; every listing must show each session exactly once,
+// whole: a token hash that goes with its version, versions that never go
+// back, and the listing order. The cyclers do not stop before every lister
+// has listed kMinLists times, so those listings all race the cycles.
 TEST_P(SessionStoreConformanceTest, ListersNeverSeeACycleHalfDone) {
-  constexpr int kCycles = 200;
-  MustCreate("moving", 1, "alice");
-  std::atomic<bool> done{false};
-  std::atomic<int> bad{0};
-  std::atomic<int> cycle_errors{0};
-  std::atomic<int> reads{0};
-  std::thread reader([&] {
-    int64_t last_version = 0;
-    do {
-      absl::StatusOr<SessionPage> page = store_->ListForUser("alice", 10, {});
-      if (!page.ok() || page->sessions.size() != 1 ||
-          page->sessions[0].id != "moving" ||
-          page->sessions[0].version < last_version) {
-        bad.fetch_add(1);
-      } else {
-        last_version = page->sessions[0].version;
-      }
-      reads.fetch_add(1);
-    } while (!done.load());
-  });
-  for (int i = 1; i <= kCycles; ++i) {
-    if (!store_->Cycle(TokenHash(i), TokenHash(i + 1), std::nullopt).ok()) {
-      cycle_errors.fetch_add(1);
-    }
+  constexpr int kCyclers = 3;
+  constexpr int kListers = 3;
+  constexpr int kMinCycles = 150;  // per cycler
+  constexpr int kMinLists = 150;   // per lister, while every cycler runs
+  constexpr int kHashSpace = 1000000;
+  // Cycler c's session holds this token hash while at version v.
+  auto hash_of = [](int c, int64_t v) {
+    return TokenHash((c + 1) * kHashSpace + static_cast<int>(v));
+  };
+  auto id_of = [](int c) { return absl::StrCat("moving-", c); };
+  std::map<std::string, SessionRecord> created;
+  for (int c = 0; c < kCyclers; ++c) {
+    ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                         store_->Create(NewRecord(id_of(c), 0, "alice")));
+    ASSERT_OK_AND_ASSIGN(r, store_->Cycle(TokenHash(0), hash_of(c, 2), {}));
+    ASSERT_EQ(r.version, 2);
+    created[r.id] = r;
   }
-  done.store(true);
-  reader.join();
+  // A session of the same user that stays put.
+  created["still"] = MustCreate("still", 1, "alice");
+
+  std::atomic<int> listers_satisfied{0};
+  std::atomic<int> cyclers_done{0};
+  std::atomic<int> cycle_errors{0};
+  std::atomic<int> bad{0};
+  std::vector<int64_t> final_version(kCyclers, 0);
+  std::vector<int> lists(kListers, 0);
+  auto report = [&bad](const std::string& what) {
+    if (bad.fetch_add(1) < 5) ADD_FAILURE() << what;
+  };
+  RunThreads(kCyclers + kListers, [&](int i) {
+    if (i < kCyclers) {
+      const int c = i;
+      int64_t v = 2;
+      while ((v < kMinCycles || listers_satisfied.load() < kListers) &&
+             v < kHashSpace - 1) {
+        clock_.Advance(absl::Microseconds(1));  // reorder the listing
+        absl::StatusOr<SessionRecord> r =
+            store_->Cycle(hash_of(c, v), hash_of(c, v + 1), std::nullopt);
+        if (!r.ok() || r->version != v + 1 ||
+            r->token_hash != hash_of(c, v + 1)) {
+          if (cycle_errors.fetch_add(1) < 5) {
+            ADD_FAILURE() << "cycle of " << id_of(c) << " at version " << v
+                          << ": "
+                          << (r.ok() ? testing::PrintToString(*r)
+                                     : r.status().ToString());
+          }
+          break;
+        }
+        ++v;
+      }
+      final_version[c] = v;
+      cyclers_done.fetch_add(1);
+      return;
+    }
+    const int l = i - kCyclers;
+    std::map<std::string, int64_t> last_version;
+    while (cyclers_done.load() < kCyclers) {
+      absl::StatusOr<SessionPage> page = store_->ListForUser("alice", 100, {});
+      if (++lists[l] == kMinLists) listers_satisfied.fetch_add(1);
+      if (!page.ok()) {
+        report(absl::StrCat("ListForUser: ", page.status().ToString()));
+        continue;
+      }
+      if (page->next.has_value() || page->sessions.size() != created.size()) {
+        report(absl::StrCat("listing has ", page->sessions.size(),
+                            " sessions (want ", created.size(), ")"));
+        continue;
+      }
+      std::set<std::string> ids;
+      for (size_t k = 0; k < page->sessions.size(); ++k) {
+        const SessionRecord& r = page->sessions[k];
+        auto it = created.find(r.id);
+        if (it == created.end() || !ids.insert(r.id).second) {
+          report(absl::StrCat("unexpected or repeated id ", r.id));
+          continue;
+        }
+        const SessionRecord& c0 = it->second;
+        if (r.user_id != "alice" || r.sealed_payload != c0.sealed_payload ||
+            r.created_at != c0.created_at) {
+          report(absl::StrCat("fields of ", r.id, " changed"));
+        }
+        if (r.id == "still") {
+          if (!(r == c0)) report("the session nobody cycles changed");
+        } else {
+          const int c = r.id.back() - '0';
+          if (r.token_hash != hash_of(c, r.version)) {
+            report(absl::StrCat(r.id, " at version ", r.version,
+                                " has another version's token hash"));
+          }
+          int64_t& last = last_version[r.id];
+          if (r.version < last) {
+            report(absl::StrCat(r.id, " went back from version ", last, " to ",
+                                r.version));
+          }
+          last = r.version;
+        }
+        if (k > 0) {
+          const SessionRecord& p = page->sessions[k - 1];
+          if (!ListsBefore(p.last_active_at, p.id, r.last_active_at, r.id)) {
+            report(
+                absl::StrCat(p.id, " listed before ", r.id, " out of order"));
+          }
+        }
+      }
+    }
+  });
   EXPECT_EQ(cycle_errors.load(), 0);
   EXPECT_EQ(bad.load(), 0);
-  EXPECT_GT(reads.load(), 0);
-  ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Load(TokenHash(kCycles + 1)));
-  EXPECT_EQ(r.version, kCycles + 1);
+  for (int l = 0; l < kListers; ++l) EXPECT_GE(lists[l], kMinLists) << l;
+  for (int c = 0; c < kCyclers; ++c) {
+    SCOPED_TRACE(c);
+    EXPECT_GE(final_version[c], kMinCycles);
+    ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                         store_->Load(hash_of(c, final_version[c])));
+    EXPECT_EQ(r.id, id_of(c));
+    EXPECT_EQ(r.version, final_version[c]);
+    EXPECT_EQ(Code(store_->Load(hash_of(c, final_version[c] - 1))),
+              StatusCode::kNotFound);
+  }
+  EXPECT_EQ(ListIds("alice").size(), created.size());
 }
 
 // ---------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 #include "storage/memory_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -241,22 +243,50 @@ TEST(MemoryStoreTest, MixedOperationsStress) {
             }
             break;
           case 9: {
+            // Pages through the user's sessions. Each page is one atomic
+            // step, so it holds at most kCap sessions; the listing as a
+            // whole is in strict listing order, names each id once, and
+            // a page is followed by another exactly when `next` is set.
             if (user.empty()) break;
-            absl::StatusOr<SessionPage> page =
-                store->ListForUser(user, 1 + pick(4), std::nullopt);
-            expect(page.status(), {});
-            if (!page.ok()) break;
-            if (page->sessions.size() > static_cast<size_t>(kCap)) {
-              broken_invariants++;
-            }
-            for (size_t i = 0; i < page->sessions.size(); ++i) {
-              const SessionRecord& r = page->sessions[i];
-              if (r.user_id != user) broken_invariants++;
-              if (i > 0 && !ListsBefore(page->sessions[i - 1].last_active_at,
-                                        page->sessions[i - 1].id,
-                                        r.last_active_at, r.id)) {
+            const int limit = 1 + pick(kCap + 2);  // also above the cap
+            std::optional<ListCursor> cursor;
+            std::optional<SessionRecord> previous;
+            std::set<std::string> ids;
+            for (int pages = 0;; ++pages) {
+              if (pages == 1000) {  // more than could ever exist
+                broken_invariants++;
+                break;
+              }
+              absl::StatusOr<SessionPage> page =
+                  store->ListForUser(user, limit, cursor);
+              expect(page.status(), {});
+              if (!page.ok()) break;
+              if (page->sessions.size() > static_cast<size_t>(kCap) ||
+                  page->sessions.size() > static_cast<size_t>(limit)) {
                 broken_invariants++;
               }
+              for (const SessionRecord& r : page->sessions) {
+                if (r.user_id != user || !ids.insert(r.id).second) {
+                  broken_invariants++;
+                }
+                if (previous.has_value() &&
+                    !ListsBefore(previous->last_active_at, previous->id,
+                                 r.last_active_at, r.id)) {
+                  broken_invariants++;
+                }
+                previous = r;
+              }
+              if (!page->next.has_value()) break;
+              // Only a full page can have a successor (so never one above
+              // the cap), and the cursor is its last session.
+              if (page->sessions.size() != static_cast<size_t>(limit) ||
+                  page->next->id != page->sessions.back().id ||
+                  page->next->last_active_at !=
+                      page->sessions.back().last_active_at) {
+                broken_invariants++;
+                break;
+              }
+              cursor = page->next;
             }
             break;
           }
@@ -275,22 +305,61 @@ TEST(MemoryStoreTest, MixedOperationsStress) {
   EXPECT_EQ(unexpected.load(), 0);
   EXPECT_EQ(broken_invariants.load(), 0);
 
-  // Quiescent: indexes agree with each other.
+  // Quiescent: indexes agree with each other, and every user is within the
+  // cap however the listing is paged.
   int live = 0;
+  int live_with_user = 0;
   for (int h = 0; h < kHashes; ++h) {
     absl::StatusOr<SessionRecord> r = store->Load(Hash(h));
     if (!r.ok()) continue;
     ++live;
     if (!r->user_id.empty()) {
+      ++live_with_user;
       absl::StatusOr<SessionPage> page =
           store->ListForUser(r->user_id, 100, std::nullopt);
       ASSERT_TRUE(page.ok());
-      EXPECT_LE(page->sessions.size(), static_cast<size_t>(kCap));
       int found = 0;
       for (const SessionRecord& s : page->sessions) found += s == *r ? 1 : 0;
       EXPECT_EQ(found, 1) << r->id;
     }
   }
+  int listed = 0;
+  for (const std::string& user : users) {
+    if (user.empty()) continue;
+    SCOPED_TRACE(user);
+    absl::StatusOr<SessionPage> all = store->ListForUser(user, 100, {});
+    ASSERT_TRUE(all.ok()) << all.status();
+    EXPECT_FALSE(all->next.has_value());
+    EXPECT_LE(all->sessions.size(), static_cast<size_t>(kCap));
+    listed += static_cast<int>(all->sessions.size());
+    for (const SessionRecord& r : all->sessions) {
+      absl::StatusOr<SessionRecord> loaded = store->Load(r.token_hash);
+      ASSERT_TRUE(loaded.ok()) << r.id << ": " << loaded.status();
+      EXPECT_EQ(*loaded, r);
+    }
+    for (int limit = 1; limit <= kCap + 1; ++limit) {
+      SCOPED_TRACE(limit);
+      std::vector<SessionRecord> paged;
+      std::optional<ListCursor> cursor;
+      int pages = 0;
+      do {
+        absl::StatusOr<SessionPage> page =
+            store->ListForUser(user, limit, cursor);
+        ASSERT_TRUE(page.ok()) << page.status();
+        ASSERT_LE(++pages, kCap + 1);
+        ASSERT_LE(page->sessions.size(), static_cast<size_t>(limit));
+        paged.insert(paged.end(), page->sessions.begin(), page->sessions.end());
+        if (page->next.has_value()) {
+          ASSERT_EQ(page->sessions.size(), static_cast<size_t>(limit));
+        }
+        cursor = page->next;
+      } while (cursor.has_value());
+      EXPECT_EQ(paged, all->sessions);
+      const int n = static_cast<int>(all->sessions.size());
+      EXPECT_EQ(pages, std::max(1, (n + limit - 1) / limit));
+    }
+  }
+  EXPECT_EQ(listed, live_with_user);
   int64_t deleted = 0;
   for (int h = 0; h < kHashes; ++h) {
     absl::StatusOr<SessionRecord> r = store->Load(Hash(h));
