@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -67,6 +68,9 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(
         (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
       _exit(126);
     }
+    // Die with the test: if Bazel kills it on a timeout, no server is left
+    // behind. (Set after setuid, which clears it.)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     execv(argv[0], argv.data());
     _exit(127);
   }

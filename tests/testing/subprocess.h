@@ -27,7 +27,9 @@ struct SubprocessOptions {
 };
 
 // A child process. Killed (SIGKILL) and reaped on destruction if it still
-// runs.
+// runs. The kernel also kills it when the thread that spawned it exits (so
+// that no server outlives a test Bazel killed): spawn long-lived children
+// from the test's main thread.
 class Subprocess {
  public:
   static absl::StatusOr<std::unique_ptr<Subprocess>> Spawn(

@@ -1,0 +1,1154 @@
+#include "storage/postgres_store.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "storage/postgres_conn.h"
+#include "storage/session_record.h"
+
+namespace sessiond::storage {
+namespace {
+
+using postgres_internal::Connection;
+using postgres_internal::ConnectOptions;
+using postgres_internal::ErrorKind;
+using postgres_internal::IsStorableText;
+using postgres_internal::Params;
+using postgres_internal::Result;
+using postgres_internal::Statement;
+
+// SessionRecord::token_hash is a SHA-256.
+constexpr size_t kTokenHashSize = 32;
+
+// A deadlocked or serialization-failed call is retried this many more times.
+constexpr int kMaxConflictRetries = 4;
+
+// Migrations may rewrite large tables: the migrating transaction gets this
+// statement timeout instead of the store's.
+constexpr absl::Duration kMigrationTimeout = absl::Minutes(5);
+
+// TCP keepalive on pooled connections (seconds): a peer that vanished is
+// noticed within about idle + interval * count.
+constexpr int kKeepalivesIdle = 5;
+constexpr int kKeepalivesInterval = 2;
+constexpr int kKeepalivesCount = 3;
+
+// ---------------------------------------------------------------------------
+// Schema.
+
+struct Migration {
+  int version;
+  // Recorded in sessiond_schema_migrations; no quotes.
+  const char* description;
+  // Fixed DDL; never contains values.
+  const char* sql;
+};
+
+// Ordered; each entry moves the schema from version - 1 to version. Append
+// only: never edit a migration that has shipped.
+constexpr Migration kMigrations[] = {
+    {1, "sessions table", R"sql(
+      CREATE TABLE sessiond_sessions (
+        id                   text COLLATE "C" NOT NULL PRIMARY KEY,
+        token_hash           bytea  NOT NULL UNIQUE,
+        user_id              text COLLATE "C" NOT NULL,
+        sealed               bytea  NOT NULL,
+        created_at           bigint NOT NULL,  -- Unix micros
+        last_active_at       bigint NOT NULL,  -- Unix micros
+        idle_timeout_us      bigint NOT NULL,  -- int64 max: infinite
+        absolute_lifetime_us bigint NOT NULL,
+        version              bigint NOT NULL,
+        -- min(last_active_at + idle, created_at + absolute), Unix micros;
+        -- kept in step with the columns above by every write.
+        expires_at           bigint NOT NULL
+      );
+      CREATE INDEX sessiond_sessions_by_user
+        ON sessiond_sessions (user_id, last_active_at DESC, id DESC);
+      CREATE INDEX sessiond_sessions_by_expiry
+        ON sessiond_sessions (expires_at);
+    )sql"},
+};
+
+static_assert(kMigrations[std::size(kMigrations) - 1].version ==
+                  kPostgresSchemaVersion,
+              "kPostgresSchemaVersion must be the last migration's version");
+
+// Advisory lock keys. The migration lock uses the one-bigint key space, the
+// per-user locks the two-int key space; PostgreSQL keeps them apart.
+#define SESSIOND_PG_MIGRATION_LOCK "x'73657373696f6e64'::bigint"
+#define SESSIOND_PG_USER_LOCK_CLASS "x'73657373'::int"
+
+// ---------------------------------------------------------------------------
+// Statements, prepared on each connection on first use.
+
+enum StatementId : int {
+  kBegin,
+  kCommit,
+  kRollback,
+  kLockUser,
+  kSelectByHash,
+  kSelectByHashForShare,
+  kSelectByHashForUpdate,
+  kDeleteExpiredConflicts,
+  kDeleteExpiredByHash,
+  kInsert,
+  kTouch,
+  kRewrite,
+  kEvict,
+  kDeleteByHash,
+  kDeleteById,
+  kDeleteForUser,
+  kListFirst,
+  kListAfter,
+  kPruneBatch,
+  kPing,
+  kNumStatements,
+};
+
+// Column order read by RecordFromRow.
+#define SESSIOND_PG_COLUMNS                                       \
+  "id, token_hash, user_id, sealed, created_at, last_active_at, " \
+  "idle_timeout_us, absolute_lifetime_us, version"
+
+constexpr std::array<Statement, kNumStatements> kStatements = {{
+    {kBegin, "BEGIN", ""},
+    {kCommit, "COMMIT", ""},
+    {kRollback, "ROLLBACK", ""},
+    // $1 user_id. Serialises, across processes, the writers that may have
+    // to evict this user's sessions; released at commit or rollback.
+    {kLockUser,
+     "SELECT pg_advisory_xact_lock(" SESSIOND_PG_USER_LOCK_CLASS
+     ", hashtext($1))",
+     "t"},
+    // $1 token_hash. Expired or not: the caller decides with its own time.
+    {kSelectByHash,
+     "SELECT " SESSIOND_PG_COLUMNS
+     " FROM sessiond_sessions WHERE token_hash = $1",
+     "b"},
+    // Waits for a writer of the row to finish, and keeps writers out until
+    // the transaction ends.
+    {kSelectByHashForShare,
+     "SELECT " SESSIOND_PG_COLUMNS
+     " FROM sessiond_sessions WHERE token_hash = $1 FOR SHARE",
+     "b"},
+    {kSelectByHashForUpdate,
+     "SELECT " SESSIOND_PG_COLUMNS
+     " FROM sessiond_sessions WHERE token_hash = $1 FOR UPDATE",
+     "b"},
+    // $1 id, $2 token_hash, $3 now. An expired row is as good as missing,
+    // so it must not block a new one.
+    {kDeleteExpiredConflicts,
+     "DELETE FROM sessiond_sessions WHERE (id = $1 OR token_hash = $2)"
+     " AND expires_at <= $3",
+     "tbi"},
+    // $1 token_hash, $2 now
+    {kDeleteExpiredByHash,
+     "DELETE FROM sessiond_sessions WHERE token_hash = $1"
+     " AND expires_at <= $2",
+     "bi"},
+    {kInsert,
+     "INSERT INTO sessiond_sessions (" SESSIOND_PG_COLUMNS
+     ", expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+     "tbtbiiiiii"},
+    // $1 id, $2 new last_active_at, $3 new expires_at; on a locked row.
+    {kTouch,
+     "UPDATE sessiond_sessions SET last_active_at = $2, expires_at = $3"
+     " WHERE id = $1",
+     "tii"},
+    // $1 id, $2 expected (current) version, then the new values. The
+    // compare-and-set is the version check in this WHERE.
+    {kRewrite,
+     "UPDATE sessiond_sessions SET token_hash = $3, user_id = $4,"
+     " sealed = $5, last_active_at = $6, idle_timeout_us = $7,"
+     " absolute_lifetime_us = $8, version = $9, expires_at = $10"
+     " WHERE id = $1 AND version = $2",
+     "tibtbiiiii"},
+    // $1 user_id, $2 now, $3 id to keep, $4 how many others to keep. Keeps
+    // the most recently active (listing order), deletes the rest. The outer
+    // conditions are re-checked on rows that changed meanwhile, so a session
+    // that moved to another user is never evicted for this one.
+    {kEvict,
+     "DELETE FROM sessiond_sessions WHERE id IN (SELECT id FROM"
+     " sessiond_sessions WHERE user_id = $1 AND expires_at > $2 AND id <> $3"
+     " ORDER BY last_active_at DESC, id DESC OFFSET $4)"
+     " AND user_id = $1 AND expires_at > $2",
+     "titi"},
+    // The deletes remove the rows whether expired or not (an expired row is
+    // dead anyway) and return each row's expiry, so that the caller counts
+    // the live ones with a time read once the rows are locked.
+    // $1 token_hash
+    {kDeleteByHash,
+     "DELETE FROM sessiond_sessions WHERE token_hash = $1 RETURNING expires_at",
+     "b"},
+    // $1 id
+    {kDeleteById,
+     "DELETE FROM sessiond_sessions WHERE id = $1 RETURNING expires_at", "t"},
+    // $1 user_id, $2 except id ('' keeps none; no stored id is empty).
+    {kDeleteForUser,
+     "DELETE FROM sessiond_sessions WHERE user_id = $1 AND id <> $2"
+     " RETURNING expires_at",
+     "tt"},
+    // $1 user_id, $2 now, $3 limit
+    {kListFirst,
+     "SELECT " SESSIOND_PG_COLUMNS
+     " FROM sessiond_sessions WHERE user_id = $1 AND expires_at > $2"
+     " ORDER BY last_active_at DESC, id DESC LIMIT $3",
+     "tii"},
+    // As kListFirst, strictly after ($4 last_active_at, $5 id).
+    {kListAfter,
+     "SELECT " SESSIOND_PG_COLUMNS
+     " FROM sessiond_sessions WHERE user_id = $1 AND expires_at > $2"
+     " AND (last_active_at, id) < ($4, $5)"
+     " ORDER BY last_active_at DESC, id DESC LIMIT $3",
+     "tiiit"},
+    // $1 now, $2 batch size. Rows another transaction holds are skipped: a
+    // concurrent pruner deletes them, or a writer that holds one may be
+    // bringing it back to life, or the next prune does.
+    {kPruneBatch,
+     "DELETE FROM sessiond_sessions WHERE ctid = ANY(ARRAY("
+     "SELECT ctid FROM sessiond_sessions WHERE expires_at <= $1"
+     " LIMIT $2 FOR UPDATE SKIP LOCKED)) AND expires_at <= $1",
+     "ii"},
+    {kPing, "SELECT 1", ""},
+}};
+
+#undef SESSIOND_PG_COLUMNS
+
+constexpr bool StatementsInOrder() {
+  for (int i = 0; i < kNumStatements; ++i) {
+    if (kStatements[i].index != i) return false;
+  }
+  return kNumStatements <= 64;
+}
+static_assert(StatementsInOrder(), "kStatements must follow StatementId");
+
+const Statement& Stmt(StatementId id) { return kStatements[id]; }
+
+// ---------------------------------------------------------------------------
+// Conversions. Times are Unix microseconds; durations are microseconds, with
+// int64 max standing for an infinite duration. Durations the store was given
+// are first truncated with TruncateDurationToMicros (session_record.h), so
+// these convert them both ways without loss.
+
+int64_t TimeToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time MicrosToTime(int64_t us) { return absl::FromUnixMicros(us); }
+
+int64_t DurationToMicros(absl::Duration d) {
+  return absl::ToInt64Microseconds(d);
+}
+absl::Duration MicrosToDuration(int64_t us) {
+  if (us == std::numeric_limits<int64_t>::max()) {
+    return absl::InfiniteDuration();
+  }
+  return absl::Microseconds(us);
+}
+
+SessionRecord RecordFromRow(const Result& res, int row) {
+  SessionRecord r;
+  r.id = res.Bytes(row, 0);
+  r.token_hash = res.Bytes(row, 1);
+  r.user_id = res.Bytes(row, 2);
+  r.sealed_payload = res.Bytes(row, 3);
+  r.created_at = MicrosToTime(res.Int(row, 4));
+  r.last_active_at = MicrosToTime(res.Int(row, 5));
+  r.idle_timeout = MicrosToDuration(res.Int(row, 6));
+  r.absolute_lifetime = MicrosToDuration(res.Int(row, 7));
+  r.version = res.Int(row, 8);
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Statement helpers, run inside a call (see PostgresStore::Run).
+
+// The row with this token hash, live or not, read as `id` says (plain,
+// FOR SHARE or FOR UPDATE).
+absl::StatusOr<std::optional<SessionRecord>> SelectByHash(
+    Connection& c, StatementId id, absl::string_view token_hash,
+    absl::Time deadline) {
+  absl::StatusOr<Result> res =
+      c.Exec(Stmt(id), Params().Bytes(token_hash), deadline, "load");
+  if (!res.ok()) return res.status();
+  if (res->rows() == 0) return std::optional<SessionRecord>();
+  return std::optional<SessionRecord>(RecordFromRow(*res, 0));
+}
+
+// Runs BEGIN, or COMMIT, inside a call that manages its own transaction.
+absl::Status Begin(Connection& c, absl::Time deadline, absl::string_view what) {
+  return c.Exec(Stmt(kBegin), Params(), deadline, what).status();
+}
+absl::Status Commit(Connection& c, absl::Time deadline,
+                    absl::string_view what) {
+  return c.Exec(Stmt(kCommit), Params(), deadline, what).status();
+}
+
+// How many of the expiries a delete returned are after `now`.
+int64_t CountLive(const Result& res, absl::Time now) {
+  const int64_t now_us = absl::ToUnixMicros(now);
+  int64_t live = 0;
+  for (int i = 0; i < res.rows(); ++i) {
+    if (res.Int(i, 0) > now_us) ++live;
+  }
+  return live;
+}
+
+// Writes every field of `r` over the row with r.id, which the caller has
+// locked at version `old_version`.
+absl::Status Rewrite(Connection& c, const SessionRecord& r, int64_t old_version,
+                     absl::Time deadline, absl::string_view what) {
+  absl::StatusOr<Result> res =
+      c.Exec(Stmt(kRewrite),
+             Params()
+                 .Bytes(r.id)
+                 .Int(old_version)
+                 .Bytes(r.token_hash)
+                 .Bytes(r.user_id)
+                 .Bytes(r.sealed_payload)
+                 .Int(TimeToMicros(r.last_active_at))
+                 .Int(DurationToMicros(r.idle_timeout))
+                 .Int(DurationToMicros(r.absolute_lifetime))
+                 .Int(r.version)
+                 .Int(TimeToMicros(r.ExpiresAt())),
+             deadline, what);
+  if (!res.ok()) return res.status();
+  if (res->affected() != 1) {
+    return absl::InternalError(
+        absl::StrCat("postgres: ", what, ": the locked session changed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NotFound() {
+  return absl::NotFoundError("no live session with this token hash");
+}
+
+absl::Status ValidateTimeouts(absl::Duration idle, absl::Duration absolute) {
+  if (idle <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("idle_timeout must be positive");
+  }
+  if (absolute <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("absolute_lifetime must be positive");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateText(absl::string_view value, absl::string_view what) {
+  if (IsStorableText(value)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be valid UTF-8 without NUL bytes"));
+}
+
+// Jittered exponential backoff before retrying a conflicted transaction.
+absl::Duration ConflictBackoff(int attempt) {
+  thread_local std::minstd_rand rng(static_cast<uint32_t>(
+      std::hash<std::thread::id>()(std::this_thread::get_id()) ^
+      static_cast<size_t>(absl::ToUnixNanos(absl::Now()))));
+  const int64_t base_ms = int64_t{5} << std::min(attempt, 5);
+  std::uniform_int_distribution<int64_t> jitter(0, base_ms);
+  return absl::Milliseconds(base_ms + jitter(rng));
+}
+
+// ---------------------------------------------------------------------------
+// Schema migration.
+
+absl::StatusOr<int64_t> ParseVersion(const Result& res) {
+  int64_t v = 0;
+  if (res.rows() != 1 || !absl::SimpleAtoi(res.Bytes(0, 0), &v)) {
+    return absl::InternalError("postgres: cannot read the schema version");
+  }
+  return v;
+}
+
+absl::Status TooNew(int64_t found) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "postgres: the database has schema version ", found,
+      ", but this sessiond knows versions up to ", kPostgresSchemaVersion,
+      "; it was written by a newer sessiond. Upgrade sessiond or point it at "
+      "another database."));
+}
+
+// The recorded schema version; 0 for an empty database. Takes no lock.
+absl::StatusOr<int64_t> ReadSchemaVersion(Connection& c, absl::Time deadline) {
+  absl::StatusOr<Result> exists = c.ExecSimple(
+      "SELECT to_regclass('sessiond_schema_migrations') IS NOT NULL", deadline,
+      "read schema version");
+  if (!exists.ok()) return exists.status();
+  if (exists->rows() != 1 || exists->Bytes(0, 0) != "t") return 0;
+  absl::StatusOr<Result> max = c.ExecSimple(
+      "SELECT coalesce(max(version), 0) FROM sessiond_schema_migrations",
+      deadline, "read schema version");
+  if (!max.ok()) return max.status();
+  return ParseVersion(*max);
+}
+
+absl::Status MigrateLocked(Connection& c, absl::Time deadline) {
+  const int64_t timeout_ms = absl::ToInt64Milliseconds(kMigrationTimeout);
+  // Under the lock, read the version again: another replica may have
+  // migrated while this one waited.
+  absl::StatusOr<Result> begun = c.ExecSimple(
+      absl::StrCat(
+          "BEGIN; SET LOCAL statement_timeout = ", timeout_ms,
+          "; SELECT pg_advisory_xact_lock(" SESSIOND_PG_MIGRATION_LOCK "); "
+          "CREATE TABLE IF NOT EXISTS sessiond_schema_migrations ("
+          " version integer PRIMARY KEY,"
+          " description text NOT NULL,"
+          " applied_at timestamptz NOT NULL DEFAULT now()); "
+          "SELECT coalesce(max(version), 0) FROM sessiond_schema_migrations"),
+      deadline, "lock schema for migration");
+  if (!begun.ok()) return begun.status();
+  absl::StatusOr<int64_t> current = ParseVersion(*begun);
+  if (!current.ok()) return current.status();
+  if (*current > kPostgresSchemaVersion) return TooNew(*current);
+  for (const Migration& m : kMigrations) {
+    if (m.version <= *current) continue;
+    const std::string what = absl::StrCat("migrate to version ", m.version);
+    if (absl::StatusOr<Result> r = c.ExecSimple(m.sql, deadline, what);
+        !r.ok()) {
+      return r.status();
+    }
+    // Our own constants: no values from outside.
+    if (absl::StatusOr<Result> r = c.ExecSimple(
+            absl::StrCat("INSERT INTO sessiond_schema_migrations (version, "
+                         "description) VALUES (",
+                         m.version, ", '", m.description, "')"),
+            deadline, what);
+        !r.ok()) {
+      return r.status();
+    }
+  }
+  absl::StatusOr<Result> committed =
+      c.ExecSimple("COMMIT", deadline, "commit migration");
+  return committed.status();
+}
+
+// Brings the schema up to kPostgresSchemaVersion.
+absl::Status Migrate(Connection& c, absl::Duration quick_budget) {
+  absl::StatusOr<int64_t> current =
+      ReadSchemaVersion(c, absl::Now() + quick_budget);
+  if (!current.ok()) return current.status();
+  if (*current > kPostgresSchemaVersion) return TooNew(*current);
+  if (*current == kPostgresSchemaVersion) return absl::OkStatus();
+  absl::Status s =
+      MigrateLocked(c, absl::Now() + kMigrationTimeout + quick_budget);
+  if (!s.ok() && !c.broken() && c.InTransaction()) {
+    (void)c.ExecSimple("ROLLBACK", absl::Now() + quick_budget,
+                       "roll back migration");
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// The store.
+
+class PostgresStore : public SessionStore {
+ public:
+  PostgresStore(ConnectOptions connect, const PostgresOptions& options,
+                const Clock* clock, StoreOptions store_options,
+                std::unique_ptr<Connection> first)
+      : connect_(std::move(connect)),
+        clock_(clock),
+        store_options_(store_options),
+        pool_size_(options.pool_size),
+        connect_timeout_(options.connect_timeout),
+        call_budget_(options.connect_timeout + options.statement_timeout +
+                     absl::Seconds(1)),
+        prune_batch_size_(options.prune_batch_size) {
+    absl::MutexLock lock(&mu_);
+    open_ = 1;
+    idle_.push_back(std::move(first));
+  }
+
+  absl::string_view backend_name() const override { return "postgres"; }
+
+  absl::StatusOr<SessionRecord> Create(const SessionRecord& record) override {
+    if (record.id.empty()) {
+      return absl::InvalidArgumentError("session id must not be empty");
+    }
+    if (absl::Status s = ValidateText(record.id, "session id"); !s.ok()) {
+      return s;
+    }
+    if (record.token_hash.size() != kTokenHashSize) {
+      return absl::InvalidArgumentError("token hash must be 32 bytes");
+    }
+    if (absl::Status s = ValidateText(record.user_id, "user_id"); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s =
+            ValidateTimeouts(record.idle_timeout, record.absolute_lifetime);
+        !s.ok()) {
+      return s;
+    }
+    return Run<SessionRecord>(
+        Kind::kTransaction, "create",
+        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
+          if (absl::Status s = LockUserIfCapped(c, record.user_id, d);
+              !s.ok()) {
+            return s;
+          }
+          const absl::Time now = Now();
+          SessionRecord r = record;
+          r.created_at = now;
+          r.last_active_at = now;
+          r.idle_timeout = TruncateDurationToMicros(record.idle_timeout);
+          r.absolute_lifetime =
+              TruncateDurationToMicros(record.absolute_lifetime);
+          r.version = 1;
+          absl::StatusOr<Result> cleared = c.Exec(
+              Stmt(kDeleteExpiredConflicts),
+              Params().Bytes(r.id).Bytes(r.token_hash).Int(TimeToMicros(now)),
+              d, "create");
+          if (!cleared.ok()) return cleared.status();
+          absl::StatusOr<Result> inserted =
+              c.Exec(Stmt(kInsert),
+                     Params()
+                         .Bytes(r.id)
+                         .Bytes(r.token_hash)
+                         .Bytes(r.user_id)
+                         .Bytes(r.sealed_payload)
+                         .Int(TimeToMicros(r.created_at))
+                         .Int(TimeToMicros(r.last_active_at))
+                         .Int(DurationToMicros(r.idle_timeout))
+                         .Int(DurationToMicros(r.absolute_lifetime))
+                         .Int(r.version)
+                         .Int(TimeToMicros(r.ExpiresAt())),
+                     d, "create");
+          if (!inserted.ok()) {
+            if (absl::IsAlreadyExists(inserted.status())) {
+              return absl::AlreadyExistsError(
+                  "a live session with this id or token hash already exists");
+            }
+            return inserted.status();
+          }
+          if (absl::Status s = EnforceCap(c, r, now, d); !s.ok()) return s;
+          return r;
+        });
+  }
+
+  absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) override {
+    return Run<SessionRecord>(
+        Kind::kRetrySafe, "load",
+        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
+          // The common case: one plain read, no lock.
+          const absl::Time read_at = Now();
+          absl::StatusOr<std::optional<SessionRecord>> found =
+              SelectByHash(c, kSelectByHash, token_hash, d);
+          if (!found.ok()) return found.status();
+          if (!found->has_value()) return NotFound();
+          if ((*found)->IsLiveAt(read_at)) return **found;
+          return LoadLocked(c, token_hash, d);
+        });
+  }
+
+  absl::StatusOr<SessionRecord> LoadAndTouch(
+      absl::string_view token_hash, absl::Duration min_interval) override {
+    // Touching when now == last_active_at would change nothing, and a
+    // last_active_at ahead of now (another process's clock) is never moved
+    // back: skip both.
+    auto needs_touch = [min_interval](const SessionRecord& r, absl::Time now) {
+      return now - r.last_active_at >= min_interval && now > r.last_active_at;
+    };
+    // A touch only moves last_active_at to now: repeating it is harmless,
+    // so the call is safe to retry on a new connection.
+    return Run<SessionRecord>(
+        Kind::kRetrySafe, "load and touch",
+        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
+          // Most calls fall inside the interval: answer those with one plain
+          // read.
+          const absl::Time read_at = Now();
+          absl::StatusOr<std::optional<SessionRecord>> found =
+              SelectByHash(c, kSelectByHash, token_hash, d);
+          if (!found.ok()) return found.status();
+          if (!found->has_value()) return NotFound();
+          if ((*found)->IsLiveAt(read_at) && !needs_touch(**found, read_at)) {
+            return **found;
+          }
+          // Lock the row, then read the time and decide.
+          if (absl::Status s = Begin(c, d, "touch"); !s.ok()) return s;
+          found = SelectByHash(c, kSelectByHashForUpdate, token_hash, d);
+          if (!found.ok()) return found.status();
+          const absl::Time now = Now();
+          if (!found->has_value() || !(*found)->IsLiveAt(now)) {
+            return NotFound();  // Run rolls the transaction back.
+          }
+          SessionRecord r = **found;
+          if (needs_touch(r, now)) {
+            r.last_active_at = now;
+            absl::StatusOr<Result> touched =
+                c.Exec(Stmt(kTouch),
+                       Params()
+                           .Bytes(r.id)
+                           .Int(TimeToMicros(r.last_active_at))
+                           .Int(TimeToMicros(r.ExpiresAt())),
+                       d, "touch");
+            if (!touched.ok()) return touched.status();
+          }
+          if (absl::Status s = Commit(c, d, "touch"); !s.ok()) return s;
+          return r;
+        });
+  }
+
+  absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
+                                       const SessionUpdate& update) override {
+    if (update.idle_timeout.has_value() &&
+        *update.idle_timeout <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("idle_timeout must be positive");
+    }
+    if (update.absolute_lifetime.has_value() &&
+        *update.absolute_lifetime <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("absolute_lifetime must be positive");
+    }
+    if (absl::Status s = ValidateText(update.user_id, "user_id"); !s.ok()) {
+      return s;
+    }
+    return Run<SessionRecord>(
+        Kind::kTransaction, "update",
+        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
+          if (absl::Status s = LockUserIfCapped(c, update.user_id, d);
+              !s.ok()) {
+            return s;
+          }
+          absl::StatusOr<std::optional<SessionRecord>> found =
+              SelectByHash(c, kSelectByHashForUpdate, token_hash, d);
+          if (!found.ok()) return found.status();
+          const absl::Time now = Now();
+          if (!found->has_value() || !(*found)->IsLiveAt(now)) {
+            return NotFound();
+          }
+          SessionRecord r = **found;
+          if (update.expected_version.has_value() &&
+              *update.expected_version != r.version) {
+            return absl::AbortedError(absl::StrCat("session version is ",
+                                                   r.version, ", expected ",
+                                                   *update.expected_version));
+          }
+          const int64_t old_version = r.version;
+          r.user_id = update.user_id;
+          r.sealed_payload = update.sealed_payload;
+          if (update.idle_timeout.has_value()) {
+            r.idle_timeout = TruncateDurationToMicros(*update.idle_timeout);
+          }
+          if (update.absolute_lifetime.has_value()) {
+            r.absolute_lifetime =
+                TruncateDurationToMicros(*update.absolute_lifetime);
+          }
+          r.last_active_at = now;
+          r.version = old_version + 1;
+          if (absl::Status s = Rewrite(c, r, old_version, d, "update");
+              !s.ok()) {
+            return s;
+          }
+          if (absl::Status s = EnforceCap(c, r, now, d); !s.ok()) return s;
+          return r;
+        });
+  }
+
+  absl::StatusOr<SessionRecord> Cycle(
+      absl::string_view old_token_hash, absl::string_view new_token_hash,
+      const std::optional<std::string>& user_id) override {
+    if (new_token_hash.size() != kTokenHashSize) {
+      return absl::InvalidArgumentError("new token hash must be 32 bytes");
+    }
+    if (new_token_hash == old_token_hash) {
+      return absl::InvalidArgumentError(
+          "new token hash must differ from the old one");
+    }
+    if (user_id.has_value()) {
+      if (absl::Status s = ValidateText(*user_id, "user_id"); !s.ok()) {
+        return s;
+      }
+    }
+    return Run<SessionRecord>(
+        Kind::kTransaction, "cycle",
+        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
+          if (user_id.has_value()) {
+            if (absl::Status s = LockUserIfCapped(c, *user_id, d); !s.ok()) {
+              return s;
+            }
+          }
+          // Locked: of concurrent Cycles of one session exactly one finds it
+          // under the old hash.
+          absl::StatusOr<std::optional<SessionRecord>> found =
+              SelectByHash(c, kSelectByHashForUpdate, old_token_hash, d);
+          if (!found.ok()) return found.status();
+          const absl::Time now = Now();
+          if (!found->has_value() || !(*found)->IsLiveAt(now)) {
+            return NotFound();
+          }
+          SessionRecord r = **found;
+
+          absl::StatusOr<Result> cleared =
+              c.Exec(Stmt(kDeleteExpiredByHash),
+                     Params().Bytes(new_token_hash).Int(TimeToMicros(now)), d,
+                     "cycle");
+          if (!cleared.ok()) return cleared.status();
+
+          const int64_t old_version = r.version;
+          r.token_hash = std::string(new_token_hash);
+          if (user_id.has_value()) r.user_id = *user_id;
+          r.last_active_at = now;
+          r.version = old_version + 1;
+          if (absl::Status s = Rewrite(c, r, old_version, d, "cycle");
+              !s.ok()) {
+            if (absl::IsAlreadyExists(s)) {
+              return absl::AlreadyExistsError(
+                  "new token hash belongs to another live session");
+            }
+            return s;
+          }
+          if (user_id.has_value()) {
+            if (absl::Status s = EnforceCap(c, r, now, d); !s.ok()) return s;
+          }
+          return r;
+        });
+  }
+
+  absl::StatusOr<int64_t> DeleteByTokenHash(
+      absl::string_view token_hash) override {
+    return Delete(kDeleteByHash, Params().Bytes(token_hash),
+                  "delete by token hash");
+  }
+
+  absl::StatusOr<int64_t> DeleteById(absl::string_view id) override {
+    // No stored id is like this one.
+    if (!IsStorableText(id)) return 0;
+    return Delete(kDeleteById, Params().Bytes(id), "delete by id");
+  }
+
+  absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
+                                        absl::string_view except_id) override {
+    if (user_id.empty()) {
+      // Would otherwise delete every anonymous session.
+      return absl::InvalidArgumentError("user_id must not be empty");
+    }
+    if (!IsStorableText(user_id)) return 0;
+    // An except_id that no stored id can equal protects nothing.
+    const absl::string_view keep =
+        IsStorableText(except_id) ? except_id : absl::string_view();
+    return Delete(kDeleteForUser, Params().Bytes(user_id).Bytes(keep),
+                  "delete for user");
+  }
+
+  absl::StatusOr<SessionPage> ListForUser(
+      absl::string_view user_id, int limit,
+      const std::optional<ListCursor>& after) override {
+    if (limit <= 0) {
+      return absl::InvalidArgumentError("limit must be positive");
+    }
+    if (user_id.empty()) {
+      return absl::InvalidArgumentError("user_id must not be empty");
+    }
+    if (after.has_value() && !IsStorableText(after->id)) {
+      return absl::InvalidArgumentError(
+          "cursor id must be valid UTF-8 without NUL bytes");
+    }
+    if (!IsStorableText(user_id)) return SessionPage();
+    return Run<SessionPage>(
+        Kind::kRetrySafe, "list for user",
+        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionPage> {
+          const absl::Time now = Now();  // after any wait for a connection
+          // One extra row tells whether another page follows.
+          Params params;
+          params.Bytes(user_id)
+              .Int(TimeToMicros(now))
+              .Int(static_cast<int64_t>(limit) + 1);
+          if (after.has_value()) {
+            params.Int(TimeToMicros(after->last_active_at)).Bytes(after->id);
+          }
+          absl::StatusOr<Result> res =
+              c.Exec(Stmt(after.has_value() ? kListAfter : kListFirst), params,
+                     d, "list for user");
+          if (!res.ok()) return res.status();
+          SessionPage page;
+          const int rows = res->rows();
+          for (int i = 0; i < rows && i < limit; ++i) {
+            page.sessions.push_back(RecordFromRow(*res, i));
+          }
+          if (rows > limit) {
+            const SessionRecord& last = page.sessions.back();
+            page.next = ListCursor{last.last_active_at, last.id};
+          }
+          return page;
+        });
+  }
+
+  absl::StatusOr<int64_t> PruneExpired() override {
+    int64_t total = 0;
+    while (true) {
+      // One short autocommit statement per batch, each by its own now.
+      absl::StatusOr<int64_t> n = Run<int64_t>(
+          Kind::kSingleWrite, "prune expired",
+          [&](Connection& c, absl::Time d) -> absl::StatusOr<int64_t> {
+            const absl::Time now = Now();
+            absl::StatusOr<Result> res =
+                c.Exec(Stmt(kPruneBatch),
+                       Params().Int(TimeToMicros(now)).Int(prune_batch_size_),
+                       d, "prune expired");
+            if (!res.ok()) return res.status();
+            return res->affected();
+          });
+      if (!n.ok()) return n.status();
+      total += *n;
+      if (*n < prune_batch_size_) return total;
+    }
+  }
+
+  absl::Status Ping() override {
+    return Run<bool>(Kind::kRetrySafe, "ping",
+                     [](Connection& c, absl::Time d) -> absl::StatusOr<bool> {
+                       absl::StatusOr<Result> res =
+                           c.Exec(Stmt(kPing), Params(), d, "ping");
+                       if (!res.ok()) return res.status();
+                       return true;
+                     })
+        .status();
+  }
+
+ private:
+  // How a call may be retried when its pooled connection turns out dead.
+  enum class Kind {
+    // Reads and idempotent writes: retried once on a new connection.
+    kRetrySafe,
+    // One autocommit write: never retried (it may have been applied).
+    kSingleWrite,
+    // BEGIN ... COMMIT: retried once if it failed before COMMIT was sent.
+    kTransaction,
+  };
+
+  // A connection on loan from the pool; returned (or dropped, if it is no
+  // longer idle and healthy) when destroyed.
+  class Lease {
+   public:
+    Lease(PostgresStore* store, std::unique_ptr<Connection> conn, bool reused)
+        : store_(store), conn_(std::move(conn)), reused_(reused) {}
+    Lease(Lease&& other) noexcept
+        : store_(other.store_),
+          conn_(std::move(other.conn_)),
+          reused_(other.reused_) {}
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (conn_ != nullptr) store_->Release(std::move(conn_));
+    }
+    Connection& conn() { return *conn_; }
+    // Came out of the pool (rather than freshly opened for this call).
+    bool reused() const { return reused_; }
+
+   private:
+    PostgresStore* store_;
+    std::unique_ptr<Connection> conn_;
+    bool reused_;
+  };
+
+  absl::Time Now() const { return TruncateToMicros(clock_->Now()); }
+
+  // Load's answer for a session that its plain read found expired. A write
+  // that read the time before this call did, and found the session live,
+  // may still be committing it back to life: wait for any writer of the row
+  // (share lock), then read the time and decide. Rare: only expired,
+  // unpruned sessions get here.
+  absl::StatusOr<SessionRecord> LoadLocked(Connection& c,
+                                           absl::string_view token_hash,
+                                           absl::Time d) {
+    if (absl::Status s = Begin(c, d, "load"); !s.ok()) return s;
+    absl::StatusOr<std::optional<SessionRecord>> found =
+        SelectByHash(c, kSelectByHashForShare, token_hash, d);
+    if (!found.ok()) return found.status();
+    const absl::Time now = Now();
+    if (absl::Status s = Commit(c, d, "load"); !s.ok()) return s;
+    if (!found->has_value() || !(*found)->IsLiveAt(now)) return NotFound();
+    return **found;
+  }
+
+  // A delete in one transaction: removes the rows, then reads the time
+  // (while it holds them) and counts those that were live.
+  absl::StatusOr<int64_t> Delete(StatementId id, const Params& params,
+                                 absl::string_view what) {
+    return Run<int64_t>(
+        Kind::kTransaction, what,
+        [&](Connection& c, absl::Time d) -> absl::StatusOr<int64_t> {
+          absl::StatusOr<Result> res = c.Exec(Stmt(id), params, d, what);
+          if (!res.ok()) return res.status();
+          return CountLive(*res, Now());
+        });
+  }
+
+  bool SlotAvailable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !idle_.empty() || open_ < pool_size_;
+  }
+
+  // A connection for one call: a pooled one that looks healthy or, with
+  // `fresh` (a retry after a pooled connection died: its neighbours in the
+  // pool likely died with it), a newly opened one.
+  absl::StatusOr<Lease> Acquire(absl::Time call_deadline, bool fresh) {
+    const absl::Time wait_deadline =
+        std::min(call_deadline, absl::Now() + connect_timeout_);
+    std::unique_ptr<Connection> conn;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!mu_.AwaitWithDeadline(
+              absl::Condition(this, &PostgresStore::SlotAvailable),
+              wait_deadline)) {
+        return absl::UnavailableError(
+            absl::StrCat("postgres: no connection of the pool (", pool_size_,
+                         ") became free in time"));
+      }
+      if (!idle_.empty()) {
+        conn = std::move(idle_.back());
+        idle_.pop_back();
+      } else {
+        ++open_;  // Reserve a slot; connect outside the lock.
+      }
+    }
+    if (conn != nullptr) {
+      if (!fresh && conn->LooksHealthy()) {
+        return Lease(this, std::move(conn), true);
+      }
+      // Closed by the server (restart, administrator, idle timeout), or not
+      // wanted: replace it, keeping its slot.
+      conn.reset();
+    }
+    absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(
+        connect_, std::min(call_deadline, absl::Now() + connect_timeout_));
+    if (!opened.ok()) {
+      absl::MutexLock lock(&mu_);
+      --open_;
+      return opened.status();
+    }
+    return Lease(this, *std::move(opened), false);
+  }
+
+  void Release(std::unique_ptr<Connection> conn) {
+    if (!conn->Idle()) {
+      conn.reset();  // Closes it outside the lock.
+      absl::MutexLock lock(&mu_);
+      --open_;
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    idle_.push_back(std::move(conn));
+  }
+
+  // Runs one call on a pooled connection; `fn` gets the connection and the
+  // call's deadline. See Kind for retries after a dead connection; deadlocks
+  // and serialization failures are retried up to kMaxConflictRetries times.
+  template <typename T>
+  absl::StatusOr<T> Run(
+      Kind kind, absl::string_view what,
+      absl::FunctionRef<absl::StatusOr<T>(Connection&, absl::Time)> fn) {
+    const absl::Time deadline = absl::Now() + call_budget_;
+    int conflicts = 0;
+    bool reconnected = false;
+    while (true) {
+      absl::StatusOr<T> result = absl::UnknownError("not run");
+      ErrorKind error = ErrorKind::kNone;
+      bool reused = false;
+      bool maybe_written = kind == Kind::kSingleWrite;
+      {
+        absl::StatusOr<Lease> lease = Acquire(deadline, reconnected);
+        if (!lease.ok()) return lease.status();
+        reused = lease->reused();
+        Connection& c = lease->conn();
+        c.ClearLastError();
+        if (kind != Kind::kTransaction) {
+          result = fn(c, deadline);
+        } else if (absl::StatusOr<Result> begun =
+                       c.Exec(Stmt(kBegin), Params(), deadline, what);
+                   !begun.ok()) {
+          result = begun.status();
+        } else {
+          result = fn(c, deadline);
+          if (result.ok()) {
+            maybe_written = true;
+            absl::StatusOr<Result> committed =
+                c.Exec(Stmt(kCommit), Params(), deadline, what);
+            if (!committed.ok()) result = committed.status();
+          }
+        }
+        error = c.last_error();
+        if (!result.ok() && c.InTransaction() && !c.broken()) {
+          // If this fails too, the connection is left in a transaction and
+          // Release drops it.
+          (void)c.Exec(Stmt(kRollback), Params(), deadline, "rollback");
+        }
+      }
+      if (result.ok()) return result;
+      if (error == ErrorKind::kRetryable) {
+        const absl::Duration pause = ConflictBackoff(conflicts);
+        if (conflicts < kMaxConflictRetries && absl::Now() + pause < deadline) {
+          ++conflicts;
+          absl::SleepFor(pause);
+          continue;
+        }
+        return absl::UnavailableError(absl::StrCat(
+            "postgres: ", what, ": gave up after ", conflicts + 1,
+            " attempts ended in a deadlock or serialization failure; "
+            "nothing was written: ",
+            result.status().message()));
+      }
+      if (error == ErrorKind::kConnection && reused && !reconnected &&
+          !maybe_written && absl::Now() < deadline) {
+        reconnected = true;
+        continue;
+      }
+      return result.status();
+    }
+  }
+
+  // In a transaction about to make a session belong to `user_id`: takes
+  // the user's advisory lock if the per-user cap applies.
+  absl::Status LockUserIfCapped(Connection& c, absl::string_view user_id,
+                                absl::Time deadline) const {
+    if (store_options_.max_sessions_per_user <= 0 || user_id.empty()) {
+      return absl::OkStatus();
+    }
+    return c
+        .Exec(Stmt(kLockUser), Params().Bytes(user_id), deadline, "lock user")
+        .status();
+  }
+
+  // The per-user cap, in the caller's transaction (which holds the user's
+  // lock): keeps `r` and the max_sessions_per_user - 1 most recently active
+  // other live sessions of r.user_id, deletes the rest.
+  absl::Status EnforceCap(Connection& c, const SessionRecord& r, absl::Time now,
+                          absl::Time deadline) const {
+    if (store_options_.max_sessions_per_user <= 0 || r.user_id.empty()) {
+      return absl::OkStatus();
+    }
+    return c
+        .Exec(Stmt(kEvict),
+              Params()
+                  .Bytes(r.user_id)
+                  .Int(TimeToMicros(now))
+                  .Bytes(r.id)
+                  .Int(store_options_.max_sessions_per_user - 1),
+              deadline, "evict over per-user cap")
+        .status();
+  }
+
+  const ConnectOptions connect_;
+  const Clock* const clock_;
+  const StoreOptions store_options_;
+  const int pool_size_;
+  const absl::Duration connect_timeout_;
+  const absl::Duration call_budget_;
+  const int64_t prune_batch_size_;
+
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
+  // Connections in the pool, on loan, or being opened.
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+absl::StatusOr<std::string> ReadPassword(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("postgres: cannot read password_file \"", path, "\""));
+  }
+  std::stringstream content;
+  content << in.rdbuf();
+  std::string password = content.str();
+  if (!password.empty() && password.back() == '\n') password.pop_back();
+  if (!password.empty() && password.back() == '\r') password.pop_back();
+  if (password.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("postgres: password_file \"", path, "\" is empty"));
+  }
+  return password;
+}
+
+std::string Seconds(absl::Duration d) {
+  return absl::StrCat(absl::ToInt64Seconds(absl::Ceil(d, absl::Seconds(1))));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SessionStore>> OpenPostgresStore(
+    const PostgresOptions& options, const Clock* clock,
+    const StoreOptions& store_options) {
+  if (clock == nullptr) {
+    return absl::InvalidArgumentError("postgres: clock must not be null");
+  }
+  if (store_options.max_sessions_per_user < 0) {
+    return absl::InvalidArgumentError(
+        "postgres: max_sessions_per_user must not be negative");
+  }
+  if (options.pool_size < 1) {
+    return absl::InvalidArgumentError("postgres: pool_size must be positive");
+  }
+  if (options.connect_timeout < absl::Milliseconds(1) ||
+      options.connect_timeout == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        "postgres: connect_timeout must be positive and finite");
+  }
+  if (options.statement_timeout < absl::Milliseconds(1) ||
+      options.statement_timeout == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        "postgres: statement_timeout must be positive and finite");
+  }
+  if (options.prune_batch_size < 1) {
+    return absl::InvalidArgumentError(
+        "postgres: prune_batch_size must be positive");
+  }
+
+  ConnectOptions connect;
+  connect.statement_timeout = options.statement_timeout;
+  // Before the DSN, so that the DSN may override it.
+  connect.params.emplace_back("application_name", "sessiond");
+  if (!options.dsn.empty()) connect.params.emplace_back("dbname", options.dsn);
+  // After the DSN: these override it.
+  connect.params.emplace_back("client_encoding", "UTF8");
+  // libpq treats values below 2 as 2; the store's own deadline is exact.
+  connect.params.emplace_back(
+      "connect_timeout",
+      Seconds(std::max(options.connect_timeout, absl::Seconds(2))));
+  connect.params.emplace_back("keepalives", "1");
+  connect.params.emplace_back("keepalives_idle", absl::StrCat(kKeepalivesIdle));
+  connect.params.emplace_back("keepalives_interval",
+                              absl::StrCat(kKeepalivesInterval));
+  connect.params.emplace_back("keepalives_count",
+                              absl::StrCat(kKeepalivesCount));
+  connect.params.emplace_back(
+      "tcp_user_timeout",
+      absl::StrCat(absl::ToInt64Milliseconds(options.connect_timeout +
+                                             options.statement_timeout)));
+  if (!options.password_file.empty()) {
+    absl::StatusOr<std::string> password = ReadPassword(options.password_file);
+    if (!password.ok()) return password.status();
+    connect.params.emplace_back("password", *password);
+    connect.secret = *std::move(password);
+  }
+
+  absl::StatusOr<std::unique_ptr<Connection>> first =
+      Connection::Open(connect, absl::Now() + options.connect_timeout);
+  if (!first.ok()) return first.status();
+  if (absl::Status s =
+          Migrate(**first, options.connect_timeout + options.statement_timeout);
+      !s.ok()) {
+    return s;
+  }
+  return std::unique_ptr<SessionStore>(new PostgresStore(
+      std::move(connect), options, clock, store_options, *std::move(first)));
+}
+
+}  // namespace sessiond::storage

@@ -1,0 +1,409 @@
+// The server-side Lua scripts of the Valkey backend (private to
+// valkey_store.cc). Every SessionStore call that reads or writes more than
+// one key is exactly one of these scripts, so it runs atomically on the
+// server. See valkey_store.h for the key layout they maintain.
+//
+// Calling convention (every script):
+//   ARGV[1]  the key base "{<prefix>}:" that every key name starts with;
+//   ARGV[2]  now, in Unix microseconds, from sessiond's Clock (the server's
+//            TIME is never used, so an injected clock decides expiry);
+//   ARGV[3]… the call's own arguments, listed above each script.
+//   KEYS     the keys the call is known to touch before it runs (always at
+//            least one), for routing; the script derives further keys of
+//            the same hash slot from ARGV[1].
+// Expected failures are error replies whose first word is a status code
+// (NOT_FOUND, ABORTED, ALREADY_EXISTS). The server does not roll back a
+// script's writes, so a script fails before writing anything, except that
+// removing an expired session it met (which is as good as missing) stays.
+//
+// Clients read their clocks before their calls reach the server, so calls
+// from several threads or processes can arrive with times out of order.
+// The scripts keep session_store.h's guarantees regardless: last_active_at
+// never moves back (active_at), and a session that any call has found
+// expired is removed at once (live_by_token, list, cap), so no call that
+// read an older time can bring it back.
+//
+// Every script starts with a "#!lua" shebang (Redis >= 7.0, Valkey): without
+// the allow-cross-slot-keys flag, a cluster node then refuses any script
+// that touches keys of two hash slots, which tests rely on to check the
+// layout. Scripts that only read or remove add flags=allow-oom
+// (valkey_store.cc), so they still run on a server at its maxmemory.
+#ifndef SESSIOND_STORAGE_VALKEY_SCRIPTS_H_
+#define SESSIOND_STORAGE_VALKEY_SCRIPTS_H_
+
+namespace sessiond::storage::valkey_internal {
+
+// Helpers shared by every script; pasted after the shebang line.
+//
+// A session hash has the fields th (token hash, raw bytes), u (user id),
+// p (sealed payload), c (created_at), a (last_active_at), i (idle timeout),
+// l (absolute lifetime) and v (version); times are Unix microseconds and
+// durations microseconds (int64 max: infinite), all as decimal text.
+//
+// Numbers handed to redis.call are formatted with int(): Lua's own
+// number-to-string conversion keeps only 14 digits.
+inline constexpr char kPrelude[] = R"lua(
+local B = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local XKEY = B .. 'x'
+-- Native key expiry is a backstop only: it fires GRACE_MS after the
+-- session's expiry as computed from the `now` passed in, and is not set at
+-- all for sessions that outlive MAX_NATIVE_MS.
+local GRACE_MS = 1000
+local MAX_NATIVE_MS = 315360000000
+
+local function int(n) return string.format('%.0f', n) end
+local function hex(s)
+  return (string.gsub(s, '.', function(c)
+    return string.format('%02x', string.byte(c))
+  end))
+end
+-- Bytewise s < t (Lua's own < on strings follows the locale).
+local function bytes_lt(s, t)
+  local n = math.min(#s, #t)
+  for k = 1, n do
+    local x, y = string.byte(s, k), string.byte(t, k)
+    if x ~= y then return x < y end
+  end
+  return #s < #t
+end
+local function skey(id) return B .. 's:' .. id end
+local function tkey(th) return B .. 't:' .. hex(th) end
+local function ukey(u) return B .. 'u:' .. hex(u) end
+-- The expiry index member: hex(user) .. ':' .. id, so that prune can find
+-- the user index entry of a session whose hash has already gone.
+local function xmember(s) return hex(s.u) .. ':' .. s.id end
+
+local function load(id)
+  local f = redis.call('HMGET', skey(id), 'th', 'u', 'p', 'c', 'a', 'i', 'l',
+                       'v')
+  if not f[1] then return nil end
+  return {id = id, th = f[1], u = f[2] or '', p = f[3] or '', c = f[4],
+          a = f[5], i = f[6], l = f[7], v = f[8]}
+end
+-- The session whose token hash is th, or nil.
+local function by_token(th)
+  local id = redis.call('GET', tkey(th))
+  if not id then return nil end
+  local s = load(id)
+  if s == nil or s.th ~= th then return nil end
+  return s
+end
+local function expires(s)
+  return math.min(tonumber(s.a) + tonumber(s.i), tonumber(s.c) + tonumber(s.l))
+end
+local function live(s) return s ~= nil and NOW < expires(s) end
+local function copy(s)
+  local c = {}
+  for k, v in pairs(s) do c[k] = v end
+  return c
+end
+local function reply(s)
+  return {s.id, s.th, s.u, s.p, s.c, s.a, s.i, s.l, s.v}
+end
+local function fail(code, message)
+  return redis.error_reply(code .. ' ' .. message)
+end
+
+-- Writes the named fields of s to its hash.
+local function put(s, ...)
+  local args = {'HSET', skey(s.id)}
+  for _, f in ipairs({...}) do
+    args[#args + 1] = f
+    args[#args + 1] = s[f]
+  end
+  redis.call(unpack(args))
+end
+
+-- Deletes every key and index entry of s.
+local function remove(s)
+  redis.call('DEL', skey(s.id))
+  local tk = tkey(s.th)
+  if redis.call('GET', tk) == s.id then redis.call('DEL', tk) end
+  if s.u ~= '' then redis.call('ZREM', ukey(s.u), s.id) end
+  redis.call('ZREM', XKEY, xmember(s))
+end
+
+-- The live session with token hash th, or nil. An expired one is removed
+-- on the way: once a call has found a session expired, no later call, even
+-- one whose clock reading is older, can find it live again.
+local function live_by_token(th)
+  local s = by_token(th)
+  if s ~= nil and not live(s) then
+    remove(s)
+    return nil
+  end
+  return s
+end
+
+-- last_active_at for a write now: NOW, unless a call with a later clock
+-- reading got here first. It never moves back.
+local function active_at(s)
+  if NOW > tonumber(s.a) then return ARGV[2] end
+  return s.a
+end
+
+-- Milliseconds until the native expiry of a session expiring at e, or nil
+-- for none. Relative to NOW, so a clock that differs from the server's
+-- cannot make it fire early.
+local function native_ms(e)
+  local ms = math.ceil((e - NOW) / 1000)
+  if ms > MAX_NATIVE_MS then return nil end
+  if ms < 0 then ms = 0 end
+  return ms + GRACE_MS
+end
+
+-- After s was written (old: s as stored before, or nil for a new session):
+-- the token key, native expiry, the expiry index and the user index.
+local function reindex(s, old)
+  local e = expires(s)
+  local ms = native_ms(e)
+  if ms then
+    redis.call('PEXPIRE', skey(s.id), int(ms))
+    redis.call('SET', tkey(s.th), s.id, 'PX', int(ms))
+  else
+    redis.call('PERSIST', skey(s.id))
+    redis.call('SET', tkey(s.th), s.id)
+  end
+  if old ~= nil and old.u ~= s.u then
+    if old.u ~= '' then redis.call('ZREM', ukey(old.u), s.id) end
+    redis.call('ZREM', XKEY, xmember(old))
+  end
+  redis.call('ZADD', XKEY, int(e), xmember(s))
+  if s.u ~= '' then
+    -- The user index lives at least as long as its longest session.
+    local uk = ukey(s.u)
+    local existed = redis.call('EXISTS', uk) == 1
+    redis.call('ZADD', uk, s.a, s.id)
+    if ms == nil then
+      redis.call('PERSIST', uk)
+    elseif not existed then
+      redis.call('PEXPIRE', uk, int(ms))
+    else
+      local ttl = redis.call('PTTL', uk)
+      if ttl >= 0 and ttl < ms then redis.call('PEXPIRE', uk, int(ms)) end
+    end
+  end
+end
+
+-- The per-user cap after s was written for its user: evicts the least
+-- recently active other live sessions (the user index orders by
+-- last_active_at, then id bytewise) until at most cap remain. Expired
+-- sessions met on the way are removed, and index entries of vanished or
+-- moved ones dropped.
+local function enforce_cap(s, cap)
+  if cap <= 0 or s.u == '' then return end
+  local uk = ukey(s.u)
+  local others = {}
+  for _, id in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
+    if id ~= s.id then
+      local o = load(id)
+      if o == nil or o.u ~= s.u then
+        redis.call('ZREM', uk, id)
+      elseif not live(o) then
+        remove(o)
+      else
+        others[#others + 1] = o
+      end
+    end
+  end
+  for k = 1, #others - (cap - 1) do remove(others[k]) end
+end
+)lua";
+
+// ARGV[3] token hash. Returns the live session, unchanged (an expired one
+// is removed).
+inline constexpr char kLoadScript[] = R"lua(
+local s = live_by_token(ARGV[3])
+if s == nil then return fail('NOT_FOUND', 'no live session') end
+return reply(s)
+)lua";
+
+// ARGV[3] token hash, ARGV[4] min_interval (us). Touches when
+// now - last_active_at >= min_interval (and now is later).
+inline constexpr char kLoadAndTouchScript[] = R"lua(
+local s = live_by_token(ARGV[3])
+if s == nil then return fail('NOT_FOUND', 'no live session') end
+local a = tonumber(s.a)
+if NOW > a and NOW - a >= tonumber(ARGV[4]) then
+  local old = copy(s)
+  s.a = ARGV[2]
+  put(s, 'a')
+  reindex(s, old)
+end
+return reply(s)
+)lua";
+
+// ARGV[3] id, [4] token hash, [5] user, [6] payload, [7] idle (us),
+// [8] lifetime (us), [9] per-user cap. Expired holders of the id or the
+// token hash are removed first.
+inline constexpr char kCreateScript[] = R"lua(
+local id, th = ARGV[3], ARGV[4]
+local by_id = load(id)
+if live(by_id) then return fail('ALREADY_EXISTS', 'id in use') end
+local by_th = by_token(th)
+if live(by_th) then return fail('ALREADY_EXISTS', 'token hash in use') end
+if by_id ~= nil then remove(by_id) end
+if by_th ~= nil and by_th.id ~= id then remove(by_th) end
+local s = {id = id, th = th, u = ARGV[5], p = ARGV[6], c = ARGV[2],
+           a = ARGV[2], i = ARGV[7], l = ARGV[8], v = '1'}
+put(s, 'th', 'u', 'p', 'c', 'a', 'i', 'l', 'v')
+reindex(s, nil)
+enforce_cap(s, tonumber(ARGV[9]))
+return reply(s)
+)lua";
+
+// ARGV[3] token hash, [4] user, [5] payload, [6] idle (us) or '',
+// [7] lifetime (us) or '', [8] expected version or '', [9] per-user cap.
+inline constexpr char kUpdateScript[] = R"lua(
+local s = live_by_token(ARGV[3])
+if s == nil then return fail('NOT_FOUND', 'no live session') end
+if ARGV[8] ~= '' and ARGV[8] ~= s.v then
+  return fail('ABORTED', 'version mismatch')
+end
+local old = copy(s)
+s.u, s.p, s.a = ARGV[4], ARGV[5], active_at(s)
+if ARGV[6] ~= '' then s.i = ARGV[6] end
+if ARGV[7] ~= '' then s.l = ARGV[7] end
+s.v = int(tonumber(s.v) + 1)
+put(s, 'u', 'p', 'a', 'i', 'l', 'v')
+reindex(s, old)
+enforce_cap(s, tonumber(ARGV[9]))
+return reply(s)
+)lua";
+
+// ARGV[3] old token hash, [4] new token hash, [5] '1' to set the user,
+// [6] user, [7] per-user cap.
+inline constexpr char kCycleScript[] = R"lua(
+local s = live_by_token(ARGV[3])
+if s == nil then return fail('NOT_FOUND', 'no live session') end
+local occupant = by_token(ARGV[4])
+if live(occupant) then
+  return fail('ALREADY_EXISTS', 'new token hash in use')
+end
+if occupant ~= nil then remove(occupant) end
+local old = copy(s)
+redis.call('DEL', tkey(ARGV[3]))
+s.th, s.a = ARGV[4], active_at(s)
+if ARGV[5] == '1' then s.u = ARGV[6] end
+s.v = int(tonumber(s.v) + 1)
+put(s, 'th', 'u', 'a', 'v')
+reindex(s, old)
+if ARGV[5] == '1' then enforce_cap(s, tonumber(ARGV[7])) end
+return reply(s)
+)lua";
+
+// ARGV[3] token hash. Returns 1 if a live session was removed (an expired
+// one is removed too, and counts 0).
+inline constexpr char kDeleteByTokenHashScript[] = R"lua(
+local s = by_token(ARGV[3])
+if s == nil then return 0 end
+local n = live(s) and 1 or 0
+remove(s)
+return n
+)lua";
+
+// ARGV[3] id. As kDeleteByTokenHashScript.
+inline constexpr char kDeleteByIdScript[] = R"lua(
+local s = load(ARGV[3])
+if s == nil then return 0 end
+local n = live(s) and 1 or 0
+remove(s)
+return n
+)lua";
+
+// ARGV[3] user, [4] id to keep ('' keeps none). Returns how many live
+// sessions it removed.
+inline constexpr char kDeleteForUserScript[] = R"lua(
+local u, keep = ARGV[3], ARGV[4]
+local uk = ukey(u)
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
+  local s = load(id)
+  if s == nil or s.u ~= u then
+    redis.call('ZREM', uk, id)
+  elseif keep ~= '' and id == keep then
+    if not live(s) then remove(s) end
+  else
+    if live(s) then n = n + 1 end
+    remove(s)
+  end
+end
+return n
+)lua";
+
+// ARGV[3] user, [4] limit, [5] cursor mode: '' (first page), 'lt' (strictly
+// after (ARGV[6], ARGV[7]) = (last_active_at, id)) or 'le' (every session
+// with last_active_at <= ARGV[6]). Returns up to limit + 1 live sessions in
+// listing order; the extra one tells that another page follows. Expired
+// sessions met on the way are removed, and index entries of vanished or
+// moved ones dropped.
+inline constexpr char kListForUserScript[] = R"lua(
+local u, limit, mode = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local uk = ukey(u)
+local max = '+inf'
+local cursor_a = nil
+if mode ~= '' then
+  max = ARGV[6]
+  cursor_a = tonumber(ARGV[6])
+end
+local out, dead, expired = {}, {}, {}
+local offset, batch = 0, 128
+while #out <= limit do
+  local got = redis.call('ZREVRANGEBYSCORE', uk, max, '-inf', 'WITHSCORES',
+                         'LIMIT', offset, batch)
+  if #got == 0 then break end
+  for k = 1, #got, 2 do
+    local id = got[k]
+    if not (mode == 'lt' and tonumber(got[k + 1]) == cursor_a and
+            not bytes_lt(id, ARGV[7])) then
+      local s = load(id)
+      if s == nil or s.u ~= u then
+        dead[#dead + 1] = id
+      elseif not live(s) then
+        expired[#expired + 1] = s
+      else
+        out[#out + 1] = reply(s)
+        if #out > limit then break end
+      end
+    end
+  end
+  offset = offset + batch
+end
+for _, id in ipairs(dead) do redis.call('ZREM', uk, id) end
+for _, s in ipairs(expired) do remove(s) end
+return out
+)lua";
+
+// ARGV[3] batch size. Looks at up to that many expiry index entries due by
+// now: removes their sessions if expired (counted), drops the entries of
+// sessions that are gone (native expiry) along with their user index entry,
+// and re-files entries of sessions that are still live. Returns
+// {removed, entries looked at}.
+inline constexpr char kPruneScript[] = R"lua(
+local got = redis.call('ZRANGEBYSCORE', XKEY, '-inf', ARGV[2], 'LIMIT', 0,
+                       tonumber(ARGV[3]))
+local removed = 0
+for _, m in ipairs(got) do
+  local sep = string.find(m, ':', 1, true)
+  local hu, id = '', m
+  if sep then hu, id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1) end
+  local s = load(id)
+  if s ~= nil and hex(s.u) == hu then
+    if live(s) then
+      redis.call('ZADD', XKEY, int(expires(s)), m)
+    else
+      remove(s)
+      removed = removed + 1
+    end
+  else
+    redis.call('ZREM', XKEY, m)
+    if hu ~= '' then redis.call('ZREM', B .. 'u:' .. hu, id) end
+  end
+end
+return {removed, #got}
+)lua";
+
+}  // namespace sessiond::storage::valkey_internal
+
+#endif  // SESSIOND_STORAGE_VALKEY_SCRIPTS_H_

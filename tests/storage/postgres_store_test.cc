@@ -1,0 +1,1059 @@
+// Tests of the PostgreSQL backend against a real server (one for the whole
+// binary, started by tests/testing/postgres_server): the shared conformance
+// suite on a fresh database per store, plus what only PostgreSQL has
+// (migrations, several processes on one database, batched pruning, server
+// restarts and hangs, password files, the connection pool).
+#include "storage/postgres_store.h"
+
+#include <postgresql/libpq-fe.h>
+
+#include <atomic>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/clock.h"
+#include "storage/session_record.h"
+#include "storage/session_store.h"
+#include "tests/storage/conformance.h"
+#include "tests/testing/postgres_server.h"
+#include "tests/testing/subprocess.h"
+
+namespace sessiond::storage {
+namespace {
+
+using ::sessiond::testing::PostgresServer;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// ---------------------------------------------------------------------------
+// One server for the whole binary.
+
+class PostgresEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    server_ = std::make_unique<PostgresServer>();
+    status_ = server_->Start();
+    // Not an assertion here: gtest would then skip every test. Each test
+    // fails instead, with this status (tests must never silently skip).
+    if (!status_.ok())
+      std::cerr << "PostgreSQL did not start: " << status_ << "\n";
+  }
+  void TearDown() override { server_.reset(); }
+
+  // The running server, or why there is none.
+  absl::StatusOr<PostgresServer*> server() const {
+    if (server_ == nullptr) {
+      return absl::FailedPreconditionError("the test server was not started");
+    }
+    if (!status_.ok()) return status_;
+    return server_.get();
+  }
+
+ private:
+  std::unique_ptr<PostgresServer> server_;
+  absl::Status status_;
+};
+
+PostgresEnvironment* const kEnv = static_cast<PostgresEnvironment*>(
+    ::testing::AddGlobalTestEnvironment(new PostgresEnvironment));
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+SessionRecord NewRecord(int i, const std::string& user = "",
+                        absl::Duration idle = absl::Minutes(30),
+                        absl::Duration absolute = absl::Hours(24)) {
+  SessionRecord r;
+  r.id = absl::StrCat("id-", i);
+  // 32 bytes, like a SHA-256, including NUL and high bytes.
+  r.token_hash = std::string(32, '\0');
+  for (int b = 0; b < 4; ++b) r.token_hash[b] = static_cast<char>(i >> (8 * b));
+  r.token_hash[31] = '\xff';
+  r.user_id = user;
+  r.sealed_payload = absl::StrCat(std::string("sealed\0", 7), "payload-", i);
+  r.idle_timeout = idle;
+  r.absolute_lifetime = absolute;
+  return r;
+}
+
+std::string HashOf(int i) { return NewRecord(i).token_hash; }
+
+// Runs `fn(i)` on `n` threads that start together; joins them.
+void RunThreads(int n, const std::function<void(int)>& fn) {
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      ready.fetch_add(1);
+      while (ready.load() < n) std::this_thread::yield();
+      fn(i);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+// How long `fn` took.
+template <typename Fn>
+absl::Duration Timed(Fn fn) {
+  const absl::Time start = absl::Now();
+  fn();
+  return absl::Now() - start;
+}
+
+// A plain libpq connection, to look at or lock the database behind the
+// store's back.
+class RawConn {
+ public:
+  explicit RawConn(const std::string& dsn) : conn_(PQconnectdb(dsn.c_str())) {
+    EXPECT_EQ(PQstatus(conn_), CONNECTION_OK) << PQerrorMessage(conn_);
+  }
+  ~RawConn() { PQfinish(conn_); }
+  RawConn(const RawConn&) = delete;
+  RawConn& operator=(const RawConn&) = delete;
+
+  // Runs `sql`; returns the first column of the first row ("" if none).
+  std::string Exec(const std::string& sql) {
+    PGresult* res = PQexec(conn_, sql.c_str());
+    const ExecStatusType status = PQresultStatus(res);
+    EXPECT_TRUE(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+        << sql << ": " << PQerrorMessage(conn_);
+    std::string value;
+    if (PQntuples(res) > 0 && PQnfields(res) > 0) value = PQgetvalue(res, 0, 0);
+    PQclear(res);
+    return value;
+  }
+
+ private:
+  PGconn* conn_;
+};
+
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<PostgresServer*> server = kEnv->server();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *server;
+    absl::StatusOr<std::string> db = server_->CreateDatabase("pgtest");
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = *db;
+  }
+
+  PostgresOptions Options() const {
+    PostgresOptions options;
+    options.dsn = server_->dsn(db_);
+    return options;
+  }
+
+  std::unique_ptr<SessionStore> Open(StoreOptions store_options = {}) {
+    return Open(Options(), store_options);
+  }
+  std::unique_ptr<SessionStore> Open(const PostgresOptions& options,
+                                     StoreOptions store_options = {}) {
+    absl::StatusOr<std::unique_ptr<SessionStore>> store =
+        OpenPostgresStore(options, &clock_, store_options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  // The first value of `sql` in this test's database.
+  std::string Query(const std::string& sql) {
+    absl::StatusOr<std::string> v = server_->QueryValue(sql, db_);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? *v : "";
+  }
+  int64_t QueryInt(const std::string& sql) {
+    int64_t n = -1;
+    EXPECT_TRUE(absl::SimpleAtoi(Query(sql), &n)) << sql;
+    return n;
+  }
+  void Exec(const std::string& sql) {
+    absl::Status s = server_->Exec(sql, db_);
+    EXPECT_TRUE(s.ok()) << s;
+  }
+
+  // Inserts `n` sessions that expired a minute ago (by the test clock)
+  // directly, ids "<prefix>-1" .. "<prefix>-n".
+  void InsertExpired(int n, const std::string& prefix) {
+    const int64_t now = absl::ToUnixMicros(TruncateToMicros(clock_.Now()));
+    const int64_t created = now - 120'000'000;
+    Exec(absl::StrCat(
+        "INSERT INTO sessiond_sessions (id, token_hash, user_id, sealed,"
+        " created_at, last_active_at, idle_timeout_us, absolute_lifetime_us,"
+        " version, expires_at) SELECT '",
+        prefix, "-' || g, sha256(('", prefix,
+        "-' || g)::bytea), 'bulk', '\\x00'::bytea, ", created, ", ", created,
+        ", 60000000, 86400000000, 1, ", created + 60'000'000,
+        " FROM generate_series(1, ", n, ") g"));
+  }
+
+  int64_t CountRows() {
+    return QueryInt("SELECT count(*) FROM sessiond_sessions");
+  }
+
+  ManualClock clock_;
+  PostgresServer* server_ = nullptr;
+  std::string db_;
+};
+
+// Makes sure the shared server runs again when a test that stops, kills or
+// pauses it ends (even by a failed assertion).
+class ServerGuard {
+ public:
+  explicit ServerGuard(PostgresServer* server) : server_(server) {}
+  ~ServerGuard() {
+    (void)server_->Resume();
+    if (!server_->running()) {
+      absl::Status s = server_->Restart();
+      EXPECT_TRUE(s.ok()) << s;
+    }
+  }
+
+ private:
+  PostgresServer* server_;
+};
+
+// ---------------------------------------------------------------------------
+// Basics and options.
+
+TEST_F(PostgresStoreTest, BackendNameAndPing) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->backend_name(), "postgres");
+  EXPECT_TRUE(store->Ping().ok());
+}
+
+TEST_F(PostgresStoreTest, RejectsBadOptions) {
+  auto code = [&](const PostgresOptions& o, const Clock* clock = nullptr,
+                  StoreOptions so = {}) {
+    return OpenPostgresStore(o, clock, so).status().code();
+  };
+  const absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
+  EXPECT_EQ(code(Options(), nullptr), kInvalid);
+  StoreOptions negative;
+  negative.max_sessions_per_user = -1;
+  EXPECT_EQ(code(Options(), &clock_, negative), kInvalid);
+  PostgresOptions o = Options();
+  o.pool_size = 0;
+  EXPECT_EQ(code(o, &clock_), kInvalid);
+  o = Options();
+  o.connect_timeout = absl::ZeroDuration();
+  EXPECT_EQ(code(o, &clock_), kInvalid);
+  o = Options();
+  o.statement_timeout = absl::ZeroDuration();
+  EXPECT_EQ(code(o, &clock_), kInvalid);
+  o = Options();
+  o.prune_batch_size = 0;
+  EXPECT_EQ(code(o, &clock_), kInvalid);
+  o = Options();
+  o.password_file = "/nonexistent/password";
+  EXPECT_EQ(code(o, &clock_), kInvalid);
+}
+
+TEST_F(PostgresStoreTest, UnreachableServerIsUnavailableQuickly) {
+  PostgresOptions o;
+  o.dsn = absl::StrCat("host=127.0.0.1 port=", testing::PickFreePort(),
+                       " user=postgres dbname=x");
+  o.connect_timeout = absl::Seconds(2);
+  absl::Status status;
+  const absl::Duration took =
+      Timed([&] { status = OpenPostgresStore(o, &clock_, {}).status(); });
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(status.message(), HasSubstr("cannot connect"));
+  EXPECT_LT(took, absl::Seconds(3));
+}
+
+TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  for (const std::string& bad :
+       {std::string("a\0b", 3), std::string("\xff"), std::string("\xc3\x28"),
+        std::string("\xed\xa0\x80")}) {
+    SessionRecord r = NewRecord(1);
+    r.id = bad;
+    EXPECT_EQ(store->Create(r).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    r = NewRecord(1, bad);
+    EXPECT_EQ(store->Create(r).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(store->DeleteById(bad).value_or(-1), 0);
+    EXPECT_EQ(store->DeleteForUser(bad, "").value_or(-1), 0);
+    absl::StatusOr<SessionPage> none = store->ListForUser(bad, 10, {});
+    ASSERT_TRUE(none.ok()) << none.status();
+    EXPECT_TRUE(none->sessions.empty());
+  }
+  // Valid UTF-8 round-trips and sorts byte-wise, whatever the database's
+  // collation: "é" (0xc3 0xa9) > "z" > "a" > "B".
+  for (const auto& [i, id] : std::vector<std::pair<int, std::string>>{
+           {1, "B"}, {2, "a"}, {3, "z"}, {4, "\xc3\xa9"}}) {
+    SessionRecord r = NewRecord(i, "\xe2\x9c\x93-user");
+    r.id = id;
+    ASSERT_TRUE(store->Create(r).ok());
+  }
+  absl::StatusOr<SessionPage> page =
+      store->ListForUser("\xe2\x9c\x93-user", 10, {});
+  ASSERT_TRUE(page.ok()) << page.status();
+  std::vector<std::string> ids;
+  for (const SessionRecord& r : page->sessions) ids.push_back(r.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"\xc3\xa9", "z", "a", "B"}));
+  SessionUpdate update;
+  update.user_id = std::string("\0", 1);
+  EXPECT_EQ(store->Update(HashOf(1), update).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      store->Cycle(HashOf(1), HashOf(9), std::string("\xff")).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PostgresStoreTest, StoredExpiryFollowsEveryWrite) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto stored_expiry = [&](const SessionRecord& r) {
+    return QueryInt(absl::StrCat(
+        "SELECT expires_at FROM sessiond_sessions WHERE id = '", r.id, "'"));
+  };
+  absl::StatusOr<SessionRecord> r =
+      store->Create(NewRecord(1, "", absl::Minutes(10), absl::Minutes(25)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
+
+  clock_.Advance(absl::Minutes(5) + absl::Nanoseconds(1500));
+  r = store->LoadAndTouch(r->token_hash, absl::Minutes(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->last_active_at, TruncateToMicros(clock_.Now()));
+  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
+
+  clock_.Advance(absl::Minutes(9));
+  SessionUpdate update;
+  update.sealed_payload = "x";
+  update.idle_timeout = absl::Minutes(20);
+  r = store->Update(r->token_hash, update);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->ExpiresAt(), r->created_at + absl::Minutes(25));
+  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
+
+  clock_.Advance(absl::Minutes(1));
+  r = store->Cycle(r->token_hash, HashOf(2), std::nullopt);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
+
+  // Infinite durations are stored as int64 max and come back infinite.
+  r = store->Create(
+      NewRecord(3, "", absl::InfiniteDuration(), absl::InfiniteDuration()));
+  ASSERT_TRUE(r.ok()) << r.status();
+  absl::StatusOr<SessionRecord> loaded = store->Load(HashOf(3));
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(*loaded, *r);
+  EXPECT_EQ(stored_expiry(*r), INT64_MAX);
+}
+
+// ---------------------------------------------------------------------------
+// Schema and migrations.
+
+TEST_F(PostgresStoreTest, RecordsSchemaVersionAndIndexes) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(Query("SELECT string_agg(version::text, ',' ORDER BY version)"
+                  " FROM sessiond_schema_migrations"),
+            "1");
+  EXPECT_EQ(QueryInt("SELECT max(version) FROM sessiond_schema_migrations"),
+            kPostgresSchemaVersion);
+  EXPECT_EQ(QueryInt("SELECT count(*) FROM pg_indexes WHERE tablename ="
+                     " 'sessiond_sessions' AND indexname IN"
+                     " ('sessiond_sessions_by_user',"
+                     " 'sessiond_sessions_by_expiry')"),
+            2);
+  EXPECT_EQ(Query("SELECT indexdef FROM pg_indexes WHERE indexname ="
+                  " 'sessiond_sessions_by_user'"),
+            "CREATE INDEX sessiond_sessions_by_user ON public.sessiond_sessions"
+            " USING btree (user_id, last_active_at DESC, id DESC)");
+  EXPECT_EQ(Query("SELECT collation_name FROM information_schema.columns"
+                  " WHERE table_name = 'sessiond_sessions'"
+                  " AND column_name = 'id'"),
+            "C");
+  EXPECT_EQ(QueryInt("SELECT count(*) FROM pg_constraint WHERE conrelid ="
+                     " 'sessiond_sessions'::regclass AND contype = 'u'"),
+            1);
+}
+
+TEST_F(PostgresStoreTest, ReopeningUpToDateDatabaseTakesNoLockWritesNothing) {
+  { ASSERT_NE(Open(), nullptr); }
+  const std::string before = Query(
+      "SELECT string_agg(version || '@' || applied_at, ',')"
+      " FROM sessiond_schema_migrations");
+  // Hold the migration lock: a reopen that tried to migrate would wait for
+  // it (and time out).
+  RawConn raw(server_->dsn(db_));
+  raw.Exec("SELECT pg_advisory_lock(x'73657373696f6e64'::bigint)");
+  std::unique_ptr<SessionStore> store;
+  const absl::Duration took = Timed([&] { store = Open(); });
+  ASSERT_NE(store, nullptr);
+  EXPECT_LT(took, absl::Seconds(2));
+  EXPECT_TRUE(absl::IsNotFound(store->Load(HashOf(1)).status()));
+  raw.Exec("SELECT pg_advisory_unlock_all()");
+  EXPECT_EQ(Query("SELECT string_agg(version || '@' || applied_at, ',')"
+                  " FROM sessiond_schema_migrations"),
+            before);
+}
+
+TEST_F(PostgresStoreTest, ConcurrentFirstOpensMigrateOnce) {
+  constexpr int kStores = 6;
+  std::vector<std::unique_ptr<SessionStore>> stores(kStores);
+  std::vector<absl::Status> statuses(kStores);
+  RunThreads(kStores, [&](int i) {
+    absl::StatusOr<std::unique_ptr<SessionStore>> s =
+        OpenPostgresStore(Options(), &clock_, {});
+    statuses[i] = s.status();
+    if (s.ok()) stores[i] = *std::move(s);
+  });
+  for (int i = 0; i < kStores; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i];
+  }
+  EXPECT_EQ(QueryInt("SELECT count(*) FROM sessiond_schema_migrations"),
+            kPostgresSchemaVersion);
+  EXPECT_EQ(QueryInt("SELECT count(*) FROM pg_tables"
+                     " WHERE tablename = 'sessiond_sessions'"),
+            1);
+  // They all work on the one table.
+  for (int i = 0; i < kStores; ++i) {
+    ASSERT_TRUE(stores[i]->Create(NewRecord(i)).ok());
+  }
+  for (int i = 0; i < kStores; ++i) {
+    EXPECT_TRUE(stores[0]->Load(HashOf(i)).ok()) << i;
+  }
+}
+
+TEST_F(PostgresStoreTest, NewerSchemaIsFailedPrecondition) {
+  { ASSERT_NE(Open(), nullptr); }
+  Exec(
+      absl::StrCat("INSERT INTO sessiond_schema_migrations (version,"
+                   " description) VALUES (",
+                   kPostgresSchemaVersion + 1, ", 'from the future')"));
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenPostgresStore(Options(), &clock_, {});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(), HasSubstr("newer"));
+  EXPECT_THAT(
+      store.status().message(),
+      HasSubstr(absl::StrCat("schema version ", kPostgresSchemaVersion + 1)));
+}
+
+// ---------------------------------------------------------------------------
+// Two stores on one database stand in for two sessiond processes.
+
+TEST_F(PostgresStoreTest, TwoStoresConcurrentCompareAndSetLoseNoUpdate) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  SessionRecord counter = NewRecord(0, "alice");
+  counter.sealed_payload = "0";
+  ASSERT_TRUE(a->Create(counter).ok());
+  constexpr int kThreads = 8;
+  constexpr int kIncrements = 25;
+  std::atomic<int> errors{0};
+  std::atomic<int> aborts{0};
+  RunThreads(kThreads, [&](int t) {
+    SessionStore* store = (t % 2 == 0 ? a : b).get();
+    for (int k = 0; k < kIncrements; ++k) {
+      while (true) {
+        absl::StatusOr<SessionRecord> cur = store->Load(HashOf(0));
+        int64_t n = 0;
+        if (!cur.ok() || !absl::SimpleAtoi(cur->sealed_payload, &n)) {
+          errors.fetch_add(1);
+          return;
+        }
+        SessionUpdate update;
+        update.user_id = "alice";
+        update.sealed_payload = absl::StrCat(n + 1);
+        update.expected_version = cur->version;
+        absl::StatusOr<SessionRecord> next = store->Update(HashOf(0), update);
+        if (next.ok()) break;
+        if (!absl::IsAborted(next.status())) {
+          ADD_FAILURE() << next.status();
+          errors.fetch_add(1);
+          return;
+        }
+        aborts.fetch_add(1);
+      }
+    }
+  });
+  EXPECT_EQ(errors.load(), 0);
+  absl::StatusOr<SessionRecord> final_record = b->Load(HashOf(0));
+  ASSERT_TRUE(final_record.ok());
+  EXPECT_EQ(final_record->sealed_payload, absl::StrCat(kThreads * kIncrements));
+  EXPECT_EQ(final_record->version, 1 + kThreads * kIncrements);
+}
+
+TEST_F(PostgresStoreTest, TwoStoresConcurrentCreatesKeepTheCap) {
+  StoreOptions options;
+  options.max_sessions_per_user = 3;
+  auto a = Open(options);
+  auto b = Open(options);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 15;
+  std::atomic<int> errors{0};
+  RunThreads(kThreads, [&](int t) {
+    SessionStore* store = (t % 2 == 0 ? a : b).get();
+    for (int k = 0; k < kPerThread; ++k) {
+      absl::StatusOr<SessionRecord> r =
+          store->Create(NewRecord(1 + t * kPerThread + k, "alice"));
+      if (!r.ok()) {
+        ADD_FAILURE() << r.status();
+        errors.fetch_add(1);
+      }
+    }
+  });
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(QueryInt("SELECT count(*) FROM sessiond_sessions"
+                     " WHERE user_id = 'alice'"),
+            3);
+  absl::StatusOr<SessionPage> page = b->ListForUser("alice", 10, {});
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->sessions.size(), 3u);
+}
+
+// Sessions moving between two capped users in both directions make writers
+// lock each other's rows in opposite orders: PostgreSQL breaks such
+// deadlocks, and the store retries the victim. No call fails for it, and
+// the cap holds.
+TEST_F(PostgresStoreTest, CrossUserMovesSurviveDeadlocks) {
+  StoreOptions options;
+  options.max_sessions_per_user = 2;
+  auto a = Open(options);
+  auto b = Open(options);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kThreads = 4;
+  constexpr int kMoves = 15;
+  std::atomic<int> errors{0};
+  RunThreads(kThreads, [&](int t) {
+    SessionStore* store = (t % 2 == 0 ? a : b).get();
+    for (int k = 0; k < kMoves; ++k) {
+      // Each thread keeps one session alive and moves it to the other user;
+      // the other threads' moves evict it now and then.
+      const int n = 1 + t * 1000 + k;
+      const std::string from = (t + k) % 2 == 0 ? "alice" : "bob";
+      const std::string to = from == "alice" ? "bob" : "alice";
+      if (!store->Create(NewRecord(n, from)).ok()) {
+        errors.fetch_add(1);
+        continue;
+      }
+      SessionUpdate update;
+      update.user_id = to;
+      update.sealed_payload = "moved";
+      absl::Status s = store->Update(HashOf(n), update).status();
+      if (!s.ok() && !absl::IsNotFound(s)) {
+        ADD_FAILURE() << s;
+        errors.fetch_add(1);
+      }
+    }
+  });
+  EXPECT_EQ(errors.load(), 0);
+  for (const char* user : {"alice", "bob"}) {
+    EXPECT_LE(QueryInt(absl::StrCat("SELECT count(*) FROM sessiond_sessions"
+                                    " WHERE user_id = '",
+                                    user, "'")),
+              2)
+        << user;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Pruning.
+
+TEST_F(PostgresStoreTest, PruneDeletesInBatchesAndCountsExactly) {
+  for (int batch : {1000, 500, 7}) {
+    SCOPED_TRACE(batch);
+    PostgresOptions o = Options();
+    o.prune_batch_size = batch;
+    auto store = Open(o);
+    ASSERT_NE(store, nullptr);
+    constexpr int kExpired = 2500;
+    InsertExpired(kExpired, absl::StrCat("b", batch));
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(store->Create(NewRecord(batch * 10 + i, "u")).ok());
+    }
+    absl::StatusOr<int64_t> pruned = store->PruneExpired();
+    ASSERT_TRUE(pruned.ok()) << pruned.status();
+    EXPECT_EQ(*pruned, kExpired);
+    pruned = store->PruneExpired();
+    ASSERT_TRUE(pruned.ok()) << pruned.status();
+    EXPECT_EQ(*pruned, 0);
+    EXPECT_EQ(QueryInt(absl::StrCat("SELECT count(*) FROM sessiond_sessions"
+                                    " WHERE id LIKE 'b",
+                                    batch, "-%'")),
+              0);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(store->Load(HashOf(batch * 10 + i)).ok());
+    }
+  }
+  EXPECT_EQ(CountRows(), 9);
+}
+
+TEST_F(PostgresStoreTest, StoresPruningAtOnceRemoveEachRowOnce) {
+  PostgresOptions o = Options();
+  o.prune_batch_size = 100;
+  auto a = Open(o);
+  auto b = Open(o);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kExpired = 5000;
+  InsertExpired(kExpired, "x");
+  ASSERT_TRUE(a->Create(NewRecord(1)).ok());
+  constexpr int kThreads = 6;
+  std::vector<absl::StatusOr<int64_t>> results(kThreads, int64_t{0});
+  RunThreads(kThreads,
+             [&](int t) { results[t] = (t % 2 == 0 ? a : b)->PruneExpired(); });
+  int64_t total = 0;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    total += *r;
+  }
+  EXPECT_EQ(total, kExpired);
+  EXPECT_EQ(CountRows(), 1);
+}
+
+TEST_F(PostgresStoreTest, PruneSkipsRowsOthersHoldInsteadOfWaiting) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  InsertExpired(10, "held");
+  RawConn raw(server_->dsn(db_));
+  raw.Exec("BEGIN");
+  raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'held-3' FOR UPDATE");
+  absl::StatusOr<int64_t> pruned;
+  const absl::Duration took = Timed([&] { pruned = store->PruneExpired(); });
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 9);
+  EXPECT_LT(took, absl::Seconds(2));
+  raw.Exec("ROLLBACK");
+  pruned = store->PruneExpired();
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 1);
+}
+
+// ---------------------------------------------------------------------------
+// Time is read only once a call holds the rows it decides on.
+
+// A write that waits for a row lock reads the time only once it has it. The
+// session is live when the write is called and expires while it waits (a
+// raw connection holds the row); the write must then find it expired, not
+// commit with a time from before the wait (which would revive it, or count
+// it as a live session removed).
+TEST_F(PostgresStoreTest, WriteThatWaitsForTheRowReadsTheTimeAfterwards) {
+  struct Case {
+    const char* name;
+    std::function<std::string(SessionStore&, const std::string& hash)> call;
+    std::string want;
+  };
+  auto code = [](const absl::Status& s) {
+    return absl::StatusCodeToString(s.code());
+  };
+  const std::vector<Case> cases = {
+      {"Update",
+       [&](SessionStore& store, const std::string& hash) {
+         SessionUpdate update;
+         update.sealed_payload = "late";
+         return code(store.Update(hash, update).status());
+       },
+       "NOT_FOUND"},
+      {"LoadAndTouch",
+       [&](SessionStore& store, const std::string& hash) {
+         return code(store.LoadAndTouch(hash, absl::ZeroDuration()).status());
+       },
+       "NOT_FOUND"},
+      {"Cycle",
+       [&](SessionStore& store, const std::string& hash) {
+         return code(store.Cycle(hash, HashOf(999), "alice").status());
+       },
+       "NOT_FOUND"},
+      {"DeleteByTokenHash",
+       [](SessionStore& store, const std::string& hash) {
+         absl::StatusOr<int64_t> n = store.DeleteByTokenHash(hash);
+         return n.ok() ? absl::StrCat("deleted ", *n) : n.status().ToString();
+       },
+       "deleted 0"},
+  };
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    SCOPED_TRACE(c.name);
+    const SessionRecord in =
+        NewRecord(static_cast<int>(i), "alice", absl::Minutes(1));
+    absl::StatusOr<SessionRecord> created = store->Create(in);
+    ASSERT_TRUE(created.ok()) << created.status();
+    clock_.Set(created->ExpiresAt() - absl::Milliseconds(1));
+
+    RawConn raw(server_->dsn(db_));
+    raw.Exec("BEGIN");
+    raw.Exec(absl::StrCat("SELECT id FROM sessiond_sessions WHERE id = '",
+                          in.id, "' FOR UPDATE"));
+    std::string got;
+    std::thread writer([&] { got = c.call(*store, in.token_hash); });
+    absl::SleepFor(absl::Milliseconds(300));  // into the wait for the row
+    clock_.Advance(absl::Milliseconds(2));    // past the expiry
+    raw.Exec("ROLLBACK");
+    writer.join();
+    EXPECT_EQ(got, c.want);
+    EXPECT_TRUE(absl::IsNotFound(store->Load(in.token_hash).status()));
+    absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_TRUE(page->sessions.empty());
+  }
+}
+
+// An expiry seen in a snapshot is not final: a writer that found the session
+// live (before it expired) may be about to commit it live again. Load waits
+// for such a writer before it reports NOT_FOUND.
+TEST_F(PostgresStoreTest, LoadWaitsForAWriterBeforeReportingExpired) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<SessionRecord> created =
+      store->Create(NewRecord(1, "alice", absl::Minutes(1)));
+  ASSERT_TRUE(created.ok()) << created.status();
+  const int64_t later = absl::ToUnixMicros(created->ExpiresAt()) - 1;
+  RawConn raw(server_->dsn(db_));
+  // A touch in flight, from just before the expiry.
+  raw.Exec("BEGIN");
+  raw.Exec(absl::StrCat("UPDATE sessiond_sessions SET last_active_at = ", later,
+                        ", expires_at = ", later + 60'000'000,
+                        " WHERE id = 'id-1'"));
+  clock_.Set(created->ExpiresAt());
+  absl::StatusOr<SessionRecord> loaded;
+  std::atomic<bool> returned{false};
+  std::thread reader([&] {
+    loaded = store->Load(HashOf(1));
+    returned.store(true);
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(returned.load()) << "Load did not wait for the writer";
+  raw.Exec("COMMIT");
+  reader.join();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(absl::ToUnixMicros(loaded->last_active_at), later);
+}
+
+// ---------------------------------------------------------------------------
+// Timeouts and the pool.
+
+TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
+  PostgresOptions o = Options();
+  o.pool_size = 1;
+  o.connect_timeout = absl::Seconds(1);
+  o.statement_timeout = absl::Seconds(8);
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1)).ok());
+  ASSERT_TRUE(store->Create(NewRecord(2)).ok());
+  RawConn raw(server_->dsn(db_));
+  raw.Exec("BEGIN");
+  raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'id-1' FOR UPDATE");
+  // Holds the only connection, waiting for the row lock.
+  absl::StatusOr<SessionRecord> blocked;
+  std::thread writer([&] {
+    SessionUpdate update;
+    update.sealed_payload = "after";
+    blocked = store->Update(HashOf(1), update);
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  absl::Status waited;
+  const absl::Duration took =
+      Timed([&] { waited = store->Load(HashOf(2)).status(); });
+  EXPECT_EQ(waited.code(), absl::StatusCode::kUnavailable) << waited;
+  EXPECT_THAT(waited.message(), HasSubstr("pool"));
+  EXPECT_GE(took, absl::Milliseconds(900));
+  EXPECT_LT(took, absl::Seconds(3));
+  raw.Exec("ROLLBACK");
+  writer.join();
+  ASSERT_TRUE(blocked.ok()) << blocked.status();
+  EXPECT_EQ(blocked->version, 2);
+  EXPECT_TRUE(store->Load(HashOf(2)).ok());
+}
+
+TEST_F(PostgresStoreTest, StatementTimeoutIsUnavailableAndWritesNothing) {
+  PostgresOptions o = Options();
+  o.statement_timeout = absl::Seconds(1);
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  RawConn raw(server_->dsn(db_));
+  raw.Exec("BEGIN");
+  raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'id-1' FOR UPDATE");
+  absl::StatusOr<SessionRecord> r;
+  const absl::Duration took = Timed([&] {
+    SessionUpdate update;
+    update.user_id = "bob";
+    r = store->Update(HashOf(1), update);
+  });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_LT(took, absl::Seconds(3));
+  raw.Exec("ROLLBACK");
+  absl::StatusOr<SessionRecord> loaded = store->Load(HashOf(1));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->version, 1);
+  EXPECT_EQ(loaded->user_id, "alice");
+}
+
+TEST_F(PostgresStoreTest, TerminatedConnectionsAreReplacedTransparently) {
+  PostgresOptions o = Options();
+  o.pool_size = 4;
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  // Open all four connections.
+  RunThreads(4, [&](int) {
+    for (int i = 0; i < 20; ++i) EXPECT_TRUE(store->Load(HashOf(1)).ok());
+  });
+  EXPECT_GE(QueryInt(absl::StrCat("SELECT count(*) FROM pg_stat_activity"
+                                  " WHERE application_name = 'sessiond'"
+                                  " AND datname = '",
+                                  db_, "'")),
+            2);
+  Exec(
+      absl::StrCat("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                   " WHERE application_name = 'sessiond' AND datname = '",
+                   db_, "'"));
+  // pg_terminate_backend does not wait: some connections may be dying
+  // while they are used. Every call succeeds all the same: dead pooled
+  // connections are replaced on the way, and a read (or a transaction that
+  // did not get to COMMIT) that meets one is retried on a new connection.
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_TRUE(store->Load(HashOf(1)).ok()) << i;
+  }
+  EXPECT_TRUE(store->Create(NewRecord(2, "alice")).ok());
+  EXPECT_TRUE(store->Ping().ok());
+}
+
+// ---------------------------------------------------------------------------
+// Server restarts, crashes and hangs.
+
+// Every kind of call, each expected to fail with UNAVAILABLE within `bound`.
+void ExpectEveryCallUnavailable(SessionStore& store, absl::Duration bound) {
+  SessionUpdate update;
+  update.sealed_payload = "x";
+  const std::vector<std::pair<std::string, std::function<absl::Status()>>>
+      calls = {
+          {"Create", [&] { return store.Create(NewRecord(900)).status(); }},
+          {"Load", [&] { return store.Load(HashOf(1)).status(); }},
+          {"LoadAndTouch",
+           [&] {
+             return store.LoadAndTouch(HashOf(1), absl::ZeroDuration())
+                 .status();
+           }},
+          {"Update", [&] { return store.Update(HashOf(1), update).status(); }},
+          {"Cycle",
+           [&] {
+             return store.Cycle(HashOf(1), HashOf(901), std::nullopt).status();
+           }},
+          {"DeleteByTokenHash",
+           [&] { return store.DeleteByTokenHash(HashOf(2)).status(); }},
+          {"DeleteById", [&] { return store.DeleteById("id-2").status(); }},
+          {"DeleteForUser",
+           [&] { return store.DeleteForUser("alice", "").status(); }},
+          {"ListForUser",
+           [&] { return store.ListForUser("alice", 10, {}).status(); }},
+          {"PruneExpired", [&] { return store.PruneExpired().status(); }},
+          {"Ping", [&] { return store.Ping(); }},
+      };
+  for (const auto& [name, call] : calls) {
+    absl::Status status;
+    const absl::Duration took = Timed([&] { status = call(); });
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable)
+        << name << ": " << status;
+    EXPECT_LT(took, bound) << name;
+  }
+}
+
+TEST_F(PostgresStoreTest, ServerRestartRecoversWithoutReopening) {
+  ServerGuard guard(server_);
+  PostgresOptions o = Options();
+  o.pool_size = 4;
+  o.connect_timeout = absl::Seconds(2);
+  o.statement_timeout = absl::Seconds(2);
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  std::vector<SessionRecord> acked;
+  for (int i = 1; i <= 20; ++i) {
+    absl::StatusOr<SessionRecord> r = store->Create(NewRecord(i, "alice"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    acked.push_back(*r);
+  }
+  SessionUpdate update;
+  update.user_id = "alice";
+  update.sealed_payload = "updated";
+  absl::StatusOr<SessionRecord> updated = store->Update(HashOf(3), update);
+  ASSERT_TRUE(updated.ok());
+  acked[2] = *updated;
+  // Every pooled connection has been used.
+  RunThreads(4, [&](int) {
+    for (int i = 0; i < 10; ++i) EXPECT_TRUE(store->Ping().ok());
+  });
+
+  ASSERT_TRUE(server_->Stop().ok());
+  ExpectEveryCallUnavailable(*store, absl::Seconds(10));
+
+  ASSERT_TRUE(server_->Restart().ok());
+  // The very first call already works: dead connections are noticed before
+  // use, and replaced.
+  for (const SessionRecord& want : acked) {
+    absl::StatusOr<SessionRecord> got = store->Load(want.token_hash);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, want);
+  }
+  EXPECT_TRUE(store->Create(NewRecord(100, "alice")).ok());
+  EXPECT_TRUE(store->Ping().ok());
+  RunThreads(4, [&](int t) {
+    for (int i = 0; i < 10; ++i) {
+      EXPECT_TRUE(
+          store->LoadAndTouch(HashOf(1 + t), absl::ZeroDuration()).ok());
+    }
+  });
+}
+
+TEST_F(PostgresStoreTest, AcknowledgedWritesSurviveAServerCrash) {
+  ServerGuard guard(server_);
+  PostgresOptions o = Options();
+  o.connect_timeout = absl::Seconds(2);
+  o.statement_timeout = absl::Seconds(2);
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  std::vector<SessionRecord> acked;
+  std::atomic<bool> stop{false};
+  // Writers race the crash; what they got OK for must survive.
+  std::vector<std::vector<SessionRecord>> per_thread(4);
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 4; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; !stop.load(); ++i) {
+        absl::StatusOr<SessionRecord> r =
+            store->Create(NewRecord(1000 * (t + 1) + i, "bob"));
+        if (r.ok()) per_thread[t].push_back(*r);
+      }
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(server_->Kill().ok());
+  absl::SleepFor(absl::Milliseconds(200));
+  stop.store(true);
+  for (std::thread& w : writers) w.join();
+  for (const auto& v : per_thread)
+    acked.insert(acked.end(), v.begin(), v.end());
+  ASSERT_FALSE(acked.empty());
+  ExpectEveryCallUnavailable(*store, absl::Seconds(10));
+
+  ASSERT_TRUE(server_->Restart().ok());
+  for (const SessionRecord& want : acked) {
+    absl::StatusOr<SessionRecord> got = store->Load(want.token_hash);
+    ASSERT_TRUE(got.ok()) << want.id << ": " << got.status();
+    EXPECT_EQ(*got, want);
+  }
+  EXPECT_TRUE(store->Create(NewRecord(1, "bob")).ok());
+}
+
+TEST_F(PostgresStoreTest, HungServerFailsCallsWithinTheBound) {
+  ServerGuard guard(server_);
+  PostgresOptions o = Options();
+  o.connect_timeout = absl::Seconds(1);
+  o.statement_timeout = absl::Seconds(1);
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1)).ok());
+  ASSERT_TRUE(server_->Pause().ok());
+  // A call's bound: connect_timeout + statement_timeout + 1 s.
+  for (int i = 0; i < 2; ++i) {
+    absl::Status status;
+    absl::Duration took =
+        Timed([&] { status = store->Load(HashOf(1)).status(); });
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+    EXPECT_LT(took, absl::Seconds(4));
+    took = Timed([&] { status = store->Create(NewRecord(2 + i)).status(); });
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+    EXPECT_LT(took, absl::Seconds(4));
+  }
+  ASSERT_TRUE(server_->Resume().ok());
+  absl::StatusOr<SessionRecord> r = store->Load(HashOf(1));
+  EXPECT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(store->Create(NewRecord(10)).ok());
+}
+
+// ---------------------------------------------------------------------------
+// Passwords.
+
+TEST_F(PostgresStoreTest, PasswordFromFile) {
+  const std::string role = absl::StrCat("pw_", db_);
+  const std::string password = "Corr3ct-h0rse-battery";
+  ASSERT_TRUE(server_->CreatePasswordRole(role, password).ok());
+  Exec(absl::StrCat("ALTER DATABASE ", db_, " OWNER TO ", role));
+  const std::string dir = testing::MakeTempDir("pgpass");
+  auto write = [&](const std::string& name, const std::string& content) {
+    const std::string path = dir + "/" + name;
+    std::ofstream(path) << content;
+    return path;
+  };
+  PostgresOptions o;
+  o.dsn = absl::StrCat("host=127.0.0.1 port=", server_->port(), " user=", role,
+                       " dbname=", db_, " sslmode=disable");
+  o.password_file = write("right", password + "\n");
+  {
+    auto store = Open(o);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Create(NewRecord(1)).ok());
+    EXPECT_TRUE(store->Load(HashOf(1)).ok());
+  }
+  EXPECT_EQ(Query("SELECT tableowner FROM pg_tables"
+                  " WHERE tablename = 'sessiond_sessions'"),
+            role);
+
+  const std::string wrong = "Wr0ng-pa55word-x";
+  o.password_file = write("wrong", wrong + "\n");
+  absl::Status status = OpenPostgresStore(o, &clock_, {}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(status.message(), HasSubstr("password authentication failed"));
+  EXPECT_THAT(status.message(), Not(HasSubstr(wrong)));
+  EXPECT_THAT(status.message(), Not(HasSubstr(password)));
+
+  o.password_file = write("empty", "");
+  EXPECT_EQ(OpenPostgresStore(o, &clock_, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  testing::RemoveTree(dir);
+}
+
+}  // namespace
+
+// The shared suite, each store on a fresh database of the shared server.
+INSTANTIATE_TEST_SUITE_P(
+    Postgres, SessionStoreConformanceTest,
+    ::testing::Values(StoreFactory{
+        "Postgres",
+        [](const Clock* clock, const StoreOptions& options)
+            -> absl::StatusOr<std::unique_ptr<SessionStore>> {
+          absl::StatusOr<PostgresServer*> server = kEnv->server();
+          if (!server.ok()) return server.status();
+          absl::StatusOr<std::string> db =
+              (*server)->CreateDatabase("conformance");
+          if (!db.ok()) return db.status();
+          PostgresOptions o;
+          o.dsn = (*server)->dsn(*db);
+          return OpenPostgresStore(o, clock, options);
+        }}),
+    StoreFactoryName());
+
+}  // namespace sessiond::storage

@@ -1,0 +1,1066 @@
+// Tests of the Valkey backend against a real redis-server: the shared
+// conformance suite, plus what only this backend has (key layout and hash
+// slots, scripts, native expiry, indexes, server outages and restarts,
+// authentication, databases).
+//
+// One server, started once, serves the conformance suite and most tests
+// (each store gets a flushed server and its own key prefix). Tests that
+// stop, pause or reconfigure a server start their own.
+#include "storage/valkey_store.h"
+
+#include <atomic>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/clock.h"
+#include "storage/session_record.h"
+#include "storage/session_store.h"
+#include "tests/storage/conformance.h"
+#include "tests/testing/redis_server.h"
+#include "tests/testing/subprocess.h"
+
+namespace sessiond::storage {
+namespace {
+
+using ::absl::StatusCode;
+using ::sessiond::testing::RedisReply;
+using ::sessiond::testing::RedisServer;
+using ::sessiond::testing::RedisServerOptions;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+#define ASSERT_OK(expr)                            \
+  do {                                             \
+    const absl::Status _st = (expr);               \
+    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
+  } while (0)
+
+// ---------------------------------------------------------------------------
+// The shared server.
+
+class SharedServer : public ::testing::Environment {
+ public:
+  static RedisServer* Get(absl::Status* status) {
+    if (instance_ == nullptr) {
+      *status = absl::InternalError("shared server environment not set up");
+      return nullptr;
+    }
+    *status = instance_->status_;
+    return instance_->server_.get();
+  }
+
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::Start();
+    if (server.ok()) {
+      server_ = *std::move(server);
+    } else {
+      status_ = server.status();
+    }
+    instance_ = this;
+  }
+  void TearDown() override {
+    server_.reset();
+    instance_ = nullptr;
+  }
+
+ private:
+  static SharedServer* instance_;
+  std::unique_ptr<RedisServer> server_;
+  absl::Status status_;
+};
+SharedServer* SharedServer::instance_ = nullptr;
+
+::testing::Environment* const kSharedServerEnvironment =
+    ::testing::AddGlobalTestEnvironment(new SharedServer);
+
+// A key prefix no other store in this binary uses.
+std::string NewPrefix(absl::string_view what) {
+  static std::atomic<int> counter{0};
+  return absl::StrCat(what, ":", counter.fetch_add(1));
+}
+
+ValkeyOptions OptionsFor(const RedisServer& server, absl::string_view what) {
+  ValkeyOptions o;
+  o.host = server.host();
+  o.port = server.port();
+  o.key_prefix = NewPrefix(what);
+  return o;
+}
+
+// A fresh store on the flushed shared server.
+absl::StatusOr<std::unique_ptr<SessionStore>> OpenOnSharedServer(
+    const Clock* clock, const StoreOptions& options) {
+  absl::Status status;
+  RedisServer* server = SharedServer::Get(&status);
+  if (server == nullptr) return status;
+  absl::StatusOr<RedisReply> flushed = server->Command({"FLUSHALL"});
+  if (!flushed.ok()) return flushed.status();
+  return OpenValkeyStore(OptionsFor(*server, "conformance"), clock, options);
+}
+
+SessionRecord NewRecord(int i, const std::string& user = "",
+                        absl::Duration idle = absl::Minutes(30),
+                        absl::Duration lifetime = absl::Hours(24)) {
+  SessionRecord r;
+  r.id = absl::StrCat("id-", i);
+  // 32 bytes, like a SHA-256, including NUL and high bytes.
+  r.token_hash = std::string(32, '\0');
+  for (int b = 0; b < 4; ++b) r.token_hash[b] = static_cast<char>(i >> (8 * b));
+  r.token_hash[31] = '\xff';
+  r.user_id = user;
+  r.sealed_payload = absl::StrCat(std::string("sealed\0", 7), "payload-", i);
+  r.idle_timeout = idle;
+  r.absolute_lifetime = lifetime;
+  return r;
+}
+std::string Hash(int i) { return NewRecord(i).token_hash; }
+
+SessionUpdate MakeUpdate(const std::string& user, const std::string& payload,
+                         std::optional<int64_t> expected_version = {}) {
+  SessionUpdate u;
+  u.user_id = user;
+  u.sealed_payload = payload;
+  u.expected_version = expected_version;
+  return u;
+}
+
+// The documented key layout (valkey_store.h), for looking behind the
+// store's back.
+struct Layout {
+  std::string prefix;
+  std::string Base() const { return absl::StrCat("{", prefix, "}:"); }
+  std::string Session(absl::string_view id) const {
+    return absl::StrCat(Base(), "s:", id);
+  }
+  std::string Token(absl::string_view hash) const {
+    return absl::StrCat(Base(), "t:", absl::BytesToHexString(hash));
+  }
+  std::string User(absl::string_view user) const {
+    return absl::StrCat(Base(), "u:", absl::BytesToHexString(user));
+  }
+  std::string Expiry() const { return absl::StrCat(Base(), "x"); }
+  std::string ExpiryMember(absl::string_view user, absl::string_view id) const {
+    return absl::StrCat(absl::BytesToHexString(user), ":", id);
+  }
+};
+
+// Runs a command and returns its reply; a failed connection or an error
+// reply fails the test.
+RedisReply Cmd(const RedisServer& server, const std::vector<std::string>& args,
+               int db = 0) {
+  absl::StatusOr<RedisReply> r = server.Command(args, db);
+  if (!r.ok()) {
+    ADD_FAILURE() << absl::StrJoin(args, " ") << ": " << r.status();
+    return RedisReply();
+  }
+  EXPECT_FALSE(r->is_error()) << absl::StrJoin(args, " ") << ": " << r->str;
+  return *r;
+}
+int64_t Int(const RedisServer& server, const std::vector<std::string>& args,
+            int db = 0) {
+  RedisReply r = Cmd(server, args, db);
+  EXPECT_EQ(r.type, RedisReply::Type::kInteger) << absl::StrJoin(args, " ");
+  return r.integer;
+}
+std::vector<std::string> Strings(const RedisReply& r) {
+  std::vector<std::string> out;
+  for (const RedisReply& e : r.elements) out.push_back(e.str);
+  return out;
+}
+
+std::string WriteFile(const std::string& dir, const std::string& name,
+                      const std::string& content) {
+  const std::string path = absl::StrCat(dir, "/", name);
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+  return path;
+}
+
+// ---------------------------------------------------------------------------
+// Fixture for tests on the shared server.
+
+class ValkeyStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::Status status;
+    server_ = SharedServer::Get(&status);
+    ASSERT_NE(server_, nullptr) << status;
+    Cmd(*server_, {"FLUSHALL"});
+  }
+
+  // A store on the shared server; its prefix becomes layout_.prefix.
+  std::unique_ptr<SessionStore> Open(StoreOptions store_options = {},
+                                     std::optional<ValkeyOptions> o = {}) {
+    ValkeyOptions options = o.value_or(OptionsFor(*server_, "test"));
+    layout_.prefix = options.key_prefix;
+    absl::StatusOr<std::unique_ptr<SessionStore>> store =
+        OpenValkeyStore(options, &clock_, store_options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  int64_t Pttl(const std::string& key) { return Int(*server_, {"PTTL", key}); }
+  bool KeyExists(const std::string& key) {
+    return Int(*server_, {"EXISTS", key}) == 1;
+  }
+
+  ManualClock clock_;
+  RedisServer* server_ = nullptr;
+  Layout layout_;
+};
+
+TEST_F(ValkeyStoreTest, BackendNameAndPing) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->backend_name(), "valkey");
+  ASSERT_OK(store->Ping());
+}
+
+TEST_F(ValkeyStoreTest, KeysFollowTheDocumentedLayout) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(NewRecord(2)).ok());
+  EXPECT_EQ(Cmd(*server_, {"TYPE", layout_.Session("id-1")}).str, "hash");
+  EXPECT_EQ(Cmd(*server_, {"GET", layout_.Token(Hash(1))}).str, "id-1");
+  EXPECT_EQ(Cmd(*server_, {"TYPE", layout_.User("alice")}).str, "zset");
+  EXPECT_EQ(Cmd(*server_, {"TYPE", layout_.Expiry()}).str, "zset");
+  // id-1, id-2, their token keys, alice's index, the expiry index.
+  EXPECT_EQ(Int(*server_, {"DBSIZE"}), 6);
+  for (const std::string& key : Strings(Cmd(*server_, {"KEYS", "*"}))) {
+    EXPECT_TRUE(absl::StartsWith(key, layout_.Base())) << key;
+  }
+  // The hash holds the record; the store returns exactly it.
+  absl::StatusOr<SessionRecord> loaded = store->Load(Hash(1));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(Cmd(*server_, {"HGET", layout_.Session("id-1"), "th"}).str,
+            Hash(1));
+  EXPECT_EQ(Cmd(*server_, {"HGET", layout_.Session("id-1"), "p"}).str,
+            loaded->sealed_payload);
+  EXPECT_EQ(Cmd(*server_, {"HGET", layout_.Session("id-1"), "c"}).str,
+            absl::StrCat(absl::ToUnixMicros(loaded->created_at)));
+}
+
+// A cluster node refuses a script ("#!lua", no allow-cross-slot-keys) that
+// touches keys of two hash slots. Every script of the store runs on one
+// here, so none of them crosses slots, and every key it leaves has the
+// slot of the store's hash tag.
+TEST(ValkeyClusterTest, EveryScriptStaysInOneHashSlot) {
+  RedisServerOptions options;
+  options.cluster = true;
+  absl::StatusOr<std::unique_ptr<RedisServer>> started =
+      RedisServer::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  RedisServer& server = **started;
+  ASSERT_EQ(Cmd(server, {"CLUSTER", "ADDSLOTSRANGE", "0", "16383"}).str, "OK");
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!absl::StrContains(Cmd(server, {"CLUSTER", "INFO"}).str,
+                            "cluster_state:ok")) {
+    ASSERT_LT(absl::Now(), deadline) << "cluster never became ok";
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  // The control: the node does check.
+  absl::StatusOr<RedisReply> crossing =
+      server.Command({"EVAL",
+                      "#!lua\nredis.call('SET', KEYS[1], 1)\n"
+                      "redis.call('SET', '{elsewhere}:k', 1)\n",
+                      "1", "{sess}:k"});
+  ASSERT_TRUE(crossing.ok()) << crossing.status();
+  ASSERT_TRUE(crossing->is_error());
+  EXPECT_THAT(crossing->str, HasSubstr("same slot"));
+  Cmd(server, {"FLUSHALL"});
+
+  ManualClock clock;
+  ValkeyOptions o;
+  o.host = server.host();
+  o.port = server.port();
+  o.key_prefix = "sess";
+  StoreOptions cap;
+  cap.max_sessions_per_user = 2;
+  absl::StatusOr<std::unique_ptr<SessionStore>> opened =
+      OpenValkeyStore(o, &clock, cap);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  SessionStore& store = **opened;
+
+  // Every script, with users whose ids look like key syntax, including the
+  // paths that remove expired holders and evict over the cap.
+  const std::vector<std::string> users = {"a:b", "{x}", "}{", "u:1"};
+  int n = 0;
+  for (const std::string& user : users) {
+    for (int k = 0; k < 3; ++k) {
+      ASSERT_TRUE(store.Create(NewRecord(++n, user, absl::Minutes(1))).ok());
+      clock.Advance(absl::Seconds(1));
+    }
+  }
+  ASSERT_TRUE(store.Load(Hash(n)).ok());
+  ASSERT_TRUE(store.LoadAndTouch(Hash(n), absl::ZeroDuration()).ok());
+  ASSERT_TRUE(store.Update(Hash(n), MakeUpdate("a:b", "moved", 1)).ok());
+  ASSERT_TRUE(store.Cycle(Hash(n), Hash(100), std::string("{x}")).ok());
+  absl::StatusOr<SessionPage> page = store.ListForUser("{x}", 1, {});
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_TRUE(page->next.has_value());
+  ASSERT_TRUE(store.ListForUser("{x}", 1, page->next).ok());
+  ASSERT_TRUE(store.DeleteByTokenHash(Hash(n - 1)).ok());
+  ASSERT_TRUE(store.DeleteById(absl::StrCat("id-", n - 4)).ok());
+  ASSERT_TRUE(store.DeleteForUser("a:b", "").ok());
+  ASSERT_TRUE(store.Create(NewRecord(200, "}{", absl::Hours(1))).ok());
+  clock.Advance(absl::Minutes(2));
+  // Reuses the id and token hash of expired id-6, and the token hash of
+  // expired id-9.
+  ASSERT_TRUE(store.Create(NewRecord(6, "u:1")).ok());
+  ASSERT_TRUE(store.Cycle(Hash(200), Hash(9), std::nullopt).ok());
+  absl::StatusOr<int64_t> pruned = store.PruneExpired();
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_GT(*pruned, 0);
+  ASSERT_OK(store.Ping());
+
+  const int64_t slot = Int(server, {"CLUSTER", "KEYSLOT", "{sess}"});
+  const std::vector<std::string> keys = Strings(Cmd(server, {"KEYS", "*"}));
+  EXPECT_GE(keys.size(), 4u);
+  for (const std::string& key : keys) {
+    EXPECT_EQ(Int(server, {"CLUSTER", "KEYSLOT", key}), slot) << key;
+  }
+}
+
+TEST_F(ValkeyStoreTest, UserIdsThatLookLikeKeySyntaxDoNotCollide) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const std::vector<std::string> users = {"a",
+                                          "a:b",
+                                          "a:b:",
+                                          ":a",
+                                          "{a}",
+                                          "{",
+                                          "}",
+                                          "a}:x",
+                                          "u:61",
+                                          "x",
+                                          std::string("nul\0byte", 8)};
+  for (size_t k = 0; k < users.size(); ++k) {
+    ASSERT_TRUE(store->Create(NewRecord(static_cast<int>(k), users[k])).ok());
+  }
+  for (size_t k = 0; k < users.size(); ++k) {
+    SCOPED_TRACE(absl::CEscape(users[k]));
+    absl::StatusOr<SessionPage> page = store->ListForUser(users[k], 10, {});
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_EQ(page->sessions.size(), 1u);
+    EXPECT_EQ(page->sessions[0].id, absl::StrCat("id-", k));
+    EXPECT_EQ(page->sessions[0].user_id, users[k]);
+  }
+  absl::StatusOr<int64_t> n = store->DeleteForUser("a", "");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  for (size_t k = 1; k < users.size(); ++k) {
+    EXPECT_TRUE(store->Load(Hash(static_cast<int>(k))).ok()) << k;
+  }
+  // User index keys carry only hex after the layout's "u:".
+  for (const std::string& key :
+       Strings(Cmd(*server_, {"KEYS", absl::StrCat(layout_.Base(), "u:*")}))) {
+    const std::string hex = key.substr(layout_.Base().size() + 2);
+    EXPECT_EQ(hex.find_first_not_of("0123456789abcdef"), std::string::npos)
+        << key;
+  }
+}
+
+TEST_F(ValkeyStoreTest, ScriptCacheFlushIsRecovered) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  Cmd(*server_, {"SCRIPT", "FLUSH"});
+  // Every script is loaded again on its first NOSCRIPT.
+  absl::StatusOr<SessionRecord> loaded = store->Load(Hash(1));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->id, "id-1");
+  ASSERT_TRUE(store->LoadAndTouch(Hash(1), absl::ZeroDuration()).ok());
+  ASSERT_TRUE(store->Create(NewRecord(2, "alice")).ok());
+  ASSERT_TRUE(store->Update(Hash(2), MakeUpdate("alice", "x", 1)).ok());
+  ASSERT_TRUE(store->Cycle(Hash(2), Hash(3), std::nullopt).ok());
+  ASSERT_TRUE(store->ListForUser("alice", 10, {}).ok());
+  ASSERT_TRUE(store->DeleteByTokenHash(Hash(3)).ok());
+  ASSERT_TRUE(store->DeleteById("id-9").ok());
+  ASSERT_TRUE(store->DeleteForUser("bob", "").ok());
+  ASSERT_TRUE(store->PruneExpired().ok());
+  Cmd(*server_, {"SCRIPT", "FLUSH"});
+  absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->sessions.size(), 1u);
+  EXPECT_EQ(page->sessions[0].id, "id-1");
+}
+
+TEST_F(ValkeyStoreTest, ListAndPruneDropIndexEntriesOfExpiredSessions) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1, "alice", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NewRecord(2, "alice", absl::Minutes(1))).ok());
+  absl::StatusOr<SessionRecord> live = store->Create(NewRecord(3, "alice"));
+  ASSERT_TRUE(live.ok());
+  ASSERT_TRUE(store->Create(NewRecord(4, "bob", absl::Minutes(1))).ok());
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("alice")}), 3);
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.Expiry()}), 4);
+  clock_.Advance(absl::Minutes(2));
+
+  // Listing drops the index entries of alice's expired sessions, and the
+  // sessions with them.
+  absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->sessions.size(), 1u);
+  EXPECT_EQ(page->sessions[0].id, "id-3");
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("alice")}), 1);
+  EXPECT_FALSE(KeyExists(layout_.Session("id-1")));
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.Expiry()}), 2);
+
+  // Prune removes (and counts) bob's, which no call had met.
+  EXPECT_TRUE(KeyExists(layout_.Session("id-4")));
+  absl::StatusOr<int64_t> pruned = store->PruneExpired();
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 1);
+  for (int i : {1, 2, 4}) {
+    EXPECT_FALSE(KeyExists(layout_.Session(absl::StrCat("id-", i)))) << i;
+    EXPECT_FALSE(KeyExists(layout_.Token(Hash(i)))) << i;
+  }
+  // bob's index went with his last session.
+  EXPECT_FALSE(KeyExists(layout_.User("bob")));
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.Expiry()}), 1);
+  EXPECT_EQ(Cmd(*server_, {"ZSCORE", layout_.Expiry(),
+                           layout_.ExpiryMember("alice", "id-3")})
+                .str,
+            absl::StrCat(absl::ToUnixMicros(live->ExpiresAt())));
+  absl::StatusOr<int64_t> again = store->PruneExpired();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0);
+
+  ASSERT_EQ(*store->DeleteById("id-3"), 1);
+  EXPECT_EQ(Int(*server_, {"DBSIZE"}), 0);
+}
+
+TEST_F(ValkeyStoreTest, CapEvictionAndDeleteForUserDropStaleIndexEntries) {
+  StoreOptions cap;
+  cap.max_sessions_per_user = 5;
+  auto store = Open(cap);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1, "carol", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NewRecord(2, "carol")).ok());
+  ASSERT_TRUE(store->Create(NewRecord(3, "dave")).ok());
+  clock_.Advance(absl::Minutes(2));
+  ASSERT_TRUE(store->Create(NewRecord(4, "carol")).ok());
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("carol")}), 2);
+  // A session whose keys vanished (as native expiry would do it).
+  Cmd(*server_, {"DEL", layout_.Session("id-3"), layout_.Token(Hash(3))});
+  absl::StatusOr<int64_t> n = store->DeleteForUser("dave", "");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0);
+  EXPECT_FALSE(KeyExists(layout_.User("dave")));
+}
+
+// Sessions whose keys the server expired natively: reads drop their index
+// entries, and prune clears what is left without counting them.
+TEST_F(ValkeyStoreTest, IndexEntriesOfVanishedSessionsAreDropped) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1, "carol", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NewRecord(2, "dave", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NewRecord(3, "dave")).ok());
+  for (int i : {1, 2}) {
+    Cmd(*server_, {"DEL", layout_.Session(absl::StrCat("id-", i)),
+                   layout_.Token(Hash(i))});
+  }
+  absl::StatusOr<SessionPage> page = store->ListForUser("carol", 10, {});
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->sessions.empty());
+  EXPECT_FALSE(KeyExists(layout_.User("carol")));
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("dave")}), 2);
+
+  clock_.Advance(absl::Minutes(2));
+  absl::StatusOr<int64_t> pruned = store->PruneExpired();
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 0);
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("dave")}), 1);
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.Expiry()}), 1);
+  EXPECT_TRUE(store->Load(Hash(3)).ok());
+}
+
+TEST_F(ValkeyStoreTest, NativeTtlIsABackstopConsistentWithExpiresAt) {
+  // The store's clock is in 2023, the server's in the present: native expiry
+  // set as an absolute time would delete everything at once.
+  ASSERT_LT(clock_.Now(), absl::Now() - absl::Hours(24));
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const int64_t grace_ms = 1000;
+  // Native expiry of a key: the time left plus the grace, less the real
+  // time since the call (generously bounded), and never less than the time
+  // left minus that.
+  auto expect_ttl = [&](const std::string& key, absl::Duration left) {
+    const int64_t ttl = Pttl(key);
+    EXPECT_GE(ttl, absl::ToInt64Milliseconds(left) - 1000) << key;
+    EXPECT_LE(ttl, absl::ToInt64Milliseconds(left) + grace_ms + 1) << key;
+  };
+
+  absl::StatusOr<SessionRecord> r =
+      store->Create(NewRecord(1, "erin", absl::Minutes(10), absl::Minutes(25)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  expect_ttl(layout_.Session("id-1"), absl::Minutes(10));
+  expect_ttl(layout_.Token(Hash(1)), absl::Minutes(10));
+  EXPECT_GE(Pttl(layout_.User("erin")), Pttl(layout_.Session("id-1")) - 1000);
+
+  clock_.Advance(absl::Minutes(5));
+  r = store->LoadAndTouch(Hash(1), absl::Minutes(1));
+  ASSERT_TRUE(r.ok());
+  expect_ttl(layout_.Session("id-1"), r->ExpiresAt() - r->last_active_at);
+  EXPECT_EQ(r->ExpiresAt() - r->last_active_at, absl::Minutes(10));
+
+  clock_.Advance(absl::Minutes(9));
+  SessionUpdate update = MakeUpdate("erin", "x");
+  update.idle_timeout = absl::Minutes(20);
+  r = store->Update(Hash(1), update);
+  ASSERT_TRUE(r.ok());
+  // Now capped by the absolute lifetime: 25 - 14 minutes left.
+  EXPECT_EQ(r->ExpiresAt(), r->created_at + absl::Minutes(25));
+  expect_ttl(layout_.Session("id-1"), absl::Minutes(11));
+  expect_ttl(layout_.Token(Hash(1)), absl::Minutes(11));
+  EXPECT_EQ(Cmd(*server_, {"ZSCORE", layout_.Expiry(),
+                           layout_.ExpiryMember("erin", "id-1")})
+                .str,
+            absl::StrCat(absl::ToUnixMicros(r->ExpiresAt())));
+
+  clock_.Advance(absl::Minutes(1));
+  r = store->Cycle(Hash(1), Hash(2), std::nullopt);
+  ASSERT_TRUE(r.ok());
+  expect_ttl(layout_.Token(Hash(2)), absl::Minutes(10));
+  EXPECT_FALSE(KeyExists(layout_.Token(Hash(1))));
+
+  // The user index outlives its longest session.
+  ASSERT_TRUE(
+      store->Create(NewRecord(3, "erin", absl::Hours(2), absl::Hours(3))).ok());
+  expect_ttl(layout_.User("erin"), absl::Hours(2));
+  ASSERT_TRUE(
+      store->Create(NewRecord(4, "erin", absl::Minutes(1), absl::Hours(3)))
+          .ok());
+  expect_ttl(layout_.User("erin"), absl::Hours(2));
+
+  // Sessions that never end get no native expiry at all.
+  ASSERT_TRUE(store
+                  ->Create(NewRecord(5, "frank", absl::InfiniteDuration(),
+                                     absl::InfiniteDuration()))
+                  .ok());
+  EXPECT_EQ(Pttl(layout_.Session("id-5")), -1);
+  EXPECT_EQ(Pttl(layout_.Token(Hash(5))), -1);
+  EXPECT_EQ(Pttl(layout_.User("frank")), -1);
+  absl::StatusOr<SessionRecord> forever = store->Load(Hash(5));
+  ASSERT_TRUE(forever.ok());
+  EXPECT_EQ(forever->idle_timeout, absl::InfiniteDuration());
+  EXPECT_EQ(forever->absolute_lifetime, absl::InfiniteDuration());
+}
+
+// The scripts decide expiry from the store's clock; the server's own expiry
+// only removes the keys later (in real time).
+TEST_F(ValkeyStoreTest, NativeExpiryRemovesKeysOnlyAfterTheSessionEnded) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(
+      store->Create(NewRecord(1, "gina", absl::Milliseconds(100))).ok());
+  ASSERT_TRUE(store->Create(NewRecord(2, "gina")).ok());
+  clock_.Advance(absl::Milliseconds(100));
+  // Expired for the store; the server has not expired the keys yet.
+  EXPECT_TRUE(KeyExists(layout_.Session("id-1")));
+  EXPECT_TRUE(KeyExists(layout_.Token(Hash(1))));
+  // 100 ms of the session, a second of grace, and some slack.
+  absl::SleepFor(absl::Milliseconds(1500));
+  EXPECT_FALSE(KeyExists(layout_.Session("id-1")));
+  EXPECT_FALSE(KeyExists(layout_.Token(Hash(1))));
+  EXPECT_TRUE(absl::IsNotFound(store->Load(Hash(1)).status()));
+  EXPECT_TRUE(KeyExists(layout_.Session("id-2")));
+  absl::StatusOr<int64_t> pruned = store->PruneExpired();
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 0);  // the server removed it, not prune
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.Expiry()}), 1);
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("gina")}), 1);
+}
+
+// Two stores stand in for two sessiond processes: each has its own pool, and
+// their compare-and-set updates meet only on the server.
+TEST_F(ValkeyStoreTest, TwoStoresCompareAndSetLoseNoUpdate) {
+  ValkeyOptions options = OptionsFor(*server_, "cas");
+  auto a = Open({}, options);
+  auto b = Open({}, options);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  SessionRecord counter = NewRecord(0, "alice");
+  counter.sealed_payload = "0";
+  ASSERT_TRUE(a->Create(counter).ok());
+  constexpr int kThreads = 8;
+  constexpr int kIncrements = 50;
+  std::atomic<int> failures{0};
+  std::atomic<int> aborts{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    SessionStore* store = (t % 2 == 0 ? a : b).get();
+    threads.emplace_back([store, &failures, &aborts] {
+      for (int k = 0; k < kIncrements; ++k) {
+        while (true) {
+          absl::StatusOr<SessionRecord> cur = store->Load(Hash(0));
+          int64_t n = 0;
+          if (!cur.ok() || !absl::SimpleAtoi(cur->sealed_payload, &n)) {
+            ++failures;
+            return;
+          }
+          absl::StatusOr<SessionRecord> next = store->Update(
+              Hash(0), MakeUpdate("alice", absl::StrCat(n + 1), cur->version));
+          if (next.ok()) break;
+          if (!absl::IsAborted(next.status())) {
+            ++failures;
+            return;
+          }
+          ++aborts;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  absl::StatusOr<SessionRecord> final_a = a->Load(Hash(0));
+  absl::StatusOr<SessionRecord> final_b = b->Load(Hash(0));
+  ASSERT_TRUE(final_a.ok());
+  ASSERT_TRUE(final_b.ok());
+  EXPECT_EQ(*final_a, *final_b);
+  EXPECT_EQ(final_a->sealed_payload, absl::StrCat(kThreads * kIncrements));
+  EXPECT_EQ(final_a->version, 1 + kThreads * kIncrements);
+}
+
+TEST_F(ValkeyStoreTest, DatabaseNumberIsHonored) {
+  ValkeyOptions options = OptionsFor(*server_, "db");
+  options.database = 5;
+  auto in_five = Open({}, options);
+  ASSERT_NE(in_five, nullptr);
+  ASSERT_TRUE(in_five->Create(NewRecord(1, "alice")).ok());
+  EXPECT_EQ(Int(*server_, {"EXISTS", layout_.Session("id-1")}, 5), 1);
+  EXPECT_EQ(Int(*server_, {"DBSIZE"}, 0), 0);
+  options.database = 0;
+  auto in_zero = Open({}, options);
+  ASSERT_NE(in_zero, nullptr);
+  EXPECT_TRUE(absl::IsNotFound(in_zero->Load(Hash(1)).status()));
+  EXPECT_TRUE(in_five->Load(Hash(1)).ok());
+
+  options.database = 1000;  // the server has 16
+  absl::StatusOr<std::unique_ptr<SessionStore>> bad =
+      OpenValkeyStore(options, &clock_, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status();
+  EXPECT_THAT(bad.status().message(), HasSubstr("SELECT 1000"));
+}
+
+// At maxmemory (noeviction) the server refuses scripts that could grow the
+// data; reads and removals still work.
+TEST_F(ValkeyStoreTest, FullServerStillServesReadsAndDeletes) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(NewRecord(2, "alice")).ok());
+  struct RestoreMaxmemory {
+    RedisServer* server;
+    ~RestoreMaxmemory() { Cmd(*server, {"CONFIG", "SET", "maxmemory", "0"}); }
+  } restore{server_};
+  Cmd(*server_, {"CONFIG", "SET", "maxmemory", "1"});
+  absl::Status full = store->Create(NewRecord(3, "alice")).status();
+  EXPECT_EQ(full.code(), StatusCode::kUnavailable) << full;
+  EXPECT_THAT(full.message(), HasSubstr("OOM"));
+  EXPECT_TRUE(store->Load(Hash(1)).ok());
+  EXPECT_TRUE(store->ListForUser("alice", 10, {}).ok());
+  absl::StatusOr<int64_t> n = store->DeleteById("id-1");
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 1);
+  EXPECT_TRUE(store->PruneExpired().ok());
+  ASSERT_OK(store->Ping());
+}
+
+TEST_F(ValkeyStoreTest, ErrorMessagesCarryNoData) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  SessionRecord r = NewRecord(1, "user-secret");
+  r.id = "id-secret";
+  ASSERT_TRUE(store->Create(r).ok());
+  absl::Status dup = store->Create(r).status();
+  EXPECT_EQ(dup.code(), StatusCode::kAlreadyExists);
+  absl::Status stale =
+      store->Update(r.token_hash, MakeUpdate("user-secret", "payload", 7))
+          .status();
+  EXPECT_EQ(stale.code(), StatusCode::kAborted);
+  absl::Status missing = store->Load(Hash(2)).status();
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound);
+  for (const absl::Status& s : {dup, stale, missing}) {
+    EXPECT_THAT(s.message(), Not(HasSubstr("secret"))) << s;
+    EXPECT_THAT(s.message(), Not(HasSubstr(absl::BytesToHexString(Hash(1)))));
+    EXPECT_THAT(s.message(), HasSubstr("valkey"));
+  }
+}
+
+TEST_F(ValkeyStoreTest, RejectsBadOptions) {
+  const ValkeyOptions good = OptionsFor(*server_, "options");
+  std::vector<std::pair<std::string, ValkeyOptions>> cases;
+  auto add = [&](const std::string& what,
+                 const std::function<void(ValkeyOptions&)>& change) {
+    ValkeyOptions o = good;
+    change(o);
+    cases.push_back({what, o});
+  };
+  add("empty prefix", [](ValkeyOptions& o) { o.key_prefix = ""; });
+  add("prefix with {", [](ValkeyOptions& o) { o.key_prefix = "a{b"; });
+  add("prefix with }", [](ValkeyOptions& o) { o.key_prefix = "a}b"; });
+  add("zero pool", [](ValkeyOptions& o) { o.pool_size = 0; });
+  add("negative database", [](ValkeyOptions& o) { o.database = -1; });
+  add("port 0", [](ValkeyOptions& o) { o.port = 0; });
+  add("empty host", [](ValkeyOptions& o) { o.host = ""; });
+  add("zero timeout",
+      [](ValkeyOptions& o) { o.command_timeout = absl::ZeroDuration(); });
+  add("username without password", [](ValkeyOptions& o) { o.username = "u"; });
+  for (const auto& [what, options] : cases) {
+    SCOPED_TRACE(what);
+    EXPECT_EQ(OpenValkeyStore(options, &clock_, {}).status().code(),
+              StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(OpenValkeyStore(good, nullptr, {}).status().code(),
+            StatusCode::kInvalidArgument);
+  StoreOptions negative;
+  negative.max_sessions_per_user = -1;
+  EXPECT_EQ(OpenValkeyStore(good, &clock_, negative).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(RedisServerTest, MissingBinarySaysHowToInstallIt) {
+  RedisServerOptions options;
+  options.binary = "/nonexistent/redis-server";
+  absl::StatusOr<std::unique_ptr<RedisServer>> server =
+      RedisServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(server.status().message(),
+              HasSubstr("tools/install_deps.sh --test"));
+}
+
+TEST(ValkeyOpenTest, UnreachableServerIsUnavailableQuickly) {
+  ManualClock clock;
+  ValkeyOptions o;
+  o.port = testing::PickFreePort();  // nothing listens there
+  o.connect_timeout = absl::Milliseconds(500);
+  o.command_timeout = absl::Milliseconds(500);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenValkeyStore(o, &clock, {});
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kUnavailable) << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr("cannot connect"));
+}
+
+// ---------------------------------------------------------------------------
+// Authentication (a server of its own, with a password).
+
+class ValkeyAuthTest : public ::testing::Test {
+ protected:
+  static constexpr char kPassword[] = "correct horse battery";
+
+  void SetUp() override {
+    RedisServerOptions options;
+    options.password = kPassword;
+    absl::StatusOr<std::unique_ptr<RedisServer>> server =
+        RedisServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    dir_ = testing::MakeTempDir("valkey_auth");
+    ASSERT_FALSE(dir_.empty());
+  }
+  void TearDown() override { testing::RemoveTree(dir_); }
+
+  absl::StatusOr<std::unique_ptr<SessionStore>> OpenWith(
+      const std::string& password_file, const std::string& username = "") {
+    ValkeyOptions o = OptionsFor(*server_, "auth");
+    o.password_file = password_file;
+    o.username = username;
+    return OpenValkeyStore(o, &clock_, {});
+  }
+
+  ManualClock clock_;
+  std::unique_ptr<RedisServer> server_;
+  std::string dir_;
+};
+
+TEST_F(ValkeyAuthTest, PasswordFileWorks) {
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenWith(WriteFile(dir_, "pw", absl::StrCat(kPassword, "\n")));
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Create(NewRecord(1, "alice")).ok());
+  EXPECT_TRUE((*store)->Load(Hash(1)).ok());
+  ASSERT_OK((*store)->Ping());
+}
+
+TEST_F(ValkeyAuthTest, WrongPasswordIsAClearErrorWithoutThePassword) {
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenWith(WriteFile(dir_, "pw", "not-the-password-42\n"));
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kPermissionDenied)
+      << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr("AUTH"));
+  EXPECT_THAT(store.status().message(), HasSubstr("WRONGPASS"));
+  EXPECT_THAT(store.status().message(), Not(HasSubstr("not-the-password")));
+  EXPECT_THAT(store.status().message(), Not(HasSubstr(kPassword)));
+}
+
+TEST_F(ValkeyAuthTest, MissingPasswordIsAClearError) {
+  absl::StatusOr<std::unique_ptr<SessionStore>> store = OpenWith("");
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kPermissionDenied)
+      << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr("NOAUTH"));
+}
+
+TEST_F(ValkeyAuthTest, AclUserWithPassword) {
+  Cmd(*server_,
+      {"ACL", "SETUSER", "sessiond", "on", ">user-pass", "~*", "+@all"});
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenWith(WriteFile(dir_, "user-pw", "user-pass\r\n"), "sessiond");
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Create(NewRecord(1)).ok());
+
+  absl::StatusOr<std::unique_ptr<SessionStore>> wrong =
+      OpenWith(WriteFile(dir_, "pw", absl::StrCat(kPassword, "\n")), "nobody");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_THAT(wrong.status().message(), HasSubstr("\"nobody\""));
+  EXPECT_THAT(wrong.status().message(), Not(HasSubstr(kPassword)));
+}
+
+TEST_F(ValkeyAuthTest, UnreadableOrEmptyPasswordFileIsInvalidArgument) {
+  const std::string missing = absl::StrCat(dir_, "/no-such-file");
+  absl::StatusOr<std::unique_ptr<SessionStore>> store = OpenWith(missing);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(store.status().message(), HasSubstr(missing));
+  store = OpenWith(WriteFile(dir_, "empty", "\n"));
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------
+// Outages and restarts (a server of their own).
+
+class ValkeyOutageTest : public ::testing::Test {
+ protected:
+  static constexpr absl::Duration kTimeout = absl::Milliseconds(500);
+  // connect_timeout + command_timeout, and slack for a loaded machine.
+  static constexpr absl::Duration kBound = absl::Seconds(2);
+
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    store_ = OpenStore(kTimeout, 4);
+    ASSERT_NE(store_, nullptr);
+  }
+
+  std::unique_ptr<SessionStore> OpenStore(absl::Duration timeout,
+                                          int pool_size) {
+    ValkeyOptions o = OptionsFor(*server_, "outage");
+    o.key_prefix = "outage";
+    o.connect_timeout = timeout;
+    o.command_timeout = timeout;
+    o.pool_size = pool_size;
+    absl::StatusOr<std::unique_ptr<SessionStore>> store =
+        OpenValkeyStore(o, &clock_, {});
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  // Every kind of call, each expected to fail with UNAVAILABLE within
+  // kBound. None of them would change a session the test checks later if
+  // the server ran it after all (a paused server does, once resumed).
+  void ExpectEveryCallUnavailable(SessionStore& store, int round) {
+    std::vector<std::pair<std::string, std::function<absl::Status()>>> calls = {
+        {"Create",
+         [&] { return store.Create(NewRecord(1000 + round)).status(); }},
+        {"Load", [&] { return store.Load(Hash(1)).status(); }},
+        {"LoadAndTouch",
+         [&] { return store.LoadAndTouch(Hash(1), absl::Hours(1)).status(); }},
+        {"Update",
+         [&] {
+           return store.Update(Hash(1), MakeUpdate("alice", "x", 999)).status();
+         }},
+        {"Cycle",
+         [&] {
+           return store.Cycle(Hash(5000), Hash(5001), std::nullopt).status();
+         }},
+        {"DeleteByTokenHash",
+         [&] { return store.DeleteByTokenHash(Hash(5000)).status(); }},
+        {"DeleteById", [&] { return store.DeleteById("no-such-id").status(); }},
+        {"DeleteForUser",
+         [&] { return store.DeleteForUser("nobody", "").status(); }},
+        {"ListForUser",
+         [&] { return store.ListForUser("alice", 10, {}).status(); }},
+        {"PruneExpired", [&] { return store.PruneExpired().status(); }},
+        {"Ping", [&] { return store.Ping(); }},
+    };
+    for (const auto& [name, call] : calls) {
+      SCOPED_TRACE(name);
+      const absl::Time start = absl::Now();
+      const absl::Status status = call();
+      const absl::Duration took = absl::Now() - start;
+      EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status;
+      EXPECT_LT(took, kBound);
+    }
+  }
+
+  // Calls succeed again, on the same store.
+  void ExpectWorking(SessionStore& store, const SessionRecord& anchor) {
+    absl::StatusOr<SessionRecord> loaded = store.Load(anchor.token_hash);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ(loaded->id, anchor.id);
+    EXPECT_EQ(loaded->sealed_payload, anchor.sealed_payload);
+    absl::StatusOr<SessionPage> page = store.ListForUser("alice", 10, {});
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_OK(store.Ping());
+    static int next = 2000;
+    ASSERT_TRUE(store.Create(NewRecord(++next, "alice")).ok());
+    EXPECT_TRUE(store.Load(Hash(next)).ok());
+  }
+
+  ManualClock clock_;
+  std::unique_ptr<RedisServer> server_;
+  std::unique_ptr<SessionStore> store_;
+};
+
+TEST_F(ValkeyOutageTest, AcknowledgedWritesSurviveRestartAndKill) {
+  std::vector<SessionRecord> expected;
+  for (int i = 0; i < 60; ++i) {
+    absl::StatusOr<SessionRecord> r =
+        store_->Create(NewRecord(i, absl::StrCat("user", i % 4)));
+    ASSERT_TRUE(r.ok()) << r.status();
+    expected.push_back(*r);
+    clock_.Advance(absl::Milliseconds(10));
+  }
+  for (int i = 0; i < 60; i += 3) {
+    absl::StatusOr<SessionRecord> r = store_->Update(
+        Hash(i), MakeUpdate(expected[i].user_id, absl::StrCat("v2-", i)));
+    ASSERT_TRUE(r.ok()) << r.status();
+    expected[i] = *r;
+  }
+  ASSERT_EQ(*store_->DeleteById("id-59"), 1);
+  expected.pop_back();
+  auto check_all = [&](absl::string_view when) {
+    SCOPED_TRACE(when);
+    for (const SessionRecord& want : expected) {
+      absl::StatusOr<SessionRecord> got = store_->Load(want.token_hash);
+      ASSERT_TRUE(got.ok()) << want.id << ": " << got.status();
+      EXPECT_EQ(*got, want);
+    }
+    EXPECT_TRUE(absl::IsNotFound(store_->Load(Hash(59)).status()));
+    absl::StatusOr<SessionPage> page = store_->ListForUser("user1", 100, {});
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_EQ(page->sessions.size(), 15u);
+  };
+
+  // A clean restart (SIGTERM), then calls on the same store: no reopen.
+  ASSERT_OK(server_->Restart());
+  check_all("after restart");
+
+  // More acknowledged writes, then a crash (SIGKILL): appendfsync always
+  // loses none of them.
+  for (int i = 0; i < 56; i += 4) {
+    absl::StatusOr<SessionRecord> r =
+        store_->LoadAndTouch(expected[i].token_hash, absl::ZeroDuration());
+    ASSERT_TRUE(r.ok()) << r.status();
+    expected[i] = *r;
+    clock_.Advance(absl::Milliseconds(1));
+  }
+  absl::StatusOr<SessionRecord> cycled =
+      store_->Cycle(Hash(1), Hash(100), std::string("user1"));
+  ASSERT_TRUE(cycled.ok());
+  expected[1] = *cycled;
+  ASSERT_OK(server_->Kill());
+  ASSERT_OK(server_->Restart());
+  check_all("after kill");
+  EXPECT_TRUE(absl::IsNotFound(store_->Load(Hash(1)).status()));
+}
+
+TEST_F(ValkeyOutageTest, StoppedServerFailsFastThenRecovers) {
+  absl::StatusOr<SessionRecord> anchor = store_->Create(NewRecord(1, "alice"));
+  ASSERT_TRUE(anchor.ok());
+  ExpectWorking(*store_, *anchor);
+  ASSERT_OK(server_->Stop());
+  ExpectEveryCallUnavailable(*store_, 1);
+  ExpectEveryCallUnavailable(*store_, 2);
+  ASSERT_OK(server_->Restart());
+  ExpectWorking(*store_, *anchor);
+}
+
+TEST_F(ValkeyOutageTest, HungServerFailsWithinTheTimeoutThenRecovers) {
+  absl::StatusOr<SessionRecord> anchor = store_->Create(NewRecord(1, "alice"));
+  ASSERT_TRUE(anchor.ok());
+  // Fill the pool with open connections first.
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&] { EXPECT_TRUE(store_->Ping().ok()); });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  ASSERT_OK(server_->Pause());
+  ExpectEveryCallUnavailable(*store_, 1);
+
+  // More callers than connections: those waiting for one give up in time
+  // too.
+  std::atomic<int> wrong{0};
+  std::atomic<int> slow{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 10; ++t) {
+    threads.emplace_back([&] {
+      const absl::Time start = absl::Now();
+      if (!absl::IsUnavailable(store_->Load(Hash(1)).status())) ++wrong;
+      if (absl::Now() - start >= kBound) ++slow;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(slow.load(), 0);
+
+  ASSERT_OK(server_->Resume());
+  ExpectWorking(*store_, *anchor);
+
+  // With the default timeouts (2 s each) a call still gives up in < 5 s.
+  std::unique_ptr<SessionStore> defaults =
+      OpenStore(absl::Seconds(2), ValkeyOptions().pool_size);
+  ASSERT_NE(defaults, nullptr);
+  ASSERT_TRUE(defaults->Load(Hash(1)).ok());
+  ASSERT_OK(server_->Pause());
+  const absl::Time start = absl::Now();
+  absl::Status status = defaults->Load(Hash(1)).status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status;
+  ASSERT_OK(server_->Resume());
+  absl::StatusOr<SessionRecord> after = defaults->Load(Hash(1));
+  EXPECT_TRUE(after.ok()) << after.status();
+}
+
+}  // namespace
+
+// The shared suite, each store on the flushed shared server.
+INSTANTIATE_TEST_SUITE_P(Valkey, SessionStoreConformanceTest,
+                         ::testing::Values(StoreFactory{"Valkey",
+                                                        &OpenOnSharedServer}),
+                         StoreFactoryName());
+
+}  // namespace sessiond::storage
