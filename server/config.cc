@@ -84,18 +84,98 @@ const std::vector<FlagSpec>& Flags() {
          c->grpc.listen_address = std::string(v);
          return absl::OkStatus();
        }},
-      {"backend", "sqlite", "storage backend: sqlite or memory", false,
+      {"backend", "sqlite",
+       "storage backend: sqlite, memory, postgres or valkey", false,
        [](absl::string_view v, ServerConfig* c) {
-         if (v != "sqlite" && v != "memory") {
-           return Bad(absl::StrCat("unknown backend \"", v,
-                                   "\" (expected sqlite or memory)"));
+         for (const char* name : storage::kBackendNames) {
+           if (v == name) {
+             c->backend_config.backend = std::string(v);
+             return absl::OkStatus();
+           }
          }
-         c->backend_config.backend = std::string(v);
-         return absl::OkStatus();
+         return Bad(
+             absl::StrCat("unknown backend \"", v,
+                          "\" (expected sqlite, memory, postgres or valkey)"));
        }},
       {"db_path", "./sessiond.db", "SQLite database file", false,
        [](absl::string_view v, ServerConfig* c) {
          c->backend_config.sqlite_path = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"postgres_dsn", "",
+       "postgres: libpq connection string or URI, without a password", false,
+       [](absl::string_view v, ServerConfig* c) {
+         c->backend_config.postgres.dsn = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"postgres_password_file", "", "postgres: file holding the password",
+       false,
+       [](absl::string_view v, ServerConfig* c) {
+         c->backend_config.postgres.password_file = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"postgres_pool_size", "8", "postgres: connections in the pool", false,
+       IntFlag([](ServerConfig* c)
+                   -> int& { return c->backend_config.postgres.pool_size; },
+               1, 1000)},
+      {"postgres_statement_timeout", "5s",
+       "postgres: server-side bound on each statement", false,
+       DurationFlag(
+           [](ServerConfig* c) -> absl::Duration& {
+             return c->backend_config.postgres.statement_timeout;
+           },
+           absl::Milliseconds(100), absl::Minutes(10))},
+      {"valkey_address", "127.0.0.1:6379", "valkey: host:port", false,
+       [](absl::string_view v, ServerConfig* c) {
+         const size_t colon = v.rfind(':');
+         int port = 0;
+         if (colon == absl::string_view::npos || colon == 0 ||
+             !absl::SimpleAtoi(v.substr(colon + 1), &port) || port < 1 ||
+             port > 65535) {
+           return Bad("must be host:port");
+         }
+         c->backend_config.valkey.host = std::string(v.substr(0, colon));
+         c->backend_config.valkey.port = port;
+         return absl::OkStatus();
+       }},
+      {"valkey_database", "0", "valkey: database number (SELECT)", false,
+       IntFlag([](ServerConfig* c)
+                   -> int& { return c->backend_config.valkey.database; },
+               0, 1000)},
+      {"valkey_username", "", "valkey: ACL user name for AUTH", false,
+       [](absl::string_view v, ServerConfig* c) {
+         c->backend_config.valkey.username = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"valkey_password_file", "", "valkey: file holding the AUTH password",
+       false,
+       [](absl::string_view v, ServerConfig* c) {
+         c->backend_config.valkey.password_file = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"valkey_key_prefix", "sessiond",
+       "valkey: prefix (and cluster hash tag) of every key", false,
+       [](absl::string_view v, ServerConfig* c) {
+         if (v.empty() || v.find_first_of("{}") != absl::string_view::npos) {
+           return Bad("must be non-empty, without { or }");
+         }
+         c->backend_config.valkey.key_prefix = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"valkey_pool_size", "8", "valkey: connections in the pool", false,
+       IntFlag([](ServerConfig* c)
+                   -> int& { return c->backend_config.valkey.pool_size; },
+               1, 1000)},
+      {"valkey_timeout", "2s",
+       "valkey: bound on connecting and on each command", false,
+       [](absl::string_view v, ServerConfig* c) {
+         absl::Duration d;
+         if (!absl::ParseDuration(v, &d) || d < absl::Milliseconds(10) ||
+             d > absl::Minutes(1)) {
+           return Bad("must be a duration from 10ms to 1m");
+         }
+         c->backend_config.valkey.connect_timeout = d;
+         c->backend_config.valkey.command_timeout = d;
          return absl::OkStatus();
        }},
       {"key_files", "",
@@ -199,6 +279,18 @@ absl::Status Apply(const FlagSpec& spec, absl::string_view value,
   return absl::OkStatus();
 }
 
+// True if a libpq DSN carries a password: "password=" in key=value form, or
+// "user:password@" in a URI.
+bool DsnHasPassword(absl::string_view dsn) {
+  const std::string lower = absl::AsciiStrToLower(dsn);
+  if (lower.find("password") != std::string::npos) return true;
+  const size_t scheme = lower.find("://");
+  if (scheme == std::string::npos) return false;
+  const size_t at = lower.find('@', scheme);
+  const size_t colon = lower.find(':', scheme + 3);
+  return at != std::string::npos && colon != std::string::npos && colon < at;
+}
+
 absl::Status Validate(ServerConfig* config) {
   if (config->insecure_plaintext && !config->key_files.empty()) {
     return Bad(
@@ -228,6 +320,15 @@ absl::Status Validate(ServerConfig* config) {
   }
   if (config->create_key_if_missing && config->key_files.size() != 1) {
     return Bad("--create_key_if_missing needs exactly one path in --key_files");
+  }
+  if (DsnHasPassword(config->backend_config.postgres.dsn)) {
+    return Bad(
+        "--postgres_dsn must not contain a password (it would show in "
+        "process listings and logs); put it in --postgres_password_file");
+  }
+  if (config->backend_config.backend == "postgres" &&
+      config->backend_config.postgres.dsn.empty()) {
+    return Bad("--postgres_dsn is required with --backend=postgres");
   }
   if (config->backend_config.backend == "sqlite" &&
       config->backend_config.sqlite_path.empty()) {

@@ -8,6 +8,16 @@ namespace sessiond::storage {
 
 std::string BackendConfig::Describe() const {
   if (backend == "sqlite") return absl::StrCat("sqlite (", sqlite_path, ")");
+  if (backend == "postgres") {
+    // The DSN holds no password (config refuses one), only where to connect.
+    return absl::StrCat("postgres (", postgres.dsn, ", pool ",
+                        postgres.pool_size, ")");
+  }
+  if (backend == "valkey") {
+    return absl::StrCat("valkey (", valkey.host, ":", valkey.port, ", db ",
+                        valkey.database, ", prefix ", valkey.key_prefix,
+                        ", pool ", valkey.pool_size, ")");
+  }
   return backend;
 }
 
@@ -18,8 +28,15 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenBackend(
   if (config.backend == "sqlite") {
     return OpenSqliteStore(config.sqlite_path, clock, options);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown backend \"", config.backend, "\" (expected sqlite or memory)"));
+  if (config.backend == "postgres") {
+    return OpenPostgresStore(config.postgres, clock, options);
+  }
+  if (config.backend == "valkey") {
+    return OpenValkeyStore(config.valkey, clock, options);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown backend \"", config.backend,
+                   "\" (expected sqlite, memory, postgres or valkey)"));
 }
 
 }  // namespace sessiond::storage

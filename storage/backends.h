@@ -8,19 +8,27 @@
 
 #include "absl/status/statusor.h"
 #include "storage/clock.h"
+#include "storage/postgres_store.h"
 #include "storage/session_store.h"
+#include "storage/valkey_store.h"
 
 namespace sessiond::storage {
 
 struct BackendConfig {
-  // "sqlite" or "memory".
+  // "sqlite", "memory", "postgres" or "valkey".
   std::string backend = "sqlite";
-  // SQLite: the database file.
+  // sqlite: the database file.
   std::string sqlite_path = "./sessiond.db";
+  PostgresOptions postgres;
+  ValkeyOptions valkey;
 
   // For logs: the backend and where it stores, with no secret in it.
   std::string Describe() const;
 };
+
+// The backend names OpenBackend knows.
+inline constexpr const char* kBackendNames[] = {"sqlite", "memory", "postgres",
+                                                "valkey"};
 
 // INVALID_ARGUMENT for an unknown backend; otherwise what the backend's
 // opener returns. `clock` must outlive the store.

@@ -111,6 +111,34 @@ TEST_F(ConfigTest, FlagsInBothSpellingsAndBothForms) {
   EXPECT_EQ(config->grpc.listen_address, "127.0.0.1:0");
 }
 
+TEST_F(ConfigTest, PostgresAndValkeySettings) {
+  absl::StatusOr<ServerConfig> config = Parse(
+      {"--insecure_plaintext", "--backend=postgres",
+       "--postgres_dsn=postgresql://sessiond@db:5432/sessions",
+       "--postgres_password_file=/run/secrets/pg", "--postgres_pool_size=16",
+       "--postgres_statement_timeout=2s", "--valkey_address=cache.local:6380",
+       "--valkey_database=3", "--valkey_username=sessiond",
+       "--valkey_password_file=/run/secrets/valkey", "--valkey_key_prefix=prod",
+       "--valkey_pool_size=4", "--valkey_timeout=500ms"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  const storage::BackendConfig& b = config->backend_config;
+  EXPECT_EQ(b.backend, "postgres");
+  EXPECT_EQ(b.postgres.dsn, "postgresql://sessiond@db:5432/sessions");
+  EXPECT_EQ(b.postgres.password_file, "/run/secrets/pg");
+  EXPECT_EQ(b.postgres.pool_size, 16);
+  EXPECT_EQ(b.postgres.statement_timeout, absl::Seconds(2));
+  EXPECT_EQ(b.valkey.host, "cache.local");
+  EXPECT_EQ(b.valkey.port, 6380);
+  EXPECT_EQ(b.valkey.database, 3);
+  EXPECT_EQ(b.valkey.username, "sessiond");
+  EXPECT_EQ(b.valkey.password_file, "/run/secrets/valkey");
+  EXPECT_EQ(b.valkey.key_prefix, "prod");
+  EXPECT_EQ(b.valkey.pool_size, 4);
+  EXPECT_EQ(b.valkey.command_timeout, absl::Milliseconds(500));
+  EXPECT_EQ(b.valkey.connect_timeout, absl::Milliseconds(500));
+  EXPECT_EQ(b.Describe().find("secrets"), std::string::npos);
+}
+
 TEST_F(ConfigTest, KeyFileListIgnoresSpacesAndEmptyEntries) {
   absl::StatusOr<ServerConfig> config =
       Parse({"--key_files= /k/new.key , /k/old.key,,"});
@@ -152,6 +180,18 @@ TEST_F(ConfigTest, BadValuesNameTheFlagOrVariable) {
        "--create_key_if_missing"},
       {{"--insecure_plaintext=maybe"}, "--insecure_plaintext"},
       {{"--insecure_plaintext", "--touch_interval=20m"}, "--touch_interval"},
+      {{"--insecure_plaintext", "--backend=postgres"}, "--postgres_dsn"},
+      {{"--insecure_plaintext",
+        "--postgres_dsn=host=db user=s password=hunter2"},
+       "--postgres_password_file"},
+      {{"--insecure_plaintext",
+        "--postgres_dsn=postgresql://s:hunter2@db/sessions"},
+       "--postgres_password_file"},
+      {{"--insecure_plaintext", "--valkey_address=cache"}, "--valkey_address"},
+      {{"--insecure_plaintext", "--valkey_address=cache:0"},
+       "--valkey_address"},
+      {{"--insecure_plaintext", "--valkey_key_prefix={x}"},
+       "--valkey_key_prefix"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<ServerConfig> config = Parse(c.args);
