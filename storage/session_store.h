@@ -5,7 +5,11 @@
 // plaintext user data: the caller hashes tokens and seals payloads first.
 //
 // Rules every backend keeps (tests/storage/conformance.cc checks them all):
-//  - Time is read from the injected Clock, truncated to whole microseconds.
+//  - Time is read from the injected Clock, truncated to whole microseconds,
+//    once the call is ordered against the other calls on the same session
+//    (after its locks are taken), so that no write goes back in time: a
+//    session's last_active_at never decreases, and once any call has found a
+//    session expired, no later call finds it live.
 //  - A record is live while Clock::Now() < ExpiresAt(). An expired record
 //    behaves exactly like a missing one in every call, pruned or not.
 //  - `version` is 1 on create and grows by one on every Update and Cycle.
@@ -19,9 +23,12 @@
 //    shared backends, from many processes) at once.
 //  - Errors: NOT_FOUND (no live session), ABORTED (expected_version
 //    mismatch; nothing written), INVALID_ARGUMENT (bad arguments, below),
-//    UNAVAILABLE (backend unreachable or timed out; nothing is known to have
-//    been written), INTERNAL (anything else). NOT_FOUND takes precedence
-//    over ABORTED and ALREADY_EXISTS.
+//    UNAVAILABLE (backend unreachable, timed out, or overloaded, including
+//    retries of deadlocks exhausted; a write may or may not have happened),
+//    INTERNAL (anything else). NOT_FOUND takes precedence over ABORTED and
+//    ALREADY_EXISTS.
+//  - ids and user_ids are valid UTF-8 without NUL bytes (INVALID_ARGUMENT
+//    on writes otherwise); token hashes and payloads are any bytes.
 //  - INVALID_ARGUMENT: Create with an empty id, a token_hash that is not
 //    exactly 32 bytes, or a non-positive timeout; Update that sets a
 //    non-positive timeout; Cycle whose new hash is not 32 bytes or equals

@@ -106,6 +106,8 @@ TEST_F(SessionHandlerTest, MalformedInputNamesTheField) {
   v1::SaveRequest save;
   save.set_user_id(std::string(257, 'u'));
   ExpectInvalid(handler_.Save(save).status(), "user_id");
+  save.set_user_id(std::string("al\0ice", 6));
+  ExpectInvalid(handler_.Save(save).status(), "user_id");
   save.Clear();
   for (int i = 0; i < 33; ++i) {
     (*save.mutable_metadata())[absl::StrCat("k", i)] = "v";
