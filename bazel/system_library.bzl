@@ -3,8 +3,10 @@
 `system_library(name = "x", pkg_config = [...])` creates the repository `@x`
 whose only target `@x//:x` (spelled `@x`) carries the linker flags and
 defines that pkg-config reports. Headers stay in /usr/include, which the
-compiler already searches; extra include directories go in `includes`.
-Nothing is downloaded: pkg-config runs locally when the repository is set up.
+compiler already searches: include them by their path under it (for example
+<postgresql/libpq-fe.h>), since include directories that pkg-config adds are
+not passed on to dependent targets. Nothing is downloaded: pkg-config runs
+locally when the repository is set up.
 """
 
 def _run_pkg_config(ctx, flag):
@@ -22,15 +24,6 @@ def _system_library_impl(ctx):
     linkopts = _run_pkg_config(ctx, "--libs") + ctx.attr.extra_linkopts
     cflags = _run_pkg_config(ctx, "--cflags")
     defines = [f[2:] for f in cflags if f.startswith("-D")]
-    copts = [f for f in cflags if not f.startswith("-D") and not f.startswith("-I")]
-
-    # Bazel only accepts include directories inside the workspace, so system
-    # directories (from pkg-config's -I or `includes`) are passed as -isystem.
-    for f in cflags:
-        if f.startswith("-I"):
-            copts.append("-isystem" + f[2:])
-    for d in ctx.attr.includes:
-        copts.append("-isystem" + d)
 
     ctx.file("WORKSPACE", "workspace(name = \"{}\")\n".format(ctx.name))
     ctx.file("BUILD.bazel", """\
@@ -38,14 +31,12 @@ cc_library(
     name = "{name}",
     linkopts = {linkopts},
     defines = {defines},
-    copts = {copts},
     visibility = ["//visibility:public"],
 )
 """.format(
         name = ctx.name,
         linkopts = repr(linkopts),
         defines = repr(defines),
-        copts = repr(copts),
     ))
 
 system_library = repository_rule(
@@ -53,7 +44,6 @@ system_library = repository_rule(
     attrs = {
         "pkg_config": attr.string_list(mandatory = True),
         "extra_linkopts": attr.string_list(),
-        "includes": attr.string_list(),
     },
     local = True,
 )
