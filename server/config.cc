@@ -249,6 +249,13 @@ const std::vector<FlagSpec>& Flags() {
        "gRPC completion-queue threads (0: twice the number of cores)", false,
        IntFlag([](ServerConfig* c) -> int& { return c->grpc.threads; }, 0,
                1024)},
+      {"shutdown_drain_delay", "0s",
+       "after SIGTERM or SIGINT, keep serving this long while health checks "
+       "report NOT_SERVING, so load balancers drain this replica first",
+       false,
+       DurationFlag([](ServerConfig* c)
+                        -> absl::Duration& { return c->shutdown_drain_delay; },
+                    absl::ZeroDuration(), absl::Minutes(5))},
       {"shutdown_grace", "10s",
        "how long in-flight calls may finish after SIGTERM or SIGINT", false,
        DurationFlag(

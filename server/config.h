@@ -43,7 +43,10 @@ struct ServerConfig {
 
   // How often expired sessions are pruned in the background; zero disables.
   absl::Duration prune_interval = absl::Minutes(5);
-  // How long in-flight calls may run after SIGTERM or SIGINT.
+  // After SIGTERM or SIGINT: how long to keep serving while reporting
+  // NOT_SERVING (so that load balancers stop sending calls first), and then
+  // how long in-flight calls may run.
+  absl::Duration shutdown_drain_delay = absl::ZeroDuration();
   absl::Duration shutdown_grace = absl::Seconds(10);
 };
 

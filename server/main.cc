@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "crypto/key_ring.h"
 #include "crypto/sealer.h"
 #include "crypto/wipe.h"
@@ -161,8 +162,14 @@ int Run(int argc, char** argv) {
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  LogInfo("%s received: draining in-flight calls (up to %s)",
-          signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+  const char* signal_name = signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+  if (config->shutdown_drain_delay > absl::ZeroDuration()) {
+    LogInfo("%s received: reporting NOT_SERVING, still serving for %s",
+            signal_name, absl::FormatDuration(config->shutdown_drain_delay));
+    (*server)->SetServing(false);
+    absl::SleepFor(config->shutdown_drain_delay);
+  }
+  LogInfo("%s received: draining in-flight calls (up to %s)", signal_name,
           absl::FormatDuration(config->shutdown_grace));
   pruner.reset();
   (*server)->Shutdown(config->shutdown_grace);

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "absl/time/clock.h"
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -159,50 +160,78 @@ TEST_F(SessiondE2eTest, RestartKeepsSqliteSessionsAndFileHoldsNoSecrets) {
   EXPECT_EQ(loaded->session().metadata().at("ua"), ua);
 }
 
+// Calls grpc.health.v1.Health/Check for `service` and returns the serving
+// status (1 SERVING, 2 NOT_SERVING), or -1 if the call failed.
+// HealthCheckRequest{service} is field 1 (a string); HealthCheckResponse
+// {status} is field 1 (an enum), so SERVING is the two bytes 08 01.
+int StandardHealth(const std::string& address, const std::string& service) {
+  grpc::GenericStub stub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  std::string request;
+  if (!service.empty()) {
+    request =
+        std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+  }
+  grpc::Slice slice(request);
+  grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ByteBuffer response_buffer;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(5));
+  grpc::CompletionQueue cq;
+  std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+      stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check",
+                            request_buffer, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response_buffer, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  const bool got = cq.Next(&tag, &ok);
+  cq.Shutdown();
+  void* ignored_tag = nullptr;
+  bool ignored_ok = false;
+  while (cq.Next(&ignored_tag, &ignored_ok)) {
+  }
+  if (!got || !ok || !status.ok()) return -1;
+  std::vector<grpc::Slice> slices;
+  if (!response_buffer.Dump(&slices).ok()) return -1;
+  std::string response;
+  for (const grpc::Slice& s : slices) {
+    response.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  if (response.size() != 2 || response[0] != '\x08') return -1;
+  return response[1];
+}
+
 TEST_F(SessiondE2eTest, StandardHealthServiceReportsServing) {
   std::unique_ptr<SessiondProcess> server =
       StartServer({"--backend=memory", "--insecure_plaintext"}, "health.log");
   ASSERT_NE(server, nullptr);
-  auto channel = grpc::CreateChannel(server->address(),
-                                     grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
-  // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message;
-  // HealthCheckResponse{status: SERVING} is field 1 = 1, i.e. bytes 08 01.
-  for (const std::string service : {"", "sessiond.v1.SessionService"}) {
-    std::string request;
-    if (!service.empty()) {
-      request =
-          std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
-    }
-    grpc::Slice slice(request);
-    grpc::ByteBuffer request_buffer(&slice, 1);
-    grpc::ByteBuffer response_buffer;
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(5));
-    grpc::CompletionQueue cq;
-    std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
-        stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check",
-                              request_buffer, &cq);
-    call->StartCall();
-    grpc::Status status;
-    call->Finish(&response_buffer, &status, reinterpret_cast<void*>(1));
-    void* tag = nullptr;
-    bool ok = false;
-    ASSERT_TRUE(cq.Next(&tag, &ok));
-    ASSERT_TRUE(ok);
-    ASSERT_TRUE(status.ok()) << service << ": " << status.error_message();
-    std::vector<grpc::Slice> slices;
-    ASSERT_TRUE(response_buffer.Dump(&slices).ok());
-    std::string response;
-    for (const grpc::Slice& s : slices) {
-      response.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-    EXPECT_EQ(response, std::string("\x08\x01", 2)) << service;
-    cq.Shutdown();
-    while (cq.Next(&tag, &ok)) {
-    }
+  EXPECT_EQ(StandardHealth(server->address(), ""), 1);
+  EXPECT_EQ(StandardHealth(server->address(), "sessiond.v1.SessionService"), 1);
+}
+
+TEST_F(SessiondE2eTest, DrainsBeforeShuttingDown) {
+  std::unique_ptr<SessiondProcess> server = StartServer(
+      {"--backend=memory", "--insecure_plaintext", "--shutdown_drain_delay=3s"},
+      "drain.log");
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<Client> client = ClientFor(*server);
+  ASSERT_TRUE(client->Create().ok());
+  ASSERT_EQ(kill(server->pid(), SIGTERM), 0);
+  // During the drain delay: health says NOT_SERVING, calls still work.
+  const absl::Time deadline = absl::Now() + absl::Seconds(2);
+  int health = StandardHealth(server->address(), "");
+  while (health != 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+    health = StandardHealth(server->address(), "");
   }
+  EXPECT_EQ(health, 2);
+  EXPECT_TRUE(client->Create().ok());
+  absl::StatusOr<int> exit_code = server->Stop(SIGTERM, absl::Seconds(20));
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0);
 }
 
 TEST_F(SessiondE2eTest, RefusesToStartWithoutKeyOrExplicitPlaintext) {

@@ -31,6 +31,7 @@ class SessiondProcess {
                                        absl::Duration timeout);
 
   int port() const { return port_; }
+  pid_t pid() const { return process_->pid(); }
   std::string address() const;
   const std::string& log_path() const { return process_->log_path(); }
 

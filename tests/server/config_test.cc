@@ -94,6 +94,8 @@ TEST_F(ConfigTest, UsageDefaultsMatchTheRealDefaults) {
             plain->store.max_sessions_per_user);
   EXPECT_EQ(explicit_defaults->prune_interval, plain->prune_interval);
   EXPECT_EQ(explicit_defaults->shutdown_grace, plain->shutdown_grace);
+  EXPECT_EQ(explicit_defaults->shutdown_drain_delay,
+            plain->shutdown_drain_delay);
   EXPECT_EQ(explicit_defaults->grpc.threads, plain->grpc.threads);
   EXPECT_EQ(explicit_defaults->create_key_if_missing,
             plain->create_key_if_missing);
