@@ -84,6 +84,17 @@ const std::vector<FlagSpec>& Flags() {
          c->grpc.listen_address = std::string(v);
          return absl::OkStatus();
        }},
+      {"health_listen", "",
+       "also serve grpc.health.v1 alone, in plaintext, on this host:port "
+       "(for probes that cannot speak TLS); empty: no",
+       false,
+       [](absl::string_view v, ServerConfig* c) {
+         if (!v.empty() && v.find(':') == absl::string_view::npos) {
+           return Bad("must be host:port");
+         }
+         c->grpc.health_listen_address = std::string(v);
+         return absl::OkStatus();
+       }},
       {"backend", "sqlite",
        "storage backend: sqlite, memory, postgres or valkey", false,
        [](absl::string_view v, ServerConfig* c) {

@@ -199,15 +199,31 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     server->threads_.emplace_back(&GrpcServer::Poll,
                                   server->queues_[i % queues].get());
   }
+  if (!options.health_listen_address.empty()) {
+    // Only the default health service: this server registers nothing else.
+    grpc::ServerBuilder health_builder;
+    health_builder.AddListeningPort(options.health_listen_address,
+                                    grpc::InsecureServerCredentials(),
+                                    &server->health_port_);
+    server->health_server_ = health_builder.BuildAndStart();
+    if (server->health_server_ == nullptr || server->health_port_ == 0) {
+      server->Shutdown(absl::ZeroDuration());
+      return absl::UnavailableError(absl::StrCat(
+          "could not listen on ", options.health_listen_address, " (health)"));
+    }
+  }
   server->SetServing(true);
   return server;
 }
 
 void GrpcServer::SetServing(bool serving) {
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus(serving);
-  health->SetServingStatus(kServiceName, serving);
+  for (grpc::Server* s : {server_.get(), health_server_.get()}) {
+    if (s == nullptr) continue;
+    grpc::HealthCheckServiceInterface* health = s->GetHealthCheckService();
+    if (health == nullptr) continue;
+    health->SetServingStatus(serving);
+    health->SetServingStatus(kServiceName, serving);
+  }
 }
 
 void GrpcServer::Shutdown(absl::Duration grace) {
@@ -220,6 +236,7 @@ void GrpcServer::Shutdown(absl::Duration grace) {
   }
   // Returns once every call has finished or was cancelled at the deadline.
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  if (health_server_ != nullptr) health_server_->Shutdown();
   for (auto& cq : queues_) cq->Shutdown();
   for (std::thread& thread : threads_) thread.join();
   threads_.clear();

@@ -39,6 +39,10 @@ struct GrpcServerOptions {
   std::string tls_cert_chain_pem;
   std::string tls_private_key_pem;
   std::string tls_client_ca_pem;
+  // If set (host:port), a second, plaintext listener that serves only
+  // grpc.health.v1 with the same status, for probes that cannot speak TLS
+  // (Kubernetes gRPC probes). Port 0 picks a free port (health_port()).
+  std::string health_listen_address;
 };
 
 class GrpcServer {
@@ -51,8 +55,9 @@ class GrpcServer {
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;
 
-  // The bound port.
+  // The bound ports (health_port() is 0 without a health listener).
   int port() const { return port_; }
+  int health_port() const { return health_port_; }
 
   // Marks the standard health service NOT_SERVING (so that load balancers
   // drain this replica), or SERVING again.
@@ -79,8 +84,10 @@ class GrpcServer {
   v1::SessionService::AsyncService service_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;
   std::vector<std::thread> threads_;
   int port_ = 0;
+  int health_port_ = 0;
 
   absl::Mutex shutdown_mu_;
   bool shutting_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

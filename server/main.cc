@@ -145,6 +145,10 @@ int Run(int argc, char** argv) {
           config->tls_cert_file.empty()        ? "no TLS"
           : config->tls_client_ca_file.empty() ? "TLS"
                                                : "mutual TLS");
+  if ((*server)->health_port() != 0) {
+    LogInfo("health checks (grpc.health.v1 only, plaintext) on %s (port %d)",
+            config->grpc.health_listen_address, (*server)->health_port());
+  }
   if (config->tls_cert_file.empty() &&
       !IsLoopback(config->grpc.listen_address)) {
     LogWarning(

@@ -7,6 +7,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
 
 namespace sessiond::testing {
 namespace {
@@ -74,6 +76,50 @@ absl::StatusOr<int> SessiondProcess::RunToExit(
   absl::StatusOr<int> code = (*process)->WaitForExit(timeout);
   if (!code.ok()) (void)(*process)->Stop(SIGKILL, absl::Seconds(5));
   return code;
+}
+
+// Calls grpc.health.v1.Health/Check for `service` and returns the serving
+// status (1 SERVING, 2 NOT_SERVING), or -1 if the call failed.
+// HealthCheckRequest{service} is field 1 (a string); HealthCheckResponse
+// {status} is field 1 (an enum), so SERVING is the two bytes 08 01.
+int StandardHealth(const std::string& address, const std::string& service) {
+  grpc::GenericStub stub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  std::string request;
+  if (!service.empty()) {
+    request =
+        std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+  }
+  grpc::Slice slice(request);
+  grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ByteBuffer response_buffer;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(5));
+  grpc::CompletionQueue cq;
+  std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+      stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check",
+                            request_buffer, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response_buffer, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  const bool got = cq.Next(&tag, &ok);
+  cq.Shutdown();
+  void* ignored_tag = nullptr;
+  bool ignored_ok = false;
+  while (cq.Next(&ignored_tag, &ignored_ok)) {
+  }
+  if (!got || !ok || !status.ok()) return -1;
+  std::vector<grpc::Slice> slices;
+  if (!response_buffer.Dump(&slices).ok()) return -1;
+  std::string response;
+  for (const grpc::Slice& s : slices) {
+    response.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  if (response.size() != 2 || response[0] != '\x08') return -1;
+  return response[1];
 }
 
 std::string SessiondProcess::address() const {

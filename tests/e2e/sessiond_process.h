@@ -48,6 +48,11 @@ class SessiondProcess {
   int port_;
 };
 
+// Calls the standard grpc.health.v1.Health/Check on `address` (plaintext)
+// for `service` ("" for the server as a whole). Returns the status: 1
+// SERVING, 2 NOT_SERVING; or -1 if the call failed.
+int StandardHealth(const std::string& address, const std::string& service);
+
 }  // namespace sessiond::testing
 
 #endif  // SESSIOND_TESTS_E2E_SESSIOND_PROCESS_H_

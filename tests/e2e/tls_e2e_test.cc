@@ -102,6 +102,32 @@ TEST_F(TlsE2eTest, MutualTlsRequiresAClientCertificate) {
   EXPECT_TRUE(with_cert->serving());
 }
 
+TEST_F(TlsE2eTest, PlaintextHealthListenerServesHealthOnly) {
+  absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
+      SessiondProcess::Start({"--backend=memory", "--insecure_plaintext",
+                              "--tls_cert_file=" + dir_ + "/server.pem",
+                              "--tls_key_file=" + dir_ + "/server.key",
+                              "--tls_client_ca_file=" + dir_ + "/ca.pem",
+                              "--health_listen=127.0.0.1:0"},
+                             dir_ + "/health.log");
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string log = ReadFileOrEmpty((*server)->log_path());
+  const size_t at = log.find("plaintext) on 127.0.0.1:0 (port ");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string health_address =
+      "127.0.0.1:" + std::to_string(std::atoi(log.c_str() + at + 32));
+  // A probe without TLS gets the health status...
+  EXPECT_EQ(StandardHealth(health_address, ""), 1);
+  EXPECT_EQ(StandardHealth(health_address, "sessiond.v1.SessionService"), 1);
+  // ...but not the session API, and the main port still demands mTLS.
+  absl::StatusOr<std::unique_ptr<Client>> plain =
+      Client::Connect(health_address, ClientOptions{absl::Seconds(3), 1});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ((*plain)->Health().status().code(),
+            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(StandardHealth((*server)->address(), ""), -1);
+}
+
 TEST_F(TlsE2eTest, HalfConfiguredTlsRefusesToStart) {
   absl::StatusOr<int> code =
       SessiondProcess::RunToExit({"--backend=memory", "--insecure_plaintext",
