@@ -1,18 +1,27 @@
 #include "storage/postgres_conn.h"
 
-#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <postgresql/libpq-fe.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include <climits>
-#include <cmath>
+#include <algorithm>
 #include <cstdint>
-#include <cstring>
+#include <exception>
 #include <memory>
+#include <pqxx/binarystring>
+#include <pqxx/connection>
+#include <pqxx/errorhandler>
+#include <pqxx/except>
+#include <pqxx/nontransaction>
+#include <pqxx/result>
+#include <pqxx/transaction>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -26,18 +35,12 @@
 namespace sessiond::storage::postgres_internal {
 namespace {
 
-// Type OIDs (pg_type.dat); stable across PostgreSQL versions.
-constexpr Oid kInt8Oid = 20;
-constexpr Oid kByteaOid = 17;
-constexpr Oid kTextOid = 25;
-
 // libpq's messages end with a newline and may span lines; one line reads
 // better inside a Status.
-std::string OneLine(const char* message) {
+std::string OneLine(absl::string_view message) {
   std::string out;
   bool space = false;
-  for (const char* p = message != nullptr ? message : ""; *p != '\0'; ++p) {
-    const char c = *p;
+  for (const char c : message) {
     if (c == '\n' || c == '\t' || c == '\r' || c == ' ') {
       space = true;
       continue;
@@ -49,164 +52,316 @@ std::string OneLine(const char* message) {
   return out;
 }
 
+// The primary message of a server error as libpq formats it for
+// pqxx::sql_error::what() ("ERROR:  <primary>\n", then with the default
+// verbosity DETAIL and HINT lines): the first line without the severity.
+// Connections use terse verbosity, which leaves DETAIL (which may quote
+// values) out of the message in the first place; cutting at the first line
+// keeps it out regardless.
+std::string PrimaryMessage(absl::string_view message) {
+  message = message.substr(0, message.find('\n'));
+  const size_t sep = message.find(":  ");
+  if (sep != absl::string_view::npos && sep > 0 && sep <= 16 &&
+      std::all_of(message.begin(), message.begin() + sep,
+                  [](char c) { return absl::ascii_isalpha(c); })) {
+    message.remove_prefix(sep + 3);
+  }
+  return OneLine(message);
+}
+
 bool StartsWith(absl::string_view s, absl::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
+}
+
+// A value in a libpq connection string: single-quoted, with backslashes and
+// quotes escaped.
+std::string QuoteConnValue(absl::string_view value) {
+  std::string out = "'";
+  for (const char c : value) {
+    if (c == '\\' || c == '\'') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
 }
 
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// Params and Result.
+// Parameters and results.
 
-Params& Params::Int(int64_t v) {
-  std::string be(8, '\0');
-  const uint64_t u = static_cast<uint64_t>(v);
-  for (int i = 0; i < 8; ++i) {
-    be[i] = static_cast<char>((u >> (8 * (7 - i))) & 0xff);
+pqxx::binarystring Bytea(absl::string_view v) {
+  return pqxx::binarystring(v.empty() ? "" : v.data(), v.size());
+}
+
+int64_t FieldInt(const pqxx::field& f) {
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(absl::string_view(f.c_str(), f.size()), &v)) return 0;
+  return v;
+}
+
+std::string FieldText(const pqxx::field& f) {
+  return std::string(f.c_str(), f.size());
+}
+
+std::string FieldBytea(const pqxx::field& f) {
+  return pqxx::binarystring(f).str();
+}
+
+int64_t Affected(const pqxx::result& r) {
+  return static_cast<int64_t>(r.affected_rows());
+}
+
+// ---------------------------------------------------------------------------
+// Connection strings.
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseDsn(
+    const std::string& dsn) {
+  // The only libpq functions the backend calls itself, deliberately: libpqxx 6
+  // passes a connection string to libpq as is and has no way to parse one,
+  // or to combine it with other settings, while the DSN may be in either of
+  // libpq's two syntaxes (keyword/value or URI). PQconninfoParse only parses
+  // (it never connects, reads the environment or opens a file), exactly as
+  // the connection itself will.
+  //
+  // As with libpq's expand_dbname: a DSN that is neither a URI nor has a
+  // "keyword=value" pair is a database name.
+  if (!StartsWith(dsn, "postgresql://") && !StartsWith(dsn, "postgres://") &&
+      dsn.find('=') == std::string::npos) {
+    return std::vector<std::pair<std::string, std::string>>{{"dbname", dsn}};
   }
-  values_.push_back(std::move(be));
-  lengths_.push_back(8);
-  formats_.push_back(1);
-  return *this;
-}
-
-Params& Params::Bytes(absl::string_view v) {
-  values_.emplace_back(v.data() != nullptr ? v.data() : "", v.size());
-  lengths_.push_back(static_cast<int>(v.size()));
-  formats_.push_back(1);
-  return *this;
-}
-
-std::vector<const char*> Params::Values() const {
-  std::vector<const char*> out;
-  out.reserve(values_.size());
-  for (const std::string& v : values_) out.push_back(v.data());
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
+  if (options == nullptr) {
+    std::string message =
+        error != nullptr ? OneLine(error) : std::string("out of memory");
+    if (error != nullptr) PQfreemem(error);
+    return absl::InvalidArgumentError(message);
+  }
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) out.emplace_back(o->keyword, o->val);
+  }
+  PQconninfoFree(options);
   return out;
 }
 
-Result& Result::operator=(Result&& other) noexcept {
-  if (this != &other) {
-    if (res_ != nullptr) PQclear(res_);
-    res_ = std::exchange(other.res_, nullptr);
+std::string ConnectionString(
+    const std::vector<std::pair<std::string, std::string>>& params) {
+  std::vector<std::pair<absl::string_view, absl::string_view>> merged;
+  absl::flat_hash_map<absl::string_view, size_t> index;
+  for (const auto& [key, value] : params) {
+    auto [it, inserted] = index.emplace(key, merged.size());
+    if (inserted) {
+      merged.emplace_back(key, value);
+    } else {
+      merged[it->second].second = value;
+    }
   }
-  return *this;
-}
-
-Result::~Result() {
-  if (res_ != nullptr) PQclear(res_);
-}
-
-int Result::rows() const { return res_ != nullptr ? PQntuples(res_) : 0; }
-
-int64_t Result::affected() const {
-  int64_t n = 0;
-  if (res_ == nullptr || !absl::SimpleAtoi(PQcmdTuples(res_), &n)) return 0;
-  return n;
-}
-
-bool Result::IsNull(int row, int col) const {
-  return PQgetisnull(res_, row, col) != 0;
-}
-
-int64_t Result::Int(int row, int col) const {
-  const auto* p =
-      reinterpret_cast<const unsigned char*>(PQgetvalue(res_, row, col));
-  const int n = PQgetlength(res_, row, col);
-  uint64_t u = 0;
-  for (int i = 0; i < n && i < 8; ++i) u = (u << 8) | p[i];
-  if (n == 4) {  // int4: sign-extend
-    return static_cast<int64_t>(static_cast<int32_t>(u));
+  std::string out;
+  for (const auto& [key, value] : merged) {
+    if (!out.empty()) out.push_back(' ');
+    absl::StrAppend(&out, key, "=", QuoteConnValue(value));
   }
-  return static_cast<int64_t>(u);
-}
-
-std::string Result::Bytes(int row, int col) const {
-  const char* p = PQgetvalue(res_, row, col);
-  const int n = PQgetlength(res_, row, col);
-  if (p == nullptr || n <= 0) return std::string();
-  return std::string(p, static_cast<size_t>(n));
+  return out;
 }
 
 // ---------------------------------------------------------------------------
 // Connection.
 
+Connection::Connection(std::unique_ptr<pqxx::connection> conn, int watch_fd,
+                       Watchdog& watchdog, std::string secret)
+    : conn_(std::move(conn)),
+      // Server notices (e.g. "relation ... already exists, skipping") are
+      // of no use to the store; a library must not print them.
+      quiet_(std::make_unique<pqxx::quiet_errorhandler>(*conn_)),
+      watch_fd_(watch_fd),
+      watchdog_(watchdog),
+      secret_(std::move(secret)) {}
+
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
-    const ConnectOptions& options, absl::Time deadline) {
-  std::vector<const char*> keys;
-  std::vector<const char*> values;
-  for (const auto& [key, value] : options.params) {
-    keys.push_back(key.c_str());
-    values.push_back(value.c_str());
-  }
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
-  PGconn* raw = PQconnectStartParams(keys.data(), values.data(),
-                                     /*expand_dbname=*/1);
-  if (raw == nullptr) {
-    return absl::UnavailableError("postgres: cannot allocate a connection");
-  }
-  std::unique_ptr<Connection> conn(new Connection(raw, options.secret));
-  // libpq prints NOTICEs (e.g. "relation ... already exists, skipping") to
-  // stderr by default; a library must not.
-  PQsetNoticeProcessor(
-      raw, [](void*, const char*) {}, nullptr);
-  auto cannot_connect = [&conn](absl::string_view detail) {
-    return absl::UnavailableError(conn->Scrub(
-        absl::StrCat("postgres: cannot connect: ",
-                     detail.empty() ? "connection failed" : detail)));
+    const ConnectOptions& options, absl::Time deadline, Watchdog& watchdog) {
+  auto cannot_connect = [&options](absl::string_view detail) {
+    return absl::UnavailableError(
+        ScrubSecret(absl::StrCat("postgres: cannot connect: ",
+                                 detail.empty() ? "connection failed" : detail),
+                    options.secret));
   };
-  if (PQstatus(raw) == CONNECTION_BAD) {
-    return cannot_connect(OneLine(PQerrorMessage(raw)));
+  const absl::Duration left = deadline - absl::Now();
+  if (left <= absl::ZeroDuration()) {
+    return cannot_connect("no answer from the server in time");
   }
-  // As if PQconnectPoll had last returned PGRES_POLLING_WRITING (libpq docs).
-  PostgresPollingStatusType poll_status = PGRES_POLLING_WRITING;
-  while (poll_status != PGRES_POLLING_OK) {
-    if (poll_status == PGRES_POLLING_FAILED) {
-      return cannot_connect(OneLine(PQerrorMessage(raw)));
-    }
-    const int events = poll_status == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-    if (absl::Status s = conn->Wait(events, deadline, "connect"); !s.ok()) {
-      return cannot_connect("no answer from the server in time");
-    }
-    poll_status = PQconnectPoll(raw);
+  // libpqxx connects with PQconnectdb, which blocks: what bounds it is
+  // libpq's connect_timeout (whole seconds; libpq treats values below 2 as
+  // 2; it applies to each address tried).
+  std::vector<std::pair<std::string, std::string>> params = options.params;
+  params.emplace_back(
+      "connect_timeout",
+      absl::StrCat(std::max<int64_t>(
+          2, absl::ToInt64Seconds(absl::Ceil(left, absl::Seconds(1))))));
+  std::unique_ptr<pqxx::connection> conn;
+  int watch_fd = -1;
+  try {
+    conn = std::make_unique<pqxx::connection>(ConnectionString(params));
+    // libpqxx 6 would otherwise "reactivate" a broken connection by itself
+    // (PQreset or a new PQconnectdb inside a later call): a new socket that
+    // nobody watches, and a session without our settings. The store drops
+    // broken connections and opens new ones itself. The only way to turn
+    // that off in libpqxx 6 is deprecated (reactivation goes away in 7).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    conn->inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+    // Error messages without DETAIL, which may quote values.
+    conn->set_verbosity(pqxx::connection_base::terse);
+    for (const Statement& s : options.statements) conn->prepare(s.name, s.sql);
+    const int fd = conn->sock();
+    if (fd >= 0) watch_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  } catch (const std::exception& e) {
+    return cannot_connect(OneLine(e.what()));
   }
-  const char* encoding = PQparameterStatus(raw, "server_encoding");
-  if (encoding == nullptr || std::strcmp(encoding, "UTF8") != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "postgres: the database's encoding is ",
-        encoding != nullptr ? encoding : "unknown",
-        "; sessiond needs a UTF8 database (CREATE DATABASE ... ENCODING "
-        "'UTF8')"));
-  }
-  if (PQsetnonblocking(raw, 1) != 0) {
-    return cannot_connect(OneLine(PQerrorMessage(raw)));
-  }
+  if (watch_fd < 0) return cannot_connect("no socket to watch");
+  std::unique_ptr<Connection> c(
+      new Connection(std::move(conn), watch_fd, watchdog, options.secret));
+
   // The value is our own integer, never user input.
   const int64_t timeout_ms = std::max<int64_t>(
       1, absl::ToInt64Milliseconds(
              absl::Ceil(options.statement_timeout, absl::Milliseconds(1))));
-  absl::StatusOr<Result> set =
-      conn->ExecSimple(absl::StrCat("SET statement_timeout = ", timeout_ms),
-                       deadline, "set statement_timeout");
+  c->StartCall(deadline);
+  absl::StatusOr<pqxx::result> set =
+      c->ExecSql(absl::StrCat("SET statement_timeout = ", timeout_ms,
+                              "; SHOW server_encoding"),
+                 "set up the connection");
+  c->EndCall();
   if (!set.ok()) return set.status();
-  return conn;
+  if (c->broken()) {
+    return absl::UnavailableError(
+        "postgres: set up the connection: no answer from the server in time");
+  }
+  const std::string encoding =
+      set->size() == 1 && set->columns() == 1 ? FieldText((*set)[0][0]) : "";
+  if (encoding != "UTF8") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "postgres: the database's encoding is ",
+        encoding.empty() ? "unknown" : encoding,
+        "; sessiond needs a UTF8 database (CREATE DATABASE ... ENCODING "
+        "'UTF8')"));
+  }
+  return c;
 }
 
-Connection::~Connection() { PQfinish(conn_); }
+Connection::~Connection() {
+  if (txn_ != nullptr) {
+    // A transaction left open outside a call (the store never does this):
+    // destroying it sends ROLLBACK, which must not wait on the server
+    // unbounded. The connection is being closed anyway.
+    ::shutdown(watch_fd_, SHUT_RDWR);
+  }
+  if (ticket_ != 0) watchdog_.Disarm(ticket_);
+  autocommit_.reset();
+  txn_.reset();
+  quiet_.reset();
+  conn_.reset();  // PQfinish
+  // Only now: the watchdog no longer knows it, and libpq is done with the
+  // socket.
+  ::close(watch_fd_);
+}
+
+void Connection::StartCall(absl::Time deadline) {
+  if (ticket_ != 0 && watchdog_.Disarm(ticket_)) broken_ = true;
+  ticket_ = watchdog_.Arm(watch_fd_, deadline);
+}
+
+void Connection::EndCall() {
+  Rollback();
+  autocommit_.reset();
+  if (ticket_ != 0) {
+    // If the watchdog fired, the socket is shut down, whatever the call
+    // made of it.
+    if (watchdog_.Disarm(ticket_)) broken_ = true;
+    ticket_ = 0;
+  }
+}
+
+absl::Status Connection::CheckUsable(absl::string_view what) {
+  if (!broken_) return absl::OkStatus();
+  last_error_ = ErrorKind::kConnection;
+  return absl::UnavailableError(
+      absl::StrCat("postgres: ", what, ": connection is broken"));
+}
+
+pqxx::transaction_base& Connection::Current() {
+  if (txn_ != nullptr) return *txn_;
+  if (autocommit_ == nullptr) {
+    autocommit_ = std::make_unique<pqxx::nontransaction>(*conn_);
+  }
+  return *autocommit_;
+}
+
+absl::StatusOr<pqxx::result> Connection::ExecSql(const std::string& sql,
+                                                 absl::string_view what) {
+  if (absl::Status s = CheckUsable(what); !s.ok()) return s;
+  try {
+    return Current().exec(sql);
+  } catch (...) {
+    return Fail(what);
+  }
+}
+
+absl::Status Connection::Begin(absl::string_view what) {
+  if (absl::Status s = CheckUsable(what); !s.ok()) return s;
+  if (txn_ != nullptr) {
+    last_error_ = ErrorKind::kOther;
+    return absl::InternalError(
+        absl::StrCat("postgres: ", what, ": a transaction is already open"));
+  }
+  // One transaction object at a time per libpqxx connection; the
+  // autocommit one holds nothing on the server.
+  autocommit_.reset();
+  try {
+    txn_ = std::make_unique<pqxx::work>(*conn_);
+  } catch (...) {
+    return Fail(what);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Connection::Commit(absl::string_view what) {
+  if (txn_ == nullptr) {
+    last_error_ = ErrorKind::kOther;
+    return absl::InternalError(
+        absl::StrCat("postgres: ", what, ": no transaction to commit"));
+  }
+  try {
+    txn_->commit();
+  } catch (...) {
+    return Fail(what);  // Rollback() cleans up.
+  }
+  txn_.reset();
+  return absl::OkStatus();
+}
+
+void Connection::Rollback() {
+  if (txn_ == nullptr) return;
+  try {
+    // Sends ROLLBACK if the transaction is still open; libpqxx swallows a
+    // failure of it, so the connection's state is checked below.
+    txn_->abort();
+  } catch (...) {
+    broken_ = true;
+  }
+  txn_.reset();
+  if (!conn_->is_open()) broken_ = true;
+}
 
 bool Connection::Idle() const {
-  return !broken_ && PQstatus(conn_) == CONNECTION_OK &&
-         PQtransactionStatus(conn_) == PQTRANS_IDLE;
+  return !broken_ && txn_ == nullptr && conn_->is_open();
 }
 
-bool Connection::InTransaction() const {
-  const PGTransactionStatusType t = PQtransactionStatus(conn_);
-  return t == PQTRANS_INTRANS || t == PQTRANS_INERROR;
-}
-
-bool Connection::LooksHealthy() {
+bool Connection::LooksHealthy() const {
   if (!Idle()) return false;
-  const int fd = PQsocket(conn_);
+  const int fd = conn_->sock();
   if (fd < 0) return false;
   pollfd p{};
   p.fd = fd;
@@ -215,156 +370,60 @@ bool Connection::LooksHealthy() {
   return poll(&p, 1, 0) == 0;
 }
 
-absl::StatusOr<Result> Connection::Exec(const Statement& stmt,
-                                        const Params& params,
-                                        absl::Time deadline,
-                                        absl::string_view what) {
-  if (broken_) {
-    last_error_ = ErrorKind::kConnection;
-    return absl::UnavailableError(
-        absl::StrCat("postgres: ", what, ": connection is broken"));
-  }
-  const std::string name = absl::StrCat("sessiond_", stmt.index);
-  const uint64_t bit = uint64_t{1} << stmt.index;
-  const int n = params.size();
-  if ((prepared_ & bit) == 0) {
-    std::vector<Oid> types;
-    for (const char* t = stmt.param_types; *t != '\0'; ++t) {
-      types.push_back(*t == 'i' ? kInt8Oid : *t == 'b' ? kByteaOid : kTextOid);
-    }
-    if (PQsendPrepare(conn_, name.c_str(), stmt.sql,
-                      static_cast<int>(types.size()), types.data()) == 0) {
-      return ConnectionLost(what);
-    }
-    absl::StatusOr<Result> prepared = Finish(deadline, what);
-    if (!prepared.ok()) return prepared.status();
-    prepared_ |= bit;
-  }
-  const std::vector<const char*> values = params.Values();
-  if (PQsendQueryPrepared(conn_, name.c_str(), n, values.data(),
-                          params.Lengths().data(), params.Formats().data(),
-                          /*resultFormat=*/1) == 0) {
-    return ConnectionLost(what);
-  }
-  return Finish(deadline, what);
-}
-
-absl::StatusOr<Result> Connection::ExecSimple(absl::string_view sql,
-                                              absl::Time deadline,
-                                              absl::string_view what) {
-  if (broken_) {
-    last_error_ = ErrorKind::kConnection;
-    return absl::UnavailableError(
-        absl::StrCat("postgres: ", what, ": connection is broken"));
-  }
-  const std::string text(sql);
-  if (PQsendQuery(conn_, text.c_str()) == 0) return ConnectionLost(what);
-  return Finish(deadline, what);
-}
-
-absl::StatusOr<Result> Connection::Finish(absl::Time deadline,
-                                          absl::string_view what) {
-  // Send everything. While the server's answers pile up, read them too, so
-  // that neither side blocks on a full buffer.
-  while (true) {
-    const int flushed = PQflush(conn_);
-    if (flushed == 0) break;
-    if (flushed < 0) return ConnectionLost(what);
-    if (absl::Status s = Wait(POLLIN | POLLOUT, deadline, what); !s.ok()) {
-      return s;
-    }
-    if (PQconsumeInput(conn_) == 0) return ConnectionLost(what);
-  }
-  Result last(nullptr);
-  PGresult* first_error = nullptr;
-  auto drop_error = [&first_error] {
-    if (first_error != nullptr) PQclear(first_error);
-    first_error = nullptr;
-  };
-  while (true) {
-    while (PQisBusy(conn_) != 0) {
-      if (absl::Status s = Wait(POLLIN, deadline, what); !s.ok()) {
-        drop_error();
-        return s;
-      }
-      if (PQconsumeInput(conn_) == 0) {
-        drop_error();
-        return ConnectionLost(what);
-      }
-    }
-    PGresult* res = PQgetResult(conn_);
-    if (res == nullptr) break;
-    const ExecStatusType status = PQresultStatus(res);
-    if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE) {
-      if (first_error == nullptr) {
-        first_error = res;
-      } else {
-        PQclear(res);
-      }
-    } else {
-      last = Result(res);
-    }
-  }
-  if (first_error != nullptr) {
-    absl::Status s = Fail(first_error, what);
-    drop_error();
-    return s;
-  }
-  if (last.rows() == 0 && PQstatus(conn_) != CONNECTION_OK) {
-    return ConnectionLost(what);
-  }
-  return last;
-}
-
-absl::Status Connection::Wait(int events, absl::Time deadline,
-                              absl::string_view what) {
-  const int fd = PQsocket(conn_);
-  if (fd < 0) return ConnectionLost(what);
-  while (true) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      // Whatever is in flight is abandoned: the connection cannot be reused.
-      broken_ = true;
-      last_error_ = ErrorKind::kConnection;
-      return absl::UnavailableError(absl::StrCat(
-          "postgres: ", what, ": no answer from the server in time"));
-    }
-    const int64_t ms =
-        absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1)));
-    pollfd p{};
-    p.fd = fd;
-    p.events = static_cast<short>(events);
-    const int rc =
-        poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, INT_MAX)));
-    // Readable, writable, or an error/hang-up that libpq will report.
-    if (rc > 0) return absl::OkStatus();
-    if (rc < 0 && errno != EINTR) return ConnectionLost(what);
-  }
-}
-
-absl::Status Connection::ConnectionLost(absl::string_view what) {
+absl::Status Connection::ConnectionLost(absl::string_view what,
+                                        absl::string_view detail) {
   broken_ = true;
   last_error_ = ErrorKind::kConnection;
-  const std::string detail = OneLine(PQerrorMessage(conn_));
+  if (ticket_ != 0 && watchdog_.Fired(ticket_)) {
+    return absl::UnavailableError(absl::StrCat(
+        "postgres: ", what, ": no answer from the server in time"));
+  }
   return absl::UnavailableError(
       Scrub(absl::StrCat("postgres: ", what, ": connection to the server lost",
                          detail.empty() ? "" : ": ", detail)));
 }
 
-absl::Status Connection::Fail(const PGresult* res, absl::string_view what) {
-  const char* raw_state =
-      res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
-  const std::string state = raw_state != nullptr ? raw_state : "";
-  if (state.empty() && PQstatus(conn_) != CONNECTION_OK) {
-    return ConnectionLost(what);
+absl::Status Connection::Fail(absl::string_view what) {
+  std::string state;
+  std::string detail;
+  try {
+    throw;
+  } catch (const pqxx::broken_connection& e) {
+    // Includes SQLSTATE class 08 and too_many_connections (53300).
+    return ConnectionLost(what, OneLine(e.what()));
+  } catch (const pqxx::in_doubt_error&) {
+    return ConnectionLost(what, "the outcome of COMMIT is unknown");
+  } catch (const pqxx::serialization_failure& e) {
+    // libpqxx 6 keeps no SQLSTATE for the transaction_rollback family; the
+    // class says which it was.
+    state = "40001";
+    detail = PrimaryMessage(e.what());
+  } catch (const pqxx::deadlock_detected& e) {
+    state = "40P01";
+    detail = PrimaryMessage(e.what());
+  } catch (const pqxx::statement_completion_unknown& e) {
+    state = "40003";
+    detail = PrimaryMessage(e.what());
+  } catch (const pqxx::transaction_rollback& e) {
+    state = "40000";
+    detail = PrimaryMessage(e.what());
+  } catch (const pqxx::sql_error& e) {
+    state = e.sqlstate();
+    detail = PrimaryMessage(e.what());
+  } catch (const std::exception& e) {
+    if (!conn_->is_open()) return ConnectionLost(what, OneLine(e.what()));
+    // Failed on the client side (usage, conversion, memory): the
+    // connection's state is unknown, so it is not reused.
+    broken_ = true;
+    last_error_ = ErrorKind::kOther;
+    return absl::InternalError(
+        Scrub(absl::StrCat("postgres: ", what, ": ", OneLine(e.what()))));
+  } catch (...) {
+    broken_ = true;
+    last_error_ = ErrorKind::kOther;
+    return absl::InternalError(
+        absl::StrCat("postgres: ", what, ": unknown error"));
   }
-  const char* primary = res != nullptr
-                            ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                            : nullptr;
-  std::string detail =
-      OneLine(primary != nullptr ? primary
-                                 : (res != nullptr ? PQresultErrorMessage(res)
-                                                   : PQerrorMessage(conn_)));
   auto message = [&](absl::string_view text) {
     return Scrub(absl::StrCat("postgres: ", what, ": ", text, " (SQLSTATE ",
                               state.empty() ? "none" : state, ")"));
@@ -373,7 +432,7 @@ absl::Status Connection::Fail(const PGresult* res, absl::string_view what) {
   // Class 08: connection exception. 57P01..57P03: the server is shutting
   // down, crashed, or not yet accepting connections.
   if (StartsWith(s, "08") || s == "57P01" || s == "57P02" || s == "57P03" ||
-      PQstatus(conn_) != CONNECTION_OK) {
+      !conn_->is_open()) {
     broken_ = true;
     last_error_ = ErrorKind::kConnection;
     return absl::UnavailableError(message(detail));

@@ -1,14 +1,19 @@
-// Private to the PostgreSQL backend (storage/postgres_store.cc): one libpq
-// connection whose every wait is bounded by a deadline, binary-format
-// parameters and results, and the mapping of libpq/SQLSTATE errors to the
-// SessionStore error space.
+// Private to the PostgreSQL backend (storage/postgres_store.cc): one libpqxx
+// connection whose every wait on the server is bounded (libpq's
+// connect_timeout while connecting, the Watchdog afterwards), its prepared
+// statements and transactions, and the mapping of libpqxx exceptions and
+// SQLSTATEs to the SessionStore error space.
 #ifndef SESSIOND_STORAGE_POSTGRES_CONN_H_
 #define SESSIOND_STORAGE_POSTGRES_CONN_H_
 
-#include <postgresql/libpq-fe.h>
-
 #include <cstdint>
 #include <memory>
+#include <pqxx/binarystring>
+#include <pqxx/connection>
+#include <pqxx/errorhandler>
+#include <pqxx/nontransaction>
+#include <pqxx/result>
+#include <pqxx/transaction>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +22,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "storage/postgres_watchdog.h"
 
 namespace sessiond::storage::postgres_internal {
 
@@ -32,123 +39,160 @@ enum class ErrorKind {
   kOther,
 };
 
-// A statement the store prepares on each connection.
+// A statement the store prepares on each connection (libpqxx sends the
+// PREPARE on its first use there). Parameters carry explicit casts in the SQL
+// ($1::bytea, $2::bigint, $3::text), so their types never depend on
+// inference.
 struct Statement {
-  // Index in the store's statement table, < 64; also names the prepared
-  // statement ("sessiond_<index>").
+  // Index in the store's statement table.
   int index;
+  // The prepared statement's name on the connection.
+  const char* name;
   const char* sql;
-  // One letter per parameter: 'i' bigint, 'b' bytea, 't' text.
-  const char* param_types;
 };
 
-// Parameters in binary format.
-class Params {
- public:
-  Params& Int(int64_t v);
-  Params& Bytes(absl::string_view v);  // bytea, or text (raw UTF-8)
+// A bytea parameter: sent in binary format, any bytes.
+pqxx::binarystring Bytea(absl::string_view v);
+// A text parameter: sent as text; must be IsStorableText (no NUL).
+inline std::string Text(absl::string_view v) { return std::string(v); }
 
-  int size() const { return static_cast<int>(values_.size()); }
-  // Pointers into this object; valid while it lives and is not modified.
-  std::vector<const char*> Values() const;
-  const std::vector<int>& Lengths() const { return lengths_; }
-  const std::vector<int>& Formats() const { return formats_; }
-
- private:
-  std::vector<std::string> values_;
-  std::vector<int> lengths_;
-  std::vector<int> formats_;
-};
-
-// A successful result. Binary columns for prepared statements, text for
-// ExecSimple.
-class Result {
- public:
-  explicit Result(PGresult* res) : res_(res) {}
-  Result(Result&& other) noexcept : res_(std::exchange(other.res_, nullptr)) {}
-  Result& operator=(Result&& other) noexcept;
-  Result(const Result&) = delete;
-  Result& operator=(const Result&) = delete;
-  ~Result();
-
-  int rows() const;
-  // Rows an INSERT, UPDATE or DELETE changed.
-  int64_t affected() const;
-  bool IsNull(int row, int col) const;
-  // A binary bigint column.
-  int64_t Int(int row, int col) const;
-  // The raw bytes of a column (binary bytea/text, or any text-format value).
-  std::string Bytes(int row, int col) const;
-
- private:
-  PGresult* res_;
-};
+// Column values of a (text-format) result.
+int64_t FieldInt(const pqxx::field& f);
+std::string FieldText(const pqxx::field& f);
+std::string FieldBytea(const pqxx::field& f);
+// Rows an INSERT, UPDATE or DELETE changed.
+int64_t Affected(const pqxx::result& r);
 
 // Connection settings.
 struct ConnectOptions {
   // libpq keywords and values, in order; a later entry overrides an earlier
-  // one (the "dbname" entry is expanded as a connection string or URI).
+  // one. Connection::Open adds connect_timeout.
   std::vector<std::pair<std::string, std::string>> params;
   // Server-side statement timeout, set on every new connection.
   absl::Duration statement_timeout;
   // Removed from every error message (the password), if not empty.
   std::string secret;
+  // Registered on every connection (with pqxx::connection::prepare).
+  absl::Span<const Statement> statements;
 };
 
-// One libpq connection in non-blocking mode. Used by one thread at a time.
+// The keyword/value pairs a libpq connection string or URI sets, in order.
+// libpqxx takes a single connection string as is; the store must add its own
+// settings on top of the operator's DSN, whichever of the two syntaxes it
+// uses. On failure, libpq's message (which may quote part of the DSN).
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseDsn(
+    const std::string& dsn);
+
+// A libpq connection string ("k='v' ...") for the pairs; a later pair
+// overrides an earlier one with the same keyword.
+std::string ConnectionString(
+    const std::vector<std::pair<std::string, std::string>>& params);
+
+// One libpqxx connection. Used by one thread at a time.
+//
+// Every use of the server happens inside a call: StartCall(deadline) ...
+// EndCall(). In between, the connection's socket is watched by the Watchdog,
+// which shuts it down if the deadline passes first; libpqxx then fails with
+// pqxx::broken_connection and the connection is marked broken. Outside a
+// call the connection never talks to the server (except for the Terminate
+// message libpq sends when it is destroyed).
+//
+// Within a call, statements run in the transaction opened by Begin() (a
+// pqxx::work) until Commit() or Rollback(), and otherwise each in autocommit
+// mode (a pqxx::nontransaction).
 class Connection {
  public:
-  // Connects, waiting at most until `deadline`, and sets statement_timeout.
-  // UNAVAILABLE on failure (with libpq's message), FAILED_PRECONDITION if the
-  // database's encoding is not UTF8.
+  // Connects (bounded by libpq's connect_timeout, derived from `deadline`:
+  // whole seconds, at least 2, per address tried), then sets
+  // statement_timeout and checks the server encoding in one round trip
+  // (bounded by `deadline` through `watchdog`). UNAVAILABLE on failure (with
+  // libpq's message), FAILED_PRECONDITION if the database's encoding is not
+  // UTF8. `watchdog` must outlive the connection.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
-      const ConnectOptions& options, absl::Time deadline);
+      const ConnectOptions& options, absl::Time deadline, Watchdog& watchdog);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Runs a prepared statement (preparing it on first use); binary results.
-  absl::StatusOr<Result> Exec(const Statement& stmt, const Params& params,
-                              absl::Time deadline, absl::string_view what);
-  // Runs fixed SQL (may be several statements) with the simple protocol;
-  // text results of the last statement.
-  absl::StatusOr<Result> ExecSimple(absl::string_view sql, absl::Time deadline,
-                                    absl::string_view what);
+  // Starts a call: until EndCall(), the socket is shut down at `deadline`.
+  void StartCall(absl::Time deadline);
+  // Ends the call: rolls back a transaction left open (still within the
+  // deadline), then stops watching the socket. If the watchdog fired, the
+  // connection is marked broken.
+  void EndCall();
+
+  // Runs a prepared statement with its parameters (int64_t, Text(...),
+  // Bytea(...)), in the open transaction or in autocommit mode.
+  template <typename... Args>
+  absl::StatusOr<pqxx::result> Exec(const Statement& stmt,
+                                    absl::string_view what,
+                                    const Args&... args) {
+    if (absl::Status s = CheckUsable(what); !s.ok()) return s;
+    try {
+      return Current().exec_prepared(stmt.name, args...);
+    } catch (...) {
+      return Fail(what);
+    }
+  }
+  // Runs fixed SQL (may be several statements: the result is the last one's)
+  // in the open transaction or in autocommit mode.
+  absl::StatusOr<pqxx::result> ExecSql(const std::string& sql,
+                                       absl::string_view what);
+
+  // Opens a READ COMMITTED transaction (pqxx::work; sends BEGIN).
+  absl::Status Begin(absl::string_view what);
+  // Commits the open transaction. On failure the transaction is over on the
+  // server (or, if the connection was lost, its outcome is unknown and the
+  // connection is broken); Rollback() then only cleans up.
+  absl::Status Commit(absl::string_view what);
+  // Rolls the open transaction back, if any. Never fails: if the rollback
+  // cannot be confirmed, the connection is marked broken.
+  void Rollback();
+  bool InTransaction() const { return txn_ != nullptr; }
 
   // True once the connection is unusable; it must then be dropped.
   bool broken() const { return broken_; }
-  // Idle: connected and not inside a transaction.
+  // Idle: connected, not broken, no transaction open.
   bool Idle() const;
-  bool InTransaction() const;
   // For a connection coming out of the pool: false if the server has said
   // or closed anything since the connection was last used (a connection
   // idle in the pool is sent nothing while healthy).
-  bool LooksHealthy();
+  bool LooksHealthy() const;
 
   ErrorKind last_error() const { return last_error_; }
   void ClearLastError() { last_error_ = ErrorKind::kNone; }
 
  private:
-  Connection(PGconn* conn, std::string secret)
-      : conn_(conn), secret_(std::move(secret)) {}
+  Connection(std::unique_ptr<pqxx::connection> conn, int watch_fd,
+             Watchdog& watchdog, std::string secret);
 
-  // Sends what libpq buffered, then collects every result of the command in
-  // flight; returns the first error or the last result.
-  absl::StatusOr<Result> Finish(absl::Time deadline, absl::string_view what);
-  // Waits until the socket is ready for `events` (POLLIN/POLLOUT).
-  // UNAVAILABLE (and broken) at the deadline.
-  absl::Status Wait(int events, absl::Time deadline, absl::string_view what);
-  // The status for a failed result (or null: a connection-level failure).
-  absl::Status Fail(const PGresult* res, absl::string_view what);
-  absl::Status ConnectionLost(absl::string_view what);
+  // UNAVAILABLE if the connection is broken.
+  absl::Status CheckUsable(absl::string_view what);
+  // The transaction statements run in: the open pqxx::work, or a
+  // pqxx::nontransaction (created on demand; it sends nothing by itself).
+  pqxx::transaction_base& Current();
+  // The status for the exception being handled; records last_error_ and
+  // marks the connection broken when it is unusable. Call only from a catch
+  // block.
+  absl::Status Fail(absl::string_view what);
+  absl::Status ConnectionLost(absl::string_view what, absl::string_view detail);
   std::string Scrub(std::string message) const;
 
-  PGconn* const conn_;
+  // Declaration order is destruction order in reverse: transactions first,
+  // then the error handler, then the connection.
+  std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<pqxx::quiet_errorhandler> quiet_;
+  std::unique_ptr<pqxx::work> txn_;
+  std::unique_ptr<pqxx::nontransaction> autocommit_;
+  // Our own duplicate of libpq's socket descriptor, watched by the watchdog
+  // and closed only after the connection is gone (see postgres_watchdog.h).
+  const int watch_fd_;
+  Watchdog& watchdog_;
+  // The current call's watch, or 0 outside a call.
+  uint64_t ticket_ = 0;
   const std::string secret_;
   bool broken_ = false;
   ErrorKind last_error_ = ErrorKind::kNone;
-  // Bit i: statement i is prepared on this connection.
-  uint64_t prepared_ = 0;
 };
 
 // Removes every occurrence of `secret` from `message`.

@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <pqxx/result>
 #include <random>
 #include <sstream>
 #include <string>
@@ -26,18 +27,24 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "storage/postgres_conn.h"
+#include "storage/postgres_watchdog.h"
 #include "storage/session_record.h"
 
 namespace sessiond::storage {
 namespace {
 
+using postgres_internal::Affected;
+using postgres_internal::Bytea;
 using postgres_internal::Connection;
 using postgres_internal::ConnectOptions;
 using postgres_internal::ErrorKind;
+using postgres_internal::FieldBytea;
+using postgres_internal::FieldInt;
+using postgres_internal::FieldText;
 using postgres_internal::IsStorableText;
-using postgres_internal::Params;
-using postgres_internal::Result;
 using postgres_internal::Statement;
+using postgres_internal::Text;
+using postgres_internal::Watchdog;
 
 // SessionRecord::token_hash is a SHA-256.
 constexpr size_t kTokenHashSize = 32;
@@ -101,12 +108,11 @@ static_assert(kMigrations[std::size(kMigrations) - 1].version ==
 #define SESSIOND_PG_USER_LOCK_CLASS "x'73657373'::int"
 
 // ---------------------------------------------------------------------------
-// Statements, prepared on each connection on first use.
+// Statements, registered on each connection and prepared there on first use.
+// Parameters: text as text, bytea in binary format, bigint as decimal text;
+// their types are fixed by the casts.
 
 enum StatementId : int {
-  kBegin,
-  kCommit,
-  kRollback,
   kLockUser,
   kSelectByHash,
   kSelectByHashForShare,
@@ -133,105 +139,94 @@ enum StatementId : int {
   "idle_timeout_us, absolute_lifetime_us, version"
 
 constexpr std::array<Statement, kNumStatements> kStatements = {{
-    {kBegin, "BEGIN", ""},
-    {kCommit, "COMMIT", ""},
-    {kRollback, "ROLLBACK", ""},
     // $1 user_id. Serialises, across processes, the writers that may have
     // to evict this user's sessions; released at commit or rollback.
-    {kLockUser,
+    {kLockUser, "sessiond_lock_user",
      "SELECT pg_advisory_xact_lock(" SESSIOND_PG_USER_LOCK_CLASS
-     ", hashtext($1))",
-     "t"},
+     ", hashtext($1::text))"},
     // $1 token_hash. Expired or not: the caller decides with its own time.
-    {kSelectByHash,
+    {kSelectByHash, "sessiond_select_by_hash",
      "SELECT " SESSIOND_PG_COLUMNS
-     " FROM sessiond_sessions WHERE token_hash = $1",
-     "b"},
+     " FROM sessiond_sessions WHERE token_hash = $1::bytea"},
     // Waits for a writer of the row to finish, and keeps writers out until
     // the transaction ends.
-    {kSelectByHashForShare,
+    {kSelectByHashForShare, "sessiond_select_by_hash_for_share",
      "SELECT " SESSIOND_PG_COLUMNS
-     " FROM sessiond_sessions WHERE token_hash = $1 FOR SHARE",
-     "b"},
-    {kSelectByHashForUpdate,
+     " FROM sessiond_sessions WHERE token_hash = $1::bytea FOR SHARE"},
+    {kSelectByHashForUpdate, "sessiond_select_by_hash_for_update",
      "SELECT " SESSIOND_PG_COLUMNS
-     " FROM sessiond_sessions WHERE token_hash = $1 FOR UPDATE",
-     "b"},
+     " FROM sessiond_sessions WHERE token_hash = $1::bytea FOR UPDATE"},
     // $1 id, $2 token_hash, $3 now. An expired row is as good as missing,
     // so it must not block a new one.
-    {kDeleteExpiredConflicts,
-     "DELETE FROM sessiond_sessions WHERE (id = $1 OR token_hash = $2)"
-     " AND expires_at <= $3",
-     "tbi"},
+    {kDeleteExpiredConflicts, "sessiond_delete_expired_conflicts",
+     "DELETE FROM sessiond_sessions WHERE (id = $1::text OR token_hash ="
+     " $2::bytea) AND expires_at <= $3::bigint"},
     // $1 token_hash, $2 now
-    {kDeleteExpiredByHash,
-     "DELETE FROM sessiond_sessions WHERE token_hash = $1"
-     " AND expires_at <= $2",
-     "bi"},
-    {kInsert,
+    {kDeleteExpiredByHash, "sessiond_delete_expired_by_hash",
+     "DELETE FROM sessiond_sessions WHERE token_hash = $1::bytea"
+     " AND expires_at <= $2::bigint"},
+    {kInsert, "sessiond_insert",
      "INSERT INTO sessiond_sessions (" SESSIOND_PG_COLUMNS
-     ", expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-     "tbtbiiiiii"},
+     ", expires_at) VALUES ($1::text, $2::bytea, $3::text, $4::bytea,"
+     " $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint,"
+     " $10::bigint)"},
     // $1 id, $2 new last_active_at, $3 new expires_at; on a locked row.
-    {kTouch,
-     "UPDATE sessiond_sessions SET last_active_at = $2, expires_at = $3"
-     " WHERE id = $1",
-     "tii"},
+    {kTouch, "sessiond_touch",
+     "UPDATE sessiond_sessions SET last_active_at = $2::bigint,"
+     " expires_at = $3::bigint WHERE id = $1::text"},
     // $1 id, $2 expected (current) version, then the new values. The
     // compare-and-set is the version check in this WHERE.
-    {kRewrite,
-     "UPDATE sessiond_sessions SET token_hash = $3, user_id = $4,"
-     " sealed = $5, last_active_at = $6, idle_timeout_us = $7,"
-     " absolute_lifetime_us = $8, version = $9, expires_at = $10"
-     " WHERE id = $1 AND version = $2",
-     "tibtbiiiii"},
+    {kRewrite, "sessiond_rewrite",
+     "UPDATE sessiond_sessions SET token_hash = $3::bytea,"
+     " user_id = $4::text, sealed = $5::bytea, last_active_at = $6::bigint,"
+     " idle_timeout_us = $7::bigint, absolute_lifetime_us = $8::bigint,"
+     " version = $9::bigint, expires_at = $10::bigint"
+     " WHERE id = $1::text AND version = $2::bigint"},
     // $1 user_id, $2 now, $3 id to keep, $4 how many others to keep. Keeps
     // the most recently active (listing order), deletes the rest. The outer
     // conditions are re-checked on rows that changed meanwhile, so a session
     // that moved to another user is never evicted for this one.
-    {kEvict,
+    {kEvict, "sessiond_evict",
      "DELETE FROM sessiond_sessions WHERE id IN (SELECT id FROM"
-     " sessiond_sessions WHERE user_id = $1 AND expires_at > $2 AND id <> $3"
-     " ORDER BY last_active_at DESC, id DESC OFFSET $4)"
-     " AND user_id = $1 AND expires_at > $2",
-     "titi"},
+     " sessiond_sessions WHERE user_id = $1::text AND expires_at > $2::bigint"
+     " AND id <> $3::text ORDER BY last_active_at DESC, id DESC"
+     " OFFSET $4::bigint) AND user_id = $1::text AND expires_at > $2::bigint"},
     // The deletes remove the rows whether expired or not (an expired row is
     // dead anyway) and return each row's expiry, so that the caller counts
     // the live ones with a time read once the rows are locked.
     // $1 token_hash
-    {kDeleteByHash,
-     "DELETE FROM sessiond_sessions WHERE token_hash = $1 RETURNING expires_at",
-     "b"},
+    {kDeleteByHash, "sessiond_delete_by_hash",
+     "DELETE FROM sessiond_sessions WHERE token_hash = $1::bytea"
+     " RETURNING expires_at"},
     // $1 id
-    {kDeleteById,
-     "DELETE FROM sessiond_sessions WHERE id = $1 RETURNING expires_at", "t"},
+    {kDeleteById, "sessiond_delete_by_id",
+     "DELETE FROM sessiond_sessions WHERE id = $1::text RETURNING expires_at"},
     // $1 user_id, $2 except id ('' keeps none; no stored id is empty).
-    {kDeleteForUser,
-     "DELETE FROM sessiond_sessions WHERE user_id = $1 AND id <> $2"
-     " RETURNING expires_at",
-     "tt"},
+    {kDeleteForUser, "sessiond_delete_for_user",
+     "DELETE FROM sessiond_sessions WHERE user_id = $1::text"
+     " AND id <> $2::text RETURNING expires_at"},
     // $1 user_id, $2 now, $3 limit
-    {kListFirst,
+    {kListFirst, "sessiond_list_first",
      "SELECT " SESSIOND_PG_COLUMNS
-     " FROM sessiond_sessions WHERE user_id = $1 AND expires_at > $2"
-     " ORDER BY last_active_at DESC, id DESC LIMIT $3",
-     "tii"},
+     " FROM sessiond_sessions WHERE user_id = $1::text"
+     " AND expires_at > $2::bigint"
+     " ORDER BY last_active_at DESC, id DESC LIMIT $3::bigint"},
     // As kListFirst, strictly after ($4 last_active_at, $5 id).
-    {kListAfter,
+    {kListAfter, "sessiond_list_after",
      "SELECT " SESSIOND_PG_COLUMNS
-     " FROM sessiond_sessions WHERE user_id = $1 AND expires_at > $2"
-     " AND (last_active_at, id) < ($4, $5)"
-     " ORDER BY last_active_at DESC, id DESC LIMIT $3",
-     "tiiit"},
+     " FROM sessiond_sessions WHERE user_id = $1::text"
+     " AND expires_at > $2::bigint"
+     " AND (last_active_at, id) < ($4::bigint, $5::text)"
+     " ORDER BY last_active_at DESC, id DESC LIMIT $3::bigint"},
     // $1 now, $2 batch size. Rows another transaction holds are skipped: a
     // concurrent pruner deletes them, or a writer that holds one may be
     // bringing it back to life, or the next prune does.
-    {kPruneBatch,
+    {kPruneBatch, "sessiond_prune_batch",
      "DELETE FROM sessiond_sessions WHERE ctid = ANY(ARRAY("
-     "SELECT ctid FROM sessiond_sessions WHERE expires_at <= $1"
-     " LIMIT $2 FOR UPDATE SKIP LOCKED)) AND expires_at <= $1",
-     "ii"},
-    {kPing, "SELECT 1", ""},
+     "SELECT ctid FROM sessiond_sessions WHERE expires_at <= $1::bigint"
+     " LIMIT $2::bigint FOR UPDATE SKIP LOCKED))"
+     " AND expires_at <= $1::bigint"},
+    {kPing, "sessiond_ping", "SELECT 1"},
 }};
 
 #undef SESSIOND_PG_COLUMNS
@@ -240,7 +235,7 @@ constexpr bool StatementsInOrder() {
   for (int i = 0; i < kNumStatements; ++i) {
     if (kStatements[i].index != i) return false;
   }
-  return kNumStatements <= 64;
+  return true;
 }
 static_assert(StatementsInOrder(), "kStatements must follow StatementId");
 
@@ -265,17 +260,17 @@ absl::Duration MicrosToDuration(int64_t us) {
   return absl::Microseconds(us);
 }
 
-SessionRecord RecordFromRow(const Result& res, int row) {
+SessionRecord RecordFromRow(const pqxx::row& row) {
   SessionRecord r;
-  r.id = res.Bytes(row, 0);
-  r.token_hash = res.Bytes(row, 1);
-  r.user_id = res.Bytes(row, 2);
-  r.sealed_payload = res.Bytes(row, 3);
-  r.created_at = MicrosToTime(res.Int(row, 4));
-  r.last_active_at = MicrosToTime(res.Int(row, 5));
-  r.idle_timeout = MicrosToDuration(res.Int(row, 6));
-  r.absolute_lifetime = MicrosToDuration(res.Int(row, 7));
-  r.version = res.Int(row, 8);
+  r.id = FieldText(row[0]);
+  r.token_hash = FieldBytea(row[1]);
+  r.user_id = FieldText(row[2]);
+  r.sealed_payload = FieldBytea(row[3]);
+  r.created_at = MicrosToTime(FieldInt(row[4]));
+  r.last_active_at = MicrosToTime(FieldInt(row[5]));
+  r.idle_timeout = MicrosToDuration(FieldInt(row[6]));
+  r.absolute_lifetime = MicrosToDuration(FieldInt(row[7]));
+  r.version = FieldInt(row[8]);
   return r;
 }
 
@@ -285,30 +280,20 @@ SessionRecord RecordFromRow(const Result& res, int row) {
 // The row with this token hash, live or not, read as `id` says (plain,
 // FOR SHARE or FOR UPDATE).
 absl::StatusOr<std::optional<SessionRecord>> SelectByHash(
-    Connection& c, StatementId id, absl::string_view token_hash,
-    absl::Time deadline) {
-  absl::StatusOr<Result> res =
-      c.Exec(Stmt(id), Params().Bytes(token_hash), deadline, "load");
+    Connection& c, StatementId id, absl::string_view token_hash) {
+  absl::StatusOr<pqxx::result> res =
+      c.Exec(Stmt(id), "load", Bytea(token_hash));
   if (!res.ok()) return res.status();
-  if (res->rows() == 0) return std::optional<SessionRecord>();
-  return std::optional<SessionRecord>(RecordFromRow(*res, 0));
-}
-
-// Runs BEGIN, or COMMIT, inside a call that manages its own transaction.
-absl::Status Begin(Connection& c, absl::Time deadline, absl::string_view what) {
-  return c.Exec(Stmt(kBegin), Params(), deadline, what).status();
-}
-absl::Status Commit(Connection& c, absl::Time deadline,
-                    absl::string_view what) {
-  return c.Exec(Stmt(kCommit), Params(), deadline, what).status();
+  if (res->empty()) return std::optional<SessionRecord>();
+  return std::optional<SessionRecord>(RecordFromRow((*res)[0]));
 }
 
 // How many of the expiries a delete returned are after `now`.
-int64_t CountLive(const Result& res, absl::Time now) {
+int64_t CountLive(const pqxx::result& res, absl::Time now) {
   const int64_t now_us = absl::ToUnixMicros(now);
   int64_t live = 0;
-  for (int i = 0; i < res.rows(); ++i) {
-    if (res.Int(i, 0) > now_us) ++live;
+  for (const pqxx::row& row : res) {
+    if (FieldInt(row[0]) > now_us) ++live;
   }
   return live;
 }
@@ -316,23 +301,14 @@ int64_t CountLive(const Result& res, absl::Time now) {
 // Writes every field of `r` over the row with r.id, which the caller has
 // locked at version `old_version`.
 absl::Status Rewrite(Connection& c, const SessionRecord& r, int64_t old_version,
-                     absl::Time deadline, absl::string_view what) {
-  absl::StatusOr<Result> res =
-      c.Exec(Stmt(kRewrite),
-             Params()
-                 .Bytes(r.id)
-                 .Int(old_version)
-                 .Bytes(r.token_hash)
-                 .Bytes(r.user_id)
-                 .Bytes(r.sealed_payload)
-                 .Int(TimeToMicros(r.last_active_at))
-                 .Int(DurationToMicros(r.idle_timeout))
-                 .Int(DurationToMicros(r.absolute_lifetime))
-                 .Int(r.version)
-                 .Int(TimeToMicros(r.ExpiresAt())),
-             deadline, what);
+                     absl::string_view what) {
+  absl::StatusOr<pqxx::result> res = c.Exec(
+      Stmt(kRewrite), what, Text(r.id), old_version, Bytea(r.token_hash),
+      Text(r.user_id), Bytea(r.sealed_payload), TimeToMicros(r.last_active_at),
+      DurationToMicros(r.idle_timeout), DurationToMicros(r.absolute_lifetime),
+      r.version, TimeToMicros(r.ExpiresAt()));
   if (!res.ok()) return res.status();
-  if (res->affected() != 1) {
+  if (Affected(*res) != 1) {
     return absl::InternalError(
         absl::StrCat("postgres: ", what, ": the locked session changed"));
   }
@@ -372,9 +348,10 @@ absl::Duration ConflictBackoff(int attempt) {
 // ---------------------------------------------------------------------------
 // Schema migration.
 
-absl::StatusOr<int64_t> ParseVersion(const Result& res) {
+absl::StatusOr<int64_t> ParseVersion(const pqxx::result& res) {
   int64_t v = 0;
-  if (res.rows() != 1 || !absl::SimpleAtoi(res.Bytes(0, 0), &v)) {
+  if (res.size() != 1 || res.columns() != 1 ||
+      !absl::SimpleAtoi(FieldText(res[0][0]), &v)) {
     return absl::InternalError("postgres: cannot read the schema version");
   }
   return v;
@@ -388,73 +365,73 @@ absl::Status TooNew(int64_t found) {
       "another database."));
 }
 
-// The recorded schema version; 0 for an empty database. Takes no lock.
-absl::StatusOr<int64_t> ReadSchemaVersion(Connection& c, absl::Time deadline) {
-  absl::StatusOr<Result> exists = c.ExecSimple(
-      "SELECT to_regclass('sessiond_schema_migrations') IS NOT NULL", deadline,
-      "read schema version");
+// The recorded schema version; 0 for an empty database. Takes no lock. In a
+// call.
+absl::StatusOr<int64_t> ReadSchemaVersion(Connection& c) {
+  absl::StatusOr<pqxx::result> exists =
+      c.ExecSql("SELECT to_regclass('sessiond_schema_migrations') IS NOT NULL",
+                "read schema version");
   if (!exists.ok()) return exists.status();
-  if (exists->rows() != 1 || exists->Bytes(0, 0) != "t") return 0;
-  absl::StatusOr<Result> max = c.ExecSimple(
+  if (exists->size() != 1 || FieldText((*exists)[0][0]) != "t") return 0;
+  absl::StatusOr<pqxx::result> max = c.ExecSql(
       "SELECT coalesce(max(version), 0) FROM sessiond_schema_migrations",
-      deadline, "read schema version");
+      "read schema version");
   if (!max.ok()) return max.status();
   return ParseVersion(*max);
 }
 
-absl::Status MigrateLocked(Connection& c, absl::Time deadline) {
+// In a call; leaves a transaction open on failure (EndCall rolls it back).
+absl::Status MigrateLocked(Connection& c) {
   const int64_t timeout_ms = absl::ToInt64Milliseconds(kMigrationTimeout);
+  if (absl::Status s = c.Begin("lock schema for migration"); !s.ok()) {
+    return s;
+  }
   // Under the lock, read the version again: another replica may have
   // migrated while this one waited.
-  absl::StatusOr<Result> begun = c.ExecSimple(
+  absl::StatusOr<pqxx::result> locked = c.ExecSql(
       absl::StrCat(
-          "BEGIN; SET LOCAL statement_timeout = ", timeout_ms,
+          "SET LOCAL statement_timeout = ", timeout_ms,
           "; SELECT pg_advisory_xact_lock(" SESSIOND_PG_MIGRATION_LOCK "); "
           "CREATE TABLE IF NOT EXISTS sessiond_schema_migrations ("
           " version integer PRIMARY KEY,"
           " description text NOT NULL,"
           " applied_at timestamptz NOT NULL DEFAULT now()); "
           "SELECT coalesce(max(version), 0) FROM sessiond_schema_migrations"),
-      deadline, "lock schema for migration");
-  if (!begun.ok()) return begun.status();
-  absl::StatusOr<int64_t> current = ParseVersion(*begun);
+      "lock schema for migration");
+  if (!locked.ok()) return locked.status();
+  absl::StatusOr<int64_t> current = ParseVersion(*locked);
   if (!current.ok()) return current.status();
   if (*current > kPostgresSchemaVersion) return TooNew(*current);
   for (const Migration& m : kMigrations) {
     if (m.version <= *current) continue;
     const std::string what = absl::StrCat("migrate to version ", m.version);
-    if (absl::StatusOr<Result> r = c.ExecSimple(m.sql, deadline, what);
-        !r.ok()) {
+    if (absl::StatusOr<pqxx::result> r = c.ExecSql(m.sql, what); !r.ok()) {
       return r.status();
     }
     // Our own constants: no values from outside.
-    if (absl::StatusOr<Result> r = c.ExecSimple(
+    if (absl::StatusOr<pqxx::result> r = c.ExecSql(
             absl::StrCat("INSERT INTO sessiond_schema_migrations (version, "
                          "description) VALUES (",
                          m.version, ", '", m.description, "')"),
-            deadline, what);
+            what);
         !r.ok()) {
       return r.status();
     }
   }
-  absl::StatusOr<Result> committed =
-      c.ExecSimple("COMMIT", deadline, "commit migration");
-  return committed.status();
+  return c.Commit("commit migration");
 }
 
 // Brings the schema up to kPostgresSchemaVersion.
 absl::Status Migrate(Connection& c, absl::Duration quick_budget) {
-  absl::StatusOr<int64_t> current =
-      ReadSchemaVersion(c, absl::Now() + quick_budget);
+  c.StartCall(absl::Now() + quick_budget);
+  absl::StatusOr<int64_t> current = ReadSchemaVersion(c);
+  c.EndCall();
   if (!current.ok()) return current.status();
   if (*current > kPostgresSchemaVersion) return TooNew(*current);
   if (*current == kPostgresSchemaVersion) return absl::OkStatus();
-  absl::Status s =
-      MigrateLocked(c, absl::Now() + kMigrationTimeout + quick_budget);
-  if (!s.ok() && !c.broken() && c.InTransaction()) {
-    (void)c.ExecSimple("ROLLBACK", absl::Now() + quick_budget,
-                       "roll back migration");
-  }
+  c.StartCall(absl::Now() + kMigrationTimeout + quick_budget);
+  absl::Status s = MigrateLocked(c);
+  c.EndCall();  // Rolls back what failed.
   return s;
 }
 
@@ -465,6 +442,7 @@ class PostgresStore : public SessionStore {
  public:
   PostgresStore(ConnectOptions connect, const PostgresOptions& options,
                 const Clock* clock, StoreOptions store_options,
+                std::unique_ptr<Watchdog> watchdog,
                 std::unique_ptr<Connection> first)
       : connect_(std::move(connect)),
         clock_(clock),
@@ -473,10 +451,17 @@ class PostgresStore : public SessionStore {
         connect_timeout_(options.connect_timeout),
         call_budget_(options.connect_timeout + options.statement_timeout +
                      absl::Seconds(1)),
-        prune_batch_size_(options.prune_batch_size) {
+        prune_batch_size_(options.prune_batch_size),
+        watchdog_(std::move(watchdog)) {
     absl::MutexLock lock(&mu_);
     open_ = 1;
     idle_.push_back(std::move(first));
+  }
+
+  ~PostgresStore() override {
+    // Connections before the watchdog they are registered with.
+    absl::MutexLock lock(&mu_);
+    idle_.clear();
   }
 
   absl::string_view backend_name() const override { return "postgres"; }
@@ -501,9 +486,8 @@ class PostgresStore : public SessionStore {
     }
     return Run<SessionRecord>(
         Kind::kTransaction, "create",
-        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
-          if (absl::Status s = LockUserIfCapped(c, record.user_id, d);
-              !s.ok()) {
+        [&](Connection& c) -> absl::StatusOr<SessionRecord> {
+          if (absl::Status s = LockUserIfCapped(c, record.user_id); !s.ok()) {
             return s;
           }
           const absl::Time now = Now();
@@ -514,25 +498,17 @@ class PostgresStore : public SessionStore {
           r.absolute_lifetime =
               TruncateDurationToMicros(record.absolute_lifetime);
           r.version = 1;
-          absl::StatusOr<Result> cleared = c.Exec(
-              Stmt(kDeleteExpiredConflicts),
-              Params().Bytes(r.id).Bytes(r.token_hash).Int(TimeToMicros(now)),
-              d, "create");
+          absl::StatusOr<pqxx::result> cleared =
+              c.Exec(Stmt(kDeleteExpiredConflicts), "create", Text(r.id),
+                     Bytea(r.token_hash), TimeToMicros(now));
           if (!cleared.ok()) return cleared.status();
-          absl::StatusOr<Result> inserted =
-              c.Exec(Stmt(kInsert),
-                     Params()
-                         .Bytes(r.id)
-                         .Bytes(r.token_hash)
-                         .Bytes(r.user_id)
-                         .Bytes(r.sealed_payload)
-                         .Int(TimeToMicros(r.created_at))
-                         .Int(TimeToMicros(r.last_active_at))
-                         .Int(DurationToMicros(r.idle_timeout))
-                         .Int(DurationToMicros(r.absolute_lifetime))
-                         .Int(r.version)
-                         .Int(TimeToMicros(r.ExpiresAt())),
-                     d, "create");
+          absl::StatusOr<pqxx::result> inserted =
+              c.Exec(Stmt(kInsert), "create", Text(r.id), Bytea(r.token_hash),
+                     Text(r.user_id), Bytea(r.sealed_payload),
+                     TimeToMicros(r.created_at), TimeToMicros(r.last_active_at),
+                     DurationToMicros(r.idle_timeout),
+                     DurationToMicros(r.absolute_lifetime), r.version,
+                     TimeToMicros(r.ExpiresAt()));
           if (!inserted.ok()) {
             if (absl::IsAlreadyExists(inserted.status())) {
               return absl::AlreadyExistsError(
@@ -540,7 +516,7 @@ class PostgresStore : public SessionStore {
             }
             return inserted.status();
           }
-          if (absl::Status s = EnforceCap(c, r, now, d); !s.ok()) return s;
+          if (absl::Status s = EnforceCap(c, r, now); !s.ok()) return s;
           return r;
         });
   }
@@ -548,15 +524,15 @@ class PostgresStore : public SessionStore {
   absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) override {
     return Run<SessionRecord>(
         Kind::kRetrySafe, "load",
-        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
+        [&](Connection& c) -> absl::StatusOr<SessionRecord> {
           // The common case: one plain read, no lock.
           const absl::Time read_at = Now();
           absl::StatusOr<std::optional<SessionRecord>> found =
-              SelectByHash(c, kSelectByHash, token_hash, d);
+              SelectByHash(c, kSelectByHash, token_hash);
           if (!found.ok()) return found.status();
           if (!found->has_value()) return NotFound();
           if ((*found)->IsLiveAt(read_at)) return **found;
-          return LoadLocked(c, token_hash, d);
+          return LoadLocked(c, token_hash);
         });
   }
 
@@ -572,20 +548,20 @@ class PostgresStore : public SessionStore {
     // so the call is safe to retry on a new connection.
     return Run<SessionRecord>(
         Kind::kRetrySafe, "load and touch",
-        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
+        [&](Connection& c) -> absl::StatusOr<SessionRecord> {
           // Most calls fall inside the interval: answer those with one plain
           // read.
           const absl::Time read_at = Now();
           absl::StatusOr<std::optional<SessionRecord>> found =
-              SelectByHash(c, kSelectByHash, token_hash, d);
+              SelectByHash(c, kSelectByHash, token_hash);
           if (!found.ok()) return found.status();
           if (!found->has_value()) return NotFound();
           if ((*found)->IsLiveAt(read_at) && !needs_touch(**found, read_at)) {
             return **found;
           }
           // Lock the row, then read the time and decide.
-          if (absl::Status s = Begin(c, d, "touch"); !s.ok()) return s;
-          found = SelectByHash(c, kSelectByHashForUpdate, token_hash, d);
+          if (absl::Status s = c.Begin("touch"); !s.ok()) return s;
+          found = SelectByHash(c, kSelectByHashForUpdate, token_hash);
           if (!found.ok()) return found.status();
           const absl::Time now = Now();
           if (!found->has_value() || !(*found)->IsLiveAt(now)) {
@@ -594,16 +570,12 @@ class PostgresStore : public SessionStore {
           SessionRecord r = **found;
           if (needs_touch(r, now)) {
             r.last_active_at = now;
-            absl::StatusOr<Result> touched =
-                c.Exec(Stmt(kTouch),
-                       Params()
-                           .Bytes(r.id)
-                           .Int(TimeToMicros(r.last_active_at))
-                           .Int(TimeToMicros(r.ExpiresAt())),
-                       d, "touch");
+            absl::StatusOr<pqxx::result> touched = c.Exec(
+                Stmt(kTouch), "touch", Text(r.id),
+                TimeToMicros(r.last_active_at), TimeToMicros(r.ExpiresAt()));
             if (!touched.ok()) return touched.status();
           }
-          if (absl::Status s = Commit(c, d, "touch"); !s.ok()) return s;
+          if (absl::Status s = c.Commit("touch"); !s.ok()) return s;
           return r;
         });
   }
@@ -623,13 +595,12 @@ class PostgresStore : public SessionStore {
     }
     return Run<SessionRecord>(
         Kind::kTransaction, "update",
-        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
-          if (absl::Status s = LockUserIfCapped(c, update.user_id, d);
-              !s.ok()) {
+        [&](Connection& c) -> absl::StatusOr<SessionRecord> {
+          if (absl::Status s = LockUserIfCapped(c, update.user_id); !s.ok()) {
             return s;
           }
           absl::StatusOr<std::optional<SessionRecord>> found =
-              SelectByHash(c, kSelectByHashForUpdate, token_hash, d);
+              SelectByHash(c, kSelectByHashForUpdate, token_hash);
           if (!found.ok()) return found.status();
           const absl::Time now = Now();
           if (!found->has_value() || !(*found)->IsLiveAt(now)) {
@@ -654,11 +625,10 @@ class PostgresStore : public SessionStore {
           }
           r.last_active_at = now;
           r.version = old_version + 1;
-          if (absl::Status s = Rewrite(c, r, old_version, d, "update");
-              !s.ok()) {
+          if (absl::Status s = Rewrite(c, r, old_version, "update"); !s.ok()) {
             return s;
           }
-          if (absl::Status s = EnforceCap(c, r, now, d); !s.ok()) return s;
+          if (absl::Status s = EnforceCap(c, r, now); !s.ok()) return s;
           return r;
         });
   }
@@ -680,16 +650,16 @@ class PostgresStore : public SessionStore {
     }
     return Run<SessionRecord>(
         Kind::kTransaction, "cycle",
-        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionRecord> {
+        [&](Connection& c) -> absl::StatusOr<SessionRecord> {
           if (user_id.has_value()) {
-            if (absl::Status s = LockUserIfCapped(c, *user_id, d); !s.ok()) {
+            if (absl::Status s = LockUserIfCapped(c, *user_id); !s.ok()) {
               return s;
             }
           }
           // Locked: of concurrent Cycles of one session exactly one finds it
           // under the old hash.
           absl::StatusOr<std::optional<SessionRecord>> found =
-              SelectByHash(c, kSelectByHashForUpdate, old_token_hash, d);
+              SelectByHash(c, kSelectByHashForUpdate, old_token_hash);
           if (!found.ok()) return found.status();
           const absl::Time now = Now();
           if (!found->has_value() || !(*found)->IsLiveAt(now)) {
@@ -697,10 +667,9 @@ class PostgresStore : public SessionStore {
           }
           SessionRecord r = **found;
 
-          absl::StatusOr<Result> cleared =
-              c.Exec(Stmt(kDeleteExpiredByHash),
-                     Params().Bytes(new_token_hash).Int(TimeToMicros(now)), d,
-                     "cycle");
+          absl::StatusOr<pqxx::result> cleared =
+              c.Exec(Stmt(kDeleteExpiredByHash), "cycle", Bytea(new_token_hash),
+                     TimeToMicros(now));
           if (!cleared.ok()) return cleared.status();
 
           const int64_t old_version = r.version;
@@ -708,8 +677,7 @@ class PostgresStore : public SessionStore {
           if (user_id.has_value()) r.user_id = *user_id;
           r.last_active_at = now;
           r.version = old_version + 1;
-          if (absl::Status s = Rewrite(c, r, old_version, d, "cycle");
-              !s.ok()) {
+          if (absl::Status s = Rewrite(c, r, old_version, "cycle"); !s.ok()) {
             if (absl::IsAlreadyExists(s)) {
               return absl::AlreadyExistsError(
                   "new token hash belongs to another live session");
@@ -717,7 +685,7 @@ class PostgresStore : public SessionStore {
             return s;
           }
           if (user_id.has_value()) {
-            if (absl::Status s = EnforceCap(c, r, now, d); !s.ok()) return s;
+            if (absl::Status s = EnforceCap(c, r, now); !s.ok()) return s;
           }
           return r;
         });
@@ -725,14 +693,19 @@ class PostgresStore : public SessionStore {
 
   absl::StatusOr<int64_t> DeleteByTokenHash(
       absl::string_view token_hash) override {
-    return Delete(kDeleteByHash, Params().Bytes(token_hash),
-                  "delete by token hash");
+    constexpr absl::string_view kWhat = "delete by token hash";
+    return Delete(kWhat, [&](Connection& c) {
+      return c.Exec(Stmt(kDeleteByHash), kWhat, Bytea(token_hash));
+    });
   }
 
   absl::StatusOr<int64_t> DeleteById(absl::string_view id) override {
     // No stored id is like this one.
     if (!IsStorableText(id)) return 0;
-    return Delete(kDeleteById, Params().Bytes(id), "delete by id");
+    constexpr absl::string_view kWhat = "delete by id";
+    return Delete(kWhat, [&](Connection& c) {
+      return c.Exec(Stmt(kDeleteById), kWhat, Text(id));
+    });
   }
 
   absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
@@ -745,8 +718,10 @@ class PostgresStore : public SessionStore {
     // An except_id that no stored id can equal protects nothing.
     const absl::string_view keep =
         IsStorableText(except_id) ? except_id : absl::string_view();
-    return Delete(kDeleteForUser, Params().Bytes(user_id).Bytes(keep),
-                  "delete for user");
+    constexpr absl::string_view kWhat = "delete for user";
+    return Delete(kWhat, [&](Connection& c) {
+      return c.Exec(Stmt(kDeleteForUser), kWhat, Text(user_id), Text(keep));
+    });
   }
 
   absl::StatusOr<SessionPage> ListForUser(
@@ -765,24 +740,23 @@ class PostgresStore : public SessionStore {
     if (!IsStorableText(user_id)) return SessionPage();
     return Run<SessionPage>(
         Kind::kRetrySafe, "list for user",
-        [&](Connection& c, absl::Time d) -> absl::StatusOr<SessionPage> {
+        [&](Connection& c) -> absl::StatusOr<SessionPage> {
           const absl::Time now = Now();  // after any wait for a connection
           // One extra row tells whether another page follows.
-          Params params;
-          params.Bytes(user_id)
-              .Int(TimeToMicros(now))
-              .Int(static_cast<int64_t>(limit) + 1);
-          if (after.has_value()) {
-            params.Int(TimeToMicros(after->last_active_at)).Bytes(after->id);
-          }
-          absl::StatusOr<Result> res =
-              c.Exec(Stmt(after.has_value() ? kListAfter : kListFirst), params,
-                     d, "list for user");
+          const int64_t rows_wanted = static_cast<int64_t>(limit) + 1;
+          absl::StatusOr<pqxx::result> res =
+              after.has_value()
+                  ? c.Exec(Stmt(kListAfter), "list for user", Text(user_id),
+                           TimeToMicros(now), rows_wanted,
+                           TimeToMicros(after->last_active_at), Text(after->id))
+                  : c.Exec(Stmt(kListFirst), "list for user", Text(user_id),
+                           TimeToMicros(now), rows_wanted);
           if (!res.ok()) return res.status();
           SessionPage page;
-          const int rows = res->rows();
-          for (int i = 0; i < rows && i < limit; ++i) {
-            page.sessions.push_back(RecordFromRow(*res, i));
+          const int64_t rows = static_cast<int64_t>(res->size());
+          for (int64_t i = 0; i < rows && i < limit; ++i) {
+            page.sessions.push_back(
+                RecordFromRow((*res)[static_cast<pqxx::result::size_type>(i)]));
           }
           if (rows > limit) {
             const SessionRecord& last = page.sessions.back();
@@ -796,17 +770,16 @@ class PostgresStore : public SessionStore {
     int64_t total = 0;
     while (true) {
       // One short autocommit statement per batch, each by its own now.
-      absl::StatusOr<int64_t> n = Run<int64_t>(
-          Kind::kSingleWrite, "prune expired",
-          [&](Connection& c, absl::Time d) -> absl::StatusOr<int64_t> {
-            const absl::Time now = Now();
-            absl::StatusOr<Result> res =
-                c.Exec(Stmt(kPruneBatch),
-                       Params().Int(TimeToMicros(now)).Int(prune_batch_size_),
-                       d, "prune expired");
-            if (!res.ok()) return res.status();
-            return res->affected();
-          });
+      absl::StatusOr<int64_t> n =
+          Run<int64_t>(Kind::kSingleWrite, "prune expired",
+                       [&](Connection& c) -> absl::StatusOr<int64_t> {
+                         const absl::Time now = Now();
+                         absl::StatusOr<pqxx::result> res =
+                             c.Exec(Stmt(kPruneBatch), "prune expired",
+                                    TimeToMicros(now), prune_batch_size_);
+                         if (!res.ok()) return res.status();
+                         return Affected(*res);
+                       });
       if (!n.ok()) return n.status();
       total += *n;
       if (*n < prune_batch_size_) return total;
@@ -815,9 +788,9 @@ class PostgresStore : public SessionStore {
 
   absl::Status Ping() override {
     return Run<bool>(Kind::kRetrySafe, "ping",
-                     [](Connection& c, absl::Time d) -> absl::StatusOr<bool> {
-                       absl::StatusOr<Result> res =
-                           c.Exec(Stmt(kPing), Params(), d, "ping");
+                     [](Connection& c) -> absl::StatusOr<bool> {
+                       absl::StatusOr<pqxx::result> res =
+                           c.Exec(Stmt(kPing), "ping");
                        if (!res.ok()) return res.status();
                        return true;
                      })
@@ -835,19 +808,26 @@ class PostgresStore : public SessionStore {
     kTransaction,
   };
 
-  // A connection on loan from the pool; returned (or dropped, if it is no
-  // longer idle and healthy) when destroyed.
+  // A connection on loan from the pool for one call, whose every wait on the
+  // server is bounded by the call's deadline (Connection::StartCall). When
+  // destroyed it ends the call and returns the connection (or drops it, if
+  // it is no longer idle and healthy).
   class Lease {
    public:
-    Lease(PostgresStore* store, std::unique_ptr<Connection> conn, bool reused)
-        : store_(store), conn_(std::move(conn)), reused_(reused) {}
+    Lease(PostgresStore* store, std::unique_ptr<Connection> conn, bool reused,
+          absl::Time deadline)
+        : store_(store), conn_(std::move(conn)), reused_(reused) {
+      conn_->StartCall(deadline);
+    }
     Lease(Lease&& other) noexcept
         : store_(other.store_),
           conn_(std::move(other.conn_)),
           reused_(other.reused_) {}
     Lease& operator=(Lease&&) = delete;
     ~Lease() {
-      if (conn_ != nullptr) store_->Release(std::move(conn_));
+      if (conn_ == nullptr) return;
+      conn_->EndCall();
+      store_->Release(std::move(conn_));
     }
     Connection& conn() { return *conn_; }
     // Came out of the pool (rather than freshly opened for this call).
@@ -867,29 +847,29 @@ class PostgresStore : public SessionStore {
   // (share lock), then read the time and decide. Rare: only expired,
   // unpruned sessions get here.
   absl::StatusOr<SessionRecord> LoadLocked(Connection& c,
-                                           absl::string_view token_hash,
-                                           absl::Time d) {
-    if (absl::Status s = Begin(c, d, "load"); !s.ok()) return s;
+                                           absl::string_view token_hash) {
+    if (absl::Status s = c.Begin("load"); !s.ok()) return s;
     absl::StatusOr<std::optional<SessionRecord>> found =
-        SelectByHash(c, kSelectByHashForShare, token_hash, d);
+        SelectByHash(c, kSelectByHashForShare, token_hash);
     if (!found.ok()) return found.status();
     const absl::Time now = Now();
-    if (absl::Status s = Commit(c, d, "load"); !s.ok()) return s;
+    if (absl::Status s = c.Commit("load"); !s.ok()) return s;
     if (!found->has_value() || !(*found)->IsLiveAt(now)) return NotFound();
     return **found;
   }
 
-  // A delete in one transaction: removes the rows, then reads the time
-  // (while it holds them) and counts those that were live.
-  absl::StatusOr<int64_t> Delete(StatementId id, const Params& params,
-                                 absl::string_view what) {
-    return Run<int64_t>(
-        Kind::kTransaction, what,
-        [&](Connection& c, absl::Time d) -> absl::StatusOr<int64_t> {
-          absl::StatusOr<Result> res = c.Exec(Stmt(id), params, d, what);
-          if (!res.ok()) return res.status();
-          return CountLive(*res, Now());
-        });
+  // A delete in one transaction: `remove` deletes the rows (returning their
+  // expiries), then the time is read (while the rows are held) and the live
+  // ones are counted.
+  absl::StatusOr<int64_t> Delete(
+      absl::string_view what,
+      absl::FunctionRef<absl::StatusOr<pqxx::result>(Connection&)> remove) {
+    return Run<int64_t>(Kind::kTransaction, what,
+                        [&](Connection& c) -> absl::StatusOr<int64_t> {
+                          absl::StatusOr<pqxx::result> res = remove(c);
+                          if (!res.ok()) return res.status();
+                          return CountLive(*res, Now());
+                        });
   }
 
   bool SlotAvailable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -921,22 +901,24 @@ class PostgresStore : public SessionStore {
     }
     if (conn != nullptr) {
       if (!fresh && conn->LooksHealthy()) {
-        return Lease(this, std::move(conn), true);
+        return Lease(this, std::move(conn), true, call_deadline);
       }
       // Closed by the server (restart, administrator, idle timeout), or not
       // wanted: replace it, keeping its slot.
       conn.reset();
     }
     absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(
-        connect_, std::min(call_deadline, absl::Now() + connect_timeout_));
+        connect_, std::min(call_deadline, absl::Now() + connect_timeout_),
+        *watchdog_);
     if (!opened.ok()) {
       absl::MutexLock lock(&mu_);
       --open_;
       return opened.status();
     }
-    return Lease(this, *std::move(opened), false);
+    return Lease(this, *std::move(opened), false, call_deadline);
   }
 
+  // Takes back a connection whose call has ended (not watched any more).
   void Release(std::unique_ptr<Connection> conn) {
     if (!conn->Idle()) {
       conn.reset();  // Closes it outside the lock.
@@ -948,13 +930,13 @@ class PostgresStore : public SessionStore {
     idle_.push_back(std::move(conn));
   }
 
-  // Runs one call on a pooled connection; `fn` gets the connection and the
-  // call's deadline. See Kind for retries after a dead connection; deadlocks
-  // and serialization failures are retried up to kMaxConflictRetries times.
+  // Runs one call on a pooled connection; `fn` gets the connection, on which
+  // every wait is bounded by the call's deadline. See Kind for retries after
+  // a dead connection; deadlocks and serialization failures are retried up
+  // to kMaxConflictRetries times.
   template <typename T>
-  absl::StatusOr<T> Run(
-      Kind kind, absl::string_view what,
-      absl::FunctionRef<absl::StatusOr<T>(Connection&, absl::Time)> fn) {
+  absl::StatusOr<T> Run(Kind kind, absl::string_view what,
+                        absl::FunctionRef<absl::StatusOr<T>(Connection&)> fn) {
     const absl::Time deadline = absl::Now() + call_budget_;
     int conflicts = 0;
     bool reconnected = false;
@@ -970,26 +952,22 @@ class PostgresStore : public SessionStore {
         Connection& c = lease->conn();
         c.ClearLastError();
         if (kind != Kind::kTransaction) {
-          result = fn(c, deadline);
-        } else if (absl::StatusOr<Result> begun =
-                       c.Exec(Stmt(kBegin), Params(), deadline, what);
-                   !begun.ok()) {
-          result = begun.status();
+          result = fn(c);
+        } else if (absl::Status begun = c.Begin(what); !begun.ok()) {
+          result = begun;
         } else {
-          result = fn(c, deadline);
+          result = fn(c);
           if (result.ok()) {
             maybe_written = true;
-            absl::StatusOr<Result> committed =
-                c.Exec(Stmt(kCommit), Params(), deadline, what);
-            if (!committed.ok()) result = committed.status();
+            if (absl::Status committed = c.Commit(what); !committed.ok()) {
+              result = committed;
+            }
           }
         }
         error = c.last_error();
-        if (!result.ok() && c.InTransaction() && !c.broken()) {
-          // If this fails too, the connection is left in a transaction and
-          // Release drops it.
-          (void)c.Exec(Stmt(kRollback), Params(), deadline, "rollback");
-        }
+        // If this fails too, the connection is marked broken and Release
+        // drops it.
+        c.Rollback();
       }
       if (result.ok()) return result;
       if (error == ErrorKind::kRetryable) {
@@ -1016,32 +994,26 @@ class PostgresStore : public SessionStore {
 
   // In a transaction about to make a session belong to `user_id`: takes
   // the user's advisory lock if the per-user cap applies.
-  absl::Status LockUserIfCapped(Connection& c, absl::string_view user_id,
-                                absl::Time deadline) const {
+  absl::Status LockUserIfCapped(Connection& c,
+                                absl::string_view user_id) const {
     if (store_options_.max_sessions_per_user <= 0 || user_id.empty()) {
       return absl::OkStatus();
     }
-    return c
-        .Exec(Stmt(kLockUser), Params().Bytes(user_id), deadline, "lock user")
-        .status();
+    return c.Exec(Stmt(kLockUser), "lock user", Text(user_id)).status();
   }
 
   // The per-user cap, in the caller's transaction (which holds the user's
   // lock): keeps `r` and the max_sessions_per_user - 1 most recently active
   // other live sessions of r.user_id, deletes the rest.
-  absl::Status EnforceCap(Connection& c, const SessionRecord& r, absl::Time now,
-                          absl::Time deadline) const {
+  absl::Status EnforceCap(Connection& c, const SessionRecord& r,
+                          absl::Time now) const {
     if (store_options_.max_sessions_per_user <= 0 || r.user_id.empty()) {
       return absl::OkStatus();
     }
     return c
-        .Exec(Stmt(kEvict),
-              Params()
-                  .Bytes(r.user_id)
-                  .Int(TimeToMicros(now))
-                  .Bytes(r.id)
-                  .Int(store_options_.max_sessions_per_user - 1),
-              deadline, "evict over per-user cap")
+        .Exec(Stmt(kEvict), "evict over per-user cap", Text(r.user_id),
+              TimeToMicros(now), Text(r.id),
+              static_cast<int64_t>(store_options_.max_sessions_per_user - 1))
         .status();
   }
 
@@ -1052,6 +1024,8 @@ class PostgresStore : public SessionStore {
   const absl::Duration connect_timeout_;
   const absl::Duration call_budget_;
   const int64_t prune_batch_size_;
+  // Declared before the pool: outlives every connection.
+  const std::unique_ptr<Watchdog> watchdog_;
 
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
@@ -1075,10 +1049,6 @@ absl::StatusOr<std::string> ReadPassword(const std::string& path) {
         absl::StrCat("postgres: password_file \"", path, "\" is empty"));
   }
   return password;
-}
-
-std::string Seconds(absl::Duration d) {
-  return absl::StrCat(absl::ToInt64Seconds(absl::Ceil(d, absl::Seconds(1))));
 }
 
 }  // namespace
@@ -1113,15 +1083,29 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenPostgresStore(
 
   ConnectOptions connect;
   connect.statement_timeout = options.statement_timeout;
+  connect.statements = kStatements;
+  std::string password;
+  if (!options.password_file.empty()) {
+    absl::StatusOr<std::string> read = ReadPassword(options.password_file);
+    if (!read.ok()) return read.status();
+    password = *std::move(read);
+    connect.secret = password;
+  }
   // Before the DSN, so that the DSN may override it.
   connect.params.emplace_back("application_name", "sessiond");
-  if (!options.dsn.empty()) connect.params.emplace_back("dbname", options.dsn);
-  // After the DSN: these override it.
+  if (!options.dsn.empty()) {
+    absl::StatusOr<std::vector<std::pair<std::string, std::string>>> dsn =
+        postgres_internal::ParseDsn(options.dsn);
+    if (!dsn.ok()) {
+      return absl::UnavailableError(postgres_internal::ScrubSecret(
+          absl::StrCat("postgres: cannot connect: ", dsn.status().message()),
+          connect.secret));
+    }
+    connect.params.insert(connect.params.end(), dsn->begin(), dsn->end());
+  }
+  // After the DSN: these override it (and Connection::Open adds
+  // connect_timeout, derived from connect_timeout and the call's deadline).
   connect.params.emplace_back("client_encoding", "UTF8");
-  // libpq treats values below 2 as 2; the store's own deadline is exact.
-  connect.params.emplace_back(
-      "connect_timeout",
-      Seconds(std::max(options.connect_timeout, absl::Seconds(2))));
   connect.params.emplace_back("keepalives", "1");
   connect.params.emplace_back("keepalives_idle", absl::StrCat(kKeepalivesIdle));
   connect.params.emplace_back("keepalives_interval",
@@ -1132,23 +1116,21 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenPostgresStore(
       "tcp_user_timeout",
       absl::StrCat(absl::ToInt64Milliseconds(options.connect_timeout +
                                              options.statement_timeout)));
-  if (!options.password_file.empty()) {
-    absl::StatusOr<std::string> password = ReadPassword(options.password_file);
-    if (!password.ok()) return password.status();
-    connect.params.emplace_back("password", *password);
-    connect.secret = *std::move(password);
-  }
+  if (!password.empty()) connect.params.emplace_back("password", password);
 
-  absl::StatusOr<std::unique_ptr<Connection>> first =
-      Connection::Open(connect, absl::Now() + options.connect_timeout);
+  // Declared before the first connection, which it must outlive.
+  auto watchdog = std::make_unique<Watchdog>();
+  absl::StatusOr<std::unique_ptr<Connection>> first = Connection::Open(
+      connect, absl::Now() + options.connect_timeout, *watchdog);
   if (!first.ok()) return first.status();
   if (absl::Status s =
           Migrate(**first, options.connect_timeout + options.statement_timeout);
       !s.ok()) {
     return s;
   }
-  return std::unique_ptr<SessionStore>(new PostgresStore(
-      std::move(connect), options, clock, store_options, *std::move(first)));
+  return std::unique_ptr<SessionStore>(
+      new PostgresStore(std::move(connect), options, clock, store_options,
+                        std::move(watchdog), *std::move(first)));
 }
 
 }  // namespace sessiond::storage

@@ -1,30 +1,45 @@
 // PostgreSQL backend of SessionStore: sessions in one table of a PostgreSQL
 // database (12 or newer) that any number of sessiond replicas share.
 //
-// Pool and reconnection: the store keeps up to `pool_size` libpq connections,
+// Client library: libpqxx 6 (pqxx::connection, pqxx::work and
+// pqxx::nontransaction, connection::prepare and exec_prepared), which the
+// store wraps so that no libpqxx exception escapes and every wait is bounded
+// (below).
+//
+// Pool and reconnection: the store keeps up to `pool_size` connections,
 // opened on demand, each used by one thread at a time. A call borrows one for
 // its whole duration; when all are busy it waits for one to come back, up to
 // `connect_timeout`, then fails with UNAVAILABLE. Each connection prepares its
-// statements on first use (values are always bound, in binary format, never
-// spliced into SQL). A connection that fails at the connection level, times
-// out on the client side or is left in a transaction is dropped, never
-// returned to the pool; an idle pooled connection on which the server has
-// said or closed anything (e.g. "terminating connection due to administrator
-// command" when the server restarts) is dropped when it is next borrowed,
-// and a new one is opened in its place. So when the server restarts the store
-// recovers by itself: calls fail with UNAVAILABLE while the server is down,
-// and work again as soon as it accepts connections. A read, or a transaction
-// that failed before COMMIT was sent, on a pooled connection that turns out
-// dead is retried once on a new connection.
+// statements on first use (values are always bound as parameters, bytea in
+// binary format, never spliced into SQL). A connection that fails at the
+// connection level, times out on the client side or is left in a transaction
+// is dropped, never returned to the pool (libpqxx's own "reactivation" of a
+// broken connection is turned off); an idle pooled connection on which the
+// server has said or closed anything (e.g. "terminating connection due to
+// administrator command" when the server restarts) is dropped when it is
+// next borrowed, and a new one is opened in its place. So when the server
+// restarts the store recovers by itself: calls fail with UNAVAILABLE while
+// the server is down, and work again as soon as it accepts connections. A
+// read, or a transaction that failed before COMMIT was sent, on a pooled
+// connection that turns out dead is retried once on a new connection.
 //
 // Bounds: every connection runs with `SET statement_timeout`, and libpq's
 // `connect_timeout`, `keepalives` and `tcp_user_timeout` are set (overriding
-// the DSN), so the server and the kernel give up on a dead peer. On top of
-// that every wait of a call (for a pooled connection, for connecting, for each
-// answer) is bounded on the client side with poll(), so that even a server
-// that is alive but stuck (say SIGSTOPped, whose kernel still acknowledges
-// packets) cannot hold a thread: a call never takes much longer than
-// connect_timeout + statement_timeout + 1 s, and then fails with UNAVAILABLE.
+// the DSN), so the server and the kernel give up on a dead peer. libpqxx's
+// calls block, so on top of that each store has a watchdog thread: while a
+// call uses a connection, the connection's socket is registered with the
+// call's deadline, and if the deadline passes first the watchdog shuts the
+// socket down, which makes the blocked libpqxx call fail at once (the
+// connection is then dropped). So even a server that is alive but stuck (say
+// SIGSTOPped, whose kernel still acknowledges packets) cannot hold a thread:
+// waiting for a pooled connection is bounded by connect_timeout; opening one
+// by libpq's connect_timeout (which libpqxx's blocking connect honours: the
+// call's time left, at most connect_timeout, in whole seconds rounded up and
+// at least 2, per server address tried); and everything after that by the
+// call's deadline, connect_timeout + statement_timeout + 1 s after it
+// started. A call thus never takes much longer than that deadline (at most
+// about 2 s more per server address, when it has to connect just before
+// it), and then fails with UNAVAILABLE.
 //
 // Transactions: every call reads the time from the Clock only once it is
 // serialised against the other writers of the rows it decides on (holds their
