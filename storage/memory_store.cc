@@ -474,6 +474,10 @@ class MemoryStore final : public SessionStore {
 
 absl::StatusOr<SessionRecord> MemoryStore::Create(const SessionRecord& record) {
   if (record.id.empty()) return absl::InvalidArgumentError("empty id");
+  if (!IsStorableText(record.id) || !IsStorableText(record.user_id)) {
+    return absl::InvalidArgumentError(
+        "id and user_id must be valid UTF-8 without NUL bytes");
+  }
   if (record.token_hash.size() != kTokenHashSize) {
     return absl::InvalidArgumentError("token_hash must be 32 bytes");
   }
@@ -568,6 +572,10 @@ absl::StatusOr<SessionRecord> MemoryStore::Update(absl::string_view token_hash,
        *update.absolute_lifetime <= absl::ZeroDuration())) {
     return absl::InvalidArgumentError("timeouts must be positive");
   }
+  if (!IsStorableText(update.user_id)) {
+    return absl::InvalidArgumentError(
+        "user_id must be valid UTF-8 without NUL bytes");
+  }
   if (token_hash.size() != kTokenHashSize) {
     return absl::NotFoundError("no such session");
   }
@@ -614,6 +622,10 @@ absl::StatusOr<SessionRecord> MemoryStore::Cycle(
   }
   if (new_token_hash == old_token_hash) {
     return absl::InvalidArgumentError("new token_hash equals the old one");
+  }
+  if (user_id.has_value() && !IsStorableText(*user_id)) {
+    return absl::InvalidArgumentError(
+        "user_id must be valid UTF-8 without NUL bytes");
   }
   if (old_token_hash.size() != kTokenHashSize) {
     return absl::NotFoundError("no such session");
@@ -673,6 +685,7 @@ absl::StatusOr<int64_t> MemoryStore::DeleteByTokenHash(
 }
 
 absl::StatusOr<int64_t> MemoryStore::DeleteById(absl::string_view id) {
+  if (!IsStorableText(id)) return 0;  // no stored id is like it
   LockSet want;
   want.ids = Bit(IdShardOf(id));
   return Run(want, /*exclusive=*/true,
@@ -689,6 +702,7 @@ absl::StatusOr<int64_t> MemoryStore::DeleteById(absl::string_view id) {
 absl::StatusOr<int64_t> MemoryStore::DeleteForUser(
     absl::string_view user_id, absl::string_view except_id) {
   if (user_id.empty()) return absl::InvalidArgumentError("empty user_id");
+  if (!IsStorableText(user_id)) return 0;  // no stored user is like it
   LockSet want;
   want.users = Bit(UserShardOf(user_id));
   return Run(want, /*exclusive=*/true,
@@ -716,6 +730,7 @@ absl::StatusOr<SessionPage> MemoryStore::ListForUser(
     const std::optional<ListCursor>& after) {
   if (user_id.empty()) return absl::InvalidArgumentError("empty user_id");
   if (limit <= 0) return absl::InvalidArgumentError("limit must be > 0");
+  if (!IsStorableText(user_id)) return SessionPage();  // no such user
   LockSet want;
   want.users = Bit(UserShardOf(user_id));
   return Run(want, /*exclusive=*/false,

@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace sessiond::storage {
@@ -73,6 +74,50 @@ inline absl::Duration TruncateDurationToMicros(absl::Duration d) {
     return -absl::InfiniteDuration();
   }
   return absl::Microseconds(us);
+}
+
+// Whether `s` may be a stored id or user_id (session_store.h): strict UTF-8
+// (no overlong forms, surrogates or code points past U+10FFFF) without NUL
+// bytes, which is also exactly what a PostgreSQL text value can hold. Every
+// backend checks it the same way: writes reject other text
+// (INVALID_ARGUMENT); lookups by such an id or user find nothing.
+inline bool IsStorableText(absl::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c == 0) return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;  // a continuation byte, 0xc0/0xc1, or past 0xf4
+    }
+    if (len > n - i) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
 }
 
 }  // namespace sessiond::storage

@@ -503,6 +503,12 @@ absl::Status ValidateTimeouts(absl::Duration idle, absl::Duration absolute) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateText(absl::string_view value, absl::string_view what) {
+  if (IsStorableText(value)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be valid UTF-8 without NUL bytes"));
+}
+
 // ---------------------------------------------------------------------------
 // The store.
 
@@ -524,6 +530,12 @@ class SqliteStore : public SessionStore {
     }
     if (record.token_hash.size() != kTokenHashSize) {
       return absl::InvalidArgumentError("token hash must be 32 bytes");
+    }
+    if (absl::Status s = ValidateText(record.id, "session id"); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ValidateText(record.user_id, "user_id"); !s.ok()) {
+      return s;
     }
     if (absl::Status s =
             ValidateTimeouts(record.idle_timeout, record.absolute_lifetime);
@@ -646,6 +658,9 @@ class SqliteStore : public SessionStore {
         *update.absolute_lifetime <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError("absolute_lifetime must be positive");
     }
+    if (absl::Status s = ValidateText(update.user_id, "user_id"); !s.ok()) {
+      return s;
+    }
     return InWriteTxn<SessionRecord>(
         [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {
           absl::StatusOr<std::optional<SessionRecord>> found =
@@ -688,6 +703,11 @@ class SqliteStore : public SessionStore {
     if (new_token_hash == old_token_hash) {
       return absl::InvalidArgumentError(
           "new token hash must differ from the old one");
+    }
+    if (user_id.has_value()) {
+      if (absl::Status s = ValidateText(*user_id, "user_id"); !s.ok()) {
+        return s;
+      }
     }
     return InWriteTxn<SessionRecord>(
         [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {
@@ -733,6 +753,7 @@ class SqliteStore : public SessionStore {
   }
 
   absl::StatusOr<int64_t> DeleteById(absl::string_view id) override {
+    if (!IsStorableText(id)) return 0;  // no stored id is like it
     return InWriteTxn<int64_t>(
         [&](Connection& c, absl::Time now) -> absl::StatusOr<int64_t> {
           absl::StatusOr<Stmt> stmt = c.Get(kDeleteById);
@@ -748,6 +769,7 @@ class SqliteStore : public SessionStore {
       // Would otherwise delete every anonymous session.
       return absl::InvalidArgumentError("user_id must not be empty");
     }
+    if (!IsStorableText(user_id)) return 0;  // no stored user is like it
     return InWriteTxn<int64_t>(
         [&](Connection& c, absl::Time now) -> absl::StatusOr<int64_t> {
           absl::StatusOr<Stmt> stmt = c.Get(kDeleteForUser);
@@ -766,6 +788,7 @@ class SqliteStore : public SessionStore {
     if (user_id.empty()) {
       return absl::InvalidArgumentError("user_id must not be empty");
     }
+    if (!IsStorableText(user_id)) return SessionPage();  // no such user
     absl::StatusOr<Reader> reader = AcquireReader();
     if (!reader.ok()) return reader.status();
     const absl::Time now = Now();  // after any wait for the reader

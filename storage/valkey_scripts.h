@@ -1,7 +1,11 @@
 // The server-side Lua scripts of the Valkey backend (private to
 // valkey_store.cc). Every SessionStore call that reads or writes more than
-// one key is exactly one of these scripts, so it runs atomically on the
-// server. See valkey_store.h for the key layout they maintain.
+// one key is one of these scripts, so it runs atomically on the server;
+// except that the calls whose work grows with the data run a script that
+// does a bounded share of it, again and again until done (PruneExpired,
+// DeleteForUser, and ListForUser when it meets many dead index entries),
+// so that no script holds the shared server for long. See valkey_store.h
+// for the key layout they maintain.
 //
 // Calling convention (every script):
 //   ARGV[1]  the key base "{<prefix>}:" that every key name starts with;
@@ -312,13 +316,20 @@ remove(s)
 return n
 )lua";
 
-// ARGV[3] user, [4] id to keep ('' keeps none). Returns how many live
-// sessions it removed.
+// ARGV[3] user, [4] id to keep ('' keeps none), [5] batch size. Removes the
+// sessions of (at most) the first batch size + 1 entries of the user's
+// index, except the kept one, and drops entries of vanished or moved
+// sessions. Returns {live sessions removed, 1 if that was the last batch
+// else 0}. The caller runs it until the last batch, so that no script has
+// to go through all of a user's sessions at once.
 inline constexpr char kDeleteForUserScript[] = R"lua(
-local u, keep = ARGV[3], ARGV[4]
+local u, keep, batch = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local uk = ukey(u)
+-- One entry more than the batch: the kept session is among them at most
+-- once, so every batch but the last removes at least batch entries.
+local got = redis.call('ZRANGE', uk, 0, int(batch))
 local n = 0
-for _, id in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
+for _, id in ipairs(got) do
   local s = load(id)
   if s == nil or s.u ~= u then
     redis.call('ZREM', uk, id)
@@ -329,50 +340,73 @@ for _, id in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
     remove(s)
   end
 end
-return n
+return {n, #got <= batch and 1 or 0}
 )lua";
 
 // ARGV[3] user, [4] limit, [5] cursor mode: '' (first page), 'lt' (strictly
 // after (ARGV[6], ARGV[7]) = (last_active_at, id)) or 'le' (every session
-// with last_active_at <= ARGV[6]). Returns up to limit + 1 live sessions in
-// listing order; the extra one tells that another page follows. Expired
-// sessions met on the way are removed, and index entries of vanished or
-// moved ones dropped.
+// with last_active_at <= ARGV[6]), [8] budget: the most index entries to
+// look at (> limit + 1).
+//
+// The user index orders by (last_active_at, id bytewise), the reverse of
+// the listing order. The script finds where the cursor's position falls in
+// it by score (ZCOUNT with an exclusive bound) and, within the entries that
+// share the cursor's score, by a binary search on id; then it reads entries
+// by rank from there, in batches: each read costs O(log n + batch), never
+// a walk over the entries before it (as a growing LIMIT offset would).
+// Ranks stay put while the script runs: it removes nothing until the end.
+//
+// Returns {1, sessions} with up to limit + 1 live sessions in listing order
+// (the extra one tells that another page follows); or {0} when it used up
+// its budget before it had limit + 1 sessions or reached the end of the
+// index: the dead entries it met (of expired sessions, removed with them,
+// and of vanished or moved ones) are gone, so running it again from the
+// same position gets further, and in the end the whole page comes from one
+// script.
 inline constexpr char kListForUserScript[] = R"lua(
 local u, limit, mode = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local budget = tonumber(ARGV[8])
 local uk = ukey(u)
-local max = '+inf'
-local cursor_a = nil
+local total = redis.call('ZCARD', uk)
+-- Reverse rank of the first entry after the cursor.
+local pos = 0
 if mode ~= '' then
-  max = ARGV[6]
-  cursor_a = tonumber(ARGV[6])
-end
-local out, dead, expired = {}, {}, {}
-local offset, batch = 0, 128
-while #out <= limit do
-  local got = redis.call('ZREVRANGEBYSCORE', uk, max, '-inf', 'WITHSCORES',
-                         'LIMIT', offset, batch)
-  if #got == 0 then break end
-  for k = 1, #got, 2 do
-    local id = got[k]
-    if not (mode == 'lt' and tonumber(got[k + 1]) == cursor_a and
-            not bytes_lt(id, ARGV[7])) then
-      local s = load(id)
-      if s == nil or s.u ~= u then
-        dead[#dead + 1] = id
-      elseif not live(s) then
-        expired[#expired + 1] = s
-      else
-        out[#out + 1] = reply(s)
-        if #out > limit then break end
-      end
+  pos = redis.call('ZCOUNT', uk, '(' .. ARGV[6], '+inf')
+  if mode == 'lt' then
+    -- Entries with the cursor's score come by id descending: skip those
+    -- whose id is not below the cursor's.
+    local up = pos + redis.call('ZCOUNT', uk, ARGV[6], ARGV[6])
+    while pos < up do
+      local mid = math.floor((pos + up) / 2)
+      local id = redis.call('ZRANGE', uk, int(mid), int(mid), 'REV')[1]
+      if bytes_lt(id, ARGV[7]) then up = mid else pos = mid + 1 end
     end
   end
-  offset = offset + batch
+end
+local out, dead, expired = {}, {}, {}
+local looked = 0
+while pos < total and #out <= limit and looked < budget do
+  local n = math.min(128, budget - looked)
+  local got = redis.call('ZRANGE', uk, int(pos), int(pos + n - 1), 'REV')
+  if #got == 0 then pos = total end  -- cannot happen: nothing changed
+  for _, id in ipairs(got) do
+    looked = looked + 1
+    pos = pos + 1
+    local s = load(id)
+    if s == nil or s.u ~= u then
+      dead[#dead + 1] = id
+    elseif not live(s) then
+      expired[#expired + 1] = s
+    else
+      out[#out + 1] = reply(s)
+      if #out > limit then break end
+    end
+  end
 end
 for _, id in ipairs(dead) do redis.call('ZREM', uk, id) end
 for _, s in ipairs(expired) do remove(s) end
-return out
+if #out <= limit and pos < total then return {0} end
+return {1, out}
 )lua";
 
 // ARGV[3] batch size. Looks at up to that many expiry index entries due by

@@ -1,15 +1,18 @@
 #include "storage/valkey_store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -32,18 +35,30 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "storage/session_record.h"
+#include "storage/socket_watchdog.h"
 #include "storage/valkey_scripts.h"
 
 namespace sessiond::storage {
 namespace {
 
 namespace scripts = valkey_internal;
+using internal::Watchdog;
 
 // SessionRecord::token_hash is a SHA-256.
 constexpr size_t kTokenHashSize = 32;
 
-// Expiry index entries one prune script looks at; keeps each script short.
+// Bounds on the work of one script, so that no call, whatever the data,
+// holds the shared server for long: a script runs atomically, and nothing
+// else runs on the server meanwhile.
+//
+// Expiry index entries one prune script looks at.
 constexpr int64_t kPruneBatchSize = 500;
+// User index entries one DeleteForUser script removes (plus the kept one).
+constexpr int64_t kDeleteForUserBatchSize = 500;
+// User index entries one ListForUser script may look at beyond limit + 1;
+// a script that meets more dead entries than that before its page is full
+// removes them and reports the page incomplete, and the call runs it again.
+constexpr int64_t kListScanSlack = 1000;
 
 // ---------------------------------------------------------------------------
 // Scripts.
@@ -157,9 +172,13 @@ absl::Status StatusFromErrorReply(absl::string_view error,
   }
   const std::string message =
       absl::StrCat("valkey: ", what, ": ", SanitizedServerError(error));
+  // The server refused or could not run the command now, having written
+  // nothing: loading its data, busy with a script, a replica, out of
+  // memory, unable to persist (MISCONF), or short of replicas
+  // (NOREPLICAS, min-replicas-to-write).
   if (code == "LOADING" || code == "BUSY" || code == "MASTERDOWN" ||
       code == "READONLY" || code == "TRYAGAIN" || code == "CLUSTERDOWN" ||
-      code == "OOM") {
+      code == "OOM" || code == "MISCONF" || code == "NOREPLICAS") {
     return absl::UnavailableError(message);
   }
   if (code == "NOAUTH" || code == "WRONGPASS" || code == "NOPERM") {
@@ -236,33 +255,58 @@ struct ConnectSettings {
 };
 
 // One blocking hiredis connection, used by one thread at a time.
+//
+// hiredis bounds each read(2) and write(2) by the socket timeout, not a whole
+// command: a server that trickles its reply, a byte just before each
+// timeout, would hold the caller forever. So while a command runs, the
+// store's Watchdog watches our own dup() of the socket (socket_watchdog.h)
+// and shuts it down at the command's deadline; the command then fails, and
+// the connection is never used again.
 class Connection {
  public:
   // Connects, then AUTH and SELECT as configured; all of it by `deadline`.
+  // `watchdog` must outlive the connection.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
-      const ConnectSettings& s, absl::Time deadline) {
+      const ConnectSettings& s, absl::Time deadline, Watchdog& watchdog) {
     const absl::Duration budget = deadline - absl::Now();
     if (budget <= absl::ZeroDuration()) {
       return absl::UnavailableError("valkey: connect: deadline exceeded");
     }
+    // Bounded by the timeout as a whole: hiredis connects non-blocking and
+    // polls.
     redisContext* ctx = redisConnectWithTimeout(
         s.host.c_str(), s.port,
         TimeoutTimeval(std::min(budget, s.connect_timeout)));
     if (ctx == nullptr) {
       return absl::InternalError("valkey: connect: out of memory");
     }
-    std::unique_ptr<Connection> conn(new Connection(ctx));
     if (ctx->err != 0) {
-      return absl::UnavailableError(absl::StrCat("valkey: cannot connect to ",
-                                                 s.host, ":", s.port, ": ",
-                                                 ctx->errstr));
+      absl::Status status = absl::UnavailableError(
+          absl::StrCat("valkey: cannot connect to ", s.host, ":", s.port, ": ",
+                       ctx->errstr));
+      redisFree(ctx);
+      return status;
     }
+    const int watch_fd = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 0);
+    if (watch_fd < 0) {
+      const int error = errno;
+      redisFree(ctx);
+      return absl::UnavailableError(absl::StrCat(
+          "valkey: connect: cannot duplicate the socket: ", strerror(error)));
+    }
+    std::unique_ptr<Connection> conn(
+        new Connection(ctx, watch_fd, watchdog, s.command_timeout));
     redisEnableKeepAlive(ctx);
+    // Each read(2) and write(2) waits at most command_timeout; the watchdog
+    // bounds every command as a whole by its deadline.
+    if (redisSetTimeout(ctx, TimeoutTimeval(s.command_timeout)) != REDIS_OK) {
+      return absl::UnavailableError("valkey: connect: cannot set timeout");
+    }
     if (!s.password.empty()) {
       std::vector<absl::string_view> auth = {"AUTH"};
       if (!s.username.empty()) auth.push_back(s.username);
       auth.push_back(s.password);
-      absl::StatusOr<Reply> r = conn->Run(auth, deadline - absl::Now(), "AUTH");
+      absl::StatusOr<Reply> r = conn->Run(auth, deadline, "AUTH");
       if (!r.ok()) return r.status();
       if ((*r)->type == REDIS_REPLY_ERROR) {
         return absl::PermissionDeniedError(absl::StrCat(
@@ -274,8 +318,7 @@ class Connection {
     }
     if (s.database != 0) {
       const std::string db = absl::StrCat(s.database);
-      absl::StatusOr<Reply> r =
-          conn->Run({"SELECT", db}, deadline - absl::Now(), "SELECT");
+      absl::StatusOr<Reply> r = conn->Run({"SELECT", db}, deadline, "SELECT");
       if (!r.ok()) return r.status();
       if ((*r)->type == REDIS_REPLY_ERROR) {
         absl::Status status = StatusFromErrorReply(
@@ -289,33 +332,27 @@ class Connection {
     return conn;
   }
 
-  ~Connection() { redisFree(ctx_); }
+  ~Connection() {
+    redisFree(ctx_);
+    // Only now: no watch is armed (Run disarms before it returns), and
+    // hiredis is done with the socket.
+    ::close(watch_fd_);
+  }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   // Sends one command and reads its reply (which may be an error reply),
-  // waiting at most `timeout`. On a connection failure the connection is
-  // marked broken and the status is UNAVAILABLE (INTERNAL for a protocol
-  // error).
+  // all by `deadline`. On a connection failure the connection is marked
+  // broken and the status is UNAVAILABLE (INTERNAL for a protocol error).
   absl::StatusOr<Reply> Run(const std::vector<absl::string_view>& args,
-                            absl::Duration timeout, absl::string_view what) {
+                            absl::Time deadline, absl::string_view what) {
     if (broken_) {
       return absl::UnavailableError(
           absl::StrCat("valkey: ", what, ": connection broken"));
     }
-    if (timeout <= absl::ZeroDuration()) {
-      broken_ = true;  // may be mid-reply for all we know; never reuse
+    if (deadline <= absl::Now()) {
       return absl::UnavailableError(
           absl::StrCat("valkey: ", what, ": deadline exceeded"));
-    }
-    timeout = std::max(timeout, absl::Milliseconds(1));
-    if (timeout != timeout_) {
-      if (redisSetTimeout(ctx_, TimeoutTimeval(timeout)) != REDIS_OK) {
-        broken_ = true;
-        return absl::UnavailableError(
-            absl::StrCat("valkey: ", what, ": cannot set timeout"));
-      }
-      timeout_ = timeout;
     }
     std::vector<const char*> argv;
     std::vector<size_t> lengths;
@@ -327,12 +364,24 @@ class Connection {
     }
     void* reply = nullptr;
     int saved_errno = 0;
+    bool fired = false;
     {
       ScopedSigpipeBlock no_sigpipe;
+      const uint64_t ticket = watchdog_.Arm(watch_fd_, deadline);
       errno = 0;
       reply = redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(),
                                lengths.data());
       saved_errno = errno;
+      fired = watchdog_.Disarm(ticket);
+    }
+    if (fired) {
+      // The socket is shut down, whatever hiredis made of it. A reply that
+      // arrived whole just in time is still good.
+      broken_ = true;
+      if (reply == nullptr) {
+        return absl::UnavailableError(absl::StrCat(
+            "valkey: ", what, ": no reply from the server in time"));
+      }
     }
     if (reply == nullptr) {
       broken_ = true;
@@ -344,7 +393,7 @@ class Connection {
           (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)) {
         return absl::UnavailableError(
             absl::StrCat("valkey: ", what, ": no reply within ",
-                         absl::FormatDuration(timeout)));
+                         absl::FormatDuration(command_timeout_)));
       }
       return absl::UnavailableError(
           absl::StrCat("valkey: ", what, ": connection error: ", ctx_->errstr));
@@ -366,18 +415,28 @@ class Connection {
   }
 
  private:
-  explicit Connection(redisContext* ctx) : ctx_(ctx) {}
+  Connection(redisContext* ctx, int watch_fd, Watchdog& watchdog,
+             absl::Duration command_timeout)
+      : ctx_(ctx),
+        watch_fd_(watch_fd),
+        watchdog_(watchdog),
+        command_timeout_(command_timeout) {}
 
   redisContext* const ctx_;
+  // Our own duplicate of ctx_->fd, the one the watchdog watches; closed
+  // after ctx_ (see socket_watchdog.h).
+  const int watch_fd_;
+  Watchdog& watchdog_;
+  const absl::Duration command_timeout_;  // of each read(2) and write(2)
   bool broken_ = false;
-  absl::Duration timeout_ = absl::ZeroDuration();
 };
 
 // Up to `size` connections; idle ones are reused most recent first.
+// `watchdog` (which bounds every command) must outlive the pool.
 class Pool {
  public:
-  Pool(ConnectSettings settings, int size)
-      : settings_(std::move(settings)), size_(size) {}
+  Pool(ConnectSettings settings, int size, Watchdog& watchdog)
+      : settings_(std::move(settings)), size_(size), watchdog_(watchdog) {}
 
   const ConnectSettings& settings() const { return settings_; }
 
@@ -409,7 +468,8 @@ class Pool {
       }
       absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(
           settings_,
-          std::min(deadline, absl::Now() + settings_.connect_timeout));
+          std::min(deadline, absl::Now() + settings_.connect_timeout),
+          watchdog_);
       if (!opened.ok()) {
         absl::MutexLock lock(&mu_);
         --open_;
@@ -441,6 +501,7 @@ class Pool {
 
   const ConnectSettings settings_;
   const int size_;
+  Watchdog& watchdog_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
   // Idle, in use, or being opened.
@@ -518,6 +579,13 @@ absl::Status NotFound() {
   return absl::NotFoundError("valkey: no live session");
 }
 
+// Ids and user ids are stored only if IsStorableText (session_store.h).
+absl::Status ValidateText(absl::string_view value, absl::string_view what) {
+  if (IsStorableText(value)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("valkey: ", what, " must be valid UTF-8 without NUL bytes"));
+}
+
 // ---------------------------------------------------------------------------
 // The store.
 
@@ -526,7 +594,7 @@ class ValkeyStore final : public SessionStore {
   ValkeyStore(ConnectSettings settings, int pool_size,
               const std::string& key_prefix, const Clock* clock,
               const StoreOptions& options)
-      : pool_(std::move(settings), pool_size),
+      : pool_(std::move(settings), pool_size, watchdog_),
         base_(absl::StrCat("{", key_prefix, "}:")),
         clock_(clock),
         cap_(absl::StrCat(options.max_sessions_per_user)) {
@@ -543,9 +611,10 @@ class ValkeyStore final : public SessionStore {
     const absl::Time start = absl::Now();
     absl::StatusOr<Lease> lease = Acquire(start);
     if (!lease.ok()) return lease.status();
+    const absl::Time deadline = Deadline(start);
     for (int s = 0; s < kNumScripts; ++s) {
-      if (absl::Status st = LoadScript(**lease, static_cast<Script>(s),
-                                       absl::Now() + command_timeout());
+      if (absl::Status st =
+              LoadScript(**lease, static_cast<Script>(s), deadline);
           !st.ok()) {
         return st;
       }
@@ -556,6 +625,10 @@ class ValkeyStore final : public SessionStore {
   absl::StatusOr<SessionRecord> Create(const SessionRecord& record) override {
     if (record.id.empty()) {
       return absl::InvalidArgumentError("valkey: id must not be empty");
+    }
+    if (absl::Status s = ValidateText(record.id, "id"); !s.ok()) return s;
+    if (absl::Status s = ValidateText(record.user_id, "user_id"); !s.ok()) {
+      return s;
     }
     if (record.token_hash.size() != kTokenHashSize) {
       return absl::InvalidArgumentError("valkey: token hash must be 32 bytes");
@@ -602,6 +675,9 @@ class ValkeyStore final : public SessionStore {
          *update.absolute_lifetime <= absl::ZeroDuration())) {
       return absl::InvalidArgumentError("valkey: timeouts must be positive");
     }
+    if (absl::Status s = ValidateText(update.user_id, "user_id"); !s.ok()) {
+      return s;
+    }
     if (token_hash.size() != kTokenHashSize) return NotFound();
     std::vector<std::string> keys = {TokenKey(token_hash), ExpiryKey()};
     if (!update.user_id.empty()) keys.push_back(UserKey(update.user_id));
@@ -632,6 +708,11 @@ class ValkeyStore final : public SessionStore {
       return absl::InvalidArgumentError(
           "valkey: new token hash must differ from the old one");
     }
+    if (user_id.has_value()) {
+      if (absl::Status s = ValidateText(*user_id, "user_id"); !s.ok()) {
+        return s;
+      }
+    }
     if (old_token_hash.size() != kTokenHashSize) return NotFound();
     std::vector<std::string> keys = {TokenKey(old_token_hash),
                                      TokenKey(new_token_hash), ExpiryKey()};
@@ -657,23 +738,42 @@ class ValkeyStore final : public SessionStore {
   }
 
   absl::StatusOr<int64_t> DeleteById(absl::string_view id) override {
+    if (!IsStorableText(id)) return 0;  // no stored id is like it
     absl::StatusOr<Reply> r =
         Eval(kDeleteById, {SessionKey(id), ExpiryKey()}, {std::string(id)});
     if (!r.ok()) return r.status();
     return IntegerFromReply(r->get(), "delete by id");
   }
 
+  // In batches, one script each (kDeleteForUserBatchSize): each batch is
+  // atomic, the call as a whole is not. The call ends with a batch that
+  // leaves none of the user's sessions but the kept one, and the count is
+  // exact: each live session removed is counted by the batch that removed
+  // it (sessions written for the user while the call runs included).
   absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
                                         absl::string_view except_id) override {
     if (user_id.empty()) {
       // Would otherwise address every anonymous session.
       return absl::InvalidArgumentError("valkey: user_id must not be empty");
     }
-    absl::StatusOr<Reply> r =
-        Eval(kDeleteForUser, {UserKey(user_id), ExpiryKey()},
-             {std::string(user_id), std::string(except_id)});
-    if (!r.ok()) return r.status();
-    return IntegerFromReply(r->get(), "delete for user");
+    if (!IsStorableText(user_id)) return 0;  // no stored user is like it
+    const std::vector<std::string> keys = {UserKey(user_id), ExpiryKey()};
+    const std::vector<std::string> args = {
+        std::string(user_id), std::string(except_id),
+        absl::StrCat(kDeleteForUserBatchSize)};
+    int64_t removed = 0;
+    for (;;) {
+      absl::StatusOr<Reply> r = Eval(kDeleteForUser, keys, args);
+      if (!r.ok()) return r.status();
+      const redisReply* counts = r->get();
+      if (counts->type != REDIS_REPLY_ARRAY || counts->elements != 2 ||
+          counts->element[0]->type != REDIS_REPLY_INTEGER ||
+          counts->element[1]->type != REDIS_REPLY_INTEGER) {
+        return Malformed("delete for user");
+      }
+      removed += counts->element[0]->integer;
+      if (counts->element[1]->integer != 0) return removed;
+    }
   }
 
   absl::StatusOr<SessionPage> ListForUser(
@@ -685,6 +785,7 @@ class ValkeyStore final : public SessionStore {
     if (user_id.empty()) {
       return absl::InvalidArgumentError("valkey: user_id must not be empty");
     }
+    if (!IsStorableText(user_id)) return SessionPage();  // no such user
     // The script compares whole microseconds. A cursor with a finer part
     // lies strictly between two of them: everything at or before the
     // earlier one follows it.
@@ -695,11 +796,31 @@ class ValkeyStore final : public SessionStore {
       cursor_us = absl::StrCat(us);
       cursor_id = after->id;
     }
-    absl::StatusOr<Reply> r = Eval(kListForUser, {UserKey(user_id)},
-                                   {std::string(user_id), absl::StrCat(limit),
-                                    mode, cursor_us, cursor_id});
-    if (!r.ok()) return r.status();
-    const redisReply* list = r->get();
+    // The script looks at no more than this many index entries. When it
+    // meets so many dead ones (of expired or vanished sessions) that its
+    // page is not full by then, it removes them and says so, and runs again
+    // from the same position: at least kListScanSlack fewer entries to look
+    // at each time. The page comes from one script, so it is consistent.
+    const int64_t budget = int64_t{limit} + 1 + kListScanSlack;
+    const std::vector<std::string> keys = {UserKey(user_id)};
+    const std::vector<std::string> args = {
+        std::string(user_id), absl::StrCat(limit), mode, cursor_us, cursor_id,
+        absl::StrCat(budget)};
+    absl::StatusOr<Reply> r;
+    const redisReply* list = nullptr;
+    for (;;) {
+      r = Eval(kListForUser, keys, args);
+      if (!r.ok()) return r.status();
+      const redisReply* result = r->get();
+      if (result->type != REDIS_REPLY_ARRAY || result->elements < 1 ||
+          result->element[0]->type != REDIS_REPLY_INTEGER) {
+        return Malformed("list for user");
+      }
+      if (result->element[0]->integer == 0) continue;  // incomplete
+      if (result->elements != 2) return Malformed("list for user");
+      list = result->element[1];
+      break;
+    }
     if (list->type != REDIS_REPLY_ARRAY) return Malformed("list for user");
     SessionPage page;
     page.sessions.reserve(std::min(list->elements, static_cast<size_t>(limit)));
@@ -739,7 +860,7 @@ class ValkeyStore final : public SessionStore {
     absl::StatusOr<Lease> lease = Acquire(start);
     if (!lease.ok()) return ForCall(lease.status());
     absl::StatusOr<Reply> r =
-        (*lease)->Run({"PING"}, CommandBudget(Deadline(start)), "ping");
+        (*lease)->Run({"PING"}, CommandDeadline(Deadline(start)), "ping");
     if (!r.ok()) return ForCall(r.status());
     if ((*r)->type == REDIS_REPLY_ERROR) {
       return ForCall(StatusFromErrorReply(ReplyText(r->get()), "ping"));
@@ -760,9 +881,9 @@ class ValkeyStore final : public SessionStore {
     return start + pool_.settings().connect_timeout + command_timeout();
   }
 
-  // How long the next command may wait for its reply.
-  absl::Duration CommandBudget(absl::Time deadline) const {
-    return std::min(command_timeout(), deadline - absl::Now());
+  // When the next command of a call with this deadline must be done.
+  absl::Time CommandDeadline(absl::Time deadline) const {
+    return std::min(deadline, absl::Now() + command_timeout());
   }
 
   absl::StatusOr<Lease> Acquire(absl::Time start) {
@@ -779,7 +900,7 @@ class ValkeyStore final : public SessionStore {
     const std::string what =
         absl::StrCat("load script \"", kScripts[script].name, "\"");
     absl::StatusOr<Reply> r = conn.Run({"SCRIPT", "LOAD", texts_[script]},
-                                       CommandBudget(deadline), what);
+                                       CommandDeadline(deadline), what);
     if (!r.ok()) return r.status();
     if ((*r)->type == REDIS_REPLY_ERROR) {
       return StatusFromErrorReply(ReplyText(r->get()), what);
@@ -820,7 +941,7 @@ class ValkeyStore final : public SessionStore {
     for (const std::string& a : args) argv.push_back(a);
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<Reply> reply =
-          (*lease)->Run(argv, CommandBudget(deadline), what);
+          (*lease)->Run(argv, CommandDeadline(deadline), what);
       if (!reply.ok()) return ForCall(reply.status());
       if ((*reply)->type != REDIS_REPLY_ERROR) return reply;
       const absl::string_view error = ReplyText(reply->get());
@@ -848,6 +969,8 @@ class ValkeyStore final : public SessionStore {
   }
   std::string ExpiryKey() const { return absl::StrCat(base_, "x"); }
 
+  // Bounds every command of every connection; outlives the pool.
+  Watchdog watchdog_;
   Pool pool_;
   const std::string base_;  // "{prefix}:"
   const Clock* const clock_;

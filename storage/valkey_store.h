@@ -23,13 +23,30 @@
 //
 // Why scripts. Every call is ONE server-side Lua script run with EVALSHA
 // (create with the per-user cap, compare-and-set update, load-and-touch,
-// cycle, each delete with its index clean-up, list, prune): the server runs
-// a script atomically, so no other client ever sees a call half done, and
-// no optimistic WATCH/MULTI retry loop is needed. The scripts are loaded
+// cycle, each delete with its index clean-up, list, prune), except that
+// some run a bounded one several times (below): the server runs a script
+// atomically, so no other client ever sees a call half done, and no
+// optimistic WATCH/MULTI retry loop is needed. The scripts are loaded
 // (SCRIPT LOAD) when the store opens; a NOSCRIPT reply (server restarted,
 // SCRIPT FLUSH, failover) makes the store load the script again and retry
 // the call once. Scripts start with "#!lua", so a cluster node rejects any
 // that would touch two slots.
+//
+// Bounded scripts. Nothing else runs on the server while a script does, so
+// no script may take time that grows with the data: calls whose work does
+// run a script that does a bounded share of it, as often as needed.
+// PruneExpired and DeleteForUser go in batches of a few hundred sessions,
+// each batch atomic, the call as a whole not (DeleteForUser ends with a
+// batch that leaves none of the user's sessions but the kept one); the
+// counts are exact.
+// ListForUser seeks its cursor's position in the user index by score and
+// id (never by skipping entries one by one) and looks at a bounded number
+// of entries; if it meets so many dead ones (of expired or vanished
+// sessions) that its page is not full by then, the script removes them and
+// runs again from the same position, so a page still comes from one
+// script. Cap eviction needs no bound of its own: it leaves at most
+// max_sessions_per_user entries in the user index (as long as the cap stays
+// the same).
 //
 // Expiry. The current time is read from the injected Clock and passed to
 // every script, never the server's TIME, and the scripts decide liveness
@@ -58,17 +75,26 @@
 // if set) and SELECT. A connection that fails (I/O error, EOF, timeout) is
 // dropped; an idle one whose server went away (readable socket: EOF) is
 // dropped before use. So when the server restarts, the next calls simply
-// open new connections: no restart of sessiond. Each call has a deadline of
+// open new connections: no restart of sessiond. Each call (each script run,
+// for the calls that run several) has a deadline of
 // connect_timeout + command_timeout: waiting for a free connection (at most
 // command_timeout), connecting and the command itself all count against it,
-// and running out is UNAVAILABLE. A command that timed out may still run on
-// the server later (e.g. one stopped with SIGSTOP and resumed): UNAVAILABLE
-// means "nothing is known to have been written", as session_store.h says.
+// and running out is UNAVAILABLE. hiredis itself only bounds each read(2) and
+// write(2) (by command_timeout), so that a server that trickles its reply
+// could hold a call forever; a watchdog thread (storage/socket_watchdog.h)
+// shuts the connection's socket down when a command's deadline passes. A
+// command that timed out may still run on the server later (e.g. one stopped
+// with SIGSTOP and resumed): UNAVAILABLE means "nothing is known to have been
+// written", as session_store.h says.
 //
 // Errors. Connection failures, timeouts and the server replies LOADING,
-// BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN and OOM (maxmemory
+// BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN, OOM (maxmemory
 // reached: writes that could grow the data are refused, while loads,
-// deletes, lists and prune still run) are UNAVAILABLE. The scripts' own
+// deletes, lists and prune still run), MISCONF (the server cannot persist
+// and refuses writes) and NOREPLICAS (fewer replicas than
+// min-replicas-to-write) are UNAVAILABLE. Ids and user ids must be valid
+// UTF-8 without NUL bytes, as in every backend (IsStorableText): writes of
+// others are INVALID_ARGUMENT; lookups by them find nothing. The scripts' own
 // NOT_FOUND / ABORTED / ALREADY_EXISTS map to those codes. Authentication
 // failures at open are PERMISSION_DENIED; anything else (during a call,
 // auth failures too) is INTERNAL. Messages name the operation and the

@@ -306,6 +306,120 @@ TEST_P(SessionStoreConformanceTest, CreateRejectsInvalidArguments) {
   EXPECT_EQ(ListIds("u"), Ids{});
 }
 
+namespace {
+
+// Ids and user ids are valid UTF-8 without NUL bytes (session_store.h).
+// Text that is not, each labelled.
+std::vector<std::pair<std::string, std::string>> UnstorableTexts() {
+  return {
+      {"NUL inside", std::string("al\0ice", 6)},
+      {"NUL alone", std::string(1, '\0')},
+      {"trailing NUL", std::string("alice\0", 6)},
+      {"lone 0xff", "\xff"},
+      {"lone continuation byte", "a\x80"},
+      {"bad continuation", "\xc3\x28"},
+      {"truncated sequence", "\xe2\x82"},
+      {"overlong '/'", "\xc0\xaf"},
+      {"overlong 3-byte", "\xe0\x80\xaf"},
+      {"UTF-16 surrogate", "\xed\xa0\x80"},
+      {"past U+10FFFF", "\xf4\x90\x80\x80"},
+      {"Latin-1 e-acute", "caf\xe9"},
+  };
+}
+
+}  // namespace
+
+TEST_P(SessionStoreConformanceTest, CreateRejectsIdsAndUserIdsThatAreNotText) {
+  for (const auto& [what, bad] : UnstorableTexts()) {
+    SCOPED_TRACE(what);
+    EXPECT_EQ(Code(store_->Create(NewRecord(bad, 1, "alice"))),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->Create(NewRecord("x", 1, bad))),
+              StatusCode::kInvalidArgument);
+  }
+  // Nothing was written.
+  EXPECT_FALSE(Exists(1));
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById("x"));
+  EXPECT_EQ(deleted, 0);
+  ASSERT_OK_AND_ASSIGN(int64_t pruned, store_->PruneExpired());
+  EXPECT_EQ(pruned, 0);
+  // Valid UTF-8 beyond ASCII is fine, in ids and user ids alike.
+  const std::string id =
+      "s\xc3\xa9"
+      "ance-\xf0\x9f\x94\x91";  // séance-🔑
+  const std::string user = "\xe2\x9c\x93-\xe6\x97\xa5\xe6\x9c\xac";
+  ASSERT_OK_AND_ASSIGN(SessionRecord created,
+                       store_->Create(NewRecord(id, 1, user)));
+  EXPECT_EQ(created.id, id);
+  EXPECT_EQ(created.user_id, user);
+  EXPECT_EQ(ListIds(user), Ids{id});
+}
+
+TEST_P(SessionStoreConformanceTest, UpdateAndCycleRejectUserIdsThatAreNotText) {
+  const SessionRecord a = MustCreate("a", 1, "alice");
+  for (const auto& [what, bad] : UnstorableTexts()) {
+    SCOPED_TRACE(what);
+    EXPECT_EQ(Code(store_->Update(TokenHash(1), MakeUpdate(bad, "new"))),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->Update(TokenHash(1), MakeUpdate(bad, "new", 1))),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(2), bad)),
+              StatusCode::kInvalidArgument);
+    // Argument errors come first, as for timeouts.
+    EXPECT_EQ(Code(store_->Update(TokenHash(9), MakeUpdate(bad, "new"))),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->Cycle(TokenHash(9), TokenHash(2), bad)),
+              StatusCode::kInvalidArgument);
+  }
+  // Nothing was written: not the user, the payload, the version, the time
+  // or the token hash.
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(loaded, a);
+  EXPECT_FALSE(Exists(2));
+  EXPECT_EQ(ListIds("alice"), Ids{"a"});
+  // A Cycle that keeps the user (nullopt) is unaffected.
+  ASSERT_OK_AND_ASSIGN(SessionRecord cycled,
+                       store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt));
+  EXPECT_EQ(cycled.user_id, "alice");
+}
+
+// Lookups by text that no stored id or user id can hold find nothing, like
+// lookups by a token hash of the wrong size: ListForUser of such a user is
+// an empty page and DeleteForUser / DeleteById remove nothing (0). They are
+// not INVALID_ARGUMENT, which session_store.h reserves for writes (and for
+// an empty user, which would address every anonymous session). An except_id
+// that no stored id can equal protects nothing.
+TEST_P(SessionStoreConformanceTest,
+       LookupsByIdsAndUserIdsThatAreNotTextFindNothing) {
+  MustCreate("a1", 1, "alice");
+  MustCreate("a2", 2, "alice");
+  MustCreate("x", 3, "");
+  for (const auto& [what, bad] : UnstorableTexts()) {
+    SCOPED_TRACE(what);
+    ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser(bad, 10, {}));
+    EXPECT_TRUE(page.sessions.empty());
+    EXPECT_FALSE(page.next.has_value());
+    ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser(bad, ""));
+    EXPECT_EQ(n, 0);
+    ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(bad, "a1"));
+    EXPECT_EQ(n, 0);
+    ASSERT_OK_AND_ASSIGN(n, store_->DeleteById(bad));
+    EXPECT_EQ(n, 0);
+  }
+  // Bad arguments other than the text are still INVALID_ARGUMENT.
+  EXPECT_EQ(Code(store_->ListForUser(std::string("\0", 1), 0, {})),
+            StatusCode::kInvalidArgument);
+  for (int h : {1, 2, 3}) EXPECT_TRUE(Exists(h)) << h;
+  EXPECT_EQ(ListIds("alice"), (Ids{"a2", "a1"}));
+  ASSERT_OK_AND_ASSIGN(int64_t n,
+                       store_->DeleteForUser("alice", std::string("a1\0", 3)));
+  EXPECT_EQ(n, 2);
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  EXPECT_TRUE(Exists(3));
+}
+
 TEST_P(SessionStoreConformanceTest, CreateReusesIdAndTokenHashOfExpired) {
   MustCreate("reuse-id", 1, "alice", absl::Minutes(1));
   MustCreate("reuse-hash", 2, "alice", absl::Minutes(1));

@@ -8,7 +8,15 @@
 // stop, pause or reconfigure a server start their own.
 #include "storage/valkey_store.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -352,7 +360,7 @@ TEST_F(ValkeyStoreTest, UserIdsThatLookLikeKeySyntaxDoNotCollide) {
                                           "a}:x",
                                           "u:61",
                                           "x",
-                                          std::string("nul\0byte", 8)};
+                                          "\xe2\x9c\x93:\xc3\xa9"};
   for (size_t k = 0; k < users.size(); ++k) {
     ASSERT_TRUE(store->Create(NewRecord(static_cast<int>(k), users[k])).ok());
   }
@@ -689,6 +697,202 @@ TEST_F(ValkeyStoreTest, FullServerStillServesReadsAndDeletes) {
   ASSERT_OK(store->Ping());
 }
 
+// How many EVALSHA commands the server has run so far (one per script run).
+int64_t EvalshaCalls(const RedisServer& server) {
+  const std::string info = Cmd(server, {"INFO", "commandstats"}).str;
+  const std::string key = "cmdstat_evalsha:calls=";
+  const size_t at = info.find(key);
+  if (at == std::string::npos) return 0;
+  const size_t start = at + key.size();
+  int64_t calls = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(
+      info.substr(start, info.find(',', start) - start), &calls));
+  return calls;
+}
+
+// DeleteForUser removes a user's sessions a bounded batch per script, never
+// all of them in one script that would hold the shared server; the count
+// stays exact (live ones only, the kept one excepted).
+TEST_F(ValkeyStoreTest, DeleteForUserRunsBoundedBatchesAndCountsExactly) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  int n = 0;
+  for (int k = 0; k < 100; ++k) {
+    ASSERT_TRUE(store->Create(NewRecord(++n, "heavy", absl::Minutes(1))).ok());
+  }
+  const int last_expired = n;
+  clock_.Advance(absl::Minutes(2));
+  for (int k = 0; k < 1100; ++k) {
+    ASSERT_TRUE(store->Create(NewRecord(++n, "heavy")).ok());
+  }
+  ASSERT_TRUE(store->Create(NewRecord(++n, "other")).ok());
+  const int other = n;
+  // Index entries of sessions that are gone (as after native expiry).
+  std::vector<std::string> zadd = {"ZADD", layout_.User("heavy")};
+  for (int k = 0; k < 50; ++k) {
+    zadd.push_back("1");
+    zadd.push_back(absl::StrCat("gone-", k));
+  }
+  Cmd(*server_, zadd);
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("heavy")}), 1250);
+
+  const std::string keep = absl::StrCat("id-", last_expired + 500);
+  const int64_t calls_before = EvalshaCalls(*server_);
+  absl::StatusOr<int64_t> removed = store->DeleteForUser("heavy", keep);
+  const int64_t calls = EvalshaCalls(*server_) - calls_before;
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 1099);  // 1100 live, one kept; expired ones not counted
+  EXPECT_GT(calls, 1) << "one script went through every session";
+  EXPECT_EQ(
+      Strings(Cmd(*server_, {"ZRANGE", layout_.User("heavy"), "0", "-1"})),
+      std::vector<std::string>{keep});
+  for (int i : {1, last_expired, last_expired + 1, last_expired + 1100}) {
+    EXPECT_FALSE(KeyExists(layout_.Session(absl::StrCat("id-", i)))) << i;
+    EXPECT_FALSE(KeyExists(layout_.Token(Hash(i)))) << i;
+  }
+  EXPECT_TRUE(store->Load(Hash(last_expired + 500)).ok());
+  EXPECT_TRUE(store->Load(Hash(other)).ok());
+  // What is left: the kept session and the other user's, with their token
+  // keys, user indexes, and the expiry index.
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.Expiry()}), 2);
+  EXPECT_EQ(Int(*server_, {"DBSIZE"}), 7);
+
+  absl::StatusOr<int64_t> again = store->DeleteForUser("heavy", "");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, 1);
+  EXPECT_FALSE(KeyExists(layout_.User("heavy")));
+}
+
+// Many dead entries (of expired or vanished sessions) before a user's live
+// ones: ListForUser clears them over several bounded scripts, and still
+// returns the right page.
+TEST_F(ValkeyStoreTest, ListForUserClearsManyDeadEntriesInBoundedScripts) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(store->Create(NewRecord(i, "lister")).ok());
+    clock_.Advance(absl::Microseconds(1));
+  }
+  clock_.Advance(absl::Seconds(1));
+  for (int i = 100; i < 150; ++i) {
+    ASSERT_TRUE(store->Create(NewRecord(i, "lister", absl::Minutes(1))).ok());
+  }
+  // More recently active than the live sessions, so listed before them.
+  const std::string score = absl::StrCat(absl::ToUnixMicros(clock_.Now()));
+  std::vector<std::string> zadd = {"ZADD", layout_.User("lister")};
+  for (int k = 0; k < 2500; ++k) {
+    zadd.push_back(score);
+    zadd.push_back(absl::StrCat("gone-", k));
+  }
+  Cmd(*server_, zadd);
+  clock_.Advance(absl::Minutes(2));  // the 50 sessions expire
+
+  const int64_t calls_before = EvalshaCalls(*server_);
+  absl::StatusOr<SessionPage> page = store->ListForUser("lister", 2, {});
+  const int64_t calls = EvalshaCalls(*server_) - calls_before;
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->sessions.size(), 2u);
+  EXPECT_EQ(page->sessions[0].id, "id-3");
+  EXPECT_EQ(page->sessions[1].id, "id-2");
+  ASSERT_TRUE(page->next.has_value());
+  EXPECT_GT(calls, 1) << "one script went through every dead entry";
+  // The dead entries are gone, and the expired sessions with them.
+  EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("lister")}), 3);
+  EXPECT_FALSE(KeyExists(layout_.Session("id-100")));
+
+  page = store->ListForUser("lister", 2, page->next);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->sessions.size(), 1u);
+  EXPECT_EQ(page->sessions[0].id, "id-1");
+  EXPECT_FALSE(page->next.has_value());
+}
+
+// The listing seeks its cursor by score and id: pages through a large group
+// of sessions active at the same microsecond (ordered by id) cover each
+// once, in order, also when a page spans more than one read of the index.
+TEST_F(ValkeyStoreTest, ListForUserPagesThroughSessionsWithEqualTimes) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::vector<std::string> want;
+  for (int i = 0; i < 300; ++i) {
+    SessionRecord r = NewRecord(i, "ties");
+    r.id = absl::StrCat("t-", 1000 + (i * 7919) % 300);  // created unordered
+    ASSERT_TRUE(store->Create(r).ok()) << r.id;
+    want.push_back(r.id);
+  }
+  // Sessions before and after the group.
+  clock_.Advance(absl::Microseconds(1));
+  SessionRecord newer = NewRecord(1000, "ties");
+  newer.id = "a-newer";
+  ASSERT_TRUE(store->Create(newer).ok());
+  std::sort(want.rbegin(), want.rend());
+  want.insert(want.begin(), "a-newer");
+  for (int limit : {7, 130, 301, 1000}) {
+    SCOPED_TRACE(limit);
+    std::vector<std::string> got;
+    std::optional<ListCursor> cursor;
+    for (int pages = 0; pages < 100; ++pages) {
+      absl::StatusOr<SessionPage> page =
+          store->ListForUser("ties", limit, cursor);
+      ASSERT_TRUE(page.ok()) << page.status();
+      for (const SessionRecord& r : page->sessions) got.push_back(r.id);
+      if (!page->next.has_value()) break;
+      EXPECT_EQ(page->sessions.size(), static_cast<size_t>(limit));
+      cursor = page->next;
+    }
+    EXPECT_EQ(got, want);
+  }
+  // A cursor whose session has gone still marks a position.
+  absl::StatusOr<SessionPage> first = store->ListForUser("ties", 11, {});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(first->next.has_value());
+  ASSERT_EQ(*store->DeleteById(first->next->id), 1);
+  absl::StatusOr<SessionPage> second =
+      store->ListForUser("ties", 3, first->next);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->sessions.size(), 3u);
+  EXPECT_EQ(second->sessions[0].id, want[11]);
+  EXPECT_EQ(second->sessions[2].id, want[13]);
+}
+
+// A server short of replicas (min-replicas-to-write) refuses every script
+// that may write, having written nothing: UNAVAILABLE, as the server may
+// well accept the call again soon, not INTERNAL.
+TEST_F(ValkeyStoreTest, RefusedWritesWithoutReplicasAreUnavailable) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  struct RestoreReplicas {
+    RedisServer* server;
+    ~RestoreReplicas() {
+      Cmd(*server, {"CONFIG", "SET", "min-replicas-to-write", "0"});
+    }
+  } restore{server_};
+  Cmd(*server_, {"CONFIG", "SET", "min-replicas-to-write", "1"});
+  const std::vector<std::pair<std::string, std::function<absl::Status()>>>
+      calls = {
+          {"Create", [&] { return store->Create(NewRecord(2)).status(); }},
+          {"Update",
+           [&] {
+             return store->Update(Hash(1), MakeUpdate("bob", "x")).status();
+           }},
+          {"DeleteById", [&] { return store->DeleteById("id-1").status(); }},
+      };
+  for (const auto& [what, call] : calls) {
+    SCOPED_TRACE(what);
+    const absl::Status status = call();
+    EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status;
+    EXPECT_THAT(status.message(), HasSubstr("NOREPLICAS"));
+  }
+  ASSERT_OK(store->Ping());
+  Cmd(*server_, {"CONFIG", "SET", "min-replicas-to-write", "0"});
+  absl::StatusOr<SessionRecord> loaded = store->Load(Hash(1));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->user_id, "alice");
+  EXPECT_EQ(loaded->version, 1);
+  EXPECT_TRUE(absl::IsNotFound(store->Load(Hash(2)).status()));
+}
+
 TEST_F(ValkeyStoreTest, ErrorMessagesCarryNoData) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
@@ -854,6 +1058,241 @@ TEST_F(ValkeyAuthTest, UnreadableOrEmptyPasswordFileIsInvalidArgument) {
   store = OpenWith(WriteFile(dir_, "empty", "\n"));
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------
+// A fake server (a thread with a listening socket), for what a real one
+// cannot be made to do on demand: trickle its replies, or refuse writes for
+// want of disk space.
+
+// The length of the first whole RESP command (an array of bulk strings, as
+// hiredis sends them) at the start of `buf`, with its arguments in `args`;
+// 0 while incomplete.
+size_t ParseCommand(absl::string_view buf, std::vector<std::string>* args) {
+  args->clear();
+  size_t pos = 0;
+  auto header = [&](char type, int64_t* n) {
+    if (pos >= buf.size() || buf[pos] != type) return false;
+    const size_t end = buf.find("\r\n", pos);
+    if (end == absl::string_view::npos) return false;
+    if (!absl::SimpleAtoi(buf.substr(pos + 1, end - pos - 1), n)) return false;
+    pos = end + 2;
+    return true;
+  };
+  int64_t count = 0;
+  if (!header('*', &count)) return 0;
+  for (int64_t k = 0; k < count; ++k) {
+    int64_t len = 0;
+    if (!header('$', &len)) return 0;
+    if (buf.size() < pos + static_cast<size_t>(len) + 2) return 0;
+    args->emplace_back(buf.substr(pos, static_cast<size_t>(len)));
+    pos += static_cast<size_t>(len) + 2;
+  }
+  return pos;
+}
+
+class FakeValkeyServer {
+ public:
+  struct Behavior {
+    // The reply to every EVALSHA (raw RESP).
+    std::string eval_reply;
+    // If set, replies to the chosen commands go out a byte at a time, one
+    // every `byte_interval`.
+    absl::Duration byte_interval = absl::ZeroDuration();
+    bool trickle_eval = false;
+    bool trickle_script_load = false;
+  };
+
+  explicit FakeValkeyServer(Behavior behavior)
+      : behavior_(std::move(behavior)) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_GE(listen_fd_, 0);
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr),
+              0);
+    EXPECT_EQ(listen(listen_fd_, 16), 0);
+    socklen_t len = sizeof addr;
+    EXPECT_EQ(getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len),
+              0);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { AcceptLoop(); });
+  }
+
+  // Stops trickling, closes every connection and joins the threads.
+  ~FakeValkeyServer() {
+    stop_ = true;
+    acceptor_.join();
+    for (std::thread& t : workers_) t.join();
+    close(listen_fd_);
+  }
+
+  int port() const { return port_; }
+  int connections() const { return connections_.load(); }
+  int evals() const { return evals_.load(); }
+
+ private:
+  void AcceptLoop() {
+    while (!stop_) {
+      pollfd p = {};
+      p.fd = listen_fd_;
+      p.events = POLLIN;
+      if (poll(&p, 1, 20) != 1) continue;
+      const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      ++connections_;
+      workers_.emplace_back([this, fd] {
+        Serve(fd);
+        close(fd);
+      });
+    }
+  }
+
+  void Serve(int fd) {
+    std::string buf;
+    char chunk[4096];
+    std::vector<std::string> args;
+    while (!stop_) {
+      pollfd p = {};
+      p.fd = fd;
+      p.events = POLLIN;
+      const int ready = poll(&p, 1, 20);
+      if (ready < 0) return;
+      if (ready == 0) continue;
+      const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) return;
+      buf.append(chunk, static_cast<size_t>(n));
+      for (size_t used; (used = ParseCommand(buf, &args)) > 0;) {
+        buf.erase(0, used);
+        std::string reply;
+        bool trickle = false;
+        if (!args.empty() && absl::EqualsIgnoreCase(args[0], "PING")) {
+          reply = "+PONG\r\n";
+        } else if (!args.empty() && absl::EqualsIgnoreCase(args[0], "SCRIPT")) {
+          reply = absl::StrCat("$40\r\n", std::string(40, 'f'), "\r\n");
+          trickle = behavior_.trickle_script_load;
+        } else {
+          ++evals_;
+          reply = behavior_.eval_reply;
+          trickle = behavior_.trickle_eval;
+        }
+        if (!Send(fd, reply, trickle)) return;
+      }
+    }
+  }
+
+  bool Send(int fd, absl::string_view reply, bool trickle) {
+    if (!trickle) {
+      return send(fd, reply.data(), reply.size(), MSG_NOSIGNAL) ==
+             static_cast<ssize_t>(reply.size());
+    }
+    for (char c : reply) {
+      const absl::Time next = absl::Now() + behavior_.byte_interval;
+      while (absl::Now() < next) {
+        if (stop_) return false;
+        absl::SleepFor(std::min(next - absl::Now(), absl::Milliseconds(10)));
+      }
+      if (send(fd, &c, 1, MSG_NOSIGNAL) != 1) return false;
+    }
+    return true;
+  }
+
+  const Behavior behavior_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> connections_{0};
+  std::atomic<int> evals_{0};
+  std::thread acceptor_;
+  std::vector<std::thread> workers_;  // used by acceptor_, then joined
+};
+
+// Short timeouts: a call must be over within their sum.
+ValkeyOptions FakeServerOptions(const FakeValkeyServer& server) {
+  ValkeyOptions o;
+  o.host = "127.0.0.1";
+  o.port = server.port();
+  o.key_prefix = "fake";
+  o.connect_timeout = absl::Milliseconds(300);
+  o.command_timeout = absl::Milliseconds(300);
+  return o;
+}
+
+// The bound of a call (connect_timeout + command_timeout), and slack for a
+// loaded machine.
+constexpr absl::Duration kFakeServerBound = absl::Milliseconds(1500);
+
+// A peer that answers a byte at a time, each within the per-read timeout
+// (which hiredis applies to each read(2), not the whole reply): the call
+// still ends at its deadline, UNAVAILABLE, and the connection is dropped.
+TEST(ValkeyFakeServerTest, TricklingReplyFailsWithinTheDeadline) {
+  FakeValkeyServer::Behavior behavior;
+  // 40 bytes at 200 ms each: 8 s for the whole reply.
+  behavior.eval_reply = absl::StrCat("$32\r\n", std::string(32, 'x'), "\r\n");
+  behavior.byte_interval = absl::Milliseconds(200);
+  behavior.trickle_eval = true;
+  FakeValkeyServer server(behavior);
+  ManualClock clock;
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenValkeyStore(FakeServerOptions(server), &clock, {});
+  ASSERT_TRUE(store.ok()) << store.status();
+
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round);
+    const absl::Time start = absl::Now();
+    const absl::Status status = (*store)->Load(Hash(1)).status();
+    const absl::Duration took = absl::Now() - start;
+    EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status;
+    EXPECT_LT(took, kFakeServerBound);
+  }
+  // Each stuck connection was dropped; PING works on a new one.
+  ASSERT_OK((*store)->Ping());
+  EXPECT_EQ(server.evals(), 2);
+  EXPECT_EQ(server.connections(), 3);
+}
+
+// Opening the store (SCRIPT LOAD) is bounded the same way.
+TEST(ValkeyFakeServerTest, TricklingServerFailsOpenWithinTheDeadline) {
+  FakeValkeyServer::Behavior behavior;
+  behavior.byte_interval = absl::Milliseconds(200);
+  behavior.trickle_script_load = true;
+  FakeValkeyServer server(behavior);
+  ManualClock clock;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenValkeyStore(FakeServerOptions(server), &clock, {});
+  EXPECT_LT(absl::Now() - start, kFakeServerBound);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kUnavailable) << store.status();
+}
+
+// Replies that refuse a write, which then did not happen: the server cannot
+// persist (MISCONF) or lacks replicas (NOREPLICAS). UNAVAILABLE, not
+// INTERNAL, with the server's word in the message.
+TEST(ValkeyFakeServerTest, RefusedWritesAreUnavailable) {
+  for (const std::string& error :
+       {std::string("MISCONF Redis is configured to save RDB snapshots, but "
+                    "it's currently unable to persist to disk."),
+        std::string("MISCONF Errors writing to the AOF file: No space left on "
+                    "device"),
+        std::string("NOREPLICAS Not enough good replicas to write.")}) {
+    SCOPED_TRACE(error);
+    FakeValkeyServer::Behavior behavior;
+    behavior.eval_reply = absl::StrCat("-", error, "\r\n");
+    FakeValkeyServer server(behavior);
+    ManualClock clock;
+    absl::StatusOr<std::unique_ptr<SessionStore>> store =
+        OpenValkeyStore(FakeServerOptions(server), &clock, {});
+    ASSERT_TRUE(store.ok()) << store.status();
+    const absl::Status created =
+        (*store)->Create(NewRecord(1, "alice")).status();
+    EXPECT_EQ(created.code(), StatusCode::kUnavailable) << created;
+    EXPECT_THAT(created.message(), HasSubstr(error.substr(0, error.find(' '))));
+    const absl::Status deleted = (*store)->DeleteForUser("alice", "").status();
+    EXPECT_EQ(deleted.code(), StatusCode::kUnavailable) << deleted;
+  }
 }
 
 // ---------------------------------------------------------------------------

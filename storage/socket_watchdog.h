@@ -1,24 +1,24 @@
-// Private to the PostgreSQL backend (storage/postgres_conn.cc): bounds the
-// blocking calls libpqxx makes on a connection's socket.
+// Watchdog: bounds blocking calls that a client library makes on a socket
+// (libpqxx for PostgreSQL, hiredis for Valkey), neither of which has a
+// deadline for a whole call.
 //
-// libpqxx 6 waits for the server without a timeout. The server's
-// statement_timeout and the kernel's keepalives and TCP_USER_TIMEOUT give up
-// on a slow statement or a vanished peer, but not on a server that is alive
-// and stuck (say SIGSTOPped: its kernel still acknowledges every packet, and
-// no statement runs to time out). So while a call talks to the server it
-// registers the connection's socket and its deadline here; when the deadline
-// passes first, the watchdog's thread shuts the socket down (shutdown(2),
-// both directions), which wakes the blocked libpq read or write with an error:
-// the libpqxx call fails with pqxx::broken_connection and the connection is
+// Socket options and server-side timeouts give up on a slow statement or a
+// vanished peer, but not on a peer that is alive and stuck (say SIGSTOPped:
+// its kernel still acknowledges every packet) or that trickles bytes. So
+// while a call talks to the server it registers the connection's socket and
+// its deadline here; when the deadline passes first, the watchdog's thread
+// shuts the socket down (shutdown(2), both directions), which wakes the
+// blocked read or write with an error: the call fails and the connection is
 // dropped.
 //
 // The watchdog never closes a descriptor, and it only touches one between
 // Arm() and the return of Disarm(): the caller keeps the descriptor open
-// until then. Callers watch a descriptor of their own (a dup() of libpq's,
-// see Connection), never libpq's, which libpq closes by itself when the
-// connection fails and which could then be reused for an unrelated socket.
-#ifndef SESSIOND_STORAGE_POSTGRES_WATCHDOG_H_
-#define SESSIOND_STORAGE_POSTGRES_WATCHDOG_H_
+// until then. Callers watch a descriptor of their own (a dup() of the
+// library's), never the library's, which the library may close by itself
+// when the connection fails and which could then be reused for an unrelated
+// socket.
+#ifndef SESSIOND_STORAGE_SOCKET_WATCHDOG_H_
+#define SESSIOND_STORAGE_SOCKET_WATCHDOG_H_
 
 #include <cstdint>
 #include <thread>
@@ -28,7 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-namespace sessiond::storage::postgres_internal {
+namespace sessiond::storage::internal {
 
 class Watchdog {
  public:
@@ -67,6 +67,6 @@ class Watchdog {
   std::thread thread_;
 };
 
-}  // namespace sessiond::storage::postgres_internal
+}  // namespace sessiond::storage::internal
 
-#endif  // SESSIOND_STORAGE_POSTGRES_WATCHDOG_H_
+#endif  // SESSIOND_STORAGE_SOCKET_WATCHDOG_H_

@@ -1,4 +1,4 @@
-#include "storage/postgres_watchdog.h"
+#include "storage/socket_watchdog.h"
 
 #include <sys/socket.h>
 
@@ -10,7 +10,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace sessiond::storage::postgres_internal {
+namespace sessiond::storage::internal {
 
 Watchdog::Watchdog() : thread_([this] { Loop(); }) {}
 
@@ -68,4 +68,4 @@ void Watchdog::Loop() {
   }
 }
 
-}  // namespace sessiond::storage::postgres_internal
+}  // namespace sessiond::storage::internal
