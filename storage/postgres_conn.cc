@@ -443,8 +443,9 @@ absl::Status Connection::Fail(absl::string_view what) {
   }
   last_error_ = ErrorKind::kOther;
   // 57014: statement_timeout (or a cancel). 55P03: lock_timeout. Class 53:
-  // out of connections, memory or disk.
-  if (s == "57014" || s == "55P03" || StartsWith(s, "53")) {
+  // out of connections, memory or disk. 40003: the statement's completion
+  // is unknown (a write may or may not have happened).
+  if (s == "57014" || s == "55P03" || StartsWith(s, "53") || s == "40003") {
     return absl::UnavailableError(message(detail));
   }
   if (s == "23505") return absl::AlreadyExistsError(message(detail));
@@ -462,45 +463,6 @@ std::string Connection::Scrub(std::string message) const {
 std::string ScrubSecret(std::string message, absl::string_view secret) {
   if (secret.empty()) return message;
   return absl::StrReplaceAll(message, {{secret, "<redacted>"}});
-}
-
-bool IsStorableText(absl::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char c = p[i];
-    if (c == 0) return false;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int len = 0;
-    uint32_t cp = 0;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > n) return false;
-    for (int k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (p[i + k] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
-    i += len;
-  }
-  return true;
 }
 
 }  // namespace sessiond::storage::postgres_internal

@@ -1,8 +1,9 @@
-// Private to the PostgreSQL backend (storage/postgres_store.cc): one libpqxx
-// connection whose every wait on the server is bounded (libpq's
-// connect_timeout while connecting, the Watchdog afterwards), its prepared
-// statements and transactions, and the mapping of libpqxx exceptions and
-// SQLSTATEs to the SessionStore error space.
+// Internal to the PostgreSQL backend (storage/postgres_store.cc and its
+// tests; nothing else may include it): one libpqxx connection whose every
+// wait on the server is bounded (libpq's connect_timeout while connecting,
+// the Watchdog afterwards), its prepared statements and transactions, and the
+// mapping of libpqxx exceptions and SQLSTATEs to the SessionStore error
+// space.
 #ifndef SESSIOND_STORAGE_POSTGRES_CONN_H_
 #define SESSIOND_STORAGE_POSTGRES_CONN_H_
 
@@ -23,9 +24,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "storage/postgres_watchdog.h"
+#include "storage/socket_watchdog.h"
 
 namespace sessiond::storage::postgres_internal {
+
+using ::sessiond::storage::internal::Watchdog;
 
 // What went wrong in the last failed statement of a connection.
 enum class ErrorKind {
@@ -53,7 +56,7 @@ struct Statement {
 
 // A bytea parameter: sent in binary format, any bytes.
 pqxx::binarystring Bytea(absl::string_view v);
-// A text parameter: sent as text; must be IsStorableText (no NUL).
+// A text parameter: sent as text; must be IsStorableText (session_record.h).
 inline std::string Text(absl::string_view v) { return std::string(v); }
 
 // Column values of a (text-format) result.
@@ -185,7 +188,7 @@ class Connection {
   std::unique_ptr<pqxx::work> txn_;
   std::unique_ptr<pqxx::nontransaction> autocommit_;
   // Our own duplicate of libpq's socket descriptor, watched by the watchdog
-  // and closed only after the connection is gone (see postgres_watchdog.h).
+  // and closed only after the connection is gone (see socket_watchdog.h).
   const int watch_fd_;
   Watchdog& watchdog_;
   // The current call's watch, or 0 outside a call.
@@ -197,10 +200,6 @@ class Connection {
 
 // Removes every occurrence of `secret` from `message`.
 std::string ScrubSecret(std::string message, absl::string_view secret);
-
-// Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF) and
-// no NUL byte: what a PostgreSQL text value can hold.
-bool IsStorableText(absl::string_view s);
 
 }  // namespace sessiond::storage::postgres_internal
 

@@ -27,12 +27,13 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "storage/postgres_conn.h"
-#include "storage/postgres_watchdog.h"
 #include "storage/session_record.h"
+#include "storage/socket_watchdog.h"
 
 namespace sessiond::storage {
 namespace {
 
+using internal::Watchdog;
 using postgres_internal::Affected;
 using postgres_internal::Bytea;
 using postgres_internal::Connection;
@@ -41,16 +42,19 @@ using postgres_internal::ErrorKind;
 using postgres_internal::FieldBytea;
 using postgres_internal::FieldInt;
 using postgres_internal::FieldText;
-using postgres_internal::IsStorableText;
 using postgres_internal::Statement;
 using postgres_internal::Text;
-using postgres_internal::Watchdog;
 
 // SessionRecord::token_hash is a SHA-256.
 constexpr size_t kTokenHashSize = 32;
 
 // A deadlocked or serialization-failed call is retried this many more times.
 constexpr int kMaxConflictRetries = 4;
+
+// Eviction for the per-user cap chooses its victims again when some changed
+// before it could delete them (see EnforceCap), at most this many times in
+// all.
+constexpr int kMaxEvictRounds = 8;
 
 // Migrations may rewrite large tables: the migrating transaction gets this
 // statement timeout instead of the store's.
@@ -183,14 +187,22 @@ constexpr std::array<Statement, kNumStatements> kStatements = {{
      " version = $9::bigint, expires_at = $10::bigint"
      " WHERE id = $1::text AND version = $2::bigint"},
     // $1 user_id, $2 now, $3 id to keep, $4 how many others to keep. Keeps
-    // the most recently active (listing order), deletes the rest. The outer
-    // conditions are re-checked on rows that changed meanwhile, so a session
-    // that moved to another user is never evicted for this one.
+    // the most recently active (listing order), deletes the rest. Returns
+    // how many of the victims it chose were not deleted because they changed
+    // (or went) before it could lock them: the DELETE's conditions are
+    // re-checked on the row's latest version, so a victim that was touched
+    // meanwhile (its last_active_at moved: it may no longer be among the
+    // least recently active), moved to another user, or was deleted, is
+    // skipped, and the caller runs the statement again (with a new snapshot,
+    // which sees the change).
     {kEvict, "sessiond_evict",
-     "DELETE FROM sessiond_sessions WHERE id IN (SELECT id FROM"
-     " sessiond_sessions WHERE user_id = $1::text AND expires_at > $2::bigint"
-     " AND id <> $3::text ORDER BY last_active_at DESC, id DESC"
-     " OFFSET $4::bigint) AND user_id = $1::text AND expires_at > $2::bigint"},
+     "WITH victims AS (SELECT id, last_active_at FROM sessiond_sessions"
+     " WHERE user_id = $1::text AND expires_at > $2::bigint AND id <> $3::text"
+     " ORDER BY last_active_at DESC, id DESC OFFSET $4::bigint),"
+     " evicted AS (DELETE FROM sessiond_sessions s USING victims v"
+     " WHERE s.id = v.id AND s.last_active_at = v.last_active_at"
+     " AND s.user_id = $1::text AND s.expires_at > $2::bigint RETURNING 1)"
+     " SELECT (SELECT count(*) FROM victims) - (SELECT count(*) FROM evicted)"},
     // The deletes remove the rows whether expired or not (an expired row is
     // dead anyway) and return each row's expiry, so that the caller counts
     // the live ones with a time read once the rows are locked.
@@ -623,7 +635,9 @@ class PostgresStore : public SessionStore {
             r.absolute_lifetime =
                 TruncateDurationToMicros(*update.absolute_lifetime);
           }
-          r.last_active_at = now;
+          // Never back in time: another process, whose clock may be ahead
+          // of ours, may have written a later last_active_at.
+          r.last_active_at = std::max(now, r.last_active_at);
           r.version = old_version + 1;
           if (absl::Status s = Rewrite(c, r, old_version, "update"); !s.ok()) {
             return s;
@@ -675,7 +689,7 @@ class PostgresStore : public SessionStore {
           const int64_t old_version = r.version;
           r.token_hash = std::string(new_token_hash);
           if (user_id.has_value()) r.user_id = *user_id;
-          r.last_active_at = now;
+          r.last_active_at = std::max(now, r.last_active_at);  // as in Update
           r.version = old_version + 1;
           if (absl::Status s = Rewrite(c, r, old_version, "cycle"); !s.ok()) {
             if (absl::IsAlreadyExists(s)) {
@@ -911,8 +925,17 @@ class PostgresStore : public SessionStore {
         connect_, std::min(call_deadline, absl::Now() + connect_timeout_),
         *watchdog_);
     if (!opened.ok()) {
-      absl::MutexLock lock(&mu_);
-      --open_;
+      {
+        absl::MutexLock lock(&mu_);
+        --open_;
+      }
+      if (absl::IsFailedPrecondition(opened.status())) {
+        // The database behind the DSN is no longer the UTF8 one the store
+        // was opened on. FAILED_PRECONDITION is OpenPostgresStore's answer
+        // to that; a call must not return it (it means something else to
+        // the caller of Cycle, say).
+        return absl::InternalError(opened.status().message());
+      }
       return opened.status();
     }
     return Lease(this, *std::move(opened), false, call_deadline);
@@ -1005,16 +1028,37 @@ class PostgresStore : public SessionStore {
   // The per-user cap, in the caller's transaction (which holds the user's
   // lock): keeps `r` and the max_sessions_per_user - 1 most recently active
   // other live sessions of r.user_id, deletes the rest.
+  //
+  // The user's lock keeps other writers from adding sessions to the user,
+  // but not touches (and Cycles that keep the user) from moving a session's
+  // last_active_at: those take only the row's lock, so that the hot path
+  // pays nothing for the cap. A victim that changed after the statement's
+  // snapshot is therefore not deleted (kEvict re-checks its last_active_at
+  // under the row lock) and the choice is made again, so what is deleted is
+  // always the least recently active at the moment it is deleted.
   absl::Status EnforceCap(Connection& c, const SessionRecord& r,
                           absl::Time now) const {
     if (store_options_.max_sessions_per_user <= 0 || r.user_id.empty()) {
       return absl::OkStatus();
     }
-    return c
-        .Exec(Stmt(kEvict), "evict over per-user cap", Text(r.user_id),
-              TimeToMicros(now), Text(r.id),
-              static_cast<int64_t>(store_options_.max_sessions_per_user - 1))
-        .status();
+    constexpr absl::string_view kWhat = "evict over per-user cap";
+    for (int round = 1;; ++round) {
+      absl::StatusOr<pqxx::result> res = c.Exec(
+          Stmt(kEvict), kWhat, Text(r.user_id), TimeToMicros(now), Text(r.id),
+          static_cast<int64_t>(store_options_.max_sessions_per_user - 1));
+      if (!res.ok()) return res.status();
+      if (res->size() != 1 || res->columns() != 1) {
+        return absl::InternalError(
+            absl::StrCat("postgres: ", kWhat, ": unexpected result"));
+      }
+      if (FieldInt((*res)[0][0]) == 0) return absl::OkStatus();
+      if (round == kMaxEvictRounds) {
+        // The transaction is rolled back: nothing was written.
+        return absl::UnavailableError(absl::StrCat(
+            "postgres: ", kWhat, ": the user's sessions kept changing during ",
+            round, " attempts; nothing was written"));
+      }
+    }
   }
 
   const ConnectOptions connect_;

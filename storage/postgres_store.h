@@ -58,10 +58,17 @@
 //    `WHERE id = $id AND version = $expected` of the UPDATE itself. Deletes
 //    remove the rows with DELETE ... RETURNING expires_at and count the live
 //    ones with a time read while they hold them.
+//  - Update and Cycle set last_active_at to the later of now and the stored
+//    value: the row lock orders writes, but each process reads its own
+//    clock, which may be behind the one that wrote last.
 //  - When the per-user cap applies, Create, Update and Cycle first take a
 //    transaction-scoped advisory lock on hash(user_id), so that the
 //    insert-then-evict of concurrent writers for one user, in any number of
-//    processes, is serialised and the cap always holds.
+//    processes, is serialised and the cap always holds. Touches do not take
+//    it (they lock only their row); instead the eviction deletes a victim
+//    only if its last_active_at is still the one it was chosen by, and
+//    chooses again otherwise, so that it always evicts the least recently
+//    active sessions as of the moment it deletes them.
 //  - ListForUser is one plain read as of its snapshot, with the time read
 //    just before it.
 //  - Deadlocks and serialization failures (SQLSTATE 40P01, 40001) roll the
@@ -88,18 +95,21 @@
 //
 // Errors: connection failures, client-side timeouts, statement timeouts
 // (57014), server shutdown or start-up (57P01..57P03, class 08), lack of
-// resources (class 53) and lock timeouts (55P03) are UNAVAILABLE; a unique
-// violation is ALREADY_EXISTS; a data exception (class 22) is
-// INVALID_ARGUMENT without the server's message (which may quote the value);
-// anything else is INTERNAL with the server's primary message (which names
-// constraints, never values; DETAIL, which holds values, is not used). The
-// password is never part of a message.
+// resources (class 53), lock timeouts (55P03) and statements whose completion
+// is unknown (40003) are UNAVAILABLE; a unique violation is ALREADY_EXISTS; a
+// data exception (class 22) is INVALID_ARGUMENT without the server's message
+// (which may quote the value); anything else is INTERNAL with the server's
+// primary message (which names constraints, never values; DETAIL, which holds
+// values, is not used). The password is never part of a message.
+// FAILED_PRECONDITION comes only from OpenPostgresStore: a connection opened
+// later that finds the database no longer UTF8 fails its call with INTERNAL.
 //
 // Text: PostgreSQL text cannot hold NUL bytes or invalid UTF-8, so ids and
-// user ids must be valid UTF-8 without NUL: Create, Update and Cycle reject
-// others with INVALID_ARGUMENT, and lookups by such a value find nothing. Ids
-// are compared byte-wise (COLLATE "C"), as in every other backend. The
-// database must use the UTF8 encoding.
+// user ids must be valid UTF-8 without NUL (IsStorableText in
+// session_record.h, the rule every backend applies): Create, Update and Cycle
+// reject others with INVALID_ARGUMENT, and lookups by such a value find
+// nothing. Ids are compared byte-wise (COLLATE "C"), as in every other
+// backend. The database must use the UTF8 encoding.
 //
 // Schema: created and migrated at start-up from an ordered list of
 // migrations, each recorded in `sessiond_schema_migrations`. A store whose
