@@ -33,6 +33,31 @@ std::shared_ptr<grpc::ServerCredentials> Credentials(
   return grpc::SslServerCredentials(ssl);
 }
 
+// Turns server reflection on or off for the one ServerBuilder it is set on.
+// (Linking gRPC's reflection library also registers it for every builder in
+// the process, through a static initializer; this option overrides that.)
+class ReflectionOption : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool enabled) : enabled_(enabled) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>*
+                         plugins) override {
+    const std::string name =
+        grpc::reflection::ProtoServerReflectionPlugin().name();
+    plugins->erase(
+        std::remove_if(plugins->begin(), plugins->end(),
+                       [&name](const auto& p) { return p->name() == name; }),
+        plugins->end());
+    if (enabled_) {
+      plugins->push_back(
+          std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
+    }
+  }
+
+ private:
+  const bool enabled_;
+};
+
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()));
@@ -161,8 +186,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   server->handler_ = handler;
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // Reflection here, and only here (not on the plaintext health listener).
+  builder.SetOption(std::make_unique<ReflectionOption>(true));
   if (options.tls_cert_chain_pem.empty() !=
       options.tls_private_key_pem.empty()) {
     return absl::InvalidArgumentError(
@@ -202,10 +228,14 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   if (!options.health_listen_address.empty()) {
     // Only the default health service: this server registers nothing else.
     grpc::ServerBuilder health_builder;
+    health_builder.SetOption(std::make_unique<ReflectionOption>(false));
     health_builder.AddListeningPort(options.health_listen_address,
                                     grpc::InsecureServerCredentials(),
                                     &server->health_port_);
+    server->health_queue_ = health_builder.AddCompletionQueue();
     server->health_server_ = health_builder.BuildAndStart();
+    server->health_thread_ =
+        std::thread(&GrpcServer::Poll, server->health_queue_.get());
     if (server->health_server_ == nullptr || server->health_port_ == 0) {
       server->Shutdown(absl::ZeroDuration());
       return absl::UnavailableError(absl::StrCat(
@@ -235,8 +265,17 @@ void GrpcServer::Shutdown(absl::Duration grace) {
     shutting_down_ = true;
   }
   // Returns once every call has finished or was cancelled at the deadline.
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-  if (health_server_ != nullptr) health_server_->Shutdown();
+  const absl::Time deadline = absl::Now() + grace;
+  server_->Shutdown(absl::ToChronoTime(deadline));
+  // Health Watch streams never end by themselves: cancel them at the same
+  // deadline.
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(absl::ToChronoTime(deadline));
+  }
+  if (health_queue_ != nullptr) {
+    health_queue_->Shutdown();
+    health_thread_.join();
+  }
   for (auto& cq : queues_) cq->Shutdown();
   for (std::thread& thread : threads_) thread.join();
   threads_.clear();

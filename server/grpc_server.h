@@ -84,6 +84,11 @@ class GrpcServer {
   v1::SessionService::AsyncService service_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::unique_ptr<grpc::Server> server_;
+  // The health listener's queue: nothing is requested on it, but gRPC
+  // refuses to build a server without a polled queue or a sync service.
+  // Declared before health_server_, which must go first.
+  std::unique_ptr<grpc::ServerCompletionQueue> health_queue_;
+  std::thread health_thread_;
   std::unique_ptr<grpc::Server> health_server_;
   std::vector<std::thread> threads_;
   int port_ = 0;

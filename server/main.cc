@@ -175,8 +175,9 @@ int Run(int argc, char** argv) {
   }
   LogInfo("%s received: draining in-flight calls (up to %s)", signal_name,
           absl::FormatDuration(config->shutdown_grace));
-  pruner.reset();
   (*server)->Shutdown(config->shutdown_grace);
+  // A prune in progress finishes its batches (each is its own transaction).
+  pruner.reset();
   LogInfo("sessiond stopped");
   return 0;
 }

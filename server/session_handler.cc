@@ -25,9 +25,11 @@ absl::Status InvalidArgument(absl::string_view field, absl::string_view why) {
 
 absl::Status ValidateToken(absl::string_view field, absl::string_view token) {
   if (token.empty()) return InvalidArgument(field, "is required");
-  if (!crypto::IsWellFormedToken(token)) {
+  if (!crypto::IsWellFormedSessionToken(token)) {
     return InvalidArgument(
-        field, "malformed (expected 43 URL-safe base64 characters)");
+        field,
+        "malformed (expected 66 characters: the 22-character session id, "
+        "'.', and 43 URL-safe base64 characters)");
   }
   return absl::OkStatus();
 }
@@ -286,7 +288,7 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Create(
 
   storage::SessionRecord record;
   record.id = crypto::NewSessionId();
-  std::string token = crypto::NewToken();
+  std::string token = crypto::NewSessionToken(record.id);
   record.token_hash = crypto::HashToken(token);
   record.user_id = request.user_id();
   record.idle_timeout = idle->value_or(options_.default_idle_timeout);
@@ -336,13 +338,12 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Update(
   }
 
   const std::string hash = crypto::HashToken(request.token());
-  // The payload is sealed to the session id, which only the store knows. The
-  // id of a token hash never changes, so this read cannot go stale; a
-  // concurrent Cycle or Delete makes the Update below fail with NOT_FOUND.
-  absl::StatusOr<storage::SessionRecord> current = store_->Load(hash);
-  if (!current.ok()) return current.status();
+  // The payload is sealed to the session id at the front of the token. A
+  // token whose id was altered hashes to nothing stored, so the Update below
+  // finds no session.
   absl::StatusOr<std::string> sealed =
-      SealPayload(current->id, request.data(), request.metadata());
+      SealPayload(std::string(crypto::SessionIdOfToken(request.token())),
+                  request.data(), request.metadata());
   if (!sealed.ok()) return sealed.status();
   update.user_id = request.user_id();
   update.sealed_payload = std::move(*sealed);
@@ -369,7 +370,8 @@ absl::StatusOr<v1::CycleResponse> SessionHandler::Cycle(
     }
     user_id = request.user_id();
   }
-  std::string token = crypto::NewToken();
+  std::string token =
+      crypto::NewSessionToken(crypto::SessionIdOfToken(request.token()));
   absl::StatusOr<storage::SessionRecord> cycled = store_->Cycle(
       crypto::HashToken(request.token()), crypto::HashToken(token), user_id);
   if (absl::IsAlreadyExists(cycled.status()) ||

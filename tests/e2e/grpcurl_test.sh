@@ -44,7 +44,8 @@ created=$(rpc Save '{"data": "aGVsbG8=", "metadata": {"ip": "192.0.2.1"}}')
 expect "$created" '"created": true'
 token=$(field token <<<"$created")
 id=$(field id <<<"$created")
-[[ ${#token} -eq 43 ]] || fail "token of unexpected length: ${#token}"
+[[ ${#token} -eq 66 ]] || fail "token of unexpected length: ${#token}"
+[[ "${token:0:22}" == "$id" ]] || fail "token does not start with the session id"
 [[ ${#id} -eq 22 ]] || fail "id of unexpected length: ${#id}"
 
 loaded=$(rpc Load "{\"token\": \"$token\", \"touch\": true}")

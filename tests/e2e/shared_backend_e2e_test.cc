@@ -86,6 +86,8 @@ class SharedBackendTest : public ::testing::TestWithParam<std::string> {
     ASSERT_NE(replica_b_, nullptr);
     a_ = Connect(*replica_a_);
     b_ = Connect(*replica_b_);
+    ASSERT_NE(a_, nullptr);
+    ASSERT_NE(b_, nullptr);
   }
 
   std::unique_ptr<SessiondProcess> Start(const std::vector<std::string>& flags,
@@ -100,8 +102,8 @@ class SharedBackendTest : public ::testing::TestWithParam<std::string> {
     // One attempt per call, so that a test sees each failure as it happens.
     absl::StatusOr<std::unique_ptr<Client>> client =
         Client::Connect(process.address(), ClientOptions{absl::Seconds(20), 1});
-    EXPECT_TRUE(client.ok());
-    return std::move(*client);
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? std::move(*client) : nullptr;
   }
 
   std::string dir_;
@@ -137,7 +139,9 @@ TEST_P(SharedBackendTest, ReplicasSeeOneAnothersWrites) {
   update.set_expected_version(cycled->session().version());
   ASSERT_TRUE(a_->Save(update).ok());
   EXPECT_EQ(b_->Save(update).status().code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(b_->Load(cycled->token())->session().data(), "updated by A");
+  absl::StatusOr<v1::LoadResponse> reloaded = b_->Load(cycled->token());
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_EQ(reloaded->session().data(), "updated by A");
 
   absl::StatusOr<v1::ListForUserResponse> listed = a_->ListForUser("alice");
   ASSERT_TRUE(listed.ok());
@@ -179,7 +183,9 @@ TEST_P(SharedBackendTest, DatabaseOutageIsUnavailableThenRecovers) {
     ASSERT_TRUE(after.ok()) << after.status();
     EXPECT_EQ(after->session().data(), "acknowledged");
   }
-  EXPECT_TRUE(b_->Health()->serving());
+  absl::StatusOr<v1::HealthResponse> healthy = b_->Health();
+  ASSERT_TRUE(healthy.ok()) << healthy.status();
+  EXPECT_TRUE(healthy->serving());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SharedBackendTest,

@@ -126,6 +126,15 @@ TEST_F(TlsE2eTest, PlaintextHealthListenerServesHealthOnly) {
   EXPECT_EQ((*plain)->Health().status().code(),
             absl::StatusCode::kUnimplemented);
   EXPECT_EQ(StandardHealth((*server)->address(), ""), -1);
+  // Nor does the plaintext port describe the API through reflection.
+  const char* grpcurl = std::getenv("SESSIOND_GRPCURL");
+  ASSERT_NE(grpcurl, nullptr) << "SESSIOND_GRPCURL is not set";
+  const std::string command = std::string(grpcurl) +
+                              " -plaintext -max-time 5 " + health_address +
+                              " list > " + dir_ + "/reflection.out 2>&1";
+  EXPECT_NE(std::system(command.c_str()), 0)
+      << "reflection answered on the health port: "
+      << ReadFileOrEmpty(dir_ + "/reflection.out");
 }
 
 TEST_F(TlsE2eTest, HalfConfiguredTlsRefusesToStart) {

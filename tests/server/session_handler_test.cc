@@ -69,7 +69,7 @@ class SessionHandlerTest : public ::testing::Test {
 TEST_F(SessionHandlerTest, CreateThenLoadRoundTrips) {
   v1::SaveResponse created = Create("alice", "cart=3");
   EXPECT_TRUE(created.created());
-  EXPECT_TRUE(crypto::IsWellFormedToken(created.token()));
+  EXPECT_TRUE(crypto::IsWellFormedSessionToken(created.token()));
   EXPECT_TRUE(crypto::IsWellFormedSessionId(created.session().id()));
   EXPECT_EQ(created.session().version(), 1);
   EXPECT_EQ(created.session().idle_timeout().seconds(), 30 * 60);
@@ -83,6 +83,33 @@ TEST_F(SessionHandlerTest, CreateThenLoadRoundTrips) {
   EXPECT_EQ(loaded->session().user_id(), "alice");
   EXPECT_EQ(loaded->session().data(), "cart=3");
   EXPECT_EQ(loaded->session().metadata().at("ip"), "203.0.113.7");
+}
+
+TEST_F(SessionHandlerTest, TokensStartWithTheirSessionId) {
+  v1::SaveResponse created = Create("alice", "data");
+  EXPECT_EQ(crypto::SessionIdOfToken(created.token()), created.session().id());
+  v1::CycleRequest cycle;
+  cycle.set_token(created.token());
+  absl::StatusOr<v1::CycleResponse> cycled = handler_.Cycle(cycle);
+  ASSERT_TRUE(cycled.ok());
+  EXPECT_EQ(crypto::SessionIdOfToken(cycled->token()), created.session().id());
+}
+
+TEST_F(SessionHandlerTest, TokenWithAnotherSessionsIdFindsNothing) {
+  v1::SaveResponse a = Create("alice", "a-data");
+  v1::SaveResponse b = Create("bob", "b-data");
+  // Alice's secret behind Bob's id: well-formed, but no such token exists,
+  // so neither session can be read or overwritten with it.
+  const std::string forged =
+      b.session().id() + a.token().substr(crypto::kSessionIdLength);
+  ASSERT_TRUE(crypto::IsWellFormedSessionToken(forged));
+  EXPECT_EQ(Load(forged).status().code(), absl::StatusCode::kNotFound);
+  v1::SaveRequest update;
+  update.set_token(forged);
+  update.set_data("overwritten");
+  EXPECT_EQ(handler_.Save(update).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Load(a.token())->session().data(), "a-data");
+  EXPECT_EQ(Load(b.token())->session().data(), "b-data");
 }
 
 TEST_F(SessionHandlerTest, StoreHoldsNeitherTokenNorPlaintext) {
@@ -145,7 +172,7 @@ TEST_F(SessionHandlerTest, MalformedInputNamesTheField) {
   ExpectInvalid(handler_.Delete(del).status(), "target");
   del.set_id("bad id");
   ExpectInvalid(handler_.Delete(del).status(), "id");
-  del.set_token(crypto::NewToken());
+  del.set_token(crypto::NewSessionToken(crypto::NewSessionId()));
   del.set_except_id(crypto::NewSessionId());
   ExpectInvalid(handler_.Delete(del).status(), "except_id");
   del.Clear();
@@ -222,8 +249,9 @@ TEST_F(SessionHandlerTest, ListPagesStopAtTheResponseByteBudget) {
 }
 
 TEST_F(SessionHandlerTest, UnknownTokenIsNotFound) {
-  EXPECT_EQ(Load(crypto::NewToken()).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      Load(crypto::NewSessionToken(crypto::NewSessionId())).status().code(),
+      absl::StatusCode::kNotFound);
 }
 
 TEST_F(SessionHandlerTest, PayloadLimitIsMeasuredAfterSealingAndNamed) {
@@ -278,7 +306,7 @@ TEST_F(SessionHandlerTest, CycleReplacesTokenAndKeepsSession) {
   absl::StatusOr<v1::CycleResponse> cycled = handler_.Cycle(cycle);
   ASSERT_TRUE(cycled.ok()) << cycled.status();
   EXPECT_NE(cycled->token(), created.token());
-  EXPECT_TRUE(crypto::IsWellFormedToken(cycled->token()));
+  EXPECT_TRUE(crypto::IsWellFormedSessionToken(cycled->token()));
   EXPECT_EQ(cycled->session().id(), created.session().id());
   EXPECT_EQ(cycled->session().user_id(), "bob");
   EXPECT_EQ(cycled->session().data(), "anon-cart");
