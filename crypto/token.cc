@@ -71,6 +71,24 @@ bool IsWellFormedSessionId(absl::string_view s) {
   return IsCanonicalUrlSafe(s, kSessionIdBytes);
 }
 
+std::string NewSessionToken(absl::string_view session_id) {
+  std::string token(session_id);
+  token.push_back(kSessionTokenSeparator);
+  token += NewToken();
+  return token;
+}
+
+bool IsWellFormedSessionToken(absl::string_view s) {
+  return s.size() == kSessionTokenLength &&
+         s[kSessionIdLength] == kSessionTokenSeparator &&
+         IsWellFormedSessionId(s.substr(0, kSessionIdLength)) &&
+         IsWellFormedToken(s.substr(kSessionIdLength + 1));
+}
+
+absl::string_view SessionIdOfToken(absl::string_view session_token) {
+  return session_token.substr(0, kSessionIdLength);
+}
+
 std::string HashToken(absl::string_view token) {
   std::string digest(SHA256_DIGEST_LENGTH, '\0');
   // An empty string_view may have a null data(); never hand that on.

@@ -35,6 +35,26 @@ std::string NewSessionId();
 bool IsWellFormedToken(absl::string_view s);
 bool IsWellFormedSessionId(absl::string_view s);
 
+// A session token is what a client holds: the session's public id, a '.',
+// and a fresh secret from NewToken(). The id in front tells the server which
+// session a token names before any lookup (so that an update can be sealed
+// to that session at once); the secret alone makes the token unguessable.
+// Storage keeps only HashToken() of the whole token.
+inline constexpr char kSessionTokenSeparator = '.';
+inline constexpr size_t kSessionTokenLength =
+    kSessionIdLength + 1 + kTokenLength;
+
+// `session_id` must be well-formed (IsWellFormedSessionId). Aborts like
+// NewToken() if the CSPRNG fails.
+std::string NewSessionToken(absl::string_view session_id);
+
+// True iff `s` could have come from NewSessionToken(): a well-formed session
+// id, the separator, and a well-formed token. Never fails on any input.
+bool IsWellFormedSessionToken(absl::string_view s);
+
+// The session id at the front of a well-formed session token.
+absl::string_view SessionIdOfToken(absl::string_view session_token);
+
 // SHA-256 of `token`: 32 raw bytes. This is what storage keeps and looks up.
 std::string HashToken(absl::string_view token);
 

@@ -181,3 +181,42 @@ TEST(ConstantTimeEqualsTest, ComparesContentAndLength) {
 
 }  // namespace
 }  // namespace sessiond::crypto
+
+namespace sessiond::crypto {
+namespace {
+
+TEST(SessionTokenTest, IsTheIdThenASeparatorThenAFreshSecret) {
+  const std::string id = NewSessionId();
+  const std::string token = NewSessionToken(id);
+  ASSERT_EQ(token.size(), kSessionTokenLength);
+  EXPECT_EQ(token.size(), 66u);
+  EXPECT_EQ(SessionIdOfToken(token), id);
+  EXPECT_EQ(token[kSessionIdLength], '.');
+  EXPECT_TRUE(IsWellFormedToken(token.substr(kSessionIdLength + 1)));
+  EXPECT_TRUE(IsWellFormedSessionToken(token));
+  EXPECT_NE(NewSessionToken(id), token);  // The secret is fresh each time.
+}
+
+TEST(SessionTokenTest, RejectsEverythingElse) {
+  const std::string id = NewSessionId();
+  const std::string secret = NewToken();
+  const std::string good = id + "." + secret;
+  ASSERT_TRUE(IsWellFormedSessionToken(good));
+  EXPECT_FALSE(IsWellFormedSessionToken(""));
+  EXPECT_FALSE(IsWellFormedSessionToken(secret));             // no id
+  EXPECT_FALSE(IsWellFormedSessionToken(id + "_" + secret));  // separator
+  EXPECT_FALSE(IsWellFormedSessionToken(id + "." + secret + "A"));
+  EXPECT_FALSE(IsWellFormedSessionToken(good.substr(1)));
+  std::string bad_id = good;
+  bad_id[3] = '!';
+  EXPECT_FALSE(IsWellFormedSessionToken(bad_id));
+  std::string bad_secret = good;
+  bad_secret[40] = '=';
+  EXPECT_FALSE(IsWellFormedSessionToken(bad_secret));
+  std::string with_nul = good;
+  with_nul[30] = '\0';
+  EXPECT_FALSE(IsWellFormedSessionToken(with_nul));
+}
+
+}  // namespace
+}  // namespace sessiond::crypto

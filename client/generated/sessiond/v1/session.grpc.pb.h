@@ -5,7 +5,9 @@
 // sessiond's public API, version 1.
 //
 // A session has a public `id` (safe to show, e.g. in a "your devices" list)
-// and a secret `token` that the caller keeps in its cookie. The token is
+// and a secret `token` that the caller keeps in its cookie. The token starts
+// with the id, so a log line can name the session without the secret:
+// token[0:22] is the id. The token is
 // returned only by Save (on create) and Cycle; the server stores only its
 // hash. Every RPC treats an expired session exactly like a missing one.
 //
