@@ -45,10 +45,8 @@ absl::Status ValidateId(absl::string_view field, absl::string_view id) {
 
 absl::Status ValidateUserId(absl::string_view field, absl::string_view user_id,
                             const HandlerOptions& options) {
-  // Protobuf already insists on UTF-8 for string fields; NUL is valid UTF-8
-  // but not storable as text by every backend.
-  if (user_id.find('\0') != absl::string_view::npos) {
-    return InvalidArgument(field, "contains a NUL character");
+  if (!storage::IsStorableText(user_id)) {
+    return InvalidArgument(field, "must be UTF-8 without NUL characters");
   }
   if (static_cast<int>(user_id.size()) > options.max_user_id_bytes) {
     return InvalidArgument(

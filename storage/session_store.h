@@ -27,8 +27,9 @@
 //    retries of deadlocks exhausted; a write may or may not have happened),
 //    INTERNAL (anything else). NOT_FOUND takes precedence over ABORTED and
 //    ALREADY_EXISTS.
-//  - ids and user_ids are valid UTF-8 without NUL bytes (INVALID_ARGUMENT
-//    on writes otherwise); token hashes and payloads are any bytes.
+//  - ids and user_ids are valid UTF-8 without NUL bytes (IsStorableText):
+//    INVALID_ARGUMENT on writes otherwise, and lookups by such a value find
+//    nothing. Token hashes and payloads are any bytes.
 //  - INVALID_ARGUMENT: Create with an empty id, a token_hash that is not
 //    exactly 32 bytes, or a non-positive timeout; Update that sets a
 //    non-positive timeout; Cycle whose new hash is not 32 bytes or equals
