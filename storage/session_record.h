@@ -8,6 +8,8 @@
 #include <limits>
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -118,6 +120,26 @@ inline bool IsStorableText(absl::string_view s) {
     i += len;
   }
   return true;
+}
+
+// INVALID_ARGUMENT naming `what` unless IsStorableText(value).
+inline absl::Status CheckStorableText(absl::string_view value,
+                                      absl::string_view what) {
+  if (IsStorableText(value)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be valid UTF-8 without NUL bytes"));
+}
+
+// INVALID_ARGUMENT unless both timeouts are positive.
+inline absl::Status CheckTimeouts(absl::Duration idle,
+                                  absl::Duration absolute) {
+  if (idle <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("idle_timeout must be positive");
+  }
+  if (absolute <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("absolute_lifetime must be positive");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace sessiond::storage

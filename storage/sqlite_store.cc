@@ -493,22 +493,6 @@ absl::Status NotFound() {
   return absl::NotFoundError("no live session with this token hash");
 }
 
-absl::Status ValidateTimeouts(absl::Duration idle, absl::Duration absolute) {
-  if (idle <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("idle_timeout must be positive");
-  }
-  if (absolute <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("absolute_lifetime must be positive");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateText(absl::string_view value, absl::string_view what) {
-  if (IsStorableText(value)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(what, " must be valid UTF-8 without NUL bytes"));
-}
-
 // ---------------------------------------------------------------------------
 // The store.
 
@@ -531,14 +515,15 @@ class SqliteStore : public SessionStore {
     if (record.token_hash.size() != kTokenHashSize) {
       return absl::InvalidArgumentError("token hash must be 32 bytes");
     }
-    if (absl::Status s = ValidateText(record.id, "session id"); !s.ok()) {
+    if (absl::Status s = CheckStorableText(record.id, "session id"); !s.ok()) {
       return s;
     }
-    if (absl::Status s = ValidateText(record.user_id, "user_id"); !s.ok()) {
+    if (absl::Status s = CheckStorableText(record.user_id, "user_id");
+        !s.ok()) {
       return s;
     }
     if (absl::Status s =
-            ValidateTimeouts(record.idle_timeout, record.absolute_lifetime);
+            CheckTimeouts(record.idle_timeout, record.absolute_lifetime);
         !s.ok()) {
       return s;
     }
@@ -658,7 +643,8 @@ class SqliteStore : public SessionStore {
         *update.absolute_lifetime <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError("absolute_lifetime must be positive");
     }
-    if (absl::Status s = ValidateText(update.user_id, "user_id"); !s.ok()) {
+    if (absl::Status s = CheckStorableText(update.user_id, "user_id");
+        !s.ok()) {
       return s;
     }
     return InWriteTxn<SessionRecord>(
@@ -705,7 +691,7 @@ class SqliteStore : public SessionStore {
           "new token hash must differ from the old one");
     }
     if (user_id.has_value()) {
-      if (absl::Status s = ValidateText(*user_id, "user_id"); !s.ok()) {
+      if (absl::Status s = CheckStorableText(*user_id, "user_id"); !s.ok()) {
         return s;
       }
     }

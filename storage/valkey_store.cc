@@ -579,13 +579,6 @@ absl::Status NotFound() {
   return absl::NotFoundError("valkey: no live session");
 }
 
-// Ids and user ids are stored only if IsStorableText (session_store.h).
-absl::Status ValidateText(absl::string_view value, absl::string_view what) {
-  if (IsStorableText(value)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("valkey: ", what, " must be valid UTF-8 without NUL bytes"));
-}
-
 // ---------------------------------------------------------------------------
 // The store.
 
@@ -626,8 +619,9 @@ class ValkeyStore final : public SessionStore {
     if (record.id.empty()) {
       return absl::InvalidArgumentError("valkey: id must not be empty");
     }
-    if (absl::Status s = ValidateText(record.id, "id"); !s.ok()) return s;
-    if (absl::Status s = ValidateText(record.user_id, "user_id"); !s.ok()) {
+    if (absl::Status s = CheckStorableText(record.id, "id"); !s.ok()) return s;
+    if (absl::Status s = CheckStorableText(record.user_id, "user_id");
+        !s.ok()) {
       return s;
     }
     if (record.token_hash.size() != kTokenHashSize) {
@@ -675,7 +669,8 @@ class ValkeyStore final : public SessionStore {
          *update.absolute_lifetime <= absl::ZeroDuration())) {
       return absl::InvalidArgumentError("valkey: timeouts must be positive");
     }
-    if (absl::Status s = ValidateText(update.user_id, "user_id"); !s.ok()) {
+    if (absl::Status s = CheckStorableText(update.user_id, "user_id");
+        !s.ok()) {
       return s;
     }
     if (token_hash.size() != kTokenHashSize) return NotFound();
@@ -709,7 +704,7 @@ class ValkeyStore final : public SessionStore {
           "valkey: new token hash must differ from the old one");
     }
     if (user_id.has_value()) {
-      if (absl::Status s = ValidateText(*user_id, "user_id"); !s.ok()) {
+      if (absl::Status s = CheckStorableText(*user_id, "user_id"); !s.ok()) {
         return s;
       }
     }
