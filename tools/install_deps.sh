@@ -57,10 +57,21 @@ go_at_least() {
     return
   fi
   local toolchain="golang.org/toolchain@v0.0.1-go1.23.4.linux-amd64"
-  local dir
-  dir=$(GOFLAGS=-mod=mod "$go_cmd" mod download -json "$toolchain" |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  echo "$dir/bin/go"
+  local root=/usr/local/lib/sessiond-go1.23.4
+  if [[ ! -x "$root/bin/go" ]]; then
+    local dir
+    dir=$(cd / && GOFLAGS=-mod=mod "$go_cmd" mod download -json "$toolchain" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [[ -n "$dir" ]] || { echo "install_deps: cannot fetch $toolchain" >&2; return 1; }
+    # Module files are extracted read-only and not executable; the Go
+    # command does the same as this when it switches toolchains itself.
+    rm -rf "$root.tmp"
+    cp -r "$dir" "$root.tmp"
+    chmod -R u+w "$root.tmp"
+    chmod +x "$root.tmp"/bin/* "$root.tmp"/pkg/tool/*/*
+    mv "$root.tmp" "$root"
+  fi
+  echo "$root/bin/go"
 }
 
 # go_install BINARY MODULE@VERSION MIN_GO: installs into /usr/local/bin.
