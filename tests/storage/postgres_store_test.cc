@@ -77,24 +77,6 @@ PostgresEnvironment* const kEnv = static_cast<PostgresEnvironment*>(
 // ---------------------------------------------------------------------------
 // Helpers.
 
-SessionRecord NewRecord(int i, const std::string& user = "",
-                        absl::Duration idle = absl::Minutes(30),
-                        absl::Duration absolute = absl::Hours(24)) {
-  SessionRecord r;
-  r.id = absl::StrCat("id-", i);
-  // 32 bytes, like a SHA-256, including NUL and high bytes.
-  r.token_hash = std::string(32, '\0');
-  for (int b = 0; b < 4; ++b) r.token_hash[b] = static_cast<char>(i >> (8 * b));
-  r.token_hash[31] = '\xff';
-  r.user_id = user;
-  r.sealed_payload = absl::StrCat(std::string("sealed\0", 7), "payload-", i);
-  r.idle_timeout = idle;
-  r.absolute_lifetime = absolute;
-  return r;
-}
-
-std::string HashOf(int i) { return NewRecord(i).token_hash; }
-
 // Runs `fn(i)` on `n` threads that start together; joins them.
 void RunThreads(int n, const std::function<void(int)>& fn) {
   std::atomic<int> ready{0};
@@ -305,11 +287,11 @@ TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
   for (const std::string& bad :
        {std::string("a\0b", 3), std::string("\xff"), std::string("\xc3\x28"),
         std::string("\xed\xa0\x80")}) {
-    SessionRecord r = NewRecord(1);
+    SessionRecord r = NumberedRecord(1);
     r.id = bad;
     EXPECT_EQ(store->Create(r).status().code(),
               absl::StatusCode::kInvalidArgument);
-    r = NewRecord(1, bad);
+    r = NumberedRecord(1, bad);
     EXPECT_EQ(store->Create(r).status().code(),
               absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(store->DeleteById(bad).value_or(-1), 0);
@@ -322,7 +304,7 @@ TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
   // collation: "é" (0xc3 0xa9) > "z" > "a" > "B".
   for (const auto& [i, id] : std::vector<std::pair<int, std::string>>{
            {1, "B"}, {2, "a"}, {3, "z"}, {4, "\xc3\xa9"}}) {
-    SessionRecord r = NewRecord(i, "\xe2\x9c\x93-user");
+    SessionRecord r = NumberedRecord(i, "\xe2\x9c\x93-user");
     r.id = id;
     ASSERT_TRUE(store->Create(r).ok());
   }
@@ -334,11 +316,14 @@ TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
   EXPECT_EQ(ids, (std::vector<std::string>{"\xc3\xa9", "z", "a", "B"}));
   SessionUpdate update;
   update.user_id = std::string("\0", 1);
-  EXPECT_EQ(store->Update(HashOf(1), update).status().code(),
+  EXPECT_EQ(store->Update(NumberedTokenHash(1), update).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      store->Cycle(HashOf(1), HashOf(9), std::string("\xff")).status().code(),
-      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store
+                ->Cycle(NumberedTokenHash(1), NumberedTokenHash(9),
+                        std::string("\xff"))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(PostgresStoreTest, StoredExpiryFollowsEveryWrite) {
@@ -348,8 +333,8 @@ TEST_F(PostgresStoreTest, StoredExpiryFollowsEveryWrite) {
     return QueryInt(absl::StrCat(
         "SELECT expires_at FROM sessiond_sessions WHERE id = '", r.id, "'"));
   };
-  absl::StatusOr<SessionRecord> r =
-      store->Create(NewRecord(1, "", absl::Minutes(10), absl::Minutes(25)));
+  absl::StatusOr<SessionRecord> r = store->Create(
+      NumberedRecord(1, "", absl::Minutes(10), absl::Minutes(25)));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
 
@@ -369,15 +354,15 @@ TEST_F(PostgresStoreTest, StoredExpiryFollowsEveryWrite) {
   EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
 
   clock_.Advance(absl::Minutes(1));
-  r = store->Cycle(r->token_hash, HashOf(2), std::nullopt);
+  r = store->Cycle(r->token_hash, NumberedTokenHash(2), std::nullopt);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
 
   // Infinite durations are stored as int64 max and come back infinite.
-  r = store->Create(
-      NewRecord(3, "", absl::InfiniteDuration(), absl::InfiniteDuration()));
+  r = store->Create(NumberedRecord(3, "", absl::InfiniteDuration(),
+                                   absl::InfiniteDuration()));
   ASSERT_TRUE(r.ok()) << r.status();
-  absl::StatusOr<SessionRecord> loaded = store->Load(HashOf(3));
+  absl::StatusOr<SessionRecord> loaded = store->Load(NumberedTokenHash(3));
   ASSERT_TRUE(loaded.ok());
   EXPECT_EQ(*loaded, *r);
   EXPECT_EQ(stored_expiry(*r), INT64_MAX);
@@ -415,13 +400,13 @@ TEST_F(PostgresStoreTest, ServerErrorsMapToTheContract) {
         "CREATE TRIGGER sessiond_test_fail BEFORE INSERT ON sessiond_sessions"
         " FOR EACH ROW EXECUTE FUNCTION sessiond_test_fail('",
         c.state, "')"));
-    const absl::Status status = store->Create(NewRecord(1)).status();
+    const absl::Status status = store->Create(NumberedRecord(1)).status();
     EXPECT_EQ(status.code(), c.want) << status;
     EXPECT_THAT(status.message(), HasSubstr(c.state));
     Exec("DROP TRIGGER sessiond_test_fail ON sessiond_sessions");
   }
   EXPECT_EQ(CountRows(), 0);
-  EXPECT_TRUE(store->Create(NewRecord(1)).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(1)).ok());
 }
 
 // FAILED_PRECONDITION is OpenPostgresStore's answer to a database that is
@@ -446,7 +431,7 @@ TEST_F(PostgresStoreTest, NonUtf8DatabaseIsFailedPreconditionOnlyAtOpen) {
 
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1)).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1)).ok());
   // Terminates the store's pooled connection too.
   ASSERT_TRUE(server_
                   ->Exec(absl::StrCat("DROP DATABASE ", db_, " WITH (FORCE)"),
@@ -459,11 +444,17 @@ TEST_F(PostgresStoreTest, NonUtf8DatabaseIsFailedPreconditionOnlyAtOpen) {
       calls = {
           {"Cycle",
            [&] {
-             return store->Cycle(HashOf(1), HashOf(2), std::nullopt).status();
+             return store
+                 ->Cycle(NumberedTokenHash(1), NumberedTokenHash(2),
+                         std::nullopt)
+                 .status();
            }},
-          {"Create", [&] { return store->Create(NewRecord(3)).status(); }},
-          {"Load", [&] { return store->Load(HashOf(1)).status(); }},
-          {"Update", [&] { return store->Update(HashOf(1), update).status(); }},
+          {"Create", [&] { return store->Create(NumberedRecord(3)).status(); }},
+          {"Load", [&] { return store->Load(NumberedTokenHash(1)).status(); }},
+          {"Update",
+           [&] {
+             return store->Update(NumberedTokenHash(1), update).status();
+           }},
           {"Ping", [&] { return store->Ping(); }},
       };
   for (const auto& [name, call] : calls) {
@@ -516,7 +507,7 @@ TEST_F(PostgresStoreTest, ReopeningUpToDateDatabaseTakesNoLockWritesNothing) {
   const absl::Duration took = Timed([&] { store = Open(); });
   ASSERT_NE(store, nullptr);
   EXPECT_LT(took, absl::Seconds(2));
-  EXPECT_TRUE(absl::IsNotFound(store->Load(HashOf(1)).status()));
+  EXPECT_TRUE(absl::IsNotFound(store->Load(NumberedTokenHash(1)).status()));
   raw.Exec("SELECT pg_advisory_unlock_all()");
   EXPECT_EQ(Query("SELECT string_agg(version || '@' || applied_at, ',')"
                   " FROM sessiond_schema_migrations"),
@@ -543,10 +534,10 @@ TEST_F(PostgresStoreTest, ConcurrentFirstOpensMigrateOnce) {
             1);
   // They all work on the one table.
   for (int i = 0; i < kStores; ++i) {
-    ASSERT_TRUE(stores[i]->Create(NewRecord(i)).ok());
+    ASSERT_TRUE(stores[i]->Create(NumberedRecord(i)).ok());
   }
   for (int i = 0; i < kStores; ++i) {
-    EXPECT_TRUE(stores[0]->Load(HashOf(i)).ok()) << i;
+    EXPECT_TRUE(stores[0]->Load(NumberedTokenHash(i)).ok()) << i;
   }
 }
 
@@ -574,7 +565,7 @@ TEST_F(PostgresStoreTest, TwoStoresConcurrentCompareAndSetLoseNoUpdate) {
   auto b = Open();
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  SessionRecord counter = NewRecord(0, "alice");
+  SessionRecord counter = NumberedRecord(0, "alice");
   counter.sealed_payload = "0";
   ASSERT_TRUE(a->Create(counter).ok());
   constexpr int kThreads = 8;
@@ -585,7 +576,7 @@ TEST_F(PostgresStoreTest, TwoStoresConcurrentCompareAndSetLoseNoUpdate) {
     SessionStore* store = (t % 2 == 0 ? a : b).get();
     for (int k = 0; k < kIncrements; ++k) {
       while (true) {
-        absl::StatusOr<SessionRecord> cur = store->Load(HashOf(0));
+        absl::StatusOr<SessionRecord> cur = store->Load(NumberedTokenHash(0));
         int64_t n = 0;
         if (!cur.ok() || !absl::SimpleAtoi(cur->sealed_payload, &n)) {
           errors.fetch_add(1);
@@ -595,7 +586,8 @@ TEST_F(PostgresStoreTest, TwoStoresConcurrentCompareAndSetLoseNoUpdate) {
         update.user_id = "alice";
         update.sealed_payload = absl::StrCat(n + 1);
         update.expected_version = cur->version;
-        absl::StatusOr<SessionRecord> next = store->Update(HashOf(0), update);
+        absl::StatusOr<SessionRecord> next =
+            store->Update(NumberedTokenHash(0), update);
         if (next.ok()) break;
         if (!absl::IsAborted(next.status())) {
           ADD_FAILURE() << next.status();
@@ -607,7 +599,7 @@ TEST_F(PostgresStoreTest, TwoStoresConcurrentCompareAndSetLoseNoUpdate) {
     }
   });
   EXPECT_EQ(errors.load(), 0);
-  absl::StatusOr<SessionRecord> final_record = b->Load(HashOf(0));
+  absl::StatusOr<SessionRecord> final_record = b->Load(NumberedTokenHash(0));
   ASSERT_TRUE(final_record.ok());
   EXPECT_EQ(final_record->sealed_payload, absl::StrCat(kThreads * kIncrements));
   EXPECT_EQ(final_record->version, 1 + kThreads * kIncrements);
@@ -627,7 +619,7 @@ TEST_F(PostgresStoreTest, TwoStoresConcurrentCreatesKeepTheCap) {
     SessionStore* store = (t % 2 == 0 ? a : b).get();
     for (int k = 0; k < kPerThread; ++k) {
       absl::StatusOr<SessionRecord> r =
-          store->Create(NewRecord(1 + t * kPerThread + k, "alice"));
+          store->Create(NumberedRecord(1 + t * kPerThread + k, "alice"));
       if (!r.ok()) {
         ADD_FAILURE() << r.status();
         errors.fetch_add(1);
@@ -665,14 +657,14 @@ TEST_F(PostgresStoreTest, CrossUserMovesSurviveDeadlocks) {
       const int n = 1 + t * 1000 + k;
       const std::string from = (t + k) % 2 == 0 ? "alice" : "bob";
       const std::string to = from == "alice" ? "bob" : "alice";
-      if (!store->Create(NewRecord(n, from)).ok()) {
+      if (!store->Create(NumberedRecord(n, from)).ok()) {
         errors.fetch_add(1);
         continue;
       }
       SessionUpdate update;
       update.user_id = to;
       update.sealed_payload = "moved";
-      absl::Status s = store->Update(HashOf(n), update).status();
+      absl::Status s = store->Update(NumberedTokenHash(n), update).status();
       if (!s.ok() && !absl::IsNotFound(s)) {
         ADD_FAILURE() << s;
         errors.fetch_add(1);
@@ -704,12 +696,12 @@ TEST_F(PostgresStoreTest, WriteFromAProcessWhoseClockIsBehindKeepsLastActive) {
     return QueryInt(absl::StrCat("SELECT ", column,
                                  " FROM sessiond_sessions WHERE id = 'id-1'"));
   };
-  ASSERT_TRUE(a->Create(NewRecord(1, "alice")).ok());
+  ASSERT_TRUE(a->Create(NumberedRecord(1, "alice")).ok());
   clock_.Advance(absl::Seconds(1));
   behind.Advance(absl::Seconds(1));
 
   absl::StatusOr<SessionRecord> touched =
-      a->LoadAndTouch(HashOf(1), absl::ZeroDuration());
+      a->LoadAndTouch(NumberedTokenHash(1), absl::ZeroDuration());
   ASSERT_TRUE(touched.ok()) << touched.status();
   const absl::Time last_active = clock_.Now();
   ASSERT_EQ(touched->last_active_at, last_active);
@@ -717,7 +709,8 @@ TEST_F(PostgresStoreTest, WriteFromAProcessWhoseClockIsBehindKeepsLastActive) {
   SessionUpdate update;
   update.user_id = "alice";
   update.sealed_payload = "from b";
-  absl::StatusOr<SessionRecord> updated = b->Update(HashOf(1), update);
+  absl::StatusOr<SessionRecord> updated =
+      b->Update(NumberedTokenHash(1), update);
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(updated->version, 2);
   EXPECT_EQ(updated->last_active_at, last_active);
@@ -725,19 +718,19 @@ TEST_F(PostgresStoreTest, WriteFromAProcessWhoseClockIsBehindKeepsLastActive) {
   EXPECT_EQ(stored("expires_at"), absl::ToUnixMicros(updated->ExpiresAt()));
 
   absl::StatusOr<SessionRecord> cycled =
-      b->Cycle(HashOf(1), HashOf(2), std::nullopt);
+      b->Cycle(NumberedTokenHash(1), NumberedTokenHash(2), std::nullopt);
   ASSERT_TRUE(cycled.ok()) << cycled.status();
   EXPECT_EQ(cycled->version, 3);
   EXPECT_EQ(cycled->last_active_at, last_active);
   EXPECT_EQ(stored("last_active_at"), absl::ToUnixMicros(last_active));
   EXPECT_EQ(stored("expires_at"), absl::ToUnixMicros(cycled->ExpiresAt()));
-  absl::StatusOr<SessionRecord> loaded = a->Load(HashOf(2));
+  absl::StatusOr<SessionRecord> loaded = a->Load(NumberedTokenHash(2));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(*loaded, *cycled);
 
   // Once B's clock has passed it, B's writes move it forward again.
   behind.Advance(absl::Milliseconds(100));
-  updated = b->Update(HashOf(2), update);
+  updated = b->Update(NumberedTokenHash(2), update);
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(updated->last_active_at, behind.Now());
 }
@@ -753,9 +746,9 @@ TEST_F(PostgresStoreTest, CapEvictionRacingATouchEvictsTheLeastRecentlyActive) {
   options.max_sessions_per_user = 2;
   auto store = Open(options);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
   clock_.Advance(absl::Seconds(1));
-  ASSERT_TRUE(store->Create(NewRecord(2, "alice")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "alice")).ok());
   clock_.Advance(absl::Seconds(1));
   // id-1 is the least recently active, until the touch below.
 
@@ -763,11 +756,13 @@ TEST_F(PostgresStoreTest, CapEvictionRacingATouchEvictsTheLeastRecentlyActive) {
   raw.Exec("BEGIN");
   raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'id-1' FOR UPDATE");
   absl::StatusOr<SessionRecord> touched;
-  std::thread toucher(
-      [&] { touched = store->LoadAndTouch(HashOf(1), absl::ZeroDuration()); });
+  std::thread toucher([&] {
+    touched = store->LoadAndTouch(NumberedTokenHash(1), absl::ZeroDuration());
+  });
   const bool touch_waited = WaitForLockWaiters(1);
   absl::StatusOr<SessionRecord> created;
-  std::thread creator([&] { created = store->Create(NewRecord(3, "alice")); });
+  std::thread creator(
+      [&] { created = store->Create(NumberedRecord(3, "alice")); });
   const bool eviction_waited = touch_waited && WaitForLockWaiters(2);
   raw.Exec("ROLLBACK");
   toucher.join();
@@ -780,9 +775,9 @@ TEST_F(PostgresStoreTest, CapEvictionRacingATouchEvictsTheLeastRecentlyActive) {
   ASSERT_TRUE(created.ok()) << created.status();
   // id-1 was touched before the eviction got to it: id-2 is the least
   // recently active one now, and the one to go.
-  EXPECT_TRUE(store->Load(HashOf(1)).ok());
-  EXPECT_TRUE(absl::IsNotFound(store->Load(HashOf(2)).status()));
-  EXPECT_TRUE(store->Load(HashOf(3)).ok());
+  EXPECT_TRUE(store->Load(NumberedTokenHash(1)).ok());
+  EXPECT_TRUE(absl::IsNotFound(store->Load(NumberedTokenHash(2)).status()));
+  EXPECT_TRUE(store->Load(NumberedTokenHash(3)).ok());
   EXPECT_EQ(QueryInt("SELECT count(*) FROM sessiond_sessions"
                      " WHERE user_id = 'alice'"),
             2);
@@ -801,7 +796,7 @@ TEST_F(PostgresStoreTest, PruneDeletesInBatchesAndCountsExactly) {
     constexpr int kExpired = 2500;
     InsertExpired(kExpired, absl::StrCat("b", batch));
     for (int i = 0; i < 3; ++i) {
-      ASSERT_TRUE(store->Create(NewRecord(batch * 10 + i, "u")).ok());
+      ASSERT_TRUE(store->Create(NumberedRecord(batch * 10 + i, "u")).ok());
     }
     absl::StatusOr<int64_t> pruned = store->PruneExpired();
     ASSERT_TRUE(pruned.ok()) << pruned.status();
@@ -814,7 +809,7 @@ TEST_F(PostgresStoreTest, PruneDeletesInBatchesAndCountsExactly) {
                                     batch, "-%'")),
               0);
     for (int i = 0; i < 3; ++i) {
-      EXPECT_TRUE(store->Load(HashOf(batch * 10 + i)).ok());
+      EXPECT_TRUE(store->Load(NumberedTokenHash(batch * 10 + i)).ok());
     }
   }
   EXPECT_EQ(CountRows(), 9);
@@ -829,7 +824,7 @@ TEST_F(PostgresStoreTest, StoresPruningAtOnceRemoveEachRowOnce) {
   ASSERT_NE(b, nullptr);
   constexpr int kExpired = 5000;
   InsertExpired(kExpired, "x");
-  ASSERT_TRUE(a->Create(NewRecord(1)).ok());
+  ASSERT_TRUE(a->Create(NumberedRecord(1)).ok());
   constexpr int kThreads = 6;
   std::vector<absl::StatusOr<int64_t>> results(kThreads, int64_t{0});
   RunThreads(kThreads,
@@ -893,7 +888,8 @@ TEST_F(PostgresStoreTest, WriteThatWaitsForTheRowReadsTheTimeAfterwards) {
        "NOT_FOUND"},
       {"Cycle",
        [&](SessionStore& store, const std::string& hash) {
-         return code(store.Cycle(hash, HashOf(999), "alice").status());
+         return code(
+             store.Cycle(hash, NumberedTokenHash(999), "alice").status());
        },
        "NOT_FOUND"},
       {"DeleteByTokenHash",
@@ -909,7 +905,7 @@ TEST_F(PostgresStoreTest, WriteThatWaitsForTheRowReadsTheTimeAfterwards) {
     const Case& c = cases[i];
     SCOPED_TRACE(c.name);
     const SessionRecord in =
-        NewRecord(static_cast<int>(i), "alice", absl::Minutes(1));
+        NumberedRecord(static_cast<int>(i), "alice", absl::Minutes(1));
     absl::StatusOr<SessionRecord> created = store->Create(in);
     ASSERT_TRUE(created.ok()) << created.status();
     clock_.Set(created->ExpiresAt() - absl::Milliseconds(1));
@@ -941,7 +937,7 @@ TEST_F(PostgresStoreTest, LoadWaitsForAWriterBeforeReportingExpired) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   absl::StatusOr<SessionRecord> created =
-      store->Create(NewRecord(1, "alice", absl::Minutes(1)));
+      store->Create(NumberedRecord(1, "alice", absl::Minutes(1)));
   ASSERT_TRUE(created.ok()) << created.status();
   const int64_t later = absl::ToUnixMicros(created->ExpiresAt()) - 1;
   RawConn raw(server_->dsn(db_));
@@ -954,7 +950,7 @@ TEST_F(PostgresStoreTest, LoadWaitsForAWriterBeforeReportingExpired) {
   absl::StatusOr<SessionRecord> loaded;
   std::atomic<bool> returned{false};
   std::thread reader([&] {
-    loaded = store->Load(HashOf(1));
+    loaded = store->Load(NumberedTokenHash(1));
     returned.store(true);
   });
   const bool waited = WaitForLockWaiters(1);
@@ -977,8 +973,8 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
   o.statement_timeout = absl::Seconds(8);
   auto store = Open(o);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1)).ok());
-  ASSERT_TRUE(store->Create(NewRecord(2)).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1)).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2)).ok());
   RawConn raw(server_->dsn(db_));
   raw.Exec("BEGIN");
   raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'id-1' FOR UPDATE");
@@ -987,7 +983,7 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
   std::thread writer([&] {
     SessionUpdate update;
     update.sealed_payload = "after";
-    blocked = store->Update(HashOf(1), update);
+    blocked = store->Update(NumberedTokenHash(1), update);
   });
   if (!WaitForLockWaiters(1)) {
     raw.Exec("ROLLBACK");
@@ -996,7 +992,7 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
   }
   absl::Status waited;
   const absl::Duration took =
-      Timed([&] { waited = store->Load(HashOf(2)).status(); });
+      Timed([&] { waited = store->Load(NumberedTokenHash(2)).status(); });
   EXPECT_EQ(waited.code(), absl::StatusCode::kUnavailable) << waited;
   EXPECT_THAT(waited.message(), HasSubstr("pool"));
   EXPECT_GE(took, absl::Milliseconds(900));
@@ -1005,7 +1001,7 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
   writer.join();
   ASSERT_TRUE(blocked.ok()) << blocked.status();
   EXPECT_EQ(blocked->version, 2);
-  EXPECT_TRUE(store->Load(HashOf(2)).ok());
+  EXPECT_TRUE(store->Load(NumberedTokenHash(2)).ok());
 }
 
 TEST_F(PostgresStoreTest, StatementTimeoutIsUnavailableAndWritesNothing) {
@@ -1013,7 +1009,7 @@ TEST_F(PostgresStoreTest, StatementTimeoutIsUnavailableAndWritesNothing) {
   o.statement_timeout = absl::Seconds(1);
   auto store = Open(o);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
   RawConn raw(server_->dsn(db_));
   raw.Exec("BEGIN");
   raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'id-1' FOR UPDATE");
@@ -1021,12 +1017,12 @@ TEST_F(PostgresStoreTest, StatementTimeoutIsUnavailableAndWritesNothing) {
   const absl::Duration took = Timed([&] {
     SessionUpdate update;
     update.user_id = "bob";
-    r = store->Update(HashOf(1), update);
+    r = store->Update(NumberedTokenHash(1), update);
   });
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_LT(took, absl::Seconds(3));
   raw.Exec("ROLLBACK");
-  absl::StatusOr<SessionRecord> loaded = store->Load(HashOf(1));
+  absl::StatusOr<SessionRecord> loaded = store->Load(NumberedTokenHash(1));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->version, 1);
   EXPECT_EQ(loaded->user_id, "alice");
@@ -1037,10 +1033,11 @@ TEST_F(PostgresStoreTest, TerminatedConnectionsAreReplacedTransparently) {
   o.pool_size = 4;
   auto store = Open(o);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
   // Open all four connections.
   RunThreads(4, [&](int) {
-    for (int i = 0; i < 20; ++i) EXPECT_TRUE(store->Load(HashOf(1)).ok());
+    for (int i = 0; i < 20; ++i)
+      EXPECT_TRUE(store->Load(NumberedTokenHash(1)).ok());
   });
   EXPECT_GE(QueryInt(absl::StrCat("SELECT count(*) FROM pg_stat_activity"
                                   " WHERE application_name = 'sessiond'"
@@ -1056,9 +1053,9 @@ TEST_F(PostgresStoreTest, TerminatedConnectionsAreReplacedTransparently) {
   // connections are replaced on the way, and a read (or a transaction that
   // did not get to COMMIT) that meets one is retried on a new connection.
   for (int i = 0; i < 8; ++i) {
-    EXPECT_TRUE(store->Load(HashOf(1)).ok()) << i;
+    EXPECT_TRUE(store->Load(NumberedTokenHash(1)).ok()) << i;
   }
-  EXPECT_TRUE(store->Create(NewRecord(2, "alice")).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(2, "alice")).ok());
   EXPECT_TRUE(store->Ping().ok());
 }
 
@@ -1071,20 +1068,28 @@ void ExpectEveryCallUnavailable(SessionStore& store, absl::Duration bound) {
   update.sealed_payload = "x";
   const std::vector<std::pair<std::string, std::function<absl::Status()>>>
       calls = {
-          {"Create", [&] { return store.Create(NewRecord(900)).status(); }},
-          {"Load", [&] { return store.Load(HashOf(1)).status(); }},
+          {"Create",
+           [&] { return store.Create(NumberedRecord(900)).status(); }},
+          {"Load", [&] { return store.Load(NumberedTokenHash(1)).status(); }},
           {"LoadAndTouch",
            [&] {
-             return store.LoadAndTouch(HashOf(1), absl::ZeroDuration())
+             return store
+                 .LoadAndTouch(NumberedTokenHash(1), absl::ZeroDuration())
                  .status();
            }},
-          {"Update", [&] { return store.Update(HashOf(1), update).status(); }},
+          {"Update",
+           [&] { return store.Update(NumberedTokenHash(1), update).status(); }},
           {"Cycle",
            [&] {
-             return store.Cycle(HashOf(1), HashOf(901), std::nullopt).status();
+             return store
+                 .Cycle(NumberedTokenHash(1), NumberedTokenHash(901),
+                        std::nullopt)
+                 .status();
            }},
           {"DeleteByTokenHash",
-           [&] { return store.DeleteByTokenHash(HashOf(2)).status(); }},
+           [&] {
+             return store.DeleteByTokenHash(NumberedTokenHash(2)).status();
+           }},
           {"DeleteById", [&] { return store.DeleteById("id-2").status(); }},
           {"DeleteForUser",
            [&] { return store.DeleteForUser("alice", "").status(); }},
@@ -1112,14 +1117,15 @@ TEST_F(PostgresStoreTest, ServerRestartRecoversWithoutReopening) {
   ASSERT_NE(store, nullptr);
   std::vector<SessionRecord> acked;
   for (int i = 1; i <= 20; ++i) {
-    absl::StatusOr<SessionRecord> r = store->Create(NewRecord(i, "alice"));
+    absl::StatusOr<SessionRecord> r = store->Create(NumberedRecord(i, "alice"));
     ASSERT_TRUE(r.ok()) << r.status();
     acked.push_back(*r);
   }
   SessionUpdate update;
   update.user_id = "alice";
   update.sealed_payload = "updated";
-  absl::StatusOr<SessionRecord> updated = store->Update(HashOf(3), update);
+  absl::StatusOr<SessionRecord> updated =
+      store->Update(NumberedTokenHash(3), update);
   ASSERT_TRUE(updated.ok());
   acked[2] = *updated;
   // Every pooled connection has been used.
@@ -1138,12 +1144,13 @@ TEST_F(PostgresStoreTest, ServerRestartRecoversWithoutReopening) {
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ(*got, want);
   }
-  EXPECT_TRUE(store->Create(NewRecord(100, "alice")).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(100, "alice")).ok());
   EXPECT_TRUE(store->Ping().ok());
   RunThreads(4, [&](int t) {
     for (int i = 0; i < 10; ++i) {
       EXPECT_TRUE(
-          store->LoadAndTouch(HashOf(1 + t), absl::ZeroDuration()).ok());
+          store->LoadAndTouch(NumberedTokenHash(1 + t), absl::ZeroDuration())
+              .ok());
     }
   });
 }
@@ -1164,7 +1171,7 @@ TEST_F(PostgresStoreTest, AcknowledgedWritesSurviveAServerCrash) {
     writers.emplace_back([&, t] {
       for (int i = 0; !stop.load(); ++i) {
         absl::StatusOr<SessionRecord> r =
-            store->Create(NewRecord(1000 * (t + 1) + i, "bob"));
+            store->Create(NumberedRecord(1000 * (t + 1) + i, "bob"));
         if (r.ok()) per_thread[t].push_back(*r);
       }
     });
@@ -1185,7 +1192,7 @@ TEST_F(PostgresStoreTest, AcknowledgedWritesSurviveAServerCrash) {
     ASSERT_TRUE(got.ok()) << want.id << ": " << got.status();
     EXPECT_EQ(*got, want);
   }
-  EXPECT_TRUE(store->Create(NewRecord(1, "bob")).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(1, "bob")).ok());
 }
 
 TEST_F(PostgresStoreTest, HungServerFailsCallsWithinTheBound) {
@@ -1195,23 +1202,24 @@ TEST_F(PostgresStoreTest, HungServerFailsCallsWithinTheBound) {
   o.statement_timeout = absl::Seconds(1);
   auto store = Open(o);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1)).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1)).ok());
   ASSERT_TRUE(server_->Pause().ok());
   // A call's bound: connect_timeout + statement_timeout + 1 s.
   for (int i = 0; i < 2; ++i) {
     absl::Status status;
     absl::Duration took =
-        Timed([&] { status = store->Load(HashOf(1)).status(); });
+        Timed([&] { status = store->Load(NumberedTokenHash(1)).status(); });
     EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
     EXPECT_LT(took, absl::Seconds(4));
-    took = Timed([&] { status = store->Create(NewRecord(2 + i)).status(); });
+    took =
+        Timed([&] { status = store->Create(NumberedRecord(2 + i)).status(); });
     EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
     EXPECT_LT(took, absl::Seconds(4));
   }
   ASSERT_TRUE(server_->Resume().ok());
-  absl::StatusOr<SessionRecord> r = store->Load(HashOf(1));
+  absl::StatusOr<SessionRecord> r = store->Load(NumberedTokenHash(1));
   EXPECT_TRUE(r.ok()) << r.status();
-  EXPECT_TRUE(store->Create(NewRecord(10)).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(10)).ok());
 }
 
 // ---------------------------------------------------------------------------
@@ -1235,8 +1243,8 @@ TEST_F(PostgresStoreTest, PasswordFromFile) {
   {
     auto store = Open(o);
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->Create(NewRecord(1)).ok());
-    EXPECT_TRUE(store->Load(HashOf(1)).ok());
+    ASSERT_TRUE(store->Create(NumberedRecord(1)).ok());
+    EXPECT_TRUE(store->Load(NumberedTokenHash(1)).ok());
   }
   EXPECT_EQ(Query("SELECT tableowner FROM pg_tables"
                   " WHERE tablename = 'sessiond_sessions'"),

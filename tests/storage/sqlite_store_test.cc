@@ -42,22 +42,6 @@ std::string NewDbPath() {
                       counter.fetch_add(1), ".db");
 }
 
-SessionRecord NewRecord(int i, const std::string& user = "",
-                        absl::Duration idle = absl::Minutes(30),
-                        absl::Duration absolute = absl::Hours(24)) {
-  SessionRecord r;
-  r.id = absl::StrCat("id-", i);
-  // 32 bytes, like a SHA-256, including NUL and high bytes.
-  r.token_hash = std::string(32, '\0');
-  for (int b = 0; b < 4; ++b) r.token_hash[b] = static_cast<char>(i >> (8 * b));
-  r.token_hash[31] = '\xff';
-  r.user_id = user;
-  r.sealed_payload = absl::StrCat(std::string("sealed\0", 7), "payload-", i);
-  r.idle_timeout = idle;
-  r.absolute_lifetime = absolute;
-  return r;
-}
-
 // A plain SQLite connection to look at the file behind the store's back.
 class RawDb {
  public:
@@ -136,7 +120,8 @@ TEST_F(SqliteStoreTest, ReopenKeepsSessions) {
     auto store = Open();
     ASSERT_NE(store, nullptr);
     for (int i = 0; i < 5; ++i) {
-      absl::StatusOr<SessionRecord> r = store->Create(NewRecord(i, "alice"));
+      absl::StatusOr<SessionRecord> r =
+          store->Create(NumberedRecord(i, "alice"));
       ASSERT_TRUE(r.ok()) << r.status();
       created.push_back(*r);
       clock_.Advance(absl::Seconds(1));
@@ -158,7 +143,8 @@ TEST_F(SqliteStoreTest, ReopenKeepsSessions) {
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ(*got, want);
   }
-  EXPECT_TRUE(absl::IsNotFound(store->Load(NewRecord(4).token_hash).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(store->Load(NumberedRecord(4).token_hash).status()));
   absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_EQ(page->sessions.size(), 4u);
@@ -189,7 +175,7 @@ TEST_F(SqliteStoreTest, ReopeningUpToDateDatabaseWritesNothing) {
   auto store = Open();
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
   ASSERT_NE(store, nullptr);
-  EXPECT_TRUE(store->Load(NewRecord(1).token_hash).status().code() ==
+  EXPECT_TRUE(store->Load(NumberedRecord(1).token_hash).status().code() ==
               absl::StatusCode::kNotFound);
   raw.Exec("COMMIT");
   EXPECT_EQ(raw.Int("PRAGMA data_version"), data_version);
@@ -251,10 +237,10 @@ TEST_F(SqliteStoreTest, PruneDeletesInBatchesAndCountsExactly) {
   ASSERT_NE(store, nullptr);
   constexpr int kExpired = 2500;
   for (int i = 0; i < kExpired; ++i) {
-    ASSERT_TRUE(store->Create(NewRecord(i, "u", absl::Minutes(1))).ok());
+    ASSERT_TRUE(store->Create(NumberedRecord(i, "u", absl::Minutes(1))).ok());
   }
   for (int i = kExpired; i < kExpired + 3; ++i) {
-    ASSERT_TRUE(store->Create(NewRecord(i, "u", absl::Hours(1))).ok());
+    ASSERT_TRUE(store->Create(NumberedRecord(i, "u", absl::Hours(1))).ok());
   }
   clock_.Advance(absl::Minutes(2));
   absl::StatusOr<int64_t> pruned = store->PruneExpired();
@@ -264,7 +250,7 @@ TEST_F(SqliteStoreTest, PruneDeletesInBatchesAndCountsExactly) {
   RawDb raw(path_);
   EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 3);
   for (int i = kExpired; i < kExpired + 3; ++i) {
-    EXPECT_TRUE(store->Load(NewRecord(i).token_hash).ok());
+    EXPECT_TRUE(store->Load(NumberedRecord(i).token_hash).ok());
   }
 }
 
@@ -276,8 +262,8 @@ TEST_F(SqliteStoreTest, StoredExpiryFollowsEveryWrite) {
     return raw.Int(absl::StrCat("SELECT expires_at FROM sessions WHERE id = '",
                                 r.id, "'"));
   };
-  absl::StatusOr<SessionRecord> r =
-      store->Create(NewRecord(1, "", absl::Minutes(10), absl::Minutes(25)));
+  absl::StatusOr<SessionRecord> r = store->Create(
+      NumberedRecord(1, "", absl::Minutes(10), absl::Minutes(25)));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
 
@@ -298,7 +284,7 @@ TEST_F(SqliteStoreTest, StoredExpiryFollowsEveryWrite) {
   EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
 
   clock_.Advance(absl::Minutes(1));
-  r = store->Cycle(r->token_hash, NewRecord(2).token_hash, std::nullopt);
+  r = store->Cycle(r->token_hash, NumberedRecord(2).token_hash, std::nullopt);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
 }
@@ -306,19 +292,23 @@ TEST_F(SqliteStoreTest, StoredExpiryFollowsEveryWrite) {
 TEST_F(SqliteStoreTest, ExpiredRowsDoNotBlockNewOnes) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NewRecord(2, "", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NewRecord(3, "", absl::Hours(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(3, "", absl::Hours(1))).ok());
   clock_.Advance(absl::Minutes(2));
   // Same id and token hash as the expired session 1, unpruned.
-  EXPECT_TRUE(store->Create(NewRecord(1)).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(1)).ok());
   // Cycling onto the expired session 2's token hash.
-  EXPECT_TRUE(
-      store->Cycle(NewRecord(3).token_hash, NewRecord(2).token_hash, {}).ok());
+  EXPECT_TRUE(store
+                  ->Cycle(NumberedRecord(3).token_hash,
+                          NumberedRecord(2).token_hash, {})
+                  .ok());
   // But a live one does block.
-  EXPECT_EQ(store->Create(NewRecord(1)).status().code(),
+  EXPECT_EQ(store->Create(NumberedRecord(1)).status().code(),
             absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(store->Cycle(NewRecord(1).token_hash, NewRecord(2).token_hash, {})
+  EXPECT_EQ(store
+                ->Cycle(NumberedRecord(1).token_hash,
+                        NumberedRecord(2).token_hash, {})
                 .status()
                 .code(),
             absl::StatusCode::kAlreadyExists);
@@ -327,17 +317,18 @@ TEST_F(SqliteStoreTest, ExpiredRowsDoNotBlockNewOnes) {
 TEST_F(SqliteStoreTest, LockHeldTooLongIsUnavailable) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1)).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1)).ok());
   RawDb raw(path_);
   raw.Exec("BEGIN IMMEDIATE");
-  absl::StatusOr<SessionRecord> r = store->Create(NewRecord(2));
+  absl::StatusOr<SessionRecord> r = store->Create(NumberedRecord(2));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   // Reads go on under WAL while another connection holds the write lock.
-  EXPECT_TRUE(store->Load(NewRecord(1).token_hash).ok());
+  EXPECT_TRUE(store->Load(NumberedRecord(1).token_hash).ok());
   raw.Exec("ROLLBACK");
   // Nothing was written, and the store works again.
-  EXPECT_TRUE(absl::IsNotFound(store->Load(NewRecord(2).token_hash).status()));
-  EXPECT_TRUE(store->Create(NewRecord(2)).ok());
+  EXPECT_TRUE(
+      absl::IsNotFound(store->Load(NumberedRecord(2).token_hash).status()));
+  EXPECT_TRUE(store->Create(NumberedRecord(2)).ok());
 }
 
 // Two stores on one file stand in for two processes: their writes meet at
@@ -347,8 +338,8 @@ TEST_F(SqliteStoreTest, TwoStoresOnOneFileWriteConcurrently) {
   auto b = Open();
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  ASSERT_TRUE(a->Create(NewRecord(0)).ok());
-  const std::string hash = NewRecord(0).token_hash;
+  ASSERT_TRUE(a->Create(NumberedRecord(0)).ok());
+  const std::string hash = NumberedRecord(0).token_hash;
   constexpr int kThreads = 8;
   constexpr int kIncrementsPerThread = 50;
   std::atomic<int> failures{0};
@@ -358,7 +349,8 @@ TEST_F(SqliteStoreTest, TwoStoresOnOneFileWriteConcurrently) {
     threads.emplace_back([store, &hash, &failures, t] {
       for (int i = 0; i < kIncrementsPerThread; ++i) {
         // A create and a compare-and-swap increment, retried on ABORTED.
-        if (!store->Create(NewRecord(1000 + t * 1000 + i)).ok()) ++failures;
+        if (!store->Create(NumberedRecord(1000 + t * 1000 + i)).ok())
+          ++failures;
         while (true) {
           absl::StatusOr<SessionRecord> cur = store->Load(hash);
           if (!cur.ok()) {
@@ -395,20 +387,22 @@ TEST_F(SqliteStoreTest, PerUserCapEvictsLeastRecentlyActive) {
   auto store = Open(options);
   ASSERT_NE(store, nullptr);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(store->Create(NewRecord(i, "bob")).ok());
+    ASSERT_TRUE(store->Create(NumberedRecord(i, "bob")).ok());
     clock_.Advance(absl::Seconds(1));
   }
-  EXPECT_TRUE(absl::IsNotFound(store->Load(NewRecord(0).token_hash).status()));
-  EXPECT_TRUE(store->Load(NewRecord(1).token_hash).ok());
-  EXPECT_TRUE(store->Load(NewRecord(2).token_hash).ok());
+  EXPECT_TRUE(
+      absl::IsNotFound(store->Load(NumberedRecord(0).token_hash).status()));
+  EXPECT_TRUE(store->Load(NumberedRecord(1).token_hash).ok());
+  EXPECT_TRUE(store->Load(NumberedRecord(2).token_hash).ok());
   // Moving an anonymous session to bob keeps it and evicts the oldest other.
-  ASSERT_TRUE(store->Create(NewRecord(3)).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(3)).ok());
   SessionUpdate update;
   update.user_id = "bob";
-  ASSERT_TRUE(store->Update(NewRecord(3).token_hash, update).ok());
-  EXPECT_TRUE(absl::IsNotFound(store->Load(NewRecord(1).token_hash).status()));
-  EXPECT_TRUE(store->Load(NewRecord(2).token_hash).ok());
-  EXPECT_TRUE(store->Load(NewRecord(3).token_hash).ok());
+  ASSERT_TRUE(store->Update(NumberedRecord(3).token_hash, update).ok());
+  EXPECT_TRUE(
+      absl::IsNotFound(store->Load(NumberedRecord(1).token_hash).status()));
+  EXPECT_TRUE(store->Load(NumberedRecord(2).token_hash).ok());
+  EXPECT_TRUE(store->Load(NumberedRecord(3).token_hash).ok());
 }
 
 // A ManualClock that counts how often it is read.
@@ -455,8 +449,8 @@ TEST(SqliteStoreTimeTest, WriteThatWaitsForTheLockReadsTheTimeAfterwards) {
        "NOT_FOUND"},
       {"Cycle",
        [&](SessionStore& store, const std::string& hash) {
-         return code(
-             store.Cycle(hash, NewRecord(999).token_hash, "alice").status());
+         return code(store.Cycle(hash, NumberedRecord(999).token_hash, "alice")
+                         .status());
        },
        "NOT_FOUND"},
       {"DeleteByTokenHash",
@@ -475,7 +469,7 @@ TEST(SqliteStoreTimeTest, WriteThatWaitsForTheLockReadsTheTimeAfterwards) {
         OpenSqliteStore(path, &clock, {});
     ASSERT_TRUE(store.ok()) << store.status();
     const SessionRecord in =
-        NewRecord(static_cast<int>(i), "alice", absl::Minutes(1));
+        NumberedRecord(static_cast<int>(i), "alice", absl::Minutes(1));
     absl::StatusOr<SessionRecord> created = (*store)->Create(in);
     ASSERT_TRUE(created.ok()) << created.status();
     clock.manual().Set(created->ExpiresAt() - absl::Milliseconds(1));

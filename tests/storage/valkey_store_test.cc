@@ -123,23 +123,6 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenOnSharedServer(
   return OpenValkeyStore(OptionsFor(*server, "conformance"), clock, options);
 }
 
-SessionRecord NewRecord(int i, const std::string& user = "",
-                        absl::Duration idle = absl::Minutes(30),
-                        absl::Duration lifetime = absl::Hours(24)) {
-  SessionRecord r;
-  r.id = absl::StrCat("id-", i);
-  // 32 bytes, like a SHA-256, including NUL and high bytes.
-  r.token_hash = std::string(32, '\0');
-  for (int b = 0; b < 4; ++b) r.token_hash[b] = static_cast<char>(i >> (8 * b));
-  r.token_hash[31] = '\xff';
-  r.user_id = user;
-  r.sealed_payload = absl::StrCat(std::string("sealed\0", 7), "payload-", i);
-  r.idle_timeout = idle;
-  r.absolute_lifetime = lifetime;
-  return r;
-}
-std::string Hash(int i) { return NewRecord(i).token_hash; }
-
 SessionUpdate MakeUpdate(const std::string& user, const std::string& payload,
                          std::optional<int64_t> expected_version = {}) {
   SessionUpdate u;
@@ -244,10 +227,11 @@ TEST_F(ValkeyStoreTest, BackendNameAndPing) {
 TEST_F(ValkeyStoreTest, KeysFollowTheDocumentedLayout) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
-  ASSERT_TRUE(store->Create(NewRecord(2)).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2)).ok());
   EXPECT_EQ(Cmd(*server_, {"TYPE", layout_.Session("id-1")}).str, "hash");
-  EXPECT_EQ(Cmd(*server_, {"GET", layout_.Token(Hash(1))}).str, "id-1");
+  EXPECT_EQ(Cmd(*server_, {"GET", layout_.Token(NumberedTokenHash(1))}).str,
+            "id-1");
   EXPECT_EQ(Cmd(*server_, {"TYPE", layout_.User("alice")}).str, "zset");
   EXPECT_EQ(Cmd(*server_, {"TYPE", layout_.Expiry()}).str, "zset");
   // id-1, id-2, their token keys, alice's index, the expiry index.
@@ -256,10 +240,10 @@ TEST_F(ValkeyStoreTest, KeysFollowTheDocumentedLayout) {
     EXPECT_TRUE(absl::StartsWith(key, layout_.Base())) << key;
   }
   // The hash holds the record; the store returns exactly it.
-  absl::StatusOr<SessionRecord> loaded = store->Load(Hash(1));
+  absl::StatusOr<SessionRecord> loaded = store->Load(NumberedTokenHash(1));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(Cmd(*server_, {"HGET", layout_.Session("id-1"), "th"}).str,
-            Hash(1));
+            NumberedTokenHash(1));
   EXPECT_EQ(Cmd(*server_, {"HGET", layout_.Session("id-1"), "p"}).str,
             loaded->sealed_payload);
   EXPECT_EQ(Cmd(*server_, {"HGET", layout_.Session("id-1"), "c"}).str,
@@ -313,27 +297,35 @@ TEST(ValkeyClusterTest, EveryScriptStaysInOneHashSlot) {
   int n = 0;
   for (const std::string& user : users) {
     for (int k = 0; k < 3; ++k) {
-      ASSERT_TRUE(store.Create(NewRecord(++n, user, absl::Minutes(1))).ok());
+      ASSERT_TRUE(
+          store.Create(NumberedRecord(++n, user, absl::Minutes(1))).ok());
       clock.Advance(absl::Seconds(1));
     }
   }
-  ASSERT_TRUE(store.Load(Hash(n)).ok());
-  ASSERT_TRUE(store.LoadAndTouch(Hash(n), absl::ZeroDuration()).ok());
-  ASSERT_TRUE(store.Update(Hash(n), MakeUpdate("a:b", "moved", 1)).ok());
-  ASSERT_TRUE(store.Cycle(Hash(n), Hash(100), std::string("{x}")).ok());
+  ASSERT_TRUE(store.Load(NumberedTokenHash(n)).ok());
+  ASSERT_TRUE(
+      store.LoadAndTouch(NumberedTokenHash(n), absl::ZeroDuration()).ok());
+  ASSERT_TRUE(
+      store.Update(NumberedTokenHash(n), MakeUpdate("a:b", "moved", 1)).ok());
+  ASSERT_TRUE(store
+                  .Cycle(NumberedTokenHash(n), NumberedTokenHash(100),
+                         std::string("{x}"))
+                  .ok());
   absl::StatusOr<SessionPage> page = store.ListForUser("{x}", 1, {});
   ASSERT_TRUE(page.ok()) << page.status();
   ASSERT_TRUE(page->next.has_value());
   ASSERT_TRUE(store.ListForUser("{x}", 1, page->next).ok());
-  ASSERT_TRUE(store.DeleteByTokenHash(Hash(n - 1)).ok());
+  ASSERT_TRUE(store.DeleteByTokenHash(NumberedTokenHash(n - 1)).ok());
   ASSERT_TRUE(store.DeleteById(absl::StrCat("id-", n - 4)).ok());
   ASSERT_TRUE(store.DeleteForUser("a:b", "").ok());
-  ASSERT_TRUE(store.Create(NewRecord(200, "}{", absl::Hours(1))).ok());
+  ASSERT_TRUE(store.Create(NumberedRecord(200, "}{", absl::Hours(1))).ok());
   clock.Advance(absl::Minutes(2));
   // Reuses the id and token hash of expired id-6, and the token hash of
   // expired id-9.
-  ASSERT_TRUE(store.Create(NewRecord(6, "u:1")).ok());
-  ASSERT_TRUE(store.Cycle(Hash(200), Hash(9), std::nullopt).ok());
+  ASSERT_TRUE(store.Create(NumberedRecord(6, "u:1")).ok());
+  ASSERT_TRUE(
+      store.Cycle(NumberedTokenHash(200), NumberedTokenHash(9), std::nullopt)
+          .ok());
   absl::StatusOr<int64_t> pruned = store.PruneExpired();
   ASSERT_TRUE(pruned.ok()) << pruned.status();
   EXPECT_GT(*pruned, 0);
@@ -362,7 +354,8 @@ TEST_F(ValkeyStoreTest, UserIdsThatLookLikeKeySyntaxDoNotCollide) {
                                           "x",
                                           "\xe2\x9c\x93:\xc3\xa9"};
   for (size_t k = 0; k < users.size(); ++k) {
-    ASSERT_TRUE(store->Create(NewRecord(static_cast<int>(k), users[k])).ok());
+    ASSERT_TRUE(
+        store->Create(NumberedRecord(static_cast<int>(k), users[k])).ok());
   }
   for (size_t k = 0; k < users.size(); ++k) {
     SCOPED_TRACE(absl::CEscape(users[k]));
@@ -376,7 +369,7 @@ TEST_F(ValkeyStoreTest, UserIdsThatLookLikeKeySyntaxDoNotCollide) {
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 1);
   for (size_t k = 1; k < users.size(); ++k) {
-    EXPECT_TRUE(store->Load(Hash(static_cast<int>(k))).ok()) << k;
+    EXPECT_TRUE(store->Load(NumberedTokenHash(static_cast<int>(k))).ok()) << k;
   }
   // User index keys carry only hex after the layout's "u:".
   for (const std::string& key :
@@ -390,18 +383,22 @@ TEST_F(ValkeyStoreTest, UserIdsThatLookLikeKeySyntaxDoNotCollide) {
 TEST_F(ValkeyStoreTest, ScriptCacheFlushIsRecovered) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
   Cmd(*server_, {"SCRIPT", "FLUSH"});
   // Every script is loaded again on its first NOSCRIPT.
-  absl::StatusOr<SessionRecord> loaded = store->Load(Hash(1));
+  absl::StatusOr<SessionRecord> loaded = store->Load(NumberedTokenHash(1));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->id, "id-1");
-  ASSERT_TRUE(store->LoadAndTouch(Hash(1), absl::ZeroDuration()).ok());
-  ASSERT_TRUE(store->Create(NewRecord(2, "alice")).ok());
-  ASSERT_TRUE(store->Update(Hash(2), MakeUpdate("alice", "x", 1)).ok());
-  ASSERT_TRUE(store->Cycle(Hash(2), Hash(3), std::nullopt).ok());
+  ASSERT_TRUE(
+      store->LoadAndTouch(NumberedTokenHash(1), absl::ZeroDuration()).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "alice")).ok());
+  ASSERT_TRUE(
+      store->Update(NumberedTokenHash(2), MakeUpdate("alice", "x", 1)).ok());
+  ASSERT_TRUE(
+      store->Cycle(NumberedTokenHash(2), NumberedTokenHash(3), std::nullopt)
+          .ok());
   ASSERT_TRUE(store->ListForUser("alice", 10, {}).ok());
-  ASSERT_TRUE(store->DeleteByTokenHash(Hash(3)).ok());
+  ASSERT_TRUE(store->DeleteByTokenHash(NumberedTokenHash(3)).ok());
   ASSERT_TRUE(store->DeleteById("id-9").ok());
   ASSERT_TRUE(store->DeleteForUser("bob", "").ok());
   ASSERT_TRUE(store->PruneExpired().ok());
@@ -415,11 +412,12 @@ TEST_F(ValkeyStoreTest, ScriptCacheFlushIsRecovered) {
 TEST_F(ValkeyStoreTest, ListAndPruneDropIndexEntriesOfExpiredSessions) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "alice", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NewRecord(2, "alice", absl::Minutes(1))).ok());
-  absl::StatusOr<SessionRecord> live = store->Create(NewRecord(3, "alice"));
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "alice", absl::Minutes(1))).ok());
+  absl::StatusOr<SessionRecord> live =
+      store->Create(NumberedRecord(3, "alice"));
   ASSERT_TRUE(live.ok());
-  ASSERT_TRUE(store->Create(NewRecord(4, "bob", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(4, "bob", absl::Minutes(1))).ok());
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("alice")}), 3);
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.Expiry()}), 4);
   clock_.Advance(absl::Minutes(2));
@@ -441,7 +439,7 @@ TEST_F(ValkeyStoreTest, ListAndPruneDropIndexEntriesOfExpiredSessions) {
   EXPECT_EQ(*pruned, 1);
   for (int i : {1, 2, 4}) {
     EXPECT_FALSE(KeyExists(layout_.Session(absl::StrCat("id-", i)))) << i;
-    EXPECT_FALSE(KeyExists(layout_.Token(Hash(i)))) << i;
+    EXPECT_FALSE(KeyExists(layout_.Token(NumberedTokenHash(i)))) << i;
   }
   // bob's index went with his last session.
   EXPECT_FALSE(KeyExists(layout_.User("bob")));
@@ -463,14 +461,15 @@ TEST_F(ValkeyStoreTest, CapEvictionAndDeleteForUserDropStaleIndexEntries) {
   cap.max_sessions_per_user = 5;
   auto store = Open(cap);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "carol", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NewRecord(2, "carol")).ok());
-  ASSERT_TRUE(store->Create(NewRecord(3, "dave")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "carol", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "carol")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(3, "dave")).ok());
   clock_.Advance(absl::Minutes(2));
-  ASSERT_TRUE(store->Create(NewRecord(4, "carol")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(4, "carol")).ok());
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("carol")}), 2);
   // A session whose keys vanished (as native expiry would do it).
-  Cmd(*server_, {"DEL", layout_.Session("id-3"), layout_.Token(Hash(3))});
+  Cmd(*server_,
+      {"DEL", layout_.Session("id-3"), layout_.Token(NumberedTokenHash(3))});
   absl::StatusOr<int64_t> n = store->DeleteForUser("dave", "");
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 0);
@@ -482,12 +481,12 @@ TEST_F(ValkeyStoreTest, CapEvictionAndDeleteForUserDropStaleIndexEntries) {
 TEST_F(ValkeyStoreTest, IndexEntriesOfVanishedSessionsAreDropped) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "carol", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NewRecord(2, "dave", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NewRecord(3, "dave")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "carol", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "dave", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(3, "dave")).ok());
   for (int i : {1, 2}) {
     Cmd(*server_, {"DEL", layout_.Session(absl::StrCat("id-", i)),
-                   layout_.Token(Hash(i))});
+                   layout_.Token(NumberedTokenHash(i))});
   }
   absl::StatusOr<SessionPage> page = store->ListForUser("carol", 10, {});
   ASSERT_TRUE(page.ok());
@@ -501,7 +500,7 @@ TEST_F(ValkeyStoreTest, IndexEntriesOfVanishedSessionsAreDropped) {
   EXPECT_EQ(*pruned, 0);
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("dave")}), 1);
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.Expiry()}), 1);
-  EXPECT_TRUE(store->Load(Hash(3)).ok());
+  EXPECT_TRUE(store->Load(NumberedTokenHash(3)).ok());
 }
 
 TEST_F(ValkeyStoreTest, NativeTtlIsABackstopConsistentWithExpiresAt) {
@@ -520,15 +519,15 @@ TEST_F(ValkeyStoreTest, NativeTtlIsABackstopConsistentWithExpiresAt) {
     EXPECT_LE(ttl, absl::ToInt64Milliseconds(left) + grace_ms + 1) << key;
   };
 
-  absl::StatusOr<SessionRecord> r =
-      store->Create(NewRecord(1, "erin", absl::Minutes(10), absl::Minutes(25)));
+  absl::StatusOr<SessionRecord> r = store->Create(
+      NumberedRecord(1, "erin", absl::Minutes(10), absl::Minutes(25)));
   ASSERT_TRUE(r.ok()) << r.status();
   expect_ttl(layout_.Session("id-1"), absl::Minutes(10));
-  expect_ttl(layout_.Token(Hash(1)), absl::Minutes(10));
+  expect_ttl(layout_.Token(NumberedTokenHash(1)), absl::Minutes(10));
   EXPECT_GE(Pttl(layout_.User("erin")), Pttl(layout_.Session("id-1")) - 1000);
 
   clock_.Advance(absl::Minutes(5));
-  r = store->LoadAndTouch(Hash(1), absl::Minutes(1));
+  r = store->LoadAndTouch(NumberedTokenHash(1), absl::Minutes(1));
   ASSERT_TRUE(r.ok());
   expect_ttl(layout_.Session("id-1"), r->ExpiresAt() - r->last_active_at);
   EXPECT_EQ(r->ExpiresAt() - r->last_active_at, absl::Minutes(10));
@@ -536,41 +535,42 @@ TEST_F(ValkeyStoreTest, NativeTtlIsABackstopConsistentWithExpiresAt) {
   clock_.Advance(absl::Minutes(9));
   SessionUpdate update = MakeUpdate("erin", "x");
   update.idle_timeout = absl::Minutes(20);
-  r = store->Update(Hash(1), update);
+  r = store->Update(NumberedTokenHash(1), update);
   ASSERT_TRUE(r.ok());
   // Now capped by the absolute lifetime: 25 - 14 minutes left.
   EXPECT_EQ(r->ExpiresAt(), r->created_at + absl::Minutes(25));
   expect_ttl(layout_.Session("id-1"), absl::Minutes(11));
-  expect_ttl(layout_.Token(Hash(1)), absl::Minutes(11));
+  expect_ttl(layout_.Token(NumberedTokenHash(1)), absl::Minutes(11));
   EXPECT_EQ(Cmd(*server_, {"ZSCORE", layout_.Expiry(),
                            layout_.ExpiryMember("erin", "id-1")})
                 .str,
             absl::StrCat(absl::ToUnixMicros(r->ExpiresAt())));
 
   clock_.Advance(absl::Minutes(1));
-  r = store->Cycle(Hash(1), Hash(2), std::nullopt);
+  r = store->Cycle(NumberedTokenHash(1), NumberedTokenHash(2), std::nullopt);
   ASSERT_TRUE(r.ok());
-  expect_ttl(layout_.Token(Hash(2)), absl::Minutes(10));
-  EXPECT_FALSE(KeyExists(layout_.Token(Hash(1))));
+  expect_ttl(layout_.Token(NumberedTokenHash(2)), absl::Minutes(10));
+  EXPECT_FALSE(KeyExists(layout_.Token(NumberedTokenHash(1))));
 
   // The user index outlives its longest session.
   ASSERT_TRUE(
-      store->Create(NewRecord(3, "erin", absl::Hours(2), absl::Hours(3))).ok());
+      store->Create(NumberedRecord(3, "erin", absl::Hours(2), absl::Hours(3)))
+          .ok());
   expect_ttl(layout_.User("erin"), absl::Hours(2));
   ASSERT_TRUE(
-      store->Create(NewRecord(4, "erin", absl::Minutes(1), absl::Hours(3)))
+      store->Create(NumberedRecord(4, "erin", absl::Minutes(1), absl::Hours(3)))
           .ok());
   expect_ttl(layout_.User("erin"), absl::Hours(2));
 
   // Sessions that never end get no native expiry at all.
   ASSERT_TRUE(store
-                  ->Create(NewRecord(5, "frank", absl::InfiniteDuration(),
-                                     absl::InfiniteDuration()))
+                  ->Create(NumberedRecord(5, "frank", absl::InfiniteDuration(),
+                                          absl::InfiniteDuration()))
                   .ok());
   EXPECT_EQ(Pttl(layout_.Session("id-5")), -1);
-  EXPECT_EQ(Pttl(layout_.Token(Hash(5))), -1);
+  EXPECT_EQ(Pttl(layout_.Token(NumberedTokenHash(5))), -1);
   EXPECT_EQ(Pttl(layout_.User("frank")), -1);
-  absl::StatusOr<SessionRecord> forever = store->Load(Hash(5));
+  absl::StatusOr<SessionRecord> forever = store->Load(NumberedTokenHash(5));
   ASSERT_TRUE(forever.ok());
   EXPECT_EQ(forever->idle_timeout, absl::InfiniteDuration());
   EXPECT_EQ(forever->absolute_lifetime, absl::InfiniteDuration());
@@ -582,17 +582,17 @@ TEST_F(ValkeyStoreTest, NativeExpiryRemovesKeysOnlyAfterTheSessionEnded) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(
-      store->Create(NewRecord(1, "gina", absl::Milliseconds(100))).ok());
-  ASSERT_TRUE(store->Create(NewRecord(2, "gina")).ok());
+      store->Create(NumberedRecord(1, "gina", absl::Milliseconds(100))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "gina")).ok());
   clock_.Advance(absl::Milliseconds(100));
   // Expired for the store; the server has not expired the keys yet.
   EXPECT_TRUE(KeyExists(layout_.Session("id-1")));
-  EXPECT_TRUE(KeyExists(layout_.Token(Hash(1))));
+  EXPECT_TRUE(KeyExists(layout_.Token(NumberedTokenHash(1))));
   // 100 ms of the session, a second of grace, and some slack.
   absl::SleepFor(absl::Milliseconds(1500));
   EXPECT_FALSE(KeyExists(layout_.Session("id-1")));
-  EXPECT_FALSE(KeyExists(layout_.Token(Hash(1))));
-  EXPECT_TRUE(absl::IsNotFound(store->Load(Hash(1)).status()));
+  EXPECT_FALSE(KeyExists(layout_.Token(NumberedTokenHash(1))));
+  EXPECT_TRUE(absl::IsNotFound(store->Load(NumberedTokenHash(1)).status()));
   EXPECT_TRUE(KeyExists(layout_.Session("id-2")));
   absl::StatusOr<int64_t> pruned = store->PruneExpired();
   ASSERT_TRUE(pruned.ok());
@@ -609,7 +609,7 @@ TEST_F(ValkeyStoreTest, TwoStoresCompareAndSetLoseNoUpdate) {
   auto b = Open({}, options);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  SessionRecord counter = NewRecord(0, "alice");
+  SessionRecord counter = NumberedRecord(0, "alice");
   counter.sealed_payload = "0";
   ASSERT_TRUE(a->Create(counter).ok());
   constexpr int kThreads = 8;
@@ -622,14 +622,15 @@ TEST_F(ValkeyStoreTest, TwoStoresCompareAndSetLoseNoUpdate) {
     threads.emplace_back([store, &failures, &aborts] {
       for (int k = 0; k < kIncrements; ++k) {
         while (true) {
-          absl::StatusOr<SessionRecord> cur = store->Load(Hash(0));
+          absl::StatusOr<SessionRecord> cur = store->Load(NumberedTokenHash(0));
           int64_t n = 0;
           if (!cur.ok() || !absl::SimpleAtoi(cur->sealed_payload, &n)) {
             ++failures;
             return;
           }
           absl::StatusOr<SessionRecord> next = store->Update(
-              Hash(0), MakeUpdate("alice", absl::StrCat(n + 1), cur->version));
+              NumberedTokenHash(0),
+              MakeUpdate("alice", absl::StrCat(n + 1), cur->version));
           if (next.ok()) break;
           if (!absl::IsAborted(next.status())) {
             ++failures;
@@ -642,8 +643,8 @@ TEST_F(ValkeyStoreTest, TwoStoresCompareAndSetLoseNoUpdate) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
-  absl::StatusOr<SessionRecord> final_a = a->Load(Hash(0));
-  absl::StatusOr<SessionRecord> final_b = b->Load(Hash(0));
+  absl::StatusOr<SessionRecord> final_a = a->Load(NumberedTokenHash(0));
+  absl::StatusOr<SessionRecord> final_b = b->Load(NumberedTokenHash(0));
   ASSERT_TRUE(final_a.ok());
   ASSERT_TRUE(final_b.ok());
   EXPECT_EQ(*final_a, *final_b);
@@ -656,14 +657,14 @@ TEST_F(ValkeyStoreTest, DatabaseNumberIsHonored) {
   options.database = 5;
   auto in_five = Open({}, options);
   ASSERT_NE(in_five, nullptr);
-  ASSERT_TRUE(in_five->Create(NewRecord(1, "alice")).ok());
+  ASSERT_TRUE(in_five->Create(NumberedRecord(1, "alice")).ok());
   EXPECT_EQ(Int(*server_, {"EXISTS", layout_.Session("id-1")}, 5), 1);
   EXPECT_EQ(Int(*server_, {"DBSIZE"}, 0), 0);
   options.database = 0;
   auto in_zero = Open({}, options);
   ASSERT_NE(in_zero, nullptr);
-  EXPECT_TRUE(absl::IsNotFound(in_zero->Load(Hash(1)).status()));
-  EXPECT_TRUE(in_five->Load(Hash(1)).ok());
+  EXPECT_TRUE(absl::IsNotFound(in_zero->Load(NumberedTokenHash(1)).status()));
+  EXPECT_TRUE(in_five->Load(NumberedTokenHash(1)).ok());
 
   options.database = 1000;  // the server has 16
   absl::StatusOr<std::unique_ptr<SessionStore>> bad =
@@ -678,17 +679,17 @@ TEST_F(ValkeyStoreTest, DatabaseNumberIsHonored) {
 TEST_F(ValkeyStoreTest, FullServerStillServesReadsAndDeletes) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
-  ASSERT_TRUE(store->Create(NewRecord(2, "alice")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "alice")).ok());
   struct RestoreMaxmemory {
     RedisServer* server;
     ~RestoreMaxmemory() { Cmd(*server, {"CONFIG", "SET", "maxmemory", "0"}); }
   } restore{server_};
   Cmd(*server_, {"CONFIG", "SET", "maxmemory", "1"});
-  absl::Status full = store->Create(NewRecord(3, "alice")).status();
+  absl::Status full = store->Create(NumberedRecord(3, "alice")).status();
   EXPECT_EQ(full.code(), StatusCode::kUnavailable) << full;
   EXPECT_THAT(full.message(), HasSubstr("OOM"));
-  EXPECT_TRUE(store->Load(Hash(1)).ok());
+  EXPECT_TRUE(store->Load(NumberedTokenHash(1)).ok());
   EXPECT_TRUE(store->ListForUser("alice", 10, {}).ok());
   absl::StatusOr<int64_t> n = store->DeleteById("id-1");
   ASSERT_TRUE(n.ok()) << n.status();
@@ -718,14 +719,15 @@ TEST_F(ValkeyStoreTest, DeleteForUserRunsBoundedBatchesAndCountsExactly) {
   ASSERT_NE(store, nullptr);
   int n = 0;
   for (int k = 0; k < 100; ++k) {
-    ASSERT_TRUE(store->Create(NewRecord(++n, "heavy", absl::Minutes(1))).ok());
+    ASSERT_TRUE(
+        store->Create(NumberedRecord(++n, "heavy", absl::Minutes(1))).ok());
   }
   const int last_expired = n;
   clock_.Advance(absl::Minutes(2));
   for (int k = 0; k < 1100; ++k) {
-    ASSERT_TRUE(store->Create(NewRecord(++n, "heavy")).ok());
+    ASSERT_TRUE(store->Create(NumberedRecord(++n, "heavy")).ok());
   }
-  ASSERT_TRUE(store->Create(NewRecord(++n, "other")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(++n, "other")).ok());
   const int other = n;
   // Index entries of sessions that are gone (as after native expiry).
   std::vector<std::string> zadd = {"ZADD", layout_.User("heavy")};
@@ -748,10 +750,10 @@ TEST_F(ValkeyStoreTest, DeleteForUserRunsBoundedBatchesAndCountsExactly) {
       std::vector<std::string>{keep});
   for (int i : {1, last_expired, last_expired + 1, last_expired + 1100}) {
     EXPECT_FALSE(KeyExists(layout_.Session(absl::StrCat("id-", i)))) << i;
-    EXPECT_FALSE(KeyExists(layout_.Token(Hash(i)))) << i;
+    EXPECT_FALSE(KeyExists(layout_.Token(NumberedTokenHash(i)))) << i;
   }
-  EXPECT_TRUE(store->Load(Hash(last_expired + 500)).ok());
-  EXPECT_TRUE(store->Load(Hash(other)).ok());
+  EXPECT_TRUE(store->Load(NumberedTokenHash(last_expired + 500)).ok());
+  EXPECT_TRUE(store->Load(NumberedTokenHash(other)).ok());
   // What is left: the kept session and the other user's, with their token
   // keys, user indexes, and the expiry index.
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.Expiry()}), 2);
@@ -770,12 +772,13 @@ TEST_F(ValkeyStoreTest, ListForUserClearsManyDeadEntriesInBoundedScripts) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   for (int i = 1; i <= 3; ++i) {
-    ASSERT_TRUE(store->Create(NewRecord(i, "lister")).ok());
+    ASSERT_TRUE(store->Create(NumberedRecord(i, "lister")).ok());
     clock_.Advance(absl::Microseconds(1));
   }
   clock_.Advance(absl::Seconds(1));
   for (int i = 100; i < 150; ++i) {
-    ASSERT_TRUE(store->Create(NewRecord(i, "lister", absl::Minutes(1))).ok());
+    ASSERT_TRUE(
+        store->Create(NumberedRecord(i, "lister", absl::Minutes(1))).ok());
   }
   // More recently active than the live sessions, so listed before them.
   const std::string score = absl::StrCat(absl::ToUnixMicros(clock_.Now()));
@@ -815,14 +818,14 @@ TEST_F(ValkeyStoreTest, ListForUserPagesThroughSessionsWithEqualTimes) {
   ASSERT_NE(store, nullptr);
   std::vector<std::string> want;
   for (int i = 0; i < 300; ++i) {
-    SessionRecord r = NewRecord(i, "ties");
+    SessionRecord r = NumberedRecord(i, "ties");
     r.id = absl::StrCat("t-", 1000 + (i * 7919) % 300);  // created unordered
     ASSERT_TRUE(store->Create(r).ok()) << r.id;
     want.push_back(r.id);
   }
   // Sessions before and after the group.
   clock_.Advance(absl::Microseconds(1));
-  SessionRecord newer = NewRecord(1000, "ties");
+  SessionRecord newer = NumberedRecord(1000, "ties");
   newer.id = "a-newer";
   ASSERT_TRUE(store->Create(newer).ok());
   std::sort(want.rbegin(), want.rend());
@@ -861,7 +864,7 @@ TEST_F(ValkeyStoreTest, ListForUserPagesThroughSessionsWithEqualTimes) {
 TEST_F(ValkeyStoreTest, RefusedWritesWithoutReplicasAreUnavailable) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NewRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
   struct RestoreReplicas {
     RedisServer* server;
     ~RestoreReplicas() {
@@ -871,10 +874,11 @@ TEST_F(ValkeyStoreTest, RefusedWritesWithoutReplicasAreUnavailable) {
   Cmd(*server_, {"CONFIG", "SET", "min-replicas-to-write", "1"});
   const std::vector<std::pair<std::string, std::function<absl::Status()>>>
       calls = {
-          {"Create", [&] { return store->Create(NewRecord(2)).status(); }},
+          {"Create", [&] { return store->Create(NumberedRecord(2)).status(); }},
           {"Update",
            [&] {
-             return store->Update(Hash(1), MakeUpdate("bob", "x")).status();
+             return store->Update(NumberedTokenHash(1), MakeUpdate("bob", "x"))
+                 .status();
            }},
           {"DeleteById", [&] { return store->DeleteById("id-1").status(); }},
       };
@@ -886,17 +890,17 @@ TEST_F(ValkeyStoreTest, RefusedWritesWithoutReplicasAreUnavailable) {
   }
   ASSERT_OK(store->Ping());
   Cmd(*server_, {"CONFIG", "SET", "min-replicas-to-write", "0"});
-  absl::StatusOr<SessionRecord> loaded = store->Load(Hash(1));
+  absl::StatusOr<SessionRecord> loaded = store->Load(NumberedTokenHash(1));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->user_id, "alice");
   EXPECT_EQ(loaded->version, 1);
-  EXPECT_TRUE(absl::IsNotFound(store->Load(Hash(2)).status()));
+  EXPECT_TRUE(absl::IsNotFound(store->Load(NumberedTokenHash(2)).status()));
 }
 
 TEST_F(ValkeyStoreTest, ErrorMessagesCarryNoData) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  SessionRecord r = NewRecord(1, "user-secret");
+  SessionRecord r = NumberedRecord(1, "user-secret");
   r.id = "id-secret";
   ASSERT_TRUE(store->Create(r).ok());
   absl::Status dup = store->Create(r).status();
@@ -905,11 +909,12 @@ TEST_F(ValkeyStoreTest, ErrorMessagesCarryNoData) {
       store->Update(r.token_hash, MakeUpdate("user-secret", "payload", 7))
           .status();
   EXPECT_EQ(stale.code(), StatusCode::kAborted);
-  absl::Status missing = store->Load(Hash(2)).status();
+  absl::Status missing = store->Load(NumberedTokenHash(2)).status();
   EXPECT_EQ(missing.code(), StatusCode::kNotFound);
   for (const absl::Status& s : {dup, stale, missing}) {
     EXPECT_THAT(s.message(), Not(HasSubstr("secret"))) << s;
-    EXPECT_THAT(s.message(), Not(HasSubstr(absl::BytesToHexString(Hash(1)))));
+    EXPECT_THAT(s.message(),
+                Not(HasSubstr(absl::BytesToHexString(NumberedTokenHash(1)))));
     EXPECT_THAT(s.message(), HasSubstr("valkey"));
   }
 }
@@ -1008,8 +1013,8 @@ TEST_F(ValkeyAuthTest, PasswordFileWorks) {
   absl::StatusOr<std::unique_ptr<SessionStore>> store =
       OpenWith(WriteFile(dir_, "pw", absl::StrCat(kPassword, "\n")));
   ASSERT_TRUE(store.ok()) << store.status();
-  ASSERT_TRUE((*store)->Create(NewRecord(1, "alice")).ok());
-  EXPECT_TRUE((*store)->Load(Hash(1)).ok());
+  ASSERT_TRUE((*store)->Create(NumberedRecord(1, "alice")).ok());
+  EXPECT_TRUE((*store)->Load(NumberedTokenHash(1)).ok());
   ASSERT_OK((*store)->Ping());
 }
 
@@ -1039,7 +1044,7 @@ TEST_F(ValkeyAuthTest, AclUserWithPassword) {
   absl::StatusOr<std::unique_ptr<SessionStore>> store =
       OpenWith(WriteFile(dir_, "user-pw", "user-pass\r\n"), "sessiond");
   ASSERT_TRUE(store.ok()) << store.status();
-  ASSERT_TRUE((*store)->Create(NewRecord(1)).ok());
+  ASSERT_TRUE((*store)->Create(NumberedRecord(1)).ok());
 
   absl::StatusOr<std::unique_ptr<SessionStore>> wrong =
       OpenWith(WriteFile(dir_, "pw", absl::StrCat(kPassword, "\n")), "nobody");
@@ -1242,7 +1247,7 @@ TEST(ValkeyFakeServerTest, TricklingReplyFailsWithinTheDeadline) {
   for (int round = 0; round < 2; ++round) {
     SCOPED_TRACE(round);
     const absl::Time start = absl::Now();
-    const absl::Status status = (*store)->Load(Hash(1)).status();
+    const absl::Status status = (*store)->Load(NumberedTokenHash(1)).status();
     const absl::Duration took = absl::Now() - start;
     EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status;
     EXPECT_LT(took, kFakeServerBound);
@@ -1287,7 +1292,7 @@ TEST(ValkeyFakeServerTest, RefusedWritesAreUnavailable) {
         OpenValkeyStore(FakeServerOptions(server), &clock, {});
     ASSERT_TRUE(store.ok()) << store.status();
     const absl::Status created =
-        (*store)->Create(NewRecord(1, "alice")).status();
+        (*store)->Create(NumberedRecord(1, "alice")).status();
     EXPECT_EQ(created.code(), StatusCode::kUnavailable) << created;
     EXPECT_THAT(created.message(), HasSubstr(error.substr(0, error.find(' '))));
     const absl::Status deleted = (*store)->DeleteForUser("alice", "").status();
@@ -1331,20 +1336,30 @@ class ValkeyOutageTest : public ::testing::Test {
   void ExpectEveryCallUnavailable(SessionStore& store, int round) {
     std::vector<std::pair<std::string, std::function<absl::Status()>>> calls = {
         {"Create",
-         [&] { return store.Create(NewRecord(1000 + round)).status(); }},
-        {"Load", [&] { return store.Load(Hash(1)).status(); }},
+         [&] { return store.Create(NumberedRecord(1000 + round)).status(); }},
+        {"Load", [&] { return store.Load(NumberedTokenHash(1)).status(); }},
         {"LoadAndTouch",
-         [&] { return store.LoadAndTouch(Hash(1), absl::Hours(1)).status(); }},
+         [&] {
+           return store.LoadAndTouch(NumberedTokenHash(1), absl::Hours(1))
+               .status();
+         }},
         {"Update",
          [&] {
-           return store.Update(Hash(1), MakeUpdate("alice", "x", 999)).status();
+           return store
+               .Update(NumberedTokenHash(1), MakeUpdate("alice", "x", 999))
+               .status();
          }},
         {"Cycle",
          [&] {
-           return store.Cycle(Hash(5000), Hash(5001), std::nullopt).status();
+           return store
+               .Cycle(NumberedTokenHash(5000), NumberedTokenHash(5001),
+                      std::nullopt)
+               .status();
          }},
         {"DeleteByTokenHash",
-         [&] { return store.DeleteByTokenHash(Hash(5000)).status(); }},
+         [&] {
+           return store.DeleteByTokenHash(NumberedTokenHash(5000)).status();
+         }},
         {"DeleteById", [&] { return store.DeleteById("no-such-id").status(); }},
         {"DeleteForUser",
          [&] { return store.DeleteForUser("nobody", "").status(); }},
@@ -1373,8 +1388,8 @@ class ValkeyOutageTest : public ::testing::Test {
     ASSERT_TRUE(page.ok()) << page.status();
     ASSERT_OK(store.Ping());
     static int next = 2000;
-    ASSERT_TRUE(store.Create(NewRecord(++next, "alice")).ok());
-    EXPECT_TRUE(store.Load(Hash(next)).ok());
+    ASSERT_TRUE(store.Create(NumberedRecord(++next, "alice")).ok());
+    EXPECT_TRUE(store.Load(NumberedTokenHash(next)).ok());
   }
 
   ManualClock clock_;
@@ -1386,14 +1401,15 @@ TEST_F(ValkeyOutageTest, AcknowledgedWritesSurviveRestartAndKill) {
   std::vector<SessionRecord> expected;
   for (int i = 0; i < 60; ++i) {
     absl::StatusOr<SessionRecord> r =
-        store_->Create(NewRecord(i, absl::StrCat("user", i % 4)));
+        store_->Create(NumberedRecord(i, absl::StrCat("user", i % 4)));
     ASSERT_TRUE(r.ok()) << r.status();
     expected.push_back(*r);
     clock_.Advance(absl::Milliseconds(10));
   }
   for (int i = 0; i < 60; i += 3) {
-    absl::StatusOr<SessionRecord> r = store_->Update(
-        Hash(i), MakeUpdate(expected[i].user_id, absl::StrCat("v2-", i)));
+    absl::StatusOr<SessionRecord> r =
+        store_->Update(NumberedTokenHash(i),
+                       MakeUpdate(expected[i].user_id, absl::StrCat("v2-", i)));
     ASSERT_TRUE(r.ok()) << r.status();
     expected[i] = *r;
   }
@@ -1406,7 +1422,7 @@ TEST_F(ValkeyOutageTest, AcknowledgedWritesSurviveRestartAndKill) {
       ASSERT_TRUE(got.ok()) << want.id << ": " << got.status();
       EXPECT_EQ(*got, want);
     }
-    EXPECT_TRUE(absl::IsNotFound(store_->Load(Hash(59)).status()));
+    EXPECT_TRUE(absl::IsNotFound(store_->Load(NumberedTokenHash(59)).status()));
     absl::StatusOr<SessionPage> page = store_->ListForUser("user1", 100, {});
     ASSERT_TRUE(page.ok()) << page.status();
     EXPECT_EQ(page->sessions.size(), 15u);
@@ -1425,18 +1441,19 @@ TEST_F(ValkeyOutageTest, AcknowledgedWritesSurviveRestartAndKill) {
     expected[i] = *r;
     clock_.Advance(absl::Milliseconds(1));
   }
-  absl::StatusOr<SessionRecord> cycled =
-      store_->Cycle(Hash(1), Hash(100), std::string("user1"));
+  absl::StatusOr<SessionRecord> cycled = store_->Cycle(
+      NumberedTokenHash(1), NumberedTokenHash(100), std::string("user1"));
   ASSERT_TRUE(cycled.ok());
   expected[1] = *cycled;
   ASSERT_OK(server_->Kill());
   ASSERT_OK(server_->Restart());
   check_all("after kill");
-  EXPECT_TRUE(absl::IsNotFound(store_->Load(Hash(1)).status()));
+  EXPECT_TRUE(absl::IsNotFound(store_->Load(NumberedTokenHash(1)).status()));
 }
 
 TEST_F(ValkeyOutageTest, StoppedServerFailsFastThenRecovers) {
-  absl::StatusOr<SessionRecord> anchor = store_->Create(NewRecord(1, "alice"));
+  absl::StatusOr<SessionRecord> anchor =
+      store_->Create(NumberedRecord(1, "alice"));
   ASSERT_TRUE(anchor.ok());
   ExpectWorking(*store_, *anchor);
   ASSERT_OK(server_->Stop());
@@ -1447,7 +1464,8 @@ TEST_F(ValkeyOutageTest, StoppedServerFailsFastThenRecovers) {
 }
 
 TEST_F(ValkeyOutageTest, HungServerFailsWithinTheTimeoutThenRecovers) {
-  absl::StatusOr<SessionRecord> anchor = store_->Create(NewRecord(1, "alice"));
+  absl::StatusOr<SessionRecord> anchor =
+      store_->Create(NumberedRecord(1, "alice"));
   ASSERT_TRUE(anchor.ok());
   // Fill the pool with open connections first.
   {
@@ -1468,7 +1486,8 @@ TEST_F(ValkeyOutageTest, HungServerFailsWithinTheTimeoutThenRecovers) {
   for (int t = 0; t < 10; ++t) {
     threads.emplace_back([&] {
       const absl::Time start = absl::Now();
-      if (!absl::IsUnavailable(store_->Load(Hash(1)).status())) ++wrong;
+      if (!absl::IsUnavailable(store_->Load(NumberedTokenHash(1)).status()))
+        ++wrong;
       if (absl::Now() - start >= kBound) ++slow;
     });
   }
@@ -1483,14 +1502,14 @@ TEST_F(ValkeyOutageTest, HungServerFailsWithinTheTimeoutThenRecovers) {
   std::unique_ptr<SessionStore> defaults =
       OpenStore(absl::Seconds(2), ValkeyOptions().pool_size);
   ASSERT_NE(defaults, nullptr);
-  ASSERT_TRUE(defaults->Load(Hash(1)).ok());
+  ASSERT_TRUE(defaults->Load(NumberedTokenHash(1)).ok());
   ASSERT_OK(server_->Pause());
   const absl::Time start = absl::Now();
-  absl::Status status = defaults->Load(Hash(1)).status();
+  absl::Status status = defaults->Load(NumberedTokenHash(1)).status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status;
   ASSERT_OK(server_->Resume());
-  absl::StatusOr<SessionRecord> after = defaults->Load(Hash(1));
+  absl::StatusOr<SessionRecord> after = defaults->Load(NumberedTokenHash(1));
   EXPECT_TRUE(after.ok()) << after.status();
 }
 
