@@ -57,11 +57,6 @@ local GRACE_MS = 1000
 local MAX_NATIVE_MS = 315360000000
 
 local function int(n) return string.format('%.0f', n) end
-local function hex(s)
-  return (string.gsub(s, '.', function(c)
-    return string.format('%02x', string.byte(c))
-  end))
-end
 -- Bytewise s < t (Lua's own < on strings follows the locale).
 local function bytes_lt(s, t)
   local n = math.min(#s, #t)
@@ -71,12 +66,15 @@ local function bytes_lt(s, t)
   end
   return #s < #t
 end
+-- Key names are plain concatenations: encoding a name in Lua (hex, say)
+-- costs more server CPU than all of a Save's commands.
 local function skey(id) return B .. 's:' .. id end
-local function tkey(th) return B .. 't:' .. hex(th) end
-local function ukey(u) return B .. 'u:' .. hex(u) end
--- The expiry index member: hex(user) .. ':' .. id, so that prune can find
--- the user index entry of a session whose hash has already gone.
-local function xmember(s) return hex(s.u) .. ':' .. s.id end
+local function tkey(th) return B .. 't:' .. th end
+local function ukey(u) return B .. 'u:' .. u end
+-- The expiry index member: user .. NUL .. id (neither holds a NUL), so
+-- that prune can find the user index entry of a session whose hash has
+-- already gone.
+local function xmember(s) return s.u .. '\0' .. s.id end
 
 local function load(id)
   local f = redis.call('HMGET', skey(id), 'th', 'u', 'p', 'c', 'a', 'i', 'l',
@@ -419,11 +417,11 @@ local got = redis.call('ZRANGEBYSCORE', XKEY, '-inf', ARGV[2], 'LIMIT', 0,
                        tonumber(ARGV[3]))
 local removed = 0
 for _, m in ipairs(got) do
-  local sep = string.find(m, ':', 1, true)
-  local hu, id = '', m
-  if sep then hu, id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1) end
+  local sep = string.find(m, '\0', 1, true)
+  local u, id = '', m
+  if sep then u, id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1) end
   local s = load(id)
-  if s ~= nil and hex(s.u) == hu then
+  if s ~= nil and s.u == u then
     if live(s) then
       redis.call('ZADD', XKEY, int(expires(s)), m)
     else
@@ -432,7 +430,7 @@ for _, m in ipairs(got) do
     end
   else
     redis.call('ZREM', XKEY, m)
-    if hu ~= '' then redis.call('ZREM', B .. 'u:' .. hu, id) end
+    if u ~= '' then redis.call('ZREM', ukey(u), id) end
   end
 end
 return {removed, #got}

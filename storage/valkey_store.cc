@@ -26,7 +26,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -957,10 +956,10 @@ class ValkeyStore final : public SessionStore {
     return absl::StrCat(base_, "s:", id);
   }
   std::string TokenKey(absl::string_view token_hash) const {
-    return absl::StrCat(base_, "t:", absl::BytesToHexString(token_hash));
+    return absl::StrCat(base_, "t:", token_hash);
   }
   std::string UserKey(absl::string_view user_id) const {
-    return absl::StrCat(base_, "u:", absl::BytesToHexString(user_id));
+    return absl::StrCat(base_, "u:", user_id);
   }
   std::string ExpiryKey() const { return absl::StrCat(base_, "x"); }
 

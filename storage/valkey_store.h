@@ -9,14 +9,19 @@
 //                          (last_active_at), i (idle timeout), l (absolute
 //                          lifetime), v (version); times in Unix micros,
 //                          durations in micros (int64 max: infinite)
-//   {p}:t:<hex token hash> string: the session id
-//   {p}:u:<hex user id>    sorted set: ids of the user's sessions scored by
+//   {p}:t:<token hash>     string: the session id (the key ends with the
+//                          hash's 32 raw bytes)
+//   {p}:u:<user id>        sorted set: ids of the user's sessions scored by
 //                          last_active_at (listing order and cap eviction)
-//   {p}:x                  sorted set: "<hex user id>:<id>" scored by
+//   {p}:x                  sorted set: "<user id>\0<id>" scored by
 //                          expires_at (what PruneExpired looks at)
-// User ids and token hashes are hex-encoded, so ':' '{' '}' or any byte in
-// them can neither collide with another key nor move the hash tag; ids come
-// last in their key and need no encoding. One slot is the simple correct
+// Ids, user ids and token hashes go into names as they are: names are
+// binary-safe, each kind has its own "s:" "t:" "u:" part and comes last, so
+// no two can collide; the hash tag is the first "{...}" of a name, so no
+// '{' or '}' after it can move it; and ids and user ids hold no NUL
+// (IsStorableText), which separates them in expiry index members. The
+// scripts never encode a name (hex in Lua would cost more server CPU than
+// the commands of a Save). One slot is the simple correct
 // choice while every multi-key call must be atomic; it does mean a cluster
 // gives this store no sharding. Spreading users over slots (a tag per user,
 // with token -> id lookups kept atomic some other way) is future work.

@@ -53,6 +53,7 @@ using ::sessiond::testing::RedisServer;
 using ::sessiond::testing::RedisServerOptions;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::UnorderedElementsAreArray;
 
 #define ASSERT_OK(expr)                            \
   do {                                             \
@@ -141,14 +142,14 @@ struct Layout {
     return absl::StrCat(Base(), "s:", id);
   }
   std::string Token(absl::string_view hash) const {
-    return absl::StrCat(Base(), "t:", absl::BytesToHexString(hash));
+    return absl::StrCat(Base(), "t:", hash);
   }
   std::string User(absl::string_view user) const {
-    return absl::StrCat(Base(), "u:", absl::BytesToHexString(user));
+    return absl::StrCat(Base(), "u:", user);
   }
   std::string Expiry() const { return absl::StrCat(Base(), "x"); }
   std::string ExpiryMember(absl::string_view user, absl::string_view id) const {
-    return absl::StrCat(absl::BytesToHexString(user), ":", id);
+    return absl::StrCat(user, std::string(1, '\0'), id);
   }
 };
 
@@ -371,13 +372,14 @@ TEST_F(ValkeyStoreTest, UserIdsThatLookLikeKeySyntaxDoNotCollide) {
   for (size_t k = 1; k < users.size(); ++k) {
     EXPECT_TRUE(store->Load(NumberedTokenHash(static_cast<int>(k))).ok()) << k;
   }
-  // User index keys carry only hex after the layout's "u:".
-  for (const std::string& key :
-       Strings(Cmd(*server_, {"KEYS", absl::StrCat(layout_.Base(), "u:*")}))) {
-    const std::string hex = key.substr(layout_.Base().size() + 2);
-    EXPECT_EQ(hex.find_first_not_of("0123456789abcdef"), std::string::npos)
-        << key;
+  // Each remaining user has exactly one index key: the user id after "u:".
+  std::vector<std::string> index_keys =
+      Strings(Cmd(*server_, {"KEYS", absl::StrCat(layout_.Base(), "u:*")}));
+  std::vector<std::string> expected;
+  for (size_t k = 1; k < users.size(); ++k) {
+    expected.push_back(layout_.User(users[k]));
   }
+  EXPECT_THAT(index_keys, UnorderedElementsAreArray(expected));
 }
 
 TEST_F(ValkeyStoreTest, ScriptCacheFlushIsRecovered) {
@@ -915,6 +917,7 @@ TEST_F(ValkeyStoreTest, ErrorMessagesCarryNoData) {
     EXPECT_THAT(s.message(), Not(HasSubstr("secret"))) << s;
     EXPECT_THAT(s.message(),
                 Not(HasSubstr(absl::BytesToHexString(NumberedTokenHash(1)))));
+    EXPECT_THAT(s.message(), Not(HasSubstr(NumberedTokenHash(1))));
     EXPECT_THAT(s.message(), HasSubstr("valkey"));
   }
 }
