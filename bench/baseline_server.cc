@@ -17,6 +17,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "sessiond/v1/session.grpc.pb.h"
 
@@ -126,6 +127,8 @@ void ArmSlots(SessionService::AsyncService* service,
 }
 
 int Run(int argc, char** argv) {
+  // As sessiond does (server/main.cc): no absl::Mutex deadlock detection.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string listen = "127.0.0.1:50061";
   int threads = 2 * static_cast<int>(std::thread::hardware_concurrency());
   for (int i = 1; i < argc; ++i) {
