@@ -7,6 +7,13 @@
 // so that no script holds the shared server for long. See valkey_store.h
 // for the key layout they maintain.
 //
+// The scripts are the functions of one Lua library (Redis >= 7.0 FUNCTION,
+// Valkey), which valkey_store.cc assembles: the helpers below, defined once
+// when the library loads, then one registered function per script whose
+// body is the script's text. (Run as EVALSHA scripts instead, every call
+// would define all the helpers again: that cost the server more CPU than
+// the commands of a Load.)
+//
 // Calling convention (every script):
 //   ARGV[1]  the key base "{<prefix>}:" that every key name starts with;
 //   ARGV[2]  now, in Unix microseconds, from sessiond's Clock (the server's
@@ -27,17 +34,16 @@
 // expired is removed at once (live_by_token, list, cap), so no call that
 // read an older time can bring it back.
 //
-// Every script starts with a "#!lua" shebang (Redis >= 7.0, Valkey): without
-// the allow-cross-slot-keys flag, a cluster node then refuses any script
-// that touches keys of two hash slots, which tests rely on to check the
-// layout. Scripts that only read or remove add flags=allow-oom
+// No function has the allow-cross-slot-keys flag, so a cluster node refuses
+// any that touches keys of two hash slots, which tests rely on to check the
+// layout. Functions that only read or remove have the allow-oom flag
 // (valkey_store.cc), so they still run on a server at its maxmemory.
 #ifndef SESSIOND_STORAGE_VALKEY_SCRIPTS_H_
 #define SESSIOND_STORAGE_VALKEY_SCRIPTS_H_
 
 namespace sessiond::storage::valkey_internal {
 
-// Helpers shared by every script; pasted after the shebang line.
+// Helpers shared by every script: the start of the library.
 //
 // A session hash has the fields th (token hash, raw bytes), u (user id),
 // p (sealed payload), c (created_at), a (last_active_at), i (idle timeout),
@@ -47,9 +53,12 @@ namespace sessiond::storage::valkey_internal {
 // Numbers handed to redis.call are formatted with int(): Lua's own
 // number-to-string conversion keeps only 14 digits.
 inline constexpr char kPrelude[] = R"lua(
-local B = ARGV[1]
-local NOW = tonumber(ARGV[2])
-local XKEY = B .. 'x'
+-- The calling convention's values for the call in progress; begin(args)
+-- sets them as each function starts (the server runs one at a time).
+local ARGV, B, NOW, XKEY
+local function begin(args)
+  ARGV, B, NOW, XKEY = args, args[1], tonumber(args[2]), args[1] .. 'x'
+end
 -- Native key expiry is a backstop only: it fires GRACE_MS after the
 -- session's expiry as computed from the `now` passed in, and is not set at
 -- all for sessions that outlive MAX_NATIVE_MS.

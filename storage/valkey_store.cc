@@ -78,6 +78,8 @@ enum Script : int {
 
 struct ScriptSource {
   const char* name;  // for error messages
+  const char*
+      function;  // its function's name in the library, after "<library>_"
   // Only reads, or only removes: may run when the server is out of memory
   // (maxmemory reached), where scripts that could grow the data are
   // refused.
@@ -86,23 +88,64 @@ struct ScriptSource {
 };
 
 constexpr std::array<ScriptSource, kNumScripts> kScripts = {{
-    {"load", true, scripts::kLoadScript},
-    {"load and touch", false, scripts::kLoadAndTouchScript},
-    {"create", false, scripts::kCreateScript},
-    {"update", false, scripts::kUpdateScript},
-    {"cycle", false, scripts::kCycleScript},
-    {"delete by token hash", true, scripts::kDeleteByTokenHashScript},
-    {"delete by id", true, scripts::kDeleteByIdScript},
-    {"delete for user", true, scripts::kDeleteForUserScript},
-    {"list for user", true, scripts::kListForUserScript},
-    {"prune", true, scripts::kPruneScript},
+    {"load", "load", true, scripts::kLoadScript},
+    {"load and touch", "load_and_touch", false, scripts::kLoadAndTouchScript},
+    {"create", "create", false, scripts::kCreateScript},
+    {"update", "update", false, scripts::kUpdateScript},
+    {"cycle", "cycle", false, scripts::kCycleScript},
+    {"delete by token hash", "delete_by_token_hash", true,
+     scripts::kDeleteByTokenHashScript},
+    {"delete by id", "delete_by_id", true, scripts::kDeleteByIdScript},
+    {"delete for user", "delete_for_user", true, scripts::kDeleteForUserScript},
+    {"list for user", "list_for_user", true, scripts::kListForUserScript},
+    {"prune", "prune", true, scripts::kPruneScript},
 }};
 
-// The full text sent to the server: shebang, shared helpers, body.
-std::string ScriptText(Script s) {
-  return absl::StrCat(
-      kScripts[s].allow_oom ? "#!lua flags=allow-oom\n" : "#!lua\n",
-      scripts::kPrelude, kScripts[s].body);
+// The function library every store loads: "sessiond_" and a digest of the
+// scripts, so that sessiond builds with different scripts (during a rolling
+// upgrade, say) each keep their own library on a shared server, and every
+// process of one build shares one.
+struct Library {
+  std::string name;
+  std::string text;                                // for FUNCTION LOAD
+  std::array<std::string, kNumScripts> functions;  // for FCALL
+};
+
+// FNV-1a, 64 bits: stable across processes and builds (absl::Hash is not).
+uint64_t Fnv1a64(absl::string_view data, uint64_t hash) {
+  for (unsigned char c : data) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+Library MakeLibrary() {
+  uint64_t digest = Fnv1a64(scripts::kPrelude, 14695981039346656037ull);
+  for (const ScriptSource& script : kScripts) {
+    digest = Fnv1a64(script.function, digest);
+    digest = Fnv1a64(script.allow_oom ? "oom" : "-", digest);
+    digest = Fnv1a64(script.body, digest);
+  }
+  Library library;
+  library.name = absl::StrCat("sessiond_", absl::Hex(digest, absl::kZeroPad16));
+  library.text =
+      absl::StrCat("#!lua name=", library.name, "\n", scripts::kPrelude);
+  for (int s = 0; s < kNumScripts; ++s) {
+    library.functions[s] =
+        absl::StrCat(library.name, "_", kScripts[s].function);
+    absl::StrAppend(&library.text, "redis.register_function{function_name='",
+                    library.functions[s], "', flags={",
+                    kScripts[s].allow_oom ? "'allow-oom'" : "",
+                    "}, callback=function(_, args)\nbegin(args)\n",
+                    kScripts[s].body, "end}\n");
+  }
+  return library;
+}
+
+const Library& TheLibrary() {
+  static const Library* const library = new Library(MakeLibrary());
+  return *library;
 }
 
 // ---------------------------------------------------------------------------
@@ -589,29 +632,16 @@ class ValkeyStore final : public SessionStore {
       : pool_(std::move(settings), pool_size, watchdog_),
         base_(absl::StrCat("{", key_prefix, "}:")),
         clock_(clock),
-        cap_(absl::StrCat(options.max_sessions_per_user)) {
-    for (int s = 0; s < kNumScripts; ++s) {
-      texts_[s] = ScriptText(static_cast<Script>(s));
-    }
-  }
+        cap_(absl::StrCat(options.max_sessions_per_user)) {}
 
   absl::string_view backend_name() const override { return "valkey"; }
 
-  // Loads every script and records its SHA1. Called once by
-  // OpenValkeyStore before the store is shared.
+  // Loads the scripts' library. Called once by OpenValkeyStore.
   absl::Status LoadScripts() {
     const absl::Time start = absl::Now();
     absl::StatusOr<Lease> lease = Acquire(start);
     if (!lease.ok()) return lease.status();
-    const absl::Time deadline = Deadline(start);
-    for (int s = 0; s < kNumScripts; ++s) {
-      if (absl::Status st =
-              LoadScript(**lease, static_cast<Script>(s), deadline);
-          !st.ok()) {
-        return st;
-      }
-    }
-    return absl::OkStatus();
+    return LoadLibrary(**lease, Deadline(start));
   }
 
   absl::StatusOr<SessionRecord> Create(const SessionRecord& record) override {
@@ -888,29 +918,29 @@ class ValkeyStore final : public SessionStore {
     return Lease(&pool_, *std::move(conn));
   }
 
-  // SCRIPT LOAD on `conn`; records the SHA1 the first time, checks it after.
-  absl::Status LoadScript(Connection& conn, Script script,
-                          absl::Time deadline) {
-    const std::string what =
-        absl::StrCat("load script \"", kScripts[script].name, "\"");
-    absl::StatusOr<Reply> r = conn.Run({"SCRIPT", "LOAD", texts_[script]},
+  // FUNCTION LOAD of the library on `conn`; a server that has it already
+  // (another sessiond of this build loaded it) is as good.
+  absl::Status LoadLibrary(Connection& conn, absl::Time deadline) {
+    const Library& library = TheLibrary();
+    constexpr absl::string_view what = "load functions";
+    absl::StatusOr<Reply> r = conn.Run({"FUNCTION", "LOAD", library.text},
                                        CommandDeadline(deadline), what);
     if (!r.ok()) return r.status();
+    const absl::string_view text = ReplyText(r->get());
     if ((*r)->type == REDIS_REPLY_ERROR) {
-      return StatusFromErrorReply(ReplyText(r->get()), what);
+      if (absl::StrContains(text, "already exists")) return absl::OkStatus();
+      return StatusFromErrorReply(text, what);
     }
-    if ((*r)->type != REDIS_REPLY_STRING) return Malformed(what);
-    const absl::string_view sha = ReplyText(r->get());
-    if (shas_[script].empty()) {
-      shas_[script] = std::string(sha);
-    } else if (shas_[script] != sha) {
+    if ((*r)->type != REDIS_REPLY_STRING || text != library.name) {
       return Malformed(what);
     }
     return absl::OkStatus();
   }
 
-  // Runs `script` with EVALSHA (ARGV = base, now, args...), loading it again
-  // and retrying once on NOSCRIPT. Returns a reply that is not an error.
+  // Runs `script` with FCALL (args = base, now, args...), loading the
+  // library again and retrying once if the server does not have it (a
+  // restart without persistence, FUNCTION FLUSH). Returns a reply that is
+  // not an error.
   // The clock is read once a connection is in hand, as late as the call
   // allows (see valkey_scripts.h on clocks read before the server
   // serialises calls).
@@ -926,8 +956,8 @@ class ValkeyStore final : public SessionStore {
     const std::string num_keys = absl::StrCat(keys.size());
     std::vector<absl::string_view> argv;
     argv.reserve(5 + keys.size() + args.size());
-    argv.push_back("EVALSHA");
-    argv.push_back(shas_[script]);
+    argv.push_back("FCALL");
+    argv.push_back(TheLibrary().functions[script]);
     argv.push_back(num_keys);
     for (const std::string& k : keys) argv.push_back(k);
     argv.push_back(base_);
@@ -939,9 +969,8 @@ class ValkeyStore final : public SessionStore {
       if (!reply.ok()) return ForCall(reply.status());
       if ((*reply)->type != REDIS_REPLY_ERROR) return reply;
       const absl::string_view error = ReplyText(reply->get());
-      if (attempt == 0 && absl::StartsWith(error, "NOSCRIPT")) {
-        // The server lost its script cache (restart, SCRIPT FLUSH).
-        if (absl::Status s = LoadScript(**lease, script, deadline); !s.ok()) {
+      if (attempt == 0 && absl::StartsWith(error, "ERR Function not found")) {
+        if (absl::Status s = LoadLibrary(**lease, deadline); !s.ok()) {
           return ForCall(s);
         }
         continue;
@@ -969,9 +998,6 @@ class ValkeyStore final : public SessionStore {
   const std::string base_;  // "{prefix}:"
   const Clock* const clock_;
   const std::string cap_;  // max_sessions_per_user, as script argument
-  std::array<std::string, kNumScripts> texts_;
-  // Written by LoadScripts before the store is shared; read-only after.
-  std::array<std::string, kNumScripts> shas_;
 };
 
 absl::StatusOr<std::string> ReadPassword(const std::string& path) {

@@ -26,16 +26,21 @@
 // gives this store no sharding. Spreading users over slots (a tag per user,
 // with token -> id lookups kept atomic some other way) is future work.
 //
-// Why scripts. Every call is ONE server-side Lua script run with EVALSHA
-// (create with the per-user cap, compare-and-set update, load-and-touch,
-// cycle, each delete with its index clean-up, list, prune), except that
-// some run a bounded one several times (below): the server runs a script
-// atomically, so no other client ever sees a call half done, and no
-// optimistic WATCH/MULTI retry loop is needed. The scripts are loaded
-// (SCRIPT LOAD) when the store opens; a NOSCRIPT reply (server restarted,
-// SCRIPT FLUSH, failover) makes the store load the script again and retry
-// the call once. Scripts start with "#!lua", so a cluster node rejects any
-// that would touch two slots.
+// Why scripts. Every call is ONE server-side Lua script (create with the
+// per-user cap, compare-and-set update, load-and-touch, cycle, each delete
+// with its index clean-up, list, prune), except that some run a bounded one
+// several times (below): the server runs a script atomically, so no other
+// client ever sees a call half done, and no optimistic WATCH/MULTI retry
+// loop is needed. The scripts are the functions of one library, loaded
+// with FUNCTION LOAD when the store opens and run with FCALL; the library is
+// named "sessiond_<digest of the scripts>", so sessiond builds with
+// different scripts keep separate libraries on one server (a rolling
+// upgrade), and libraries of builds no longer running may be removed with
+// FUNCTION DELETE. The server keeps libraries in its persistence files and
+// passes them to replicas; if it lacks one all the same (restart without
+// persistence, FUNCTION FLUSH), the store loads it again and retries the
+// call once. An ACL user needs FUNCTION LOAD and FCALL. No function may
+// touch keys of two slots, so a cluster node rejects any that would.
 //
 // Bounded scripts. Nothing else runs on the server while a script does, so
 // no script may take time that grows with the data: calls whose work does

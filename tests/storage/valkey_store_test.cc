@@ -33,6 +33,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -53,6 +54,7 @@ using ::sessiond::testing::RedisServer;
 using ::sessiond::testing::RedisServerOptions;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 using ::testing::UnorderedElementsAreArray;
 
 #define ASSERT_OK(expr)                            \
@@ -251,7 +253,7 @@ TEST_F(ValkeyStoreTest, KeysFollowTheDocumentedLayout) {
             absl::StrCat(absl::ToUnixMicros(loaded->created_at)));
 }
 
-// A cluster node refuses a script ("#!lua", no allow-cross-slot-keys) that
+// A cluster node refuses a function without allow-cross-slot-keys that
 // touches keys of two hash slots. Every script of the store runs on one
 // here, so none of them crosses slots, and every key it leaves has the
 // slot of the store's hash tag.
@@ -382,12 +384,31 @@ TEST_F(ValkeyStoreTest, UserIdsThatLookLikeKeySyntaxDoNotCollide) {
   EXPECT_THAT(index_keys, UnorderedElementsAreArray(expected));
 }
 
-TEST_F(ValkeyStoreTest, ScriptCacheFlushIsRecovered) {
+// Stores of one build share one function library on the server; opening
+// another store finds it loaded and uses it.
+TEST_F(ValkeyStoreTest, StoresShareOneFunctionLibrary) {
+  const ValkeyOptions options = OptionsFor(*server_, "shared");
+  auto first = Open({}, options);
+  ASSERT_NE(first, nullptr);
+  auto second = Open({}, options);
+  ASSERT_NE(second, nullptr);
+  RedisReply libraries = Cmd(*server_, {"FUNCTION", "LIST"});
+  ASSERT_EQ(libraries.elements.size(), 1u);
+  // Each entry is a map: library_name, <name>, engine, LUA, functions, ...
+  ASSERT_GE(libraries.elements[0].elements.size(), 2u);
+  EXPECT_THAT(libraries.elements[0].elements[1].str, StartsWith("sessiond_"));
+  ASSERT_TRUE(first->Create(NumberedRecord(1, "alice")).ok());
+  absl::StatusOr<SessionRecord> loaded = second->Load(NumberedTokenHash(1));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->id, "id-1");
+}
+
+TEST_F(ValkeyStoreTest, FunctionFlushIsRecovered) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
-  Cmd(*server_, {"SCRIPT", "FLUSH"});
-  // Every script is loaded again on its first NOSCRIPT.
+  Cmd(*server_, {"FUNCTION", "FLUSH"});
+  // The library is loaded again on the first "Function not found".
   absl::StatusOr<SessionRecord> loaded = store->Load(NumberedTokenHash(1));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->id, "id-1");
@@ -404,7 +425,7 @@ TEST_F(ValkeyStoreTest, ScriptCacheFlushIsRecovered) {
   ASSERT_TRUE(store->DeleteById("id-9").ok());
   ASSERT_TRUE(store->DeleteForUser("bob", "").ok());
   ASSERT_TRUE(store->PruneExpired().ok());
-  Cmd(*server_, {"SCRIPT", "FLUSH"});
+  Cmd(*server_, {"FUNCTION", "FLUSH"});
   absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
   ASSERT_TRUE(page.ok()) << page.status();
   ASSERT_EQ(page->sessions.size(), 1u);
@@ -700,10 +721,10 @@ TEST_F(ValkeyStoreTest, FullServerStillServesReadsAndDeletes) {
   ASSERT_OK(store->Ping());
 }
 
-// How many EVALSHA commands the server has run so far (one per script run).
-int64_t EvalshaCalls(const RedisServer& server) {
+// How many FCALL commands the server has run so far (one per script run).
+int64_t ScriptRuns(const RedisServer& server) {
   const std::string info = Cmd(server, {"INFO", "commandstats"}).str;
-  const std::string key = "cmdstat_evalsha:calls=";
+  const std::string key = "cmdstat_fcall:calls=";
   const size_t at = info.find(key);
   if (at == std::string::npos) return 0;
   const size_t start = at + key.size();
@@ -741,9 +762,9 @@ TEST_F(ValkeyStoreTest, DeleteForUserRunsBoundedBatchesAndCountsExactly) {
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("heavy")}), 1250);
 
   const std::string keep = absl::StrCat("id-", last_expired + 500);
-  const int64_t calls_before = EvalshaCalls(*server_);
+  const int64_t calls_before = ScriptRuns(*server_);
   absl::StatusOr<int64_t> removed = store->DeleteForUser("heavy", keep);
-  const int64_t calls = EvalshaCalls(*server_) - calls_before;
+  const int64_t calls = ScriptRuns(*server_) - calls_before;
   ASSERT_TRUE(removed.ok()) << removed.status();
   EXPECT_EQ(*removed, 1099);  // 1100 live, one kept; expired ones not counted
   EXPECT_GT(calls, 1) << "one script went through every session";
@@ -792,9 +813,9 @@ TEST_F(ValkeyStoreTest, ListForUserClearsManyDeadEntriesInBoundedScripts) {
   Cmd(*server_, zadd);
   clock_.Advance(absl::Minutes(2));  // the 50 sessions expire
 
-  const int64_t calls_before = EvalshaCalls(*server_);
+  const int64_t calls_before = ScriptRuns(*server_);
   absl::StatusOr<SessionPage> page = store->ListForUser("lister", 2, {});
-  const int64_t calls = EvalshaCalls(*server_) - calls_before;
+  const int64_t calls = ScriptRuns(*server_) - calls_before;
   ASSERT_TRUE(page.ok()) << page.status();
   ASSERT_EQ(page->sessions.size(), 2u);
   EXPECT_EQ(page->sessions[0].id, "id-3");
@@ -1102,13 +1123,13 @@ size_t ParseCommand(absl::string_view buf, std::vector<std::string>* args) {
 class FakeValkeyServer {
  public:
   struct Behavior {
-    // The reply to every EVALSHA (raw RESP).
+    // The reply to every FCALL (raw RESP).
     std::string eval_reply;
     // If set, replies to the chosen commands go out a byte at a time, one
     // every `byte_interval`.
     absl::Duration byte_interval = absl::ZeroDuration();
     bool trickle_eval = false;
-    bool trickle_script_load = false;
+    bool trickle_function_load = false;
   };
 
   explicit FakeValkeyServer(Behavior behavior)
@@ -1178,9 +1199,14 @@ class FakeValkeyServer {
         bool trickle = false;
         if (!args.empty() && absl::EqualsIgnoreCase(args[0], "PING")) {
           reply = "+PONG\r\n";
-        } else if (!args.empty() && absl::EqualsIgnoreCase(args[0], "SCRIPT")) {
-          reply = absl::StrCat("$40\r\n", std::string(40, 'f'), "\r\n");
-          trickle = behavior_.trickle_script_load;
+        } else if (args.size() == 3 &&
+                   absl::EqualsIgnoreCase(args[0], "FUNCTION")) {
+          // FUNCTION LOAD replies with the name from "#!lua name=NAME\n".
+          absl::string_view name = args[2];
+          name = name.substr(0, name.find('\n'));
+          absl::ConsumePrefix(&name, "#!lua name=");
+          reply = absl::StrCat("$", name.size(), "\r\n", name, "\r\n");
+          trickle = behavior_.trickle_function_load;
         } else {
           ++evals_;
           reply = behavior_.eval_reply;
@@ -1261,11 +1287,11 @@ TEST(ValkeyFakeServerTest, TricklingReplyFailsWithinTheDeadline) {
   EXPECT_EQ(server.connections(), 3);
 }
 
-// Opening the store (SCRIPT LOAD) is bounded the same way.
+// Opening the store (FUNCTION LOAD) is bounded the same way.
 TEST(ValkeyFakeServerTest, TricklingServerFailsOpenWithinTheDeadline) {
   FakeValkeyServer::Behavior behavior;
   behavior.byte_interval = absl::Milliseconds(200);
-  behavior.trickle_script_load = true;
+  behavior.trickle_function_load = true;
   FakeValkeyServer server(behavior);
   ManualClock clock;
   const absl::Time start = absl::Now();
