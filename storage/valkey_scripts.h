@@ -83,7 +83,7 @@ local function ukey(u) return B .. 'u:' .. u end
 -- The expiry index member: user .. NUL .. id (neither holds a NUL), so
 -- that prune can find the user index entry of a session whose hash has
 -- already gone.
-local function xmember(s) return s.u .. '\0' .. s.id end
+local function xmember(u, id) return u .. '\0' .. id end
 
 local function load(id)
   local f = redis.call('HMGET', skey(id), 'th', 'u', 'p', 'c', 'a', 'i', 'l',
@@ -104,11 +104,6 @@ local function expires(s)
   return math.min(tonumber(s.a) + tonumber(s.i), tonumber(s.c) + tonumber(s.l))
 end
 local function live(s) return s ~= nil and NOW < expires(s) end
-local function copy(s)
-  local c = {}
-  for k, v in pairs(s) do c[k] = v end
-  return c
-end
 local function reply(s)
   return {s.id, s.th, s.u, s.p, s.c, s.a, s.i, s.l, s.v}
 end
@@ -116,15 +111,9 @@ local function fail(code, message)
   return redis.error_reply(code .. ' ' .. message)
 end
 
--- Writes the named fields of s to its hash.
-local function put(s, ...)
-  local args = {'HSET', skey(s.id)}
-  for _, f in ipairs({...}) do
-    args[#args + 1] = f
-    args[#args + 1] = s[f]
-  end
-  redis.call(unpack(args))
-end
+-- (Scripts write fields with HSET directly: a generic helper building the
+-- command from a field list cost about a tenth of an update's server
+-- instructions.)
 
 -- Deletes every key and index entry of s.
 local function remove(s)
@@ -132,7 +121,7 @@ local function remove(s)
   local tk = tkey(s.th)
   if redis.call('GET', tk) == s.id then redis.call('DEL', tk) end
   if s.u ~= '' then redis.call('ZREM', ukey(s.u), s.id) end
-  redis.call('ZREM', XKEY, xmember(s))
+  redis.call('ZREM', XKEY, xmember(s.u, s.id))
 end
 
 -- The live session with token hash th, or nil. An expired one is removed
@@ -164,9 +153,10 @@ local function native_ms(e)
   return ms + GRACE_MS
 end
 
--- After s was written (old: s as stored before, or nil for a new session):
+-- After s was written (old_user: its user as stored before, or nil for a
+-- new session):
 -- the token key, native expiry, the expiry index and the user index.
-local function reindex(s, old)
+local function reindex(s, old_user)
   local e = expires(s)
   local ms = native_ms(e)
   if ms then
@@ -176,11 +166,11 @@ local function reindex(s, old)
     redis.call('PERSIST', skey(s.id))
     redis.call('SET', tkey(s.th), s.id)
   end
-  if old ~= nil and old.u ~= s.u then
-    if old.u ~= '' then redis.call('ZREM', ukey(old.u), s.id) end
-    redis.call('ZREM', XKEY, xmember(old))
+  if old_user ~= nil and old_user ~= s.u then
+    if old_user ~= '' then redis.call('ZREM', ukey(old_user), s.id) end
+    redis.call('ZREM', XKEY, xmember(old_user, s.id))
   end
-  redis.call('ZADD', XKEY, int(e), xmember(s))
+  redis.call('ZADD', XKEY, int(e), xmember(s.u, s.id))
   if s.u ~= '' then
     -- The user index lives at least as long as its longest session.
     local uk = ukey(s.u)
@@ -237,10 +227,9 @@ local s = live_by_token(ARGV[3])
 if s == nil then return fail('NOT_FOUND', 'no live session') end
 local a = tonumber(s.a)
 if NOW > a and NOW - a >= tonumber(ARGV[4]) then
-  local old = copy(s)
   s.a = ARGV[2]
-  put(s, 'a')
-  reindex(s, old)
+  redis.call('HSET', skey(s.id), 'a', s.a)
+  reindex(s, s.u)
 end
 return reply(s)
 )lua";
@@ -258,7 +247,8 @@ if by_id ~= nil then remove(by_id) end
 if by_th ~= nil and by_th.id ~= id then remove(by_th) end
 local s = {id = id, th = th, u = ARGV[5], p = ARGV[6], c = ARGV[2],
            a = ARGV[2], i = ARGV[7], l = ARGV[8], v = '1'}
-put(s, 'th', 'u', 'p', 'c', 'a', 'i', 'l', 'v')
+redis.call('HSET', skey(id), 'th', s.th, 'u', s.u, 'p', s.p, 'c', s.c,
+           'a', s.a, 'i', s.i, 'l', s.l, 'v', s.v)
 reindex(s, nil)
 enforce_cap(s, tonumber(ARGV[9]))
 return reply(s)
@@ -272,13 +262,14 @@ if s == nil then return fail('NOT_FOUND', 'no live session') end
 if ARGV[8] ~= '' and ARGV[8] ~= s.v then
   return fail('ABORTED', 'version mismatch')
 end
-local old = copy(s)
+local old_user = s.u
 s.u, s.p, s.a = ARGV[4], ARGV[5], active_at(s)
 if ARGV[6] ~= '' then s.i = ARGV[6] end
 if ARGV[7] ~= '' then s.l = ARGV[7] end
 s.v = int(tonumber(s.v) + 1)
-put(s, 'u', 'p', 'a', 'i', 'l', 'v')
-reindex(s, old)
+redis.call('HSET', skey(s.id), 'u', s.u, 'p', s.p, 'a', s.a, 'i', s.i,
+           'l', s.l, 'v', s.v)
+reindex(s, old_user)
 enforce_cap(s, tonumber(ARGV[9]))
 return reply(s)
 )lua";
@@ -293,13 +284,13 @@ if live(occupant) then
   return fail('ALREADY_EXISTS', 'new token hash in use')
 end
 if occupant ~= nil then remove(occupant) end
-local old = copy(s)
+local old_user = s.u
 redis.call('DEL', tkey(ARGV[3]))
 s.th, s.a = ARGV[4], active_at(s)
 if ARGV[5] == '1' then s.u = ARGV[6] end
 s.v = int(tonumber(s.v) + 1)
-put(s, 'th', 'u', 'a', 'v')
-reindex(s, old)
+redis.call('HSET', skey(s.id), 'th', s.th, 'u', s.u, 'a', s.a, 'v', s.v)
+reindex(s, old_user)
 if ARGV[5] == '1' then enforce_cap(s, tonumber(ARGV[7])) end
 return reply(s)
 )lua";
