@@ -13,18 +13,7 @@ work=$2
 which=${3:-all}
 pg_bin=/usr/lib/postgresql/15/bin
 
-free_port() {
-  local port
-  for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 20000))
-    if ! (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
+source "$(dirname "$0")/lib.sh"
 
 start_postgres() {
   local dir port

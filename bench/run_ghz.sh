@@ -18,6 +18,7 @@
 # machine. ghz's JSON output is kept beside the table in --out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 smoke=false
 backends="memory,sqlite,postgres,valkey"
@@ -71,33 +72,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for_log_port() {  # log_file pid
-  for _ in $(seq 1 300); do
-    port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$1" | head -n1)
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$2" 2>/dev/null || { cat "$1" >&2; return 1; }
-    sleep 0.1
-  done
-  cat "$1" >&2
-  return 1
-}
-
 # ghz_run NAME PORT SCENARIO DATA_FILE COUNT (deploy/ghz/SCENARIO.json)
 ghz_run() {
   local name=$1 port=$2 scenario=$3 data=$4 count=$5
   "$ghz" --config "deploy/ghz/$scenario.json" -D "$data" \
     -c "$concurrency" --connections="$connections" -n "$count" \
     -O json "127.0.0.1:$port" >"$out/$name.json"
-  local bad
-  bad=$(jq '[.statusCodeDistribution | to_entries[] | select(.key != "OK") | .value] | add // 0' "$out/$name.json")
-  if [[ "$bad" != "0" ]]; then
-    echo "FAILED: $name had $bad requests that did not return OK:" >&2
-    jq -c '.statusCodeDistribution, .errorDistribution' "$out/$name.json" >&2
-    exit 1
-  fi
+  require_all_ok "$name" "$out/$name.json"
 }
-
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Slices a JSON array file into per-run files of `n` items each.
 slice_runs() {  # file n
