@@ -1078,6 +1078,65 @@ TEST_F(ValkeyAuthTest, AclUserWithPassword) {
   EXPECT_THAT(wrong.status().message(), Not(HasSubstr(kPassword)));
 }
 
+// The least an ACL user needs (README.md): FUNCTION LOAD, FCALL, PING and
+// SELECT, the commands the scripts run, and keys under its prefix only.
+TEST_F(ValkeyAuthTest, AclUserWithOnlyTheDocumentedCommands) {
+  ValkeyOptions o = OptionsFor(*server_, "acl");
+  Cmd(*server_, {"ACL",
+                 "SETUSER",
+                 "least",
+                 "on",
+                 ">least-pass",
+                 absl::StrCat("~{", o.key_prefix, "}:*"),
+                 "+function|load",
+                 "+fcall",
+                 "+ping",
+                 "+select",
+                 "+hmget",
+                 "+hset",
+                 "+get",
+                 "+set",
+                 "+del",
+                 "+exists",
+                 "+pexpire",
+                 "+persist",
+                 "+pttl",
+                 "+zadd",
+                 "+zrem",
+                 "+zrange",
+                 "+zrangebyscore",
+                 "+zcount",
+                 "+zcard"});
+  o.password_file = WriteFile(dir_, "least-pw", "least-pass\n");
+  o.username = "least";
+  StoreOptions capped;
+  capped.max_sessions_per_user = 2;
+  absl::StatusOr<std::unique_ptr<SessionStore>> opened =
+      OpenValkeyStore(o, &clock_, capped);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  SessionStore& store = **opened;
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_OK(
+        store.Create(NumberedRecord(i, "alice", absl::Minutes(1))).status());
+  }
+  ASSERT_OK(store.Load(NumberedTokenHash(3)).status());
+  ASSERT_OK(
+      store.LoadAndTouch(NumberedTokenHash(3), absl::ZeroDuration()).status());
+  ASSERT_OK(
+      store.Update(NumberedTokenHash(3), MakeUpdate("bob", "x", 1)).status());
+  ASSERT_OK(store
+                .Cycle(NumberedTokenHash(3), NumberedTokenHash(4),
+                       std::string("alice"))
+                .status());
+  ASSERT_OK(store.ListForUser("alice", 10, {}).status());
+  ASSERT_OK(store.DeleteByTokenHash(NumberedTokenHash(4)).status());
+  ASSERT_OK(store.DeleteById("id-2").status());
+  ASSERT_OK(store.DeleteForUser("alice", "").status());
+  clock_.Advance(absl::Minutes(2));
+  ASSERT_OK(store.PruneExpired().status());
+  ASSERT_OK(store.Ping());
+}
+
 TEST_F(ValkeyAuthTest, UnreadableOrEmptyPasswordFileIsInvalidArgument) {
   const std::string missing = absl::StrCat(dir_, "/no-such-file");
   absl::StatusOr<std::unique_ptr<SessionStore>> store = OpenWith(missing);
