@@ -42,3 +42,33 @@ require_all_ok() {  # name ghz_json
 
 # The median of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Sets bin (a tree holding server/sessiond, bench/baseline_server and
+# bench/seed_sessions) and ghz: the ones given, or else installs ghz if
+# missing and builds with -c opt.
+find_binaries() {  # bin_dir_or_empty ghz_or_empty
+  bin=$1
+  ghz=$2
+  if [[ -z "$bin" ]]; then
+    tools/install_deps.sh --bench
+    bazel build -c opt //server:sessiond //bench:baseline_server \
+      //bench:seed_sessions
+    bin=$(bazel info -c opt bazel-bin)
+  fi
+  [[ -n "$ghz" ]] || ghz=$(command -v ghz || echo /usr/local/bin/ghz)
+  [[ -x "$ghz" ]] || { echo "ghz not found: run tools/install_deps.sh --bench" >&2; exit 1; }
+}
+
+# Makes a scratch directory, $work. On exit: kills the processes listed in
+# $children, stops the database servers started in $work, removes it.
+make_work_dir() {
+  work=$(mktemp -d)
+  children=()
+  trap remove_work_dir EXIT
+}
+remove_work_dir() {
+  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  bench/external_servers.sh stop "$work" 2>/dev/null || true
+  rm -rf "$work"
+}

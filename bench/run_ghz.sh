@@ -52,25 +52,10 @@ if $smoke; then
   seed_sessions=200; seed_users=20
 fi
 
-if [[ -z "$bin" ]]; then
-  tools/install_deps.sh --bench
-  bazel build -c opt //server:sessiond //bench:baseline_server \
-    //bench:seed_sessions
-  bin=$(bazel info -c opt bazel-bin)
-fi
-[[ -n "$ghz" ]] || ghz=$(command -v ghz || echo /usr/local/bin/ghz)
-[[ -x "$ghz" ]] || { echo "ghz not found: run tools/install_deps.sh --bench" >&2; exit 1; }
+find_binaries "$bin" "$ghz"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-work=$(mktemp -d)
-children=()
-cleanup() {
-  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  bench/external_servers.sh stop "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work_dir
 
 # ghz_run NAME PORT SCENARIO DATA_FILE COUNT (deploy/ghz/SCENARIO.json)
 ghz_run() {

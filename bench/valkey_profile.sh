@@ -34,26 +34,11 @@ for arg in "$@"; do
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-if [[ -z "$bin" ]]; then
-  tools/install_deps.sh --bench
-  bazel build -c opt //server:sessiond //bench:baseline_server \
-    //bench:seed_sessions
-  bin=$(bazel info -c opt bazel-bin)
-fi
-[[ -n "$ghz" ]] || ghz=$(command -v ghz || echo /usr/local/bin/ghz)
-[[ -x "$ghz" ]] || { echo "ghz not found: run tools/install_deps.sh --bench" >&2; exit 1; }
+find_binaries "$bin" "$ghz"
 command -v callgrind_control >/dev/null ||
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
 
-work=$(mktemp -d)
-children=()
-cleanup() {
-  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  bench/external_servers.sh stop "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work_dir
 
 scenarios=(load save_cas save_create)
 data_file() {  # scenario phase
