@@ -78,8 +78,8 @@ enum Script : int {
 
 struct ScriptSource {
   const char* name;  // for error messages
-  const char*
-      function;  // its function's name in the library, after "<library>_"
+  // Its function's name in the library, after "<library name>_".
+  const char* function;
   // Only reads, or only removes: may run when the server is out of memory
   // (maxmemory reached), where scripts that could grow the data are
   // refused.
