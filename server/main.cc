@@ -98,7 +98,7 @@ int Run(int argc, char** argv) {
   }
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's
   // lock-order (deadlock) detection on: every lock, gRPC's included, then
-  // updates one process-wide graph under a global lock (about 5% of the
+  // updates one process-wide graph under a global lock (about 3% of the
   // server's CPU under load). Tests keep it on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::StatusOr<ServerConfig> config =
