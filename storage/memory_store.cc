@@ -701,7 +701,7 @@ absl::StatusOr<int64_t> MemoryStore::DeleteById(absl::string_view id) {
 
 absl::StatusOr<int64_t> MemoryStore::DeleteForUser(
     absl::string_view user_id, absl::string_view except_id) {
-  if (user_id.empty()) return absl::InvalidArgumentError("empty user_id");
+  if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
   if (!IsStorableText(user_id)) return 0;  // no stored user is like it
   LockSet want;
   want.users = Bit(UserShardOf(user_id));
@@ -728,8 +728,8 @@ absl::StatusOr<int64_t> MemoryStore::DeleteForUser(
 absl::StatusOr<SessionPage> MemoryStore::ListForUser(
     absl::string_view user_id, int limit,
     const std::optional<ListCursor>& after) {
-  if (user_id.empty()) return absl::InvalidArgumentError("empty user_id");
-  if (limit <= 0) return absl::InvalidArgumentError("limit must be > 0");
+  if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
+  if (absl::Status s = CheckPageLimit(limit); !s.ok()) return s;
   if (!IsStorableText(user_id)) return SessionPage();  // no such user
   LockSet want;
   want.users = Bit(UserShardOf(user_id));

@@ -710,10 +710,7 @@ class PostgresStore : public SessionStore {
 
   absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
                                         absl::string_view except_id) override {
-    if (user_id.empty()) {
-      // Would otherwise delete every anonymous session.
-      return absl::InvalidArgumentError("user_id must not be empty");
-    }
+    if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
     if (!IsStorableText(user_id)) return 0;
     // An except_id that no stored id can equal protects nothing.
     const absl::string_view keep =
@@ -727,12 +724,8 @@ class PostgresStore : public SessionStore {
   absl::StatusOr<SessionPage> ListForUser(
       absl::string_view user_id, int limit,
       const std::optional<ListCursor>& after) override {
-    if (limit <= 0) {
-      return absl::InvalidArgumentError("limit must be positive");
-    }
-    if (user_id.empty()) {
-      return absl::InvalidArgumentError("user_id must not be empty");
-    }
+    if (absl::Status s = CheckPageLimit(limit); !s.ok()) return s;
+    if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
     if (after.has_value() && !IsStorableText(after->id)) {
       return absl::InvalidArgumentError(
           "cursor id must be valid UTF-8 without NUL bytes");

@@ -142,6 +142,21 @@ inline absl::Status CheckTimeouts(absl::Duration idle,
   return absl::OkStatus();
 }
 
+// INVALID_ARGUMENT for an empty user_id in DeleteForUser and ListForUser,
+// which would otherwise address every anonymous session.
+inline absl::Status CheckUserIdGiven(absl::string_view user_id) {
+  if (user_id.empty()) {
+    return absl::InvalidArgumentError("user_id must not be empty");
+  }
+  return absl::OkStatus();
+}
+
+// INVALID_ARGUMENT unless ListForUser's page size is positive.
+inline absl::Status CheckPageLimit(int limit) {
+  if (limit <= 0) return absl::InvalidArgumentError("limit must be positive");
+  return absl::OkStatus();
+}
+
 }  // namespace sessiond::storage
 
 #endif  // SESSIOND_STORAGE_SESSION_RECORD_H_

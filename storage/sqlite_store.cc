@@ -751,10 +751,7 @@ class SqliteStore : public SessionStore {
 
   absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
                                         absl::string_view except_id) override {
-    if (user_id.empty()) {
-      // Would otherwise delete every anonymous session.
-      return absl::InvalidArgumentError("user_id must not be empty");
-    }
+    if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
     if (!IsStorableText(user_id)) return 0;  // no stored user is like it
     return InWriteTxn<int64_t>(
         [&](Connection& c, absl::Time now) -> absl::StatusOr<int64_t> {
@@ -768,12 +765,8 @@ class SqliteStore : public SessionStore {
   absl::StatusOr<SessionPage> ListForUser(
       absl::string_view user_id, int limit,
       const std::optional<ListCursor>& after) override {
-    if (limit <= 0) {
-      return absl::InvalidArgumentError("limit must be positive");
-    }
-    if (user_id.empty()) {
-      return absl::InvalidArgumentError("user_id must not be empty");
-    }
+    if (absl::Status s = CheckPageLimit(limit); !s.ok()) return s;
+    if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
     if (!IsStorableText(user_id)) return SessionPage();  // no such user
     absl::StatusOr<Reader> reader = AcquireReader();
     if (!reader.ok()) return reader.status();

@@ -776,10 +776,7 @@ class ValkeyStore final : public SessionStore {
   // it (sessions written for the user while the call runs included).
   absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
                                         absl::string_view except_id) override {
-    if (user_id.empty()) {
-      // Would otherwise address every anonymous session.
-      return absl::InvalidArgumentError("valkey: user_id must not be empty");
-    }
+    if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
     if (!IsStorableText(user_id)) return 0;  // no stored user is like it
     const std::vector<std::string> keys = {UserKey(user_id), ExpiryKey()};
     const std::vector<std::string> args = {
@@ -803,12 +800,8 @@ class ValkeyStore final : public SessionStore {
   absl::StatusOr<SessionPage> ListForUser(
       absl::string_view user_id, int limit,
       const std::optional<ListCursor>& after) override {
-    if (limit <= 0) {
-      return absl::InvalidArgumentError("valkey: limit must be positive");
-    }
-    if (user_id.empty()) {
-      return absl::InvalidArgumentError("valkey: user_id must not be empty");
-    }
+    if (absl::Status s = CheckPageLimit(limit); !s.ok()) return s;
+    if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
     if (!IsStorableText(user_id)) return SessionPage();  // no such user
     // The script compares whole microseconds. A cursor with a finer part
     // lies strictly between two of them: everything at or before the
