@@ -604,31 +604,17 @@ class PostgresStore : public SessionStore {
           if (!found->has_value() || !(*found)->IsLiveAt(now)) {
             return NotFound();
           }
-          SessionRecord r = **found;
-          if (update.expected_version.has_value() &&
-              *update.expected_version != r.version) {
-            return absl::AbortedError(absl::StrCat("session version is ",
-                                                   r.version, ", expected ",
-                                                   *update.expected_version));
-          }
-          const int64_t old_version = r.version;
-          r.user_id = update.user_id;
-          r.sealed_payload = update.sealed_payload;
-          if (update.idle_timeout.has_value()) {
-            r.idle_timeout = TruncateDurationToMicros(*update.idle_timeout);
-          }
-          if (update.absolute_lifetime.has_value()) {
-            r.absolute_lifetime =
-                TruncateDurationToMicros(*update.absolute_lifetime);
-          }
+          const int64_t old_version = (*found)->version;
           // Never back in time: another process, whose clock may be ahead
           // of ours, may have written a later last_active_at.
-          r.last_active_at = std::max(now, r.last_active_at);
-          r.version = old_version + 1;
-          if (absl::Status s = Rewrite(c, r, old_version, "update"); !s.ok()) {
+          const absl::Time active = std::max(now, (*found)->last_active_at);
+          absl::StatusOr<SessionRecord> r =
+              ApplyUpdate(**std::move(found), update, active);
+          if (!r.ok()) return r.status();
+          if (absl::Status s = Rewrite(c, *r, old_version, "update"); !s.ok()) {
             return s;
           }
-          if (absl::Status s = EnforceCap(c, r, now); !s.ok()) return s;
+          if (absl::Status s = EnforceCap(c, *r, now); !s.ok()) return s;
           return r;
         });
   }

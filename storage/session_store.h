@@ -52,6 +52,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "storage/session_record.h"
@@ -75,6 +76,34 @@ struct SessionUpdate {
   // otherwise ABORTED and nothing is written.
   std::optional<int64_t> expected_version;
 };
+
+// The record an Update makes of `stored`, for backends that hold
+// SessionRecords: ABORTED (nothing to write) if update.expected_version is
+// set and is not stored.version; else the user and payload replaced, any
+// timeouts given replaced (truncated to microseconds), last_active_at set
+// to `last_active_at`, and the version one higher.
+inline absl::StatusOr<SessionRecord> ApplyUpdate(SessionRecord stored,
+                                                 const SessionUpdate& update,
+                                                 absl::Time last_active_at) {
+  if (update.expected_version.has_value() &&
+      *update.expected_version != stored.version) {
+    return absl::AbortedError(absl::StrCat("session version is ",
+                                           stored.version, ", expected ",
+                                           *update.expected_version));
+  }
+  stored.user_id = update.user_id;
+  stored.sealed_payload = update.sealed_payload;
+  if (update.idle_timeout.has_value()) {
+    stored.idle_timeout = TruncateDurationToMicros(*update.idle_timeout);
+  }
+  if (update.absolute_lifetime.has_value()) {
+    stored.absolute_lifetime =
+        TruncateDurationToMicros(*update.absolute_lifetime);
+  }
+  stored.last_active_at = last_active_at;
+  ++stored.version;
+  return stored;
+}
 
 // Position in a ListForUser listing: the last record of the previous page.
 struct ListCursor {
@@ -107,8 +136,8 @@ class SessionStore {
   virtual absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) = 0;
 
   // Like Load, but first sets last_active_at = now if
-  // now - last_active_at >= min_interval (a throttled touch). Returns the record as stored
-  // after the touch. Never changes the version.
+  // now - last_active_at >= min_interval (a throttled touch). Returns the
+  // record as stored after the touch. Never changes the version.
   virtual absl::StatusOr<SessionRecord> LoadAndTouch(
       absl::string_view token_hash, absl::Duration min_interval) = 0;
 

@@ -653,29 +653,14 @@ class SqliteStore : public SessionStore {
               SelectLive(c, token_hash, now);
           if (!found.ok()) return found.status();
           if (!found->has_value()) return NotFound();
-          SessionRecord r = **found;
-          if (update.expected_version.has_value() &&
-              *update.expected_version != r.version) {
-            return absl::AbortedError(absl::StrCat("session version is ",
-                                                   r.version, ", expected ",
-                                                   *update.expected_version));
-          }
-          const int64_t old_version = r.version;
-          r.user_id = update.user_id;
-          r.sealed_payload = update.sealed_payload;
-          if (update.idle_timeout.has_value()) {
-            r.idle_timeout = TruncateDurationToMicros(*update.idle_timeout);
-          }
-          if (update.absolute_lifetime.has_value()) {
-            r.absolute_lifetime =
-                TruncateDurationToMicros(*update.absolute_lifetime);
-          }
-          r.last_active_at = now;
-          r.version = old_version + 1;
-          if (absl::Status s = Rewrite(c, r, old_version, "update"); !s.ok()) {
+          const int64_t old_version = (*found)->version;
+          absl::StatusOr<SessionRecord> r =
+              ApplyUpdate(**std::move(found), update, now);
+          if (!r.ok()) return r.status();
+          if (absl::Status s = Rewrite(c, *r, old_version, "update"); !s.ok()) {
             return s;
           }
-          if (absl::Status s = EnforceCap(c, r, now); !s.ok()) return s;
+          if (absl::Status s = EnforceCap(c, *r, now); !s.ok()) return s;
           return r;
         });
   }
