@@ -25,7 +25,6 @@
 namespace sessiond::storage {
 namespace {
 
-constexpr size_t kTokenHashSize = 32;
 constexpr int kShards = 64;  // per kind; one bit each in a uint64_t mask
 
 bool Overlaps(absl::string_view s, const char* begin, const char* end) {
@@ -473,18 +472,7 @@ class MemoryStore final : public SessionStore {
 };
 
 absl::StatusOr<SessionRecord> MemoryStore::Create(const SessionRecord& record) {
-  if (record.id.empty()) return absl::InvalidArgumentError("empty id");
-  if (!IsStorableText(record.id) || !IsStorableText(record.user_id)) {
-    return absl::InvalidArgumentError(
-        "id and user_id must be valid UTF-8 without NUL bytes");
-  }
-  if (record.token_hash.size() != kTokenHashSize) {
-    return absl::InvalidArgumentError("token_hash must be 32 bytes");
-  }
-  if (record.idle_timeout <= absl::ZeroDuration() ||
-      record.absolute_lifetime <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("timeouts must be positive");
-  }
+  if (absl::Status s = CheckCreateArguments(record); !s.ok()) return s;
   LockSet want;
   if (!record.user_id.empty()) want.users = Bit(UserShardOf(record.user_id));
   want.ids = Bit(IdShardOf(record.id));
@@ -566,16 +554,7 @@ absl::StatusOr<SessionRecord> MemoryStore::LoadAndTouch(
 
 absl::StatusOr<SessionRecord> MemoryStore::Update(absl::string_view token_hash,
                                                   const SessionUpdate& update) {
-  if ((update.idle_timeout.has_value() &&
-       *update.idle_timeout <= absl::ZeroDuration()) ||
-      (update.absolute_lifetime.has_value() &&
-       *update.absolute_lifetime <= absl::ZeroDuration())) {
-    return absl::InvalidArgumentError("timeouts must be positive");
-  }
-  if (!IsStorableText(update.user_id)) {
-    return absl::InvalidArgumentError(
-        "user_id must be valid UTF-8 without NUL bytes");
-  }
+  if (absl::Status s = CheckUpdateArguments(update); !s.ok()) return s;
   if (token_hash.size() != kTokenHashSize) {
     return absl::NotFoundError("no such session");
   }
@@ -617,15 +596,10 @@ absl::StatusOr<SessionRecord> MemoryStore::Update(absl::string_view token_hash,
 absl::StatusOr<SessionRecord> MemoryStore::Cycle(
     absl::string_view old_token_hash, absl::string_view new_token_hash,
     const std::optional<std::string>& user_id) {
-  if (new_token_hash.size() != kTokenHashSize) {
-    return absl::InvalidArgumentError("new token_hash must be 32 bytes");
-  }
-  if (new_token_hash == old_token_hash) {
-    return absl::InvalidArgumentError("new token_hash equals the old one");
-  }
-  if (user_id.has_value() && !IsStorableText(*user_id)) {
-    return absl::InvalidArgumentError(
-        "user_id must be valid UTF-8 without NUL bytes");
+  if (absl::Status s =
+          CheckCycleArguments(old_token_hash, new_token_hash, user_id);
+      !s.ok()) {
+    return s;
   }
   if (old_token_hash.size() != kTokenHashSize) {
     return absl::NotFoundError("no such session");

@@ -46,7 +46,6 @@ using postgres_internal::Statement;
 using postgres_internal::Text;
 
 // SessionRecord::token_hash is a SHA-256.
-constexpr size_t kTokenHashSize = 32;
 
 // A deadlocked or serialization-failed call is retried this many more times.
 constexpr int kMaxConflictRetries = 4;
@@ -463,24 +462,7 @@ class PostgresStore : public SessionStore {
   absl::string_view backend_name() const override { return "postgres"; }
 
   absl::StatusOr<SessionRecord> Create(const SessionRecord& record) override {
-    if (record.id.empty()) {
-      return absl::InvalidArgumentError("session id must not be empty");
-    }
-    if (absl::Status s = CheckStorableText(record.id, "session id"); !s.ok()) {
-      return s;
-    }
-    if (record.token_hash.size() != kTokenHashSize) {
-      return absl::InvalidArgumentError("token hash must be 32 bytes");
-    }
-    if (absl::Status s = CheckStorableText(record.user_id, "user_id");
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s =
-            CheckTimeouts(record.idle_timeout, record.absolute_lifetime);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = CheckCreateArguments(record); !s.ok()) return s;
     return Run<SessionRecord>(
         Kind::kTransaction, "create",
         [&](Connection& c) -> absl::StatusOr<SessionRecord> {
@@ -579,18 +561,7 @@ class PostgresStore : public SessionStore {
 
   absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
                                        const SessionUpdate& update) override {
-    if (update.idle_timeout.has_value() &&
-        *update.idle_timeout <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError("idle_timeout must be positive");
-    }
-    if (update.absolute_lifetime.has_value() &&
-        *update.absolute_lifetime <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError("absolute_lifetime must be positive");
-    }
-    if (absl::Status s = CheckStorableText(update.user_id, "user_id");
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = CheckUpdateArguments(update); !s.ok()) return s;
     return Run<SessionRecord>(
         Kind::kTransaction, "update",
         [&](Connection& c) -> absl::StatusOr<SessionRecord> {
@@ -622,17 +593,10 @@ class PostgresStore : public SessionStore {
   absl::StatusOr<SessionRecord> Cycle(
       absl::string_view old_token_hash, absl::string_view new_token_hash,
       const std::optional<std::string>& user_id) override {
-    if (new_token_hash.size() != kTokenHashSize) {
-      return absl::InvalidArgumentError("new token hash must be 32 bytes");
-    }
-    if (new_token_hash == old_token_hash) {
-      return absl::InvalidArgumentError(
-          "new token hash must differ from the old one");
-    }
-    if (user_id.has_value()) {
-      if (absl::Status s = CheckStorableText(*user_id, "user_id"); !s.ok()) {
-        return s;
-      }
+    if (absl::Status s =
+            CheckCycleArguments(old_token_hash, new_token_hash, user_id);
+        !s.ok()) {
+      return s;
     }
     return Run<SessionRecord>(
         Kind::kTransaction, "cycle",

@@ -4,6 +4,7 @@
 #define SESSIOND_STORAGE_SESSION_RECORD_H_
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -129,6 +130,9 @@ inline absl::Status CheckStorableText(absl::string_view value,
   return absl::InvalidArgumentError(
       absl::StrCat(what, " must be valid UTF-8 without NUL bytes"));
 }
+
+// Token hashes are SHA-256 digests, raw.
+inline constexpr size_t kTokenHashSize = 32;
 
 // INVALID_ARGUMENT unless both timeouts are positive.
 inline absl::Status CheckTimeouts(absl::Duration idle,

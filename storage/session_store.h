@@ -77,6 +77,54 @@ struct SessionUpdate {
   std::optional<int64_t> expected_version;
 };
 
+// INVALID_ARGUMENT unless `record` can be created: a non-empty id, id and
+// user_id storable text, a 32-byte token hash, positive timeouts.
+inline absl::Status CheckCreateArguments(const SessionRecord& record) {
+  if (record.id.empty()) {
+    return absl::InvalidArgumentError("session id must not be empty");
+  }
+  if (absl::Status s = CheckStorableText(record.id, "session id"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckStorableText(record.user_id, "user_id"); !s.ok()) {
+    return s;
+  }
+  if (record.token_hash.size() != kTokenHashSize) {
+    return absl::InvalidArgumentError("token hash must be 32 bytes");
+  }
+  return CheckTimeouts(record.idle_timeout, record.absolute_lifetime);
+}
+
+// INVALID_ARGUMENT unless `update` can be applied: timeouts, where given,
+// positive, and user_id storable text.
+inline absl::Status CheckUpdateArguments(const SessionUpdate& update) {
+  if (update.idle_timeout.has_value() &&
+      *update.idle_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("idle_timeout must be positive");
+  }
+  if (update.absolute_lifetime.has_value() &&
+      *update.absolute_lifetime <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("absolute_lifetime must be positive");
+  }
+  return CheckStorableText(update.user_id, "user_id");
+}
+
+// INVALID_ARGUMENT unless a Cycle can move a session to `new_token_hash`
+// (32 bytes, not the old one) and, if given, to `user_id` (storable text).
+inline absl::Status CheckCycleArguments(
+    absl::string_view old_token_hash, absl::string_view new_token_hash,
+    const std::optional<std::string>& user_id) {
+  if (new_token_hash.size() != kTokenHashSize) {
+    return absl::InvalidArgumentError("new token hash must be 32 bytes");
+  }
+  if (new_token_hash == old_token_hash) {
+    return absl::InvalidArgumentError(
+        "new token hash must differ from the old one");
+  }
+  if (user_id.has_value()) return CheckStorableText(*user_id, "user_id");
+  return absl::OkStatus();
+}
+
 // The record an Update makes of `stored`, for backends that hold
 // SessionRecords: ABORTED (nothing to write) if update.expected_version is
 // set and is not stored.version; else the user and payload replaced, any

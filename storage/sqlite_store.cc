@@ -32,7 +32,6 @@ namespace {
 constexpr int kBusyTimeoutMs = 5000;
 
 // SessionRecord::token_hash is a SHA-256.
-constexpr size_t kTokenHashSize = 32;
 
 // PruneExpired deletes at most this many rows per write transaction, so the
 // write lock is never held for long.
@@ -509,24 +508,7 @@ class SqliteStore : public SessionStore {
   absl::string_view backend_name() const override { return "sqlite"; }
 
   absl::StatusOr<SessionRecord> Create(const SessionRecord& record) override {
-    if (record.id.empty()) {
-      return absl::InvalidArgumentError("session id must not be empty");
-    }
-    if (record.token_hash.size() != kTokenHashSize) {
-      return absl::InvalidArgumentError("token hash must be 32 bytes");
-    }
-    if (absl::Status s = CheckStorableText(record.id, "session id"); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = CheckStorableText(record.user_id, "user_id");
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s =
-            CheckTimeouts(record.idle_timeout, record.absolute_lifetime);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = CheckCreateArguments(record); !s.ok()) return s;
     return InWriteTxn<SessionRecord>(
         [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {
           SessionRecord r = record;
@@ -635,18 +617,7 @@ class SqliteStore : public SessionStore {
 
   absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
                                        const SessionUpdate& update) override {
-    if (update.idle_timeout.has_value() &&
-        *update.idle_timeout <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError("idle_timeout must be positive");
-    }
-    if (update.absolute_lifetime.has_value() &&
-        *update.absolute_lifetime <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError("absolute_lifetime must be positive");
-    }
-    if (absl::Status s = CheckStorableText(update.user_id, "user_id");
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = CheckUpdateArguments(update); !s.ok()) return s;
     return InWriteTxn<SessionRecord>(
         [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {
           absl::StatusOr<std::optional<SessionRecord>> found =
@@ -668,17 +639,10 @@ class SqliteStore : public SessionStore {
   absl::StatusOr<SessionRecord> Cycle(
       absl::string_view old_token_hash, absl::string_view new_token_hash,
       const std::optional<std::string>& user_id) override {
-    if (new_token_hash.size() != kTokenHashSize) {
-      return absl::InvalidArgumentError("new token hash must be 32 bytes");
-    }
-    if (new_token_hash == old_token_hash) {
-      return absl::InvalidArgumentError(
-          "new token hash must differ from the old one");
-    }
-    if (user_id.has_value()) {
-      if (absl::Status s = CheckStorableText(*user_id, "user_id"); !s.ok()) {
-        return s;
-      }
+    if (absl::Status s =
+            CheckCycleArguments(old_token_hash, new_token_hash, user_id);
+        !s.ok()) {
+      return s;
     }
     return InWriteTxn<SessionRecord>(
         [&](Connection& c, absl::Time now) -> absl::StatusOr<SessionRecord> {

@@ -44,7 +44,6 @@ namespace scripts = valkey_internal;
 using internal::Watchdog;
 
 // SessionRecord::token_hash is a SHA-256.
-constexpr size_t kTokenHashSize = 32;
 
 // Bounds on the work of one script, so that no call, whatever the data,
 // holds the shared server for long: a script runs atomically, and nothing
@@ -645,21 +644,7 @@ class ValkeyStore final : public SessionStore {
   }
 
   absl::StatusOr<SessionRecord> Create(const SessionRecord& record) override {
-    if (record.id.empty()) {
-      return absl::InvalidArgumentError("valkey: id must not be empty");
-    }
-    if (absl::Status s = CheckStorableText(record.id, "id"); !s.ok()) return s;
-    if (absl::Status s = CheckStorableText(record.user_id, "user_id");
-        !s.ok()) {
-      return s;
-    }
-    if (record.token_hash.size() != kTokenHashSize) {
-      return absl::InvalidArgumentError("valkey: token hash must be 32 bytes");
-    }
-    if (record.idle_timeout <= absl::ZeroDuration() ||
-        record.absolute_lifetime <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError("valkey: timeouts must be positive");
-    }
+    if (absl::Status s = CheckCreateArguments(record); !s.ok()) return s;
     std::vector<std::string> keys = {SessionKey(record.id),
                                      TokenKey(record.token_hash), ExpiryKey()};
     if (!record.user_id.empty()) keys.push_back(UserKey(record.user_id));
@@ -692,16 +677,7 @@ class ValkeyStore final : public SessionStore {
 
   absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
                                        const SessionUpdate& update) override {
-    if ((update.idle_timeout.has_value() &&
-         *update.idle_timeout <= absl::ZeroDuration()) ||
-        (update.absolute_lifetime.has_value() &&
-         *update.absolute_lifetime <= absl::ZeroDuration())) {
-      return absl::InvalidArgumentError("valkey: timeouts must be positive");
-    }
-    if (absl::Status s = CheckStorableText(update.user_id, "user_id");
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = CheckUpdateArguments(update); !s.ok()) return s;
     if (token_hash.size() != kTokenHashSize) return NotFound();
     std::vector<std::string> keys = {TokenKey(token_hash), ExpiryKey()};
     if (!update.user_id.empty()) keys.push_back(UserKey(update.user_id));
@@ -724,18 +700,10 @@ class ValkeyStore final : public SessionStore {
   absl::StatusOr<SessionRecord> Cycle(
       absl::string_view old_token_hash, absl::string_view new_token_hash,
       const std::optional<std::string>& user_id) override {
-    if (new_token_hash.size() != kTokenHashSize) {
-      return absl::InvalidArgumentError(
-          "valkey: new token hash must be 32 bytes");
-    }
-    if (new_token_hash == old_token_hash) {
-      return absl::InvalidArgumentError(
-          "valkey: new token hash must differ from the old one");
-    }
-    if (user_id.has_value()) {
-      if (absl::Status s = CheckStorableText(*user_id, "user_id"); !s.ok()) {
-        return s;
-      }
+    if (absl::Status s =
+            CheckCycleArguments(old_token_hash, new_token_hash, user_id);
+        !s.ok()) {
+      return s;
     }
     if (old_token_hash.size() != kTokenHashSize) return NotFound();
     std::vector<std::string> keys = {TokenKey(old_token_hash),
