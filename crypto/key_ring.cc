@@ -15,6 +15,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "crypto/secret_file.h"
 
 namespace sessiond::crypto {
 namespace {
@@ -128,49 +129,10 @@ bool DecodeKey(absl::string_view text, uint8_t* out) {
 }
 
 absl::StatusOr<SecretKey> LoadKeyFile(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
-  if (fd.get() < 0) {
-    return absl::ErrnoToStatus(errno,
-                               absl::StrCat("cannot open key file ", path));
-  }
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) {
-    return absl::ErrnoToStatus(errno,
-                               absl::StrCat("cannot stat key file ", path));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("key file ", path, " is not a regular file"));
-  }
-  if ((st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "key file %s has mode %04o, so group or others can read or write "
-        "it; it must be private to its owner. Fix with: chmod 600 %s",
-        path, st.st_mode & 07777, path));
-  }
-
-  WipedBuffer<kMaxKeyFileSize + 1> buffer;
-  size_t size = 0;
-  while (size < buffer.bytes.size()) {
-    ssize_t n = ::read(fd.get(), buffer.bytes.data() + size,
-                       buffer.bytes.size() - size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno,
-                                 absl::StrCat("cannot read key file ", path));
-    }
-    if (n == 0) break;
-    size += static_cast<size_t>(n);
-  }
-  if (size > kMaxKeyFileSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "key file ", path, " is larger than ", kMaxKeyFileSize,
-        " bytes; it should hold only the base64 of a 32-byte key, as "
-        "`openssl rand -base64 32` prints"));
-  }
-
-  const absl::string_view text = absl::StripAsciiWhitespace(absl::string_view(
-      reinterpret_cast<const char*>(buffer.bytes.data()), size));
+  absl::StatusOr<Secret> file =
+      ReadSecretFile(path, "key file", kMaxKeyFileSize);
+  if (!file.ok()) return file.status();
+  const absl::string_view text = absl::StripAsciiWhitespace(file->view());
   WipedBuffer<SecretKey::kSize> raw;
   if (!DecodeKey(text, raw.bytes.data())) {
     const std::string found =
