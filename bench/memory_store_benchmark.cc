@@ -16,7 +16,7 @@
 #include "crypto/sealer.h"
 #include "crypto/token.h"
 #include "storage/clock.h"
-#include "storage/memory_store.h"
+#include "storage/memory/memory_store.h"
 
 namespace sessiond::bench {
 namespace {
@@ -62,7 +62,7 @@ void BM_MillionSessions(benchmark::State& state) {
   const std::string plaintext(256, 'p');
   for (auto _ : state) {
     std::unique_ptr<storage::SessionStore> store =
-        storage::NewMemoryStore(Clock::Real(), storage::StoreOptions{});
+        *storage::OpenMemoryStore(Clock::Real(), storage::StoreOptions{});
     for (int i = 0; i < sessions; ++i) {
       // Five sessions per user, as with a few devices each.
       if (!store->Create(NewRecord(*sealer, plaintext, i / 5)).ok()) {
@@ -86,7 +86,7 @@ BENCHMARK(BM_MillionSessions)
 struct Populated {
   std::unique_ptr<crypto::Sealer> sealer = BenchSealer();
   std::unique_ptr<storage::SessionStore> store =
-      storage::NewMemoryStore(Clock::Real(), storage::StoreOptions{});
+      *storage::OpenMemoryStore(Clock::Real(), storage::StoreOptions{});
   std::vector<std::string> hashes;
 
   Populated() {

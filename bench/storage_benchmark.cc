@@ -17,10 +17,10 @@
 #include "crypto/sealer.h"
 #include "server/session_handler.h"
 #include "storage/clock.h"
-#include "storage/memory_store.h"
-#include "storage/postgres_store.h"
-#include "storage/sqlite_store.h"
-#include "storage/valkey_store.h"
+#include "storage/memory/memory_store.h"
+#include "storage/postgres/postgres_store.h"
+#include "storage/sqlite/sqlite_store.h"
+#include "storage/valkey/valkey_store.h"
 #include "tests/testing/postgres_server.h"
 #include "tests/testing/redis_server.h"
 #include "tests/testing/subprocess.h"
@@ -68,11 +68,12 @@ absl::StatusOr<std::unique_ptr<storage::SessionStore>> OpenStore(
     const std::string& backend) {
   const storage::StoreOptions options;
   if (backend == "memory") {
-    return storage::NewMemoryStore(Clock::Real(), options);
+    return storage::OpenMemoryStore(Clock::Real(), options);
   }
   if (backend == "sqlite") {
-    return storage::OpenSqliteStore(TheServers().sqlite_dir + "/bench.db",
-                                    Clock::Real(), options);
+    storage::SqliteOptions sqlite;
+    sqlite.path = TheServers().sqlite_dir + "/bench.db";
+    return storage::OpenSqliteStore(sqlite, Clock::Real(), options);
   }
   if (backend == "postgres") {
     storage::PostgresOptions pg;

@@ -4,6 +4,12 @@
 // are interchangeable in names) and an environment variable SESSIOND_NAME
 // (upper case, underscores). A flag given on the command line wins over the
 // environment; the environment wins over the default.
+//
+// The flags of every backend in the storage registry (storage/registry.h)
+// are flags here too; --backend chooses among the registered backends, and
+// the values given for the chosen backend's flags are kept, as text, for it
+// to open with. The registered backends are those linked into the program
+// (the sessiond binary links //storage:all_backends).
 #ifndef SESSIOND_SERVER_CONFIG_H_
 #define SESSIOND_SERVER_CONFIG_H_
 
@@ -16,7 +22,7 @@
 #include "absl/time/time.h"
 #include "server/grpc_server.h"
 #include "server/session_handler.h"
-#include "storage/backends.h"
+#include "storage/registry.h"
 #include "storage/session_store.h"
 
 namespace sessiond {
@@ -26,7 +32,10 @@ struct ServerConfig {
   HandlerOptions handler;
   storage::StoreOptions store;
 
-  storage::BackendConfig backend_config;
+  // A name in the storage registry, and the values given for its flags
+  // (flags not given are absent and keep the backend's defaults).
+  std::string backend = storage::kDefaultBackend;
+  storage::BackendSettings backend_settings;
 
   // Key files, current key first; older keys still open existing sessions.
   std::vector<std::string> key_files;

@@ -22,8 +22,8 @@
 #include "server/log.h"
 #include "server/pruner.h"
 #include "server/session_handler.h"
-#include "storage/backends.h"
 #include "storage/clock.h"
+#include "storage/registry.h"
 
 namespace sessiond {
 namespace {
@@ -124,11 +124,12 @@ int Run(int argc, char** argv) {
     LogError("encryption keys: %s", sealer.status().message());
     return 1;
   }
+  // ParseConfig checked that the backend is registered.
+  const storage::Backend* backend = *storage::FindBackend(config->backend);
   absl::StatusOr<std::unique_ptr<storage::SessionStore>> store =
-      storage::OpenBackend(config->backend_config, Clock::Real(),
-                           config->store);
+      backend->Open(config->backend_settings, Clock::Real(), config->store);
   if (!store.ok()) {
-    LogError("storage backend %s: %s", config->backend_config.backend,
+    LogError("storage backend %s: %s", config->backend,
              store.status().message());
     return 1;
   }
@@ -147,7 +148,7 @@ int Run(int argc, char** argv) {
   }
   LogInfo("sessiond serving on %s (port %d), backend %s, %s",
           config->grpc.listen_address, (*server)->port(),
-          config->backend_config.Describe(),
+          backend->Describe(config->backend_settings),
           config->tls_cert_file.empty()        ? "no TLS"
           : config->tls_client_ca_file.empty() ? "TLS"
                                                : "mutual TLS");

@@ -372,8 +372,8 @@ absl::StatusOr<v1::CycleResponse> SessionHandler::Cycle(
       crypto::NewSessionToken(crypto::SessionIdOfToken(request.token()));
   absl::StatusOr<storage::SessionRecord> cycled = store_->Cycle(
       crypto::HashToken(request.token()), crypto::HashToken(token), user_id);
-  if (absl::IsAlreadyExists(cycled.status()) ||
-      absl::IsFailedPrecondition(cycled.status())) {
+  if (absl::IsAlreadyExists(cycled.status())) {
+    // As in Create: the caller must not receive someone else's session.
     return absl::InternalError("generated token collided");
   }
   v1::CycleResponse response;

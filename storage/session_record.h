@@ -1,5 +1,7 @@
-// SessionRecord: one session as storage keeps it, plus the rules on it that
-// every backend shares (expiry, listing order, time precision).
+// SessionRecord: one session as storage keeps it, the values the storage
+// calls take (SessionUpdate, ListCursor, StoreOptions), and the rules on
+// them that every backend shares (expiry, listing order, time precision,
+// storable text).
 #ifndef SESSIOND_STORAGE_SESSION_RECORD_H_
 #define SESSIOND_STORAGE_SESSION_RECORD_H_
 
@@ -7,10 +9,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -53,8 +54,8 @@ struct SessionRecord {
 
 // Listing order of ListForUser: most recently active first, then by id
 // descending so that the order is total.
-inline bool ListsBefore(absl::Time a_active, const std::string& a_id,
-                        absl::Time b_active, const std::string& b_id) {
+inline bool ListsBefore(absl::Time a_active, absl::string_view a_id,
+                        absl::Time b_active, absl::string_view b_id) {
   if (a_active != b_active) return a_active > b_active;
   return a_id > b_id;
 }
@@ -123,43 +124,32 @@ inline bool IsStorableText(absl::string_view s) {
   return true;
 }
 
-// INVALID_ARGUMENT naming `what` unless IsStorableText(value).
-inline absl::Status CheckStorableText(absl::string_view value,
-                                      absl::string_view what) {
-  if (IsStorableText(value)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(what, " must be valid UTF-8 without NUL bytes"));
-}
-
 // Token hashes are SHA-256 digests, raw.
 inline constexpr size_t kTokenHashSize = 32;
 
-// INVALID_ARGUMENT unless both timeouts are positive.
-inline absl::Status CheckTimeouts(absl::Duration idle,
-                                  absl::Duration absolute) {
-  if (idle <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("idle_timeout must be positive");
-  }
-  if (absolute <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("absolute_lifetime must be positive");
-  }
-  return absl::OkStatus();
-}
+// Settings that hold for the whole store.
+struct StoreOptions {
+  // Cap on live sessions per non-empty user_id; 0 means no cap.
+  int max_sessions_per_user = 0;
+};
 
-// INVALID_ARGUMENT for an empty user_id in DeleteForUser and ListForUser,
-// which would otherwise address every anonymous session.
-inline absl::Status CheckUserIdGiven(absl::string_view user_id) {
-  if (user_id.empty()) {
-    return absl::InvalidArgumentError("user_id must not be empty");
-  }
-  return absl::OkStatus();
-}
+// Replaces the mutable parts of a session (SessionStore::Update).
+struct SessionUpdate {
+  std::string user_id;
+  std::string sealed_payload;
+  // nullopt leaves the current value.
+  std::optional<absl::Duration> idle_timeout;
+  std::optional<absl::Duration> absolute_lifetime;
+  // If set, the update happens only if the stored version equals it;
+  // otherwise ABORTED and nothing is written.
+  std::optional<int64_t> expected_version;
+};
 
-// INVALID_ARGUMENT unless ListForUser's page size is positive.
-inline absl::Status CheckPageLimit(int limit) {
-  if (limit <= 0) return absl::InvalidArgumentError("limit must be positive");
-  return absl::OkStatus();
-}
+// Position in a ListForUser listing: the last record of the previous page.
+struct ListCursor {
+  absl::Time last_active_at;
+  std::string id;
+};
 
 }  // namespace sessiond::storage
 

@@ -1,4 +1,4 @@
-#include "storage/socket_watchdog.h"
+#include "storage/common/socket_watchdog.h"
 
 #include <sys/socket.h>
 

@@ -17,8 +17,8 @@
 // library's), never the library's, which the library may close by itself
 // when the connection fails and which could then be reused for an unrelated
 // socket.
-#ifndef SESSIOND_STORAGE_SOCKET_WATCHDOG_H_
-#define SESSIOND_STORAGE_SOCKET_WATCHDOG_H_
+#ifndef SESSIOND_STORAGE_COMMON_SOCKET_WATCHDOG_H_
+#define SESSIOND_STORAGE_COMMON_SOCKET_WATCHDOG_H_
 
 #include <cstdint>
 #include <thread>
@@ -69,4 +69,4 @@ class Watchdog {
 
 }  // namespace sessiond::storage::internal
 
-#endif  // SESSIOND_STORAGE_SOCKET_WATCHDOG_H_
+#endif  // SESSIOND_STORAGE_COMMON_SOCKET_WATCHDOG_H_

@@ -1,4 +1,4 @@
-#include "storage/memory_store.h"
+#include "storage/memory/memory_store.h"
 
 #include <algorithm>
 #include <array>
@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "storage/backend.h"
 #include "storage/session_record.h"
 
 namespace sessiond::storage {
@@ -230,18 +231,26 @@ struct LockSet {
 // A status the retry loop discards; never returned to callers.
 absl::Status RetryWithMoreLocks() { return absl::InternalError("retry"); }
 
-class MemoryStore final : public SessionStore {
- public:
-  MemoryStore(const Clock* clock, const StoreOptions& options)
-      : clock_(clock), cap_(std::max(0, options.max_sessions_per_user)) {}
+absl::Status NotFound() { return absl::NotFoundError("no such session"); }
 
-  ~MemoryStore() override {
+// Whether `e` lists before `f` (ListsBefore).
+bool EntryListsBefore(const Entry* e, const Entry* f) {
+  return ListsBefore(e->last_active_at(), e->id(), f->last_active_at(),
+                     f->id());
+}
+
+class MemoryBackend final : public StorageBackend {
+ public:
+  MemoryBackend(const Clock* clock, const StoreOptions& options)
+      : clock_(clock), cap_(options.max_sessions_per_user) {}
+
+  ~MemoryBackend() override {
     for (TokenShard& s : tokens_) {
       for (Entry* e : s.entries) Entry::Free(e);
     }
   }
 
-  absl::string_view backend_name() const override { return "memory"; }
+  absl::string_view name() const override { return "memory"; }
 
   absl::StatusOr<SessionRecord> Create(const SessionRecord& record) override;
   absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) override;
@@ -257,8 +266,8 @@ class MemoryStore final : public SessionStore {
   absl::StatusOr<int64_t> DeleteById(absl::string_view id) override;
   absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
                                         absl::string_view except_id) override;
-  absl::StatusOr<SessionPage> ListForUser(
-      absl::string_view user_id, int limit,
+  absl::StatusOr<std::vector<SessionRecord>> ListForUser(
+      absl::string_view user_id, int count,
       const std::optional<ListCursor>& after) override;
   absl::StatusOr<int64_t> PruneExpired() override;
   absl::Status Ping() override { return absl::OkStatus(); }
@@ -268,7 +277,7 @@ class MemoryStore final : public SessionStore {
   // lifetime, and collects the shards a call finds it needs but lacks.
   class Locks {
    public:
-    Locks(const MemoryStore& store, const LockSet& set, bool exclusive)
+    Locks(const MemoryBackend& store, const LockSet& set, bool exclusive)
         : store_(store), held_(set), exclusive_(exclusive) {
       ForEach(held_.users, [&](int i) { Acquire(store_.users_[i].mu); });
       ForEach(held_.ids, [&](int i) { Acquire(store_.ids_[i].mu); });
@@ -282,22 +291,23 @@ class MemoryStore final : public SessionStore {
     Locks(const Locks&) = delete;
     Locks& operator=(const Locks&) = delete;
 
-    // Each returns whether the shard of `key` is held, and if not, records
-    // it as missing. An empty user needs no lock.
-    bool NeedUser(absl::string_view user) {
-      return user.empty() || Need(&LockSet::users, UserShardOf(user));
+    // Each adds the shard of `key` to the set the call wants: returns true
+    // if it is held, else records it in missing() and returns false. An
+    // empty user needs no lock.
+    bool WantUser(absl::string_view user) {
+      return user.empty() || Want(&LockSet::users, UserShardOf(user));
     }
-    bool NeedId(absl::string_view id) {
-      return Need(&LockSet::ids, IdShardOf(id));
+    bool WantId(absl::string_view id) {
+      return Want(&LockSet::ids, IdShardOf(id));
     }
-    bool NeedToken(absl::string_view h) {
-      return Need(&LockSet::tokens, TokenShardOf(h));
+    bool WantToken(absl::string_view h) {
+      return Want(&LockSet::tokens, TokenShardOf(h));
     }
     // All three shards of e (no short-circuit: records every missing one).
-    bool NeedAll(const Entry* e) {
-      const bool u = NeedUser(e->user_id());
-      const bool i = NeedId(e->id());
-      const bool t = NeedToken(e->token_hash());
+    bool WantAll(const Entry* e) {
+      const bool u = WantUser(e->user_id());
+      const bool i = WantId(e->id());
+      const bool t = WantToken(e->token_hash());
       return u && i && t;
     }
 
@@ -324,13 +334,13 @@ class MemoryStore final : public SessionStore {
         mu.ReaderUnlock();
       }
     }
-    bool Need(uint64_t LockSet::*kind, int shard) {
+    bool Want(uint64_t LockSet::*kind, int shard) {
       if (held_.*kind & Bit(shard)) return true;
       missing_.*kind |= Bit(shard);
       return false;
     }
 
-    const MemoryStore& store_;
+    const MemoryBackend& store_;
     const LockSet held_;
     const bool exclusive_;
     LockSet missing_;
@@ -342,7 +352,7 @@ class MemoryStore final : public SessionStore {
   // body reports missing shards). The body must not write unless
   // locks.complete(), and then its result is final.
   template <typename Body>
-  auto Run(LockSet want, bool exclusive, Body body)
+  auto WithLocks(LockSet want, bool exclusive, Body body)
       -> decltype(body(std::declval<Locks&>(), absl::Time())) {
     for (;;) {
       Locks locks(*this, want, exclusive);
@@ -370,14 +380,15 @@ class MemoryStore final : public SessionStore {
     return it == heads.end() ? nullptr : it->second;
   }
 
-  // Records the shards of all of `user`'s sessions (token shards, and id
-  // shards if `ids`). Does nothing until the user's shard is held.
-  static void NeedSessionsOf(const MemoryStore& store, Locks& locks,
+  // Wants the shards of all of `user`'s sessions (token shards, and id
+  // shards if `ids`), as Locks::Want* do. Does nothing until the user's
+  // shard is held.
+  static void WantSessionsOf(const MemoryBackend& store, Locks& locks,
                              absl::string_view user, bool ids) {
-    if (user.empty() || !locks.NeedUser(user)) return;
+    if (user.empty() || !locks.WantUser(user)) return;
     for (Entry* e = store.FirstOfUser(user); e != nullptr; e = e->user_next) {
-      if (ids) locks.NeedId(e->id());
-      locks.NeedToken(e->token_hash());
+      if (ids) locks.WantId(e->id());
+      locks.WantToken(e->token_hash());
     }
   }
 
@@ -455,11 +466,9 @@ class MemoryStore final : public SessionStore {
     for (Entry* e : expired) Destroy(e);
     const size_t allowed = static_cast<size_t>(cap_ - 1);
     if (live.size() <= allowed) return;
+    // Least recently active first: the reverse of listing order.
     std::sort(live.begin(), live.end(), [](const Entry* a, const Entry* b) {
-      if (a->last_active_us != b->last_active_us) {
-        return a->last_active_us < b->last_active_us;
-      }
-      return a->id() < b->id();
+      return EntryListsBefore(b, a);
     });
     for (size_t i = 0; i < live.size() - allowed; ++i) Destroy(live[i]);
   }
@@ -471,14 +480,14 @@ class MemoryStore final : public SessionStore {
   std::array<TokenShard, kShards> tokens_;
 };
 
-absl::StatusOr<SessionRecord> MemoryStore::Create(const SessionRecord& record) {
-  if (absl::Status s = CheckCreateArguments(record); !s.ok()) return s;
+absl::StatusOr<SessionRecord> MemoryBackend::Create(
+    const SessionRecord& record) {
   LockSet want;
   if (!record.user_id.empty()) want.users = Bit(UserShardOf(record.user_id));
   want.ids = Bit(IdShardOf(record.id));
   want.tokens = Bit(TokenShardOf(record.token_hash));
   const bool cap = cap_ > 0 && !record.user_id.empty();
-  return Run(
+  return WithLocks(
       want, /*exclusive=*/true,
       [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionRecord> {
         Entry* by_id = FindById(record.id);
@@ -490,120 +499,98 @@ absl::StatusOr<SessionRecord> MemoryStore::Create(const SessionRecord& record) {
           return absl::AlreadyExistsError("token hash in use");
         }
         // Expired holders of the keys are removed in the same step.
-        if (by_id != nullptr) locks.NeedAll(by_id);
-        if (by_token != nullptr) locks.NeedAll(by_token);
-        if (cap) NeedSessionsOf(*this, locks, record.user_id, /*ids=*/true);
+        if (by_id != nullptr) locks.WantAll(by_id);
+        if (by_token != nullptr) locks.WantAll(by_token);
+        if (cap) WantSessionsOf(*this, locks, record.user_id, /*ids=*/true);
         if (!locks.complete()) return RetryWithMoreLocks();
 
         if (by_id != nullptr) Destroy(by_id);
         if (by_token != nullptr && by_token != by_id) Destroy(by_token);
-        Entry* e = Entry::New(record.id, record.token_hash, record.user_id,
-                              record.sealed_payload);
-        e->created_us = e->last_active_us = absl::ToUnixMicros(now);
-        // Kept at microsecond precision, like times (session_store.h).
-        e->idle_timeout = TruncateDurationToMicros(record.idle_timeout);
-        e->absolute_lifetime =
-            TruncateDurationToMicros(record.absolute_lifetime);
-        e->version = 1;
+        const SessionRecord r = NewSession(record, now);
+        Entry* e = Entry::New(r.id, r.token_hash, r.user_id, r.sealed_payload);
+        e->created_us = absl::ToUnixMicros(r.created_at);
+        e->last_active_us = absl::ToUnixMicros(r.last_active_at);
+        e->idle_timeout = r.idle_timeout;
+        e->absolute_lifetime = r.absolute_lifetime;
+        e->version = r.version;
         Link(e);
         if (cap) EnforceCap(e, now);
         return e->ToRecord();
       });
 }
 
-absl::StatusOr<SessionRecord> MemoryStore::Load(absl::string_view token_hash) {
-  if (token_hash.size() != kTokenHashSize) {
-    return absl::NotFoundError("no such session");
-  }
+absl::StatusOr<SessionRecord> MemoryBackend::Load(
+    absl::string_view token_hash) {
   const TokenShard& shard = tokens_[TokenShardOf(token_hash)];
   absl::ReaderMutexLock lock(&shard.mu);
   const Entry* e = FindByToken(token_hash);
-  if (e == nullptr || !e->IsLiveAt(Now())) {
-    return absl::NotFoundError("no such session");
-  }
+  if (e == nullptr || !e->IsLiveAt(Now())) return NotFound();
   return e->ToRecord();
 }
 
-absl::StatusOr<SessionRecord> MemoryStore::LoadAndTouch(
+absl::StatusOr<SessionRecord> MemoryBackend::LoadAndTouch(
     absl::string_view token_hash, absl::Duration min_interval) {
-  if (token_hash.size() != kTokenHashSize) {
-    return absl::NotFoundError("no such session");
-  }
   const TokenShard& shard = tokens_[TokenShardOf(token_hash)];
   {
     // Most calls fall within the interval and need only a shared lock.
     absl::ReaderMutexLock lock(&shard.mu);
     const absl::Time now = Now();
     const Entry* e = FindByToken(token_hash);
-    if (e == nullptr || !e->IsLiveAt(now)) {
-      return absl::NotFoundError("no such session");
+    if (e == nullptr || !e->IsLiveAt(now)) return NotFound();
+    if (!TouchDue(e->last_active_at(), now, min_interval)) {
+      return e->ToRecord();
     }
-    if (now - e->last_active_at() < min_interval) return e->ToRecord();
   }
   absl::MutexLock lock(&shard.mu);
   const absl::Time now = Now();
   Entry* e = FindByToken(token_hash);
-  if (e == nullptr || !e->IsLiveAt(now)) {
-    return absl::NotFoundError("no such session");
-  }
-  if (now - e->last_active_at() >= min_interval) {
-    e->last_active_us = std::max(e->last_active_us, absl::ToUnixMicros(now));
+  if (e == nullptr || !e->IsLiveAt(now)) return NotFound();
+  if (TouchDue(e->last_active_at(), now, min_interval)) {
+    e->last_active_us = absl::ToUnixMicros(now);
   }
   return e->ToRecord();
 }
 
-absl::StatusOr<SessionRecord> MemoryStore::Update(absl::string_view token_hash,
-                                                  const SessionUpdate& update) {
-  if (absl::Status s = CheckUpdateArguments(update); !s.ok()) return s;
-  if (token_hash.size() != kTokenHashSize) {
-    return absl::NotFoundError("no such session");
-  }
+absl::StatusOr<SessionRecord> MemoryBackend::Update(
+    absl::string_view token_hash, const SessionUpdate& update) {
   LockSet want;
   if (!update.user_id.empty()) want.users = Bit(UserShardOf(update.user_id));
   want.tokens = Bit(TokenShardOf(token_hash));
   const bool cap = cap_ > 0 && !update.user_id.empty();
-  return Run(
+  return WithLocks(
       want, /*exclusive=*/true,
       [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionRecord> {
         Entry* e = FindByToken(token_hash);
-        if (e == nullptr || !e->IsLiveAt(now)) {
-          return absl::NotFoundError("no such session");
+        if (e == nullptr || !e->IsLiveAt(now)) return NotFound();
+        if (absl::Status s =
+                CheckExpectedVersion(e->version, update.expected_version);
+            !s.ok()) {
+          return s;
         }
-        if (update.expected_version.has_value() &&
-            *update.expected_version != e->version) {
-          return absl::AbortedError("version mismatch");
-        }
-        locks.NeedAll(e);
-        locks.NeedUser(update.user_id);
-        if (cap) NeedSessionsOf(*this, locks, update.user_id, /*ids=*/true);
+        locks.WantAll(e);
+        locks.WantUser(update.user_id);
+        if (cap) WantSessionsOf(*this, locks, update.user_id, /*ids=*/true);
         if (!locks.complete()) return RetryWithMoreLocks();
 
+        // ApplyUpdate, in place.
         e = Replace(e, update.user_id, update.sealed_payload);
         if (update.idle_timeout.has_value()) {
-          e->idle_timeout = TruncateDurationToMicros(*update.idle_timeout);
+          e->idle_timeout = *update.idle_timeout;
         }
         if (update.absolute_lifetime.has_value()) {
-          e->absolute_lifetime =
-              TruncateDurationToMicros(*update.absolute_lifetime);
+          e->absolute_lifetime = *update.absolute_lifetime;
         }
-        e->last_active_us = absl::ToUnixMicros(now);
+        e->last_active_us =
+            absl::ToUnixMicros(ActiveAt(e->last_active_at(), now));
         ++e->version;
         if (cap) EnforceCap(e, now);
         return e->ToRecord();
       });
 }
 
-absl::StatusOr<SessionRecord> MemoryStore::Cycle(
+absl::StatusOr<SessionRecord> MemoryBackend::Cycle(
     absl::string_view old_token_hash, absl::string_view new_token_hash,
     const std::optional<std::string>& user_id) {
-  if (absl::Status s =
-          CheckCycleArguments(old_token_hash, new_token_hash, user_id);
-      !s.ok()) {
-    return s;
-  }
-  if (old_token_hash.size() != kTokenHashSize) {
-    return absl::NotFoundError("no such session");
-  }
   LockSet want;
   if (user_id.has_value() && !user_id->empty()) {
     want.users = Bit(UserShardOf(*user_id));
@@ -611,23 +598,22 @@ absl::StatusOr<SessionRecord> MemoryStore::Cycle(
   want.tokens =
       Bit(TokenShardOf(old_token_hash)) | Bit(TokenShardOf(new_token_hash));
   const bool cap = cap_ > 0 && user_id.has_value() && !user_id->empty();
-  return Run(
+  return WithLocks(
       want, /*exclusive=*/true,
       [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionRecord> {
         Entry* e = FindByToken(old_token_hash);
-        if (e == nullptr || !e->IsLiveAt(now)) {
-          return absl::NotFoundError("no such session");
-        }
+        if (e == nullptr || !e->IsLiveAt(now)) return NotFound();
         Entry* occupant = FindByToken(new_token_hash);
         if (occupant != nullptr && occupant->IsLiveAt(now)) {
           return absl::AlreadyExistsError("new token hash in use");
         }
-        locks.NeedAll(e);
-        if (occupant != nullptr) locks.NeedAll(occupant);
-        if (user_id.has_value()) locks.NeedUser(*user_id);
-        if (cap) NeedSessionsOf(*this, locks, *user_id, /*ids=*/true);
+        locks.WantAll(e);
+        if (occupant != nullptr) locks.WantAll(occupant);
+        if (user_id.has_value()) locks.WantUser(*user_id);
+        if (cap) WantSessionsOf(*this, locks, *user_id, /*ids=*/true);
         if (!locks.complete()) return RetryWithMoreLocks();
 
+        // ApplyCycle, in place.
         if (occupant != nullptr) Destroy(occupant);
         tokens_[TokenShardOf(old_token_hash)].entries.erase(old_token_hash);
         e->set_token_hash(new_token_hash);
@@ -635,121 +621,104 @@ absl::StatusOr<SessionRecord> MemoryStore::Cycle(
         if (user_id.has_value() && *user_id != e->user_id()) {
           e = Replace(e, *user_id, e->payload());
         }
-        e->last_active_us = absl::ToUnixMicros(now);
+        e->last_active_us =
+            absl::ToUnixMicros(ActiveAt(e->last_active_at(), now));
         ++e->version;
         if (cap) EnforceCap(e, now);
         return e->ToRecord();
       });
 }
 
-absl::StatusOr<int64_t> MemoryStore::DeleteByTokenHash(
+absl::StatusOr<int64_t> MemoryBackend::DeleteByTokenHash(
     absl::string_view token_hash) {
-  if (token_hash.size() != kTokenHashSize) return 0;
   LockSet want;
   want.tokens = Bit(TokenShardOf(token_hash));
-  return Run(want, /*exclusive=*/true,
-             [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
-               Entry* e = FindByToken(token_hash);
-               if (e == nullptr) return 0;
-               if (!locks.NeedAll(e)) return RetryWithMoreLocks();
-               const bool live = e->IsLiveAt(now);
-               Destroy(e);
-               return live ? 1 : 0;
-             });
+  return WithLocks(
+      want, /*exclusive=*/true,
+      [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
+        Entry* e = FindByToken(token_hash);
+        if (e == nullptr) return 0;
+        if (!locks.WantAll(e)) return RetryWithMoreLocks();
+        const bool live = e->IsLiveAt(now);
+        Destroy(e);
+        return live ? 1 : 0;
+      });
 }
 
-absl::StatusOr<int64_t> MemoryStore::DeleteById(absl::string_view id) {
-  if (!IsStorableText(id)) return 0;  // no stored id is like it
+absl::StatusOr<int64_t> MemoryBackend::DeleteById(absl::string_view id) {
   LockSet want;
   want.ids = Bit(IdShardOf(id));
-  return Run(want, /*exclusive=*/true,
-             [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
-               Entry* e = FindById(id);
-               if (e == nullptr) return 0;
-               if (!locks.NeedAll(e)) return RetryWithMoreLocks();
-               const bool live = e->IsLiveAt(now);
-               Destroy(e);
-               return live ? 1 : 0;
-             });
+  return WithLocks(
+      want, /*exclusive=*/true,
+      [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
+        Entry* e = FindById(id);
+        if (e == nullptr) return 0;
+        if (!locks.WantAll(e)) return RetryWithMoreLocks();
+        const bool live = e->IsLiveAt(now);
+        Destroy(e);
+        return live ? 1 : 0;
+      });
 }
 
-absl::StatusOr<int64_t> MemoryStore::DeleteForUser(
+absl::StatusOr<int64_t> MemoryBackend::DeleteForUser(
     absl::string_view user_id, absl::string_view except_id) {
-  if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
-  if (!IsStorableText(user_id)) return 0;  // no stored user is like it
   LockSet want;
   want.users = Bit(UserShardOf(user_id));
-  return Run(want, /*exclusive=*/true,
-             [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
-               NeedSessionsOf(*this, locks, user_id, /*ids=*/true);
-               if (!locks.complete()) return RetryWithMoreLocks();
-               std::vector<Entry*> doomed;
-               for (Entry* e = FirstOfUser(user_id); e != nullptr;
-                    e = e->user_next) {
-                 if (except_id.empty() || e->id() != except_id) {
-                   doomed.push_back(e);
-                 }
-               }
-               int64_t removed = 0;
-               for (Entry* e : doomed) {
-                 if (e->IsLiveAt(now)) ++removed;
-                 Destroy(e);
-               }
-               return removed;
-             });
+  return WithLocks(
+      want, /*exclusive=*/true,
+      [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
+        WantSessionsOf(*this, locks, user_id, /*ids=*/true);
+        if (!locks.complete()) return RetryWithMoreLocks();
+        std::vector<Entry*> doomed;
+        for (Entry* e = FirstOfUser(user_id); e != nullptr; e = e->user_next) {
+          if (except_id.empty() || e->id() != except_id) {
+            doomed.push_back(e);
+          }
+        }
+        int64_t removed = 0;
+        for (Entry* e : doomed) {
+          if (e->IsLiveAt(now)) ++removed;
+          Destroy(e);
+        }
+        return removed;
+      });
 }
 
-absl::StatusOr<SessionPage> MemoryStore::ListForUser(
-    absl::string_view user_id, int limit,
+absl::StatusOr<std::vector<SessionRecord>> MemoryBackend::ListForUser(
+    absl::string_view user_id, int count,
     const std::optional<ListCursor>& after) {
-  if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
-  if (absl::Status s = CheckPageLimit(limit); !s.ok()) return s;
-  if (!IsStorableText(user_id)) return SessionPage();  // no such user
   LockSet want;
   want.users = Bit(UserShardOf(user_id));
-  return Run(want, /*exclusive=*/false,
-             [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionPage> {
-               NeedSessionsOf(*this, locks, user_id, /*ids=*/false);
-               if (!locks.complete()) return RetryWithMoreLocks();
-               std::vector<const Entry*> found;
-               for (const Entry* e = FirstOfUser(user_id); e != nullptr;
-                    e = e->user_next) {
-                 if (!e->IsLiveAt(now)) continue;
-                 if (after.has_value()) {
-                   // Keep e only if the cursor lists before it.
-                   const absl::Time t = e->last_active_at();
-                   if (!(after->last_active_at > t ||
-                         (after->last_active_at == t &&
-                          absl::string_view(after->id) > e->id()))) {
-                     continue;
-                   }
-                 }
-                 found.push_back(e);
-               }
-               auto lists_before = [](const Entry* a, const Entry* b) {
-                 if (a->last_active_us != b->last_active_us) {
-                   return a->last_active_us > b->last_active_us;
-                 }
-                 return a->id() > b->id();
-               };
-               const size_t take =
-                   std::min(found.size(), static_cast<size_t>(limit));
-               std::partial_sort(found.begin(), found.begin() + take,
-                                 found.end(), lists_before);
-               SessionPage page;
-               page.sessions.reserve(take);
-               for (size_t i = 0; i < take; ++i) {
-                 page.sessions.push_back(found[i]->ToRecord());
-               }
-               if (found.size() > take) {
-                 page.next = ListCursor{page.sessions.back().last_active_at,
-                                        page.sessions.back().id};
-               }
-               return page;
-             });
+  return WithLocks(
+      want, /*exclusive=*/false,
+      [&](Locks& locks,
+          absl::Time now) -> absl::StatusOr<std::vector<SessionRecord>> {
+        WantSessionsOf(*this, locks, user_id, /*ids=*/false);
+        if (!locks.complete()) return RetryWithMoreLocks();
+        std::vector<const Entry*> found;
+        for (const Entry* e = FirstOfUser(user_id); e != nullptr;
+             e = e->user_next) {
+          if (!e->IsLiveAt(now)) continue;
+          if (after.has_value() &&
+              !ListsBefore(after->last_active_at, after->id,
+                           e->last_active_at(), e->id())) {
+            continue;
+          }
+          found.push_back(e);
+        }
+        const size_t take = std::min(found.size(), static_cast<size_t>(count));
+        std::partial_sort(found.begin(), found.begin() + take, found.end(),
+                          EntryListsBefore);
+        std::vector<SessionRecord> records;
+        records.reserve(take);
+        for (size_t i = 0; i < take; ++i) {
+          records.push_back(found[i]->ToRecord());
+        }
+        return records;
+      });
 }
 
-absl::StatusOr<int64_t> MemoryStore::PruneExpired() {
+absl::StatusOr<int64_t> MemoryBackend::PruneExpired() {
   int64_t removed = 0;
   for (int shard = 0; shard < kShards; ++shard) {
     {
@@ -778,7 +747,7 @@ absl::StatusOr<int64_t> MemoryStore::PruneExpired() {
       }
       std::vector<Entry*> reachable;
       for (Entry* e : expired) {
-        if (locks.NeedAll(e)) reachable.push_back(e);
+        if (locks.WantAll(e)) reachable.push_back(e);
       }
       if (!locks.complete() && round < 3) {
         want |= locks.missing();
@@ -794,9 +763,17 @@ absl::StatusOr<int64_t> MemoryStore::PruneExpired() {
 
 }  // namespace
 
-std::unique_ptr<SessionStore> NewMemoryStore(const Clock* clock,
-                                             const StoreOptions& options) {
-  return std::make_unique<MemoryStore>(clock, options);
+std::unique_ptr<StorageBackend> NewMemoryBackend(const Clock* clock,
+                                                 const StoreOptions& options) {
+  return std::make_unique<MemoryBackend>(clock, options);
+}
+
+absl::StatusOr<std::unique_ptr<SessionStore>> OpenMemoryStore(
+    const Clock* clock, const StoreOptions& options) {
+  return SessionStore::Open(
+      clock, options, [&]() -> absl::StatusOr<std::unique_ptr<StorageBackend>> {
+        return NewMemoryBackend(clock, options);
+      });
 }
 
 }  // namespace sessiond::storage

@@ -1,4 +1,4 @@
-#include "storage/postgres_conn.h"
+#include "storage/postgres/postgres_conn.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <pqxx/errorhandler>
 #include <pqxx/except>
 #include <pqxx/nontransaction>
+#include <pqxx/prepared_statement>
 #include <pqxx/result>
 #include <pqxx/transaction>
 #include <string>
@@ -31,6 +33,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "crypto/wipe.h"
+#include "storage/sql/statements.h"
 
 namespace sessiond::storage::postgres_internal {
 namespace {
@@ -85,14 +89,58 @@ std::string QuoteConnValue(absl::string_view value) {
   return out;
 }
 
+// A statement's name as prepared on every connection.
+const std::string& PreparedName(sql::SqlStatement statement) {
+  static const auto* const kNames = [] {
+    auto* names = new std::array<std::string, sql::kNumStatements>;
+    for (int i = 0; i < sql::kNumStatements; ++i) {
+      (*names)[i] = absl::StrCat(
+          "sessiond_", sql::StatementName(static_cast<sql::SqlStatement>(i)));
+    }
+    return names;
+  }();
+  return (*kNames)[static_cast<int>(statement)];
+}
+
+// A parameter in binary format (Connection::Execute).
+pqxx::binarystring BinaryParam(const sql::SqlParam& p) {
+  if (p.type == sql::SqlType::kInt) {
+    unsigned char be[8];
+    const uint64_t v = static_cast<uint64_t>(p.number);
+    for (int i = 0; i < 8; ++i) {
+      be[i] = static_cast<unsigned char>(v >> (56 - 8 * i));
+    }
+    return pqxx::binarystring(be, sizeof(be));
+  }
+  return pqxx::binarystring(p.bytes.empty() ? "" : p.bytes.data(),
+                            p.bytes.size());
+}
+
+class PgRow final : public sql::SqlRow {
+ public:
+  explicit PgRow(const pqxx::row& row) : row_(row) {}
+  int64_t Int(int column) const override { return FieldInt(row_[column]); }
+  std::string Text(int column) const override {
+    return FieldText(row_[column]);
+  }
+  std::string Bytes(int column) const override {
+    return FieldBytea(row_[column]);
+  }
+
+ private:
+  const pqxx::row& row_;
+};
+
+// Wipes a string that held the password when it goes out of scope.
+struct WipeOnExit {
+  std::string* secret;
+  ~WipeOnExit() { crypto::Wipe(secret); }
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// Parameters and results.
-
-pqxx::binarystring Bytea(absl::string_view v) {
-  return pqxx::binarystring(v.empty() ? "" : v.data(), v.size());
-}
+// Results.
 
 int64_t FieldInt(const pqxx::field& f) {
   int64_t v = 0;
@@ -106,10 +154,6 @@ std::string FieldText(const pqxx::field& f) {
 
 std::string FieldBytea(const pqxx::field& f) {
   return pqxx::binarystring(f).str();
-}
-
-int64_t Affected(const pqxx::result& r) {
-  return static_cast<int64_t>(r.affected_rows());
 }
 
 // ---------------------------------------------------------------------------
@@ -170,14 +214,14 @@ std::string ConnectionString(
 // Connection.
 
 Connection::Connection(std::unique_ptr<pqxx::connection> conn, int watch_fd,
-                       Watchdog& watchdog, std::string secret)
+                       Watchdog& watchdog, absl::string_view secret)
     : conn_(std::move(conn)),
       // Server notices (e.g. "relation ... already exists, skipping") are
       // of no use to the store; a library must not print them.
       quiet_(std::make_unique<pqxx::quiet_errorhandler>(*conn_)),
       watch_fd_(watch_fd),
       watchdog_(watchdog),
-      secret_(std::move(secret)) {}
+      secret_(secret) {}
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
     const ConnectOptions& options, absl::Time deadline, Watchdog& watchdog) {
@@ -185,7 +229,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
     return absl::UnavailableError(
         ScrubSecret(absl::StrCat("postgres: cannot connect: ",
                                  detail.empty() ? "connection failed" : detail),
-                    options.secret));
+                    options.secret.view()));
   };
   const absl::Duration left = deadline - absl::Now();
   if (left <= absl::ZeroDuration()) {
@@ -194,15 +238,26 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   // libpqxx connects with PQconnectdb, which blocks: what bounds it is
   // libpq's connect_timeout (whole seconds; libpq treats values below 2 as
   // 2; it applies to each address tried).
-  std::vector<std::pair<std::string, std::string>> params = options.params;
+  std::vector<std::pair<std::string, std::string>> params;
+  // No reallocation may leave a copy of the password behind.
+  params.reserve(options.params.size() + 2);
+  params.insert(params.end(), options.params.begin(), options.params.end());
+  if (!options.secret.empty()) {
+    params.emplace_back("password", options.secret.view());
+  }
   params.emplace_back(
       "connect_timeout",
       absl::StrCat(std::max<int64_t>(
           2, absl::ToInt64Seconds(absl::Ceil(left, absl::Seconds(1))))));
+  std::string conninfo = ConnectionString(params);
+  const WipeOnExit wipe_conninfo{&conninfo};
+  for (auto& [key, value] : params) {
+    if (key == "password") crypto::Wipe(&value);
+  }
   std::unique_ptr<pqxx::connection> conn;
   int watch_fd = -1;
   try {
-    conn = std::make_unique<pqxx::connection>(ConnectionString(params));
+    conn = std::make_unique<pqxx::connection>(conninfo);
     // libpqxx 6 would otherwise "reactivate" a broken connection by itself
     // (PQreset or a new PQconnectdb inside a later call): a new socket that
     // nobody watches, and a session without our settings. The store drops
@@ -214,15 +269,20 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
 #pragma GCC diagnostic pop
     // Error messages without DETAIL, which may quote values.
     conn->set_verbosity(pqxx::connection_base::terse);
-    for (const Statement& s : options.statements) conn->prepare(s.name, s.sql);
+    for (int i = 0; i < sql::kNumStatements; ++i) {
+      const auto statement = static_cast<sql::SqlStatement>(i);
+      const char* text =
+          sql::StatementText(statement, sql::SqlDialect::kPostgres);
+      if (text != nullptr) conn->prepare(PreparedName(statement), text);
+    }
     const int fd = conn->sock();
     if (fd >= 0) watch_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   } catch (const std::exception& e) {
     return cannot_connect(OneLine(e.what()));
   }
   if (watch_fd < 0) return cannot_connect("no socket to watch");
-  std::unique_ptr<Connection> c(
-      new Connection(std::move(conn), watch_fd, watchdog, options.secret));
+  std::unique_ptr<Connection> c(new Connection(
+      std::move(conn), watch_fd, watchdog, options.secret.view()));
 
   // The value is our own integer, never user input.
   const int64_t timeout_ms = std::max<int64_t>(
@@ -230,9 +290,9 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
              absl::Ceil(options.statement_timeout, absl::Milliseconds(1))));
   c->StartCall(deadline);
   absl::StatusOr<pqxx::result> set =
-      c->ExecSql(absl::StrCat("SET statement_timeout = ", timeout_ms,
-                              "; SHOW server_encoding"),
-                 "set up the connection");
+      c->ExecuteScript(absl::StrCat("SET statement_timeout = ", timeout_ms,
+                                    "; SHOW server_encoding"),
+                       "set up the connection");
   c->EndCall();
   if (!set.ok()) return set.status();
   if (c->broken()) {
@@ -299,8 +359,27 @@ pqxx::transaction_base& Connection::Current() {
   return *autocommit_;
 }
 
-absl::StatusOr<pqxx::result> Connection::ExecSql(const std::string& sql,
-                                                 absl::string_view what) {
+absl::StatusOr<int64_t> Connection::Execute(
+    sql::SqlStatement statement, absl::Span<const sql::SqlParam> params,
+    absl::FunctionRef<void(const sql::SqlRow&)> on_row) {
+  const absl::string_view what = sql::StatementName(statement);
+  if (absl::Status s = CheckUsable(what); !s.ok()) return s;
+  std::vector<pqxx::binarystring> values;
+  values.reserve(params.size());
+  for (const sql::SqlParam& p : params) values.push_back(BinaryParam(p));
+  pqxx::result res;
+  try {
+    res = Current().exec_prepared(PreparedName(statement),
+                                  pqxx::prepare::make_dynamic_params(values));
+  } catch (...) {
+    return Fail(what);
+  }
+  for (const pqxx::row& row : res) on_row(PgRow(row));
+  return static_cast<int64_t>(res.affected_rows());
+}
+
+absl::StatusOr<pqxx::result> Connection::ExecuteScript(const std::string& sql,
+                                                       absl::string_view what) {
   if (absl::Status s = CheckUsable(what); !s.ok()) return s;
   try {
     return Current().exec(sql);
@@ -355,12 +434,12 @@ void Connection::Rollback() {
   if (!conn_->is_open()) broken_ = true;
 }
 
-bool Connection::Idle() const {
+bool Connection::Reusable() const {
   return !broken_ && txn_ == nullptr && conn_->is_open();
 }
 
-bool Connection::LooksHealthy() const {
-  if (!Idle()) return false;
+bool Connection::StillAlive() const {
+  if (!Reusable()) return false;
   const int fd = conn_->sock();
   if (fd < 0) return false;
   pollfd p{};

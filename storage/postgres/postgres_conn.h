@@ -1,15 +1,14 @@
-// Internal to the PostgreSQL backend (storage/postgres_store.cc and its
-// tests; nothing else may include it): one libpqxx connection whose every
-// wait on the server is bounded (libpq's connect_timeout while connecting,
-// the Watchdog afterwards), its prepared statements and transactions, and the
+// Internal to the PostgreSQL backend (postgres_store.cc and its tests;
+// nothing else may include it): one libpqxx connection whose every wait on
+// the server is bounded (libpq's connect_timeout while connecting, the
+// Watchdog afterwards), its prepared statements and transactions, and the
 // mapping of libpqxx exceptions and SQLSTATEs to the SessionStore error
 // space.
-#ifndef SESSIOND_STORAGE_POSTGRES_CONN_H_
-#define SESSIOND_STORAGE_POSTGRES_CONN_H_
+#ifndef SESSIOND_STORAGE_POSTGRES_POSTGRES_CONN_H_
+#define SESSIOND_STORAGE_POSTGRES_POSTGRES_CONN_H_
 
 #include <cstdint>
 #include <memory>
-#include <pqxx/binarystring>
 #include <pqxx/connection>
 #include <pqxx/errorhandler>
 #include <pqxx/nontransaction>
@@ -19,12 +18,15 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "storage/socket_watchdog.h"
+#include "crypto/secret_file.h"
+#include "storage/common/socket_watchdog.h"
+#include "storage/sql/executor.h"
 
 namespace sessiond::storage::postgres_internal {
 
@@ -42,41 +44,21 @@ enum class ErrorKind {
   kOther,
 };
 
-// A statement the store prepares on each connection (libpqxx sends the
-// PREPARE on its first use there). Parameters carry explicit casts in the SQL
-// ($1::bytea, $2::bigint, $3::text), so their types never depend on
-// inference.
-struct Statement {
-  // Index in the store's statement table.
-  int index;
-  // The prepared statement's name on the connection.
-  const char* name;
-  const char* sql;
-};
-
-// A bytea parameter: sent in binary format, any bytes.
-pqxx::binarystring Bytea(absl::string_view v);
-// A text parameter: sent as text; must be IsStorableText (session_record.h).
-inline std::string Text(absl::string_view v) { return std::string(v); }
-
 // Column values of a (text-format) result.
 int64_t FieldInt(const pqxx::field& f);
 std::string FieldText(const pqxx::field& f);
 std::string FieldBytea(const pqxx::field& f);
-// Rows an INSERT, UPDATE or DELETE changed.
-int64_t Affected(const pqxx::result& r);
 
 // Connection settings.
 struct ConnectOptions {
   // libpq keywords and values, in order; a later entry overrides an earlier
-  // one. Connection::Open adds connect_timeout.
+  // one. Connection::Open adds the password and connect_timeout.
   std::vector<std::pair<std::string, std::string>> params;
   // Server-side statement timeout, set on every new connection.
   absl::Duration statement_timeout;
-  // Removed from every error message (the password), if not empty.
-  std::string secret;
-  // Registered on every connection (with pqxx::connection::prepare).
-  absl::Span<const Statement> statements;
+  // The password, if any: sent when connecting, removed from every error
+  // message.
+  crypto::Secret secret;
 };
 
 // The keyword/value pairs a libpq connection string or URI sets, in order.
@@ -91,7 +73,8 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseDsn(
 std::string ConnectionString(
     const std::vector<std::pair<std::string, std::string>>& params);
 
-// One libpqxx connection. Used by one thread at a time.
+// One libpqxx connection, on which the catalogue's statements
+// (storage/sql/statements.h) are prepared. Used by one thread at a time.
 //
 // Every use of the server happens inside a call: StartCall(deadline) ...
 // EndCall(). In between, the connection's socket is watched by the Watchdog,
@@ -103,17 +86,17 @@ std::string ConnectionString(
 // Within a call, statements run in the transaction opened by Begin() (a
 // pqxx::work) until Commit() or Rollback(), and otherwise each in autocommit
 // mode (a pqxx::nontransaction).
-class Connection {
+class Connection final : public sql::SqlExecutor {
  public:
   // Connects (bounded by libpq's connect_timeout, derived from `deadline`:
   // whole seconds, at least 2, per address tried), then sets
   // statement_timeout and checks the server encoding in one round trip
   // (bounded by `deadline` through `watchdog`). UNAVAILABLE on failure (with
   // libpq's message), FAILED_PRECONDITION if the database's encoding is not
-  // UTF8. `watchdog` must outlive the connection.
+  // UTF8. `options` and `watchdog` must outlive the connection.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
       const ConnectOptions& options, absl::Time deadline, Watchdog& watchdog);
-  ~Connection();
+  ~Connection() override;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -124,23 +107,20 @@ class Connection {
   // connection is marked broken.
   void EndCall();
 
-  // Runs a prepared statement with its parameters (int64_t, Text(...),
-  // Bytea(...)), in the open transaction or in autocommit mode.
-  template <typename... Args>
-  absl::StatusOr<pqxx::result> Exec(const Statement& stmt,
-                                    absl::string_view what,
-                                    const Args&... args) {
-    if (absl::Status s = CheckUsable(what); !s.ok()) return s;
-    try {
-      return Current().exec_prepared(stmt.name, args...);
-    } catch (...) {
-      return Fail(what);
-    }
+  sql::SqlDialect dialect() const override {
+    return sql::SqlDialect::kPostgres;
   }
+  // Runs the prepared statement in the open transaction or in autocommit
+  // mode. Every parameter is sent in binary format (a bigint as 8 bytes,
+  // big-endian; text and bytea as their bytes), so their values never
+  // pass through a text form. Rows arrive in text format.
+  absl::StatusOr<int64_t> Execute(
+      sql::SqlStatement statement, absl::Span<const sql::SqlParam> params,
+      absl::FunctionRef<void(const sql::SqlRow&)> on_row) override;
   // Runs fixed SQL (may be several statements: the result is the last one's)
   // in the open transaction or in autocommit mode.
-  absl::StatusOr<pqxx::result> ExecSql(const std::string& sql,
-                                       absl::string_view what);
+  absl::StatusOr<pqxx::result> ExecuteScript(const std::string& sql,
+                                             absl::string_view what);
 
   // Opens a READ COMMITTED transaction (pqxx::work; sends BEGIN).
   absl::Status Begin(absl::string_view what);
@@ -151,23 +131,23 @@ class Connection {
   // Rolls the open transaction back, if any. Never fails: if the rollback
   // cannot be confirmed, the connection is marked broken.
   void Rollback();
-  bool InTransaction() const { return txn_ != nullptr; }
 
   // True once the connection is unusable; it must then be dropped.
   bool broken() const { return broken_; }
-  // Idle: connected, not broken, no transaction open.
-  bool Idle() const;
-  // For a connection coming out of the pool: false if the server has said
-  // or closed anything since the connection was last used (a connection
-  // idle in the pool is sent nothing while healthy).
-  bool LooksHealthy() const;
+  // For ConnectionPool, after a call: connected, not broken, no transaction
+  // open.
+  bool Reusable() const;
+  // For ConnectionPool, before a call on an idle connection: false if the
+  // server has said or closed anything since the connection was last used (a
+  // connection idle in the pool is sent nothing while healthy).
+  bool StillAlive() const;
 
   ErrorKind last_error() const { return last_error_; }
   void ClearLastError() { last_error_ = ErrorKind::kNone; }
 
  private:
   Connection(std::unique_ptr<pqxx::connection> conn, int watch_fd,
-             Watchdog& watchdog, std::string secret);
+             Watchdog& watchdog, absl::string_view secret);
 
   // UNAVAILABLE if the connection is broken.
   absl::Status CheckUsable(absl::string_view what);
@@ -193,7 +173,8 @@ class Connection {
   Watchdog& watchdog_;
   // The current call's watch, or 0 outside a call.
   uint64_t ticket_ = 0;
-  const std::string secret_;
+  // ConnectOptions::secret, which outlives the connection.
+  const absl::string_view secret_;
   bool broken_ = false;
   ErrorKind last_error_ = ErrorKind::kNone;
 };
@@ -203,4 +184,4 @@ std::string ScrubSecret(std::string message, absl::string_view secret);
 
 }  // namespace sessiond::storage::postgres_internal
 
-#endif  // SESSIOND_STORAGE_POSTGRES_CONN_H_
+#endif  // SESSIOND_STORAGE_POSTGRES_POSTGRES_CONN_H_

@@ -1,49 +1,47 @@
-// The server-side Lua scripts of the Valkey backend (private to
-// valkey_store.cc). Every SessionStore call that reads or writes more than
-// one key is one of these scripts, so it runs atomically on the server;
-// except that the calls whose work grows with the data run a script that
-// does a bounded share of it, again and again until done (PruneExpired,
-// DeleteForUser, and ListForUser when it meets many dead index entries),
-// so that no script holds the shared server for long. See valkey_store.h
-// for the key layout they maintain.
+// The server-side Lua functions of the Valkey backend (private to
+// valkey_store.cc), one per StorageBackend call. Each runs atomically on
+// the server; the calls whose work grows with the data (PruneExpired,
+// DeleteForUser, and ListForUser when it meets many dead index entries) run
+// theirs, each a bounded share of the work, until it is done. README.md
+// describes the key layout they maintain.
 //
-// The scripts are the functions of one Lua library (Redis >= 7.0 FUNCTION,
-// Valkey), which valkey_store.cc assembles: the helpers below, defined once
-// when the library loads, then one registered function per script whose
-// body is the script's text. (Run as EVALSHA scripts instead, every call
-// would define all the helpers again: about a sixth of the instructions
-// the server runs for a Load.)
+// They carry out storage/backend.h's record rules, which the conformance
+// suite checks: Create stores NewSession (created_at = last_active_at =
+// now, version 1); Update and Cycle set last_active_at to ActiveAt
+// (active_at below: max(stored, now)) and add one to the version; Update
+// fails with ABORTED, writing nothing, exactly when CheckExpectedVersion
+// would; LoadAndTouch writes now only when TouchDue (now later than
+// last_active_at, and at least min_interval after it).
 //
-// Calling convention (every script):
+// valkey_store.cc assembles one library from them: the helpers below,
+// defined once when the library loads, then one registered function per
+// body below.
+//
+// Calling convention (every function):
 //   ARGV[1]  the key base "{<prefix>}:" that every key name starts with;
 //   ARGV[2]  now, in Unix microseconds, from sessiond's Clock (the server's
 //            TIME is never used, so an injected clock decides expiry);
-//   ARGV[3]… the call's own arguments, listed above each script.
+//   ARGV[3]… the call's own arguments, listed above each body.
 //   KEYS     the keys the call is known to touch before it runs (always at
-//            least one), for routing; the script derives further keys of
+//            least one), for routing; the function derives further keys of
 //            the same hash slot from ARGV[1].
 // Expected failures are error replies whose first word is a status code
 // (NOT_FOUND, ABORTED, ALREADY_EXISTS). The server does not roll back a
-// script's writes, so a script fails before writing anything, except that
-// removing an expired session it met (which is as good as missing) stays.
+// function's writes, so a function fails before writing anything, except
+// that removing an expired session it met (which is as good as missing)
+// stays.
 //
-// Clients read their clocks before their calls reach the server, so calls
-// from several threads or processes can arrive with times out of order.
-// The scripts keep session_store.h's guarantees regardless: last_active_at
+// Calls can arrive with their times out of order (valkey_store.h). The
+// functions keep session_store.h's guarantees regardless: last_active_at
 // never moves back (active_at), and a session that any call has found
 // expired is removed at once (live_by_token, list, cap), so no call that
 // read an older time can bring it back.
-//
-// No function has the allow-cross-slot-keys flag, so a cluster node refuses
-// any that touches keys of two hash slots, which tests rely on to check the
-// layout. Functions that only read or remove have the allow-oom flag
-// (valkey_store.cc), so they still run on a server at its maxmemory.
-#ifndef SESSIOND_STORAGE_VALKEY_SCRIPTS_H_
-#define SESSIOND_STORAGE_VALKEY_SCRIPTS_H_
+#ifndef SESSIOND_STORAGE_VALKEY_VALKEY_SCRIPTS_H_
+#define SESSIOND_STORAGE_VALKEY_VALKEY_SCRIPTS_H_
 
 namespace sessiond::storage::valkey_internal {
 
-// Helpers shared by every script: the start of the library.
+// Helpers shared by every function: the start of the library.
 //
 // A session hash has the fields th (token hash, raw bytes), u (user id),
 // p (sealed payload), c (created_at), a (last_active_at), i (idle timeout),
@@ -75,8 +73,7 @@ local function bytes_lt(s, t)
   end
   return #s < #t
 end
--- Key names are plain concatenations: encoding a name in Lua (hex, say)
--- costs more server CPU than all of a Save's commands.
+-- Key names are plain concatenations (README.md).
 local function skey(id) return B .. 's:' .. id end
 local function tkey(th) return B .. 't:' .. th end
 local function ukey(u) return B .. 'u:' .. u end
@@ -111,10 +108,6 @@ local function fail(code, message)
   return redis.error_reply(code .. ' ' .. message)
 end
 
--- (Scripts write fields with HSET directly: a generic helper building the
--- command from a field list cost about a tenth of an update's server
--- instructions.)
-
 -- Deletes every key and index entry of s.
 local function remove(s)
   redis.call('DEL', skey(s.id))
@@ -136,8 +129,8 @@ local function live_by_token(th)
   return s
 end
 
--- last_active_at for a write now: NOW, unless a call with a later clock
--- reading got here first. It never moves back.
+-- ActiveAt: last_active_at for a write now, max(stored, NOW), so that it
+-- never moves back when a call with a later clock reading got here first.
 local function active_at(s)
   if NOW > tonumber(s.a) then return ARGV[2] end
   return s.a
@@ -220,13 +213,14 @@ if s == nil then return fail('NOT_FOUND', 'no live session') end
 return reply(s)
 )lua";
 
-// ARGV[3] token hash, ARGV[4] min_interval (us). Touches when
-// now - last_active_at >= min_interval (and now is later).
+// ARGV[3] token hash, ARGV[4] min_interval (us, rounded up). Sets
+// last_active_at to now if TouchDue.
 inline constexpr char kLoadAndTouchScript[] = R"lua(
 local s = live_by_token(ARGV[3])
 if s == nil then return fail('NOT_FOUND', 'no live session') end
 local a = tonumber(s.a)
-if NOW > a and NOW - a >= tonumber(ARGV[4]) then
+local touch_due = NOW > a and NOW - a >= tonumber(ARGV[4])
+if touch_due then
   s.a = ARGV[2]
   redis.call('HSET', skey(s.id), 'a', s.a)
   reindex(s, s.u)
@@ -256,6 +250,7 @@ return reply(s)
 
 // ARGV[3] token hash, [4] user, [5] payload, [6] idle (us) or '',
 // [7] lifetime (us) or '', [8] expected version or '', [9] per-user cap.
+// ApplyUpdate; the one function that fails with ABORTED.
 inline constexpr char kUpdateScript[] = R"lua(
 local s = live_by_token(ARGV[3])
 if s == nil then return fail('NOT_FOUND', 'no live session') end
@@ -275,7 +270,7 @@ return reply(s)
 )lua";
 
 // ARGV[3] old token hash, [4] new token hash, [5] '1' to set the user,
-// [6] user, [7] per-user cap.
+// [6] user, [7] per-user cap. ApplyCycle.
 inline constexpr char kCycleScript[] = R"lua(
 local s = live_by_token(ARGV[3])
 if s == nil then return fail('NOT_FOUND', 'no live session') end
@@ -318,8 +313,8 @@ return n
 // sessions of (at most) the first batch size + 1 entries of the user's
 // index, except the kept one, and drops entries of vanished or moved
 // sessions. Returns {live sessions removed, 1 if that was the last batch
-// else 0}. The caller runs it until the last batch, so that no script has
-// to go through all of a user's sessions at once.
+// else 0}. The caller runs it until the last batch, so that no run has to
+// go through all of a user's sessions at once.
 inline constexpr char kDeleteForUserScript[] = R"lua(
 local u, keep, batch = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local uk = ukey(u)
@@ -341,28 +336,28 @@ end
 return {n, #got <= batch and 1 or 0}
 )lua";
 
-// ARGV[3] user, [4] limit, [5] cursor mode: '' (first page), 'lt' (strictly
-// after (ARGV[6], ARGV[7]) = (last_active_at, id)) or 'le' (every session
-// with last_active_at <= ARGV[6]), [8] budget: the most index entries to
-// look at (> limit + 1).
+// ARGV[3] user, [4] count, [5] cursor mode: '' (from the start), 'lt'
+// (strictly after (ARGV[6], ARGV[7]) = (last_active_at, id)) or 'le' (every
+// session with last_active_at <= ARGV[6]), [8] budget: the most index
+// entries to look at (> count).
 //
 // The user index orders by (last_active_at, id bytewise), the reverse of
-// the listing order. The script finds where the cursor's position falls in
-// it by score (ZCOUNT with an exclusive bound) and, within the entries that
-// share the cursor's score, by a binary search on id; then it reads entries
-// by rank from there, in batches: each read costs O(log n + batch), never
-// a walk over the entries before it (as a growing LIMIT offset would).
-// Ranks stay put while the script runs: it removes nothing until the end.
+// the listing order. The function finds where the cursor's position falls
+// in it by score (ZCOUNT with an exclusive bound) and, within the entries
+// that share the cursor's score, by a binary search on id; then it reads
+// entries by rank from there, in batches: each read costs O(log n + batch),
+// never a walk over the entries before it (as a growing LIMIT offset
+// would).
+// Ranks stay put while the function runs: it removes nothing until the end.
 //
-// Returns {1, sessions} with up to limit + 1 live sessions in listing order
-// (the extra one tells that another page follows); or {0} when it used up
-// its budget before it had limit + 1 sessions or reached the end of the
-// index: the dead entries it met (of expired sessions, removed with them,
-// and of vanished or moved ones) are gone, so running it again from the
-// same position gets further, and in the end the whole page comes from one
-// script.
+// Returns up to count live sessions in listing order; or nil (false) when
+// it used up its budget before it had count sessions or reached the end of
+// the index: the dead entries it met (of expired sessions, removed with
+// them, and of vanished or moved ones) are gone, so running it again from
+// the same position gets further, and in the end all the sessions come
+// from one run.
 inline constexpr char kListForUserScript[] = R"lua(
-local u, limit, mode = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local u, count, mode = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local budget = tonumber(ARGV[8])
 local uk = ukey(u)
 local total = redis.call('ZCARD', uk)
@@ -383,7 +378,7 @@ if mode ~= '' then
 end
 local out, dead, expired = {}, {}, {}
 local looked = 0
-while pos < total and #out <= limit and looked < budget do
+while pos < total and #out < count and looked < budget do
   local n = math.min(128, budget - looked)
   local got = redis.call('ZRANGE', uk, int(pos), int(pos + n - 1), 'REV')
   if #got == 0 then pos = total end  -- cannot happen: nothing changed
@@ -397,21 +392,21 @@ while pos < total and #out <= limit and looked < budget do
       expired[#expired + 1] = s
     else
       out[#out + 1] = reply(s)
-      if #out > limit then break end
+      if #out == count then break end
     end
   end
 end
 for _, id in ipairs(dead) do redis.call('ZREM', uk, id) end
 for _, s in ipairs(expired) do remove(s) end
-if #out <= limit and pos < total then return {0} end
-return {1, out}
+if #out < count and pos < total then return false end
+return out
 )lua";
 
 // ARGV[3] batch size. Looks at up to that many expiry index entries due by
 // now: removes their sessions if expired (counted), drops the entries of
 // sessions that are gone (native expiry) along with their user index entry,
 // and re-files entries of sessions that are still live. Returns
-// {removed, entries looked at}.
+// {removed, 1 if that was the last batch else 0}.
 inline constexpr char kPruneScript[] = R"lua(
 local got = redis.call('ZRANGEBYSCORE', XKEY, '-inf', ARGV[2], 'LIMIT', 0,
                        tonumber(ARGV[3]))
@@ -433,9 +428,9 @@ for _, m in ipairs(got) do
     if u ~= '' then redis.call('ZREM', ukey(u), id) end
   end
 end
-return {removed, #got}
+return {removed, #got < tonumber(ARGV[3]) and 1 or 0}
 )lua";
 
 }  // namespace sessiond::storage::valkey_internal
 
-#endif  // SESSIOND_STORAGE_VALKEY_SCRIPTS_H_
+#endif  // SESSIOND_STORAGE_VALKEY_VALKEY_SCRIPTS_H_

@@ -1,124 +1,42 @@
-// Valkey backend of SessionStore ("valkey"): sessions in a Valkey (or Redis
-// >= 7.0) server that several sessiond processes share. Speaks RESP through
-// hiredis.
+// The Valkey backend ("valkey"): sessions in a Valkey (or Redis >= 7.0)
+// server that several sessiond processes share, spoken to over RESP
+// through hiredis. storage/valkey/README.md describes the design and the
+// key layout.
 //
-// Key layout. Every key starts with the hash tag "{<key_prefix>}", so all
-// keys of one store live in ONE cluster hash slot:
-//   {p}:s:<id>             hash: th (token hash, 32 raw bytes), u (user id),
-//                          p (sealed payload), c (created_at), a
-//                          (last_active_at), i (idle timeout), l (absolute
-//                          lifetime), v (version); times in Unix micros,
-//                          durations in micros (int64 max: infinite)
-//   {p}:t:<token hash>     string: the session id (the key ends with the
-//                          hash's 32 raw bytes)
-//   {p}:u:<user id>        sorted set: ids of the user's sessions scored by
-//                          last_active_at (listing order and cap eviction)
-//   {p}:x                  sorted set: "<user id>\0<id>" scored by
-//                          expires_at (what PruneExpired looks at)
-// Ids, user ids and token hashes go into names as they are: names are
-// binary-safe, each kind has its own "s:" "t:" "u:" part and comes last, so
-// no two can collide; the hash tag is the first "{...}" of a name, so no
-// '{' or '}' after it can move it; and ids and user ids hold no NUL
-// (IsStorableText), which separates them in expiry index members. The
-// scripts never encode a name (hex in Lua would cost more server CPU than
-// the commands of a Save). One slot is the simple correct
-// choice while every multi-key call must be atomic; it does mean a cluster
-// gives this store no sharding. Spreading users over slots (a tag per user,
-// with token -> id lookups kept atomic some other way) is future work.
+// Every call is one FCALL of a server-side Lua function, which the server
+// runs atomically, except PruneExpired and DeleteForUser: they run a
+// function that does a bounded batch of the work until none is left, each
+// batch atomic and the call as a whole not (their counts are still exact).
+// The functions (valkey_scripts.h) carry out storage/backend.h's record
+// rules on the server, since one round trip per call is what makes the
+// backend fast: NewSession, ActiveAt (last_active_at = max(stored, now)),
+// TouchDue, and ApplyUpdate and ApplyCycle, with ABORTED only on an
+// expected_version mismatch. tests/storage/conformance.cc checks that they
+// do.
 //
-// Why scripts. Every call is ONE server-side Lua script (create with the
-// per-user cap, compare-and-set update, load-and-touch, cycle, each delete
-// with its index clean-up, list, prune), except that some run a bounded one
-// several times (below): the server runs a script atomically, so no other
-// client ever sees a call half done, and no optimistic WATCH/MULTI retry
-// loop is needed. The scripts are the functions of one library, loaded
-// with FUNCTION LOAD when the store opens and run with FCALL; the library is
-// named "sessiond_<digest of the scripts>", so sessiond builds with
-// different scripts keep separate libraries on one server (a rolling
-// upgrade), and libraries of builds no longer running may be removed with
-// FUNCTION DELETE. The server keeps libraries in its persistence files and
-// passes them to replicas; if it lacks one all the same (restart without
-// persistence, FUNCTION FLUSH), the store loads it again and retries the
-// call once. An ACL user needs FUNCTION LOAD and FCALL. No function may
-// touch keys of two slots, so a cluster node rejects any that would.
+// Time: the store reads its Clock once it holds a connection, before the
+// server orders the call against others, so calls can reach the server
+// with their times out of order. The functions keep session_store.h's
+// guarantees all the same: a write never moves last_active_at back, and a
+// session that any call finds expired is removed in that call, so no later
+// call finds it live. The server's clock is never used; native key expiry
+// is only a backstop that fires after the Clock says a session ended.
 //
-// Bounded scripts. Nothing else runs on the server while a script does, so
-// no script may take time that grows with the data: calls whose work does
-// run a script that does a bounded share of it, as often as needed.
-// PruneExpired and DeleteForUser go in batches of a few hundred sessions,
-// each batch atomic, the call as a whole not (DeleteForUser ends with a
-// batch that leaves none of the user's sessions but the kept one); the
-// counts are exact.
-// ListForUser seeks its cursor's position in the user index by score and
-// id (never by skipping entries one by one) and looks at a bounded number
-// of entries; if it meets so many dead ones (of expired or vanished
-// sessions) that its page is not full by then, the script removes them and
-// runs again from the same position, so a page still comes from one
-// script. Cap eviction needs no bound of its own: it leaves at most
-// max_sessions_per_user entries in the user index (as long as the cap stays
-// the same).
+// All keys of a store share the hash tag "{<key_prefix>}", so a cluster
+// routes them to one slot (and gives this store no sharding). An ACL user
+// needs FUNCTION LOAD, FCALL, PING, SELECT, the commands the functions run
+// (README.md lists them) and the keys "{<key_prefix>}:*".
 //
-// Expiry. The current time is read from the injected Clock and passed to
-// every script, never the server's TIME, and the scripts decide liveness
-// from it: that check is authoritative. Clocks are read before calls reach
-// the server, so calls from several threads or processes can arrive with
-// times out of order; the scripts keep session_store.h's guarantees anyway:
-// a write never moves last_active_at back (it becomes max(stored, now)),
-// and a session that any call finds expired is removed there and then, so
-// no call that read an older time can bring it back.
+// Calls give up after connect_timeout + command_timeout (UNAVAILABLE), and
+// so do calls to a server that refuses them for now: loading, busy, a
+// replica, at maxmemory (then only the writes that could grow the data),
+// unable to persist, or short of replicas. Error messages name the call and
+// the server's error, never keys, ids, payloads or the password.
 //
-// Native key expiry is only a backstop, set so that it cannot fire early:
-// PEXPIRE/PX by the remaining duration (expires_at - now) plus a second of
-// grace, never PEXPIREAT, because a clock that differs from the server's (a
-// test's ManualClock, or skew between hosts) would otherwise delete live
-// sessions. A user's index gets a TTL no shorter than its longest session;
-// its entries of expired or vanished sessions are dropped whenever the
-// index is read (list, cap eviction, DeleteForUser) and by PruneExpired.
-// PruneExpired walks the expiry index in batches (one short script each):
-// it removes sessions that are expired but still stored and counts them,
-// and drops the index entries of sessions that are already gone (native
-// expiry; not counted). Sessions other calls found expired and removed are
-// not counted either.
-//
-// Connections. A pool of up to pool_size blocking hiredis connections, each
-// used by one call at a time. A new connection sends AUTH (with the username
-// if set) and SELECT. A connection that fails (I/O error, EOF, timeout) is
-// dropped; an idle one whose server went away (readable socket: EOF) is
-// dropped before use. So when the server restarts, the next calls simply
-// open new connections: no restart of sessiond. Each call (each script run,
-// for the calls that run several) has a deadline of
-// connect_timeout + command_timeout: waiting for a free connection (at most
-// command_timeout), connecting and the command itself all count against it,
-// and running out is UNAVAILABLE. hiredis itself only bounds each read(2) and
-// write(2) (by command_timeout), so that a server that trickles its reply
-// could hold a call forever; a watchdog thread (storage/socket_watchdog.h)
-// shuts the connection's socket down when a command's deadline passes. A
-// command that timed out may still run on the server later (e.g. one stopped
-// with SIGSTOP and resumed): UNAVAILABLE means "nothing is known to have been
-// written", as session_store.h says.
-//
-// Errors. Connection failures, timeouts and the server replies LOADING,
-// BUSY, MASTERDOWN, READONLY, TRYAGAIN, CLUSTERDOWN, OOM (maxmemory
-// reached: writes that could grow the data are refused, while loads,
-// deletes, lists and prune still run), MISCONF (the server cannot persist
-// and refuses writes) and NOREPLICAS (fewer replicas than
-// min-replicas-to-write) are UNAVAILABLE. Ids and user ids must be valid
-// UTF-8 without NUL bytes, as in every backend (IsStorableText): writes of
-// others are INVALID_ARGUMENT; lookups by them find nothing. The scripts' own
-// NOT_FOUND / ABORTED / ALREADY_EXISTS map to those codes. Authentication
-// failures at open are PERMISSION_DENIED; anything else (during a call,
-// auth failures too) is INTERNAL. Messages name the operation and the
-// server's error, never keys, ids, payloads or the password.
-//
-// Durability. The server should run with appendonly yes and appendfsync
-// always: then every acknowledged call survives a restart or crash of the
-// server (what tests check). With appendfsync everysec, up to about a second
-// of acknowledged writes can be lost if the server process or host crashes
-// (a clean SIGTERM shutdown still flushes everything); for sessions that
-// means some users sign in again or see a stale touch, never a corrupted
-// store. Without persistence a restart loses every session.
-#ifndef SESSIOND_STORAGE_VALKEY_STORE_H_
-#define SESSIOND_STORAGE_VALKEY_STORE_H_
+// Durability: run the server with appendonly yes and appendfsync always to
+// keep every acknowledged call through a crash of the server.
+#ifndef SESSIOND_STORAGE_VALKEY_VALKEY_STORE_H_
+#define SESSIOND_STORAGE_VALKEY_VALKEY_STORE_H_
 
 #include <memory>
 #include <string>
@@ -135,8 +53,9 @@ struct ValkeyOptions {
   int port = 6379;
   // SELECT on every new connection (must be 0 on a cluster).
   int database = 0;
-  // If set, AUTH with the password read from this file (a trailing newline
-  // is stripped). The password is kept in memory, never logged.
+  // If set, AUTH with the password read from this file
+  // (crypto::ReadSecretFile: private to its owner, trailing CR and LF
+  // stripped). The password is kept in wiped memory, never logged.
   std::string password_file;
   // Optional ACL user for AUTH (needs password_file).
   std::string username;
@@ -146,17 +65,27 @@ struct ValkeyOptions {
   int pool_size = 8;
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration command_timeout = absl::Seconds(2);
+  // Most expired sessions one PruneExpired function run looks at (each run
+  // holds the server, so it is kept short).
+  int prune_batch_size = 500;
 };
 
 // Connects (one connection, to check the address and credentials) and loads
-// the scripts. INVALID_ARGUMENT for bad options or an unreadable password
-// file; UNAVAILABLE if the server cannot be reached; PERMISSION_DENIED if it
-// refuses the credentials. `clock` must outlive the store. backend_name() is
-// "valkey".
+// the function library. Errors:
+//  - INVALID_ARGUMENT as SessionStore::Open says, for bad options, or for a
+//    password file that is empty or larger than 4096 bytes;
+//  - FAILED_PRECONDITION for a password file that is not a regular file, or
+//    that group or others may read or write;
+//  - the errno's code (NOT_FOUND, PERMISSION_DENIED, ...) for a password
+//    file that cannot be opened or read;
+//  - UNAVAILABLE if the server cannot be reached;
+//  - PERMISSION_DENIED if the server refuses the credentials.
+// Messages other than SessionStore::Open's start with "valkey: ". `clock`
+// must outlive the store.
 absl::StatusOr<std::unique_ptr<SessionStore>> OpenValkeyStore(
     const ValkeyOptions& options, const Clock* clock,
     const StoreOptions& store_options);
 
 }  // namespace sessiond::storage
 
-#endif  // SESSIOND_STORAGE_VALKEY_STORE_H_
+#endif  // SESSIOND_STORAGE_VALKEY_VALKEY_STORE_H_

@@ -1,19 +1,30 @@
 #include "server/config.h"
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "storage/registry.h"
 
 namespace sessiond {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 class ConfigTest : public ::testing::Test {
  protected:
+  // What the server logs about the chosen backend.
+  static std::string Describe(const ServerConfig& config) {
+    absl::StatusOr<const storage::Backend*> backend =
+        storage::FindBackend(config.backend);
+    if (!backend.ok()) return std::string(backend.status().message());
+    return (*backend)->Describe(config.backend_settings);
+  }
+
   absl::StatusOr<ServerConfig> Parse(std::vector<std::string> args) {
     args.insert(args.begin(), "sessiond");
     std::vector<char*> argv;
@@ -41,8 +52,8 @@ TEST_F(ConfigTest, DocumentedDefaults) {
   absl::StatusOr<ServerConfig> config = Parse({"--insecure_plaintext"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->grpc.listen_address, "0.0.0.0:50051");
-  EXPECT_EQ(config->backend_config.backend, "sqlite");
-  EXPECT_EQ(config->backend_config.sqlite_path, "./sessiond.db");
+  EXPECT_EQ(config->backend, "sqlite");
+  EXPECT_THAT(config->backend_settings, IsEmpty());
   EXPECT_EQ(config->handler.default_idle_timeout, absl::Minutes(30));
   EXPECT_EQ(config->handler.default_absolute_lifetime, absl::Hours(12));
   EXPECT_EQ(config->handler.touch_interval, absl::Minutes(1));
@@ -78,10 +89,8 @@ TEST_F(ConfigTest, UsageDefaultsMatchTheRealDefaults) {
   absl::StatusOr<ServerConfig> explicit_defaults = Parse(args);
   ASSERT_TRUE(explicit_defaults.ok()) << explicit_defaults.status();
   EXPECT_EQ(explicit_defaults->grpc.listen_address, plain->grpc.listen_address);
-  EXPECT_EQ(explicit_defaults->backend_config.backend,
-            plain->backend_config.backend);
-  EXPECT_EQ(explicit_defaults->backend_config.sqlite_path,
-            plain->backend_config.sqlite_path);
+  EXPECT_EQ(explicit_defaults->backend, plain->backend);
+  EXPECT_EQ(Describe(*explicit_defaults), Describe(*plain));
   EXPECT_EQ(explicit_defaults->handler.default_idle_timeout,
             plain->handler.default_idle_timeout);
   EXPECT_EQ(explicit_defaults->handler.default_absolute_lifetime,
@@ -107,38 +116,123 @@ TEST_F(ConfigTest, FlagsInBothSpellingsAndBothForms) {
        "--max-sessions-per-user=5", "--listen=127.0.0.1:0"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->key_files, (std::vector<std::string>{"/k/a", "/k/b"}));
-  EXPECT_EQ(config->backend_config.backend, "memory");
+  EXPECT_EQ(config->backend, "memory");
   EXPECT_EQ(config->handler.default_idle_timeout, absl::Seconds(150));
   EXPECT_EQ(config->store.max_sessions_per_user, 5);
   EXPECT_EQ(config->grpc.listen_address, "127.0.0.1:0");
 }
 
+// Every backend's flags are accepted (each value checked by its backend);
+// the chosen backend's are kept for it. How they set the backend's options
+// is tests/storage/registry_test.cc's part.
 TEST_F(ConfigTest, PostgresAndValkeySettings) {
-  absl::StatusOr<ServerConfig> config = Parse(
-      {"--insecure_plaintext", "--backend=postgres",
-       "--postgres_dsn=postgresql://sessiond@db:5432/sessions",
-       "--postgres_password_file=/run/secrets/pg", "--postgres_pool_size=16",
-       "--postgres_statement_timeout=2s", "--valkey_address=cache.local:6380",
-       "--valkey_database=3", "--valkey_username=sessiond",
-       "--valkey_password_file=/run/secrets/valkey", "--valkey_key_prefix=prod",
-       "--valkey_pool_size=4", "--valkey_timeout=500ms"});
+  const std::vector<std::string> postgres_flags = {
+      "--postgres_dsn=postgresql://sessiond@db:5432/sessions",
+      "--postgres_password_file=/run/secrets/pg", "--postgres_pool_size=16",
+      "--postgres_statement_timeout=2s"};
+  const std::vector<std::string> valkey_flags = {
+      "--valkey_address=cache.local:6380",
+      "--valkey_database=3",
+      "--valkey_username=sessiond",
+      "--valkey_password_file=/run/secrets/valkey",
+      "--valkey_key_prefix=prod",
+      "--valkey_pool_size=4",
+      "--valkey_timeout=500ms"};
+  std::vector<std::string> args = {"--insecure_plaintext",
+                                   "--backend=postgres"};
+  args.insert(args.end(), postgres_flags.begin(), postgres_flags.end());
+  args.insert(args.end(), valkey_flags.begin(), valkey_flags.end());
+  absl::StatusOr<ServerConfig> config = Parse(args);
   ASSERT_TRUE(config.ok()) << config.status();
-  const storage::BackendConfig& b = config->backend_config;
-  EXPECT_EQ(b.backend, "postgres");
-  EXPECT_EQ(b.postgres.dsn, "postgresql://sessiond@db:5432/sessions");
-  EXPECT_EQ(b.postgres.password_file, "/run/secrets/pg");
-  EXPECT_EQ(b.postgres.pool_size, 16);
-  EXPECT_EQ(b.postgres.statement_timeout, absl::Seconds(2));
-  EXPECT_EQ(b.valkey.host, "cache.local");
-  EXPECT_EQ(b.valkey.port, 6380);
-  EXPECT_EQ(b.valkey.database, 3);
-  EXPECT_EQ(b.valkey.username, "sessiond");
-  EXPECT_EQ(b.valkey.password_file, "/run/secrets/valkey");
-  EXPECT_EQ(b.valkey.key_prefix, "prod");
-  EXPECT_EQ(b.valkey.pool_size, 4);
-  EXPECT_EQ(b.valkey.command_timeout, absl::Milliseconds(500));
-  EXPECT_EQ(b.valkey.connect_timeout, absl::Milliseconds(500));
-  EXPECT_EQ(b.Describe().find("secrets"), std::string::npos);
+  EXPECT_EQ(config->backend, "postgres");
+  EXPECT_EQ(config->backend_settings,
+            (storage::BackendSettings{
+                {"postgres_dsn", "postgresql://sessiond@db:5432/sessions"},
+                {"postgres_password_file", "/run/secrets/pg"},
+                {"postgres_pool_size", "16"},
+                {"postgres_statement_timeout", "2s"}}));
+  EXPECT_EQ(Describe(*config).find("secrets"), std::string::npos);
+
+  args[1] = "--backend=valkey";
+  config = Parse(args);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->backend, "valkey");
+  EXPECT_EQ(
+      config->backend_settings,
+      (storage::BackendSettings{{"valkey_address", "cache.local:6380"},
+                                {"valkey_database", "3"},
+                                {"valkey_username", "sessiond"},
+                                {"valkey_password_file", "/run/secrets/valkey"},
+                                {"valkey_key_prefix", "prod"},
+                                {"valkey_pool_size", "4"},
+                                {"valkey_timeout", "500ms"}}));
+  EXPECT_THAT(Describe(*config), HasSubstr("cache.local:6380"));
+  EXPECT_EQ(Describe(*config).find("secrets"), std::string::npos);
+}
+
+TEST_F(ConfigTest, BackendFlagsComeFromTheEnvironmentToo) {
+  env_["SESSIOND_BACKEND"] = "sqlite";
+  env_["SESSIOND_DB_PATH"] = "/env/sessions.db";
+  absl::StatusOr<ServerConfig> config = Parse({"--insecure_plaintext"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->backend_settings,
+            (storage::BackendSettings{{"db_path", "/env/sessions.db"}}));
+  config = Parse({"--insecure_plaintext", "--db-path=/cli/sessions.db"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->backend_settings,
+            (storage::BackendSettings{{"db_path", "/cli/sessions.db"}}));
+
+  env_["SESSIOND_POSTGRES_POOL_SIZE"] = "many";
+  config = Parse({"--insecure_plaintext"});
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("SESSIOND_POSTGRES_POOL_SIZE"));
+}
+
+// The usage text shows README's defaults of the backends' flags, and the
+// backend list comes from the registry.
+TEST_F(ConfigTest, UsageShowsEveryBackendAndItsFlagsOnce) {
+  const std::string usage = ConfigUsage();
+  EXPECT_THAT(usage,
+              HasSubstr("storage backend: sqlite, memory, postgres or valkey"));
+  for (const char* expected : {
+           "--backend (SESSIOND_BACKEND, default \"sqlite\")",
+           "--db_path (SESSIOND_DB_PATH, default \"./sessiond.db\")",
+           "--postgres_dsn (SESSIOND_POSTGRES_DSN, default \"\")",
+           "--postgres_password_file (SESSIOND_POSTGRES_PASSWORD_FILE, "
+           "default \"\")",
+           "--postgres_pool_size (SESSIOND_POSTGRES_POOL_SIZE, default \"8\")",
+           "--postgres_statement_timeout (SESSIOND_POSTGRES_STATEMENT_TIMEOUT, "
+           "default \"5s\")",
+           "--valkey_address (SESSIOND_VALKEY_ADDRESS, default "
+           "\"127.0.0.1:6379\")",
+           "--valkey_database (SESSIOND_VALKEY_DATABASE, default \"0\")",
+           "--valkey_username (SESSIOND_VALKEY_USERNAME, default \"\")",
+           "--valkey_password_file (SESSIOND_VALKEY_PASSWORD_FILE, default "
+           "\"\")",
+           "--valkey_key_prefix (SESSIOND_VALKEY_KEY_PREFIX, default "
+           "\"sessiond\")",
+           "--valkey_pool_size (SESSIOND_VALKEY_POOL_SIZE, default \"8\")",
+           "--valkey_timeout (SESSIOND_VALKEY_TIMEOUT, default \"2s\")",
+           "--shutdown_drain_delay (SESSIOND_SHUTDOWN_DRAIN_DELAY, default "
+           "\"0s\")",
+       }) {
+    EXPECT_THAT(usage, HasSubstr(expected));
+  }
+  std::set<std::string> names;
+  size_t pos = 0;
+  while ((pos = usage.find("  --", pos)) != std::string::npos) {
+    const size_t name_end = usage.find(' ', pos + 4);
+    const std::string name = usage.substr(pos + 4, name_end - pos - 4);
+    EXPECT_TRUE(names.insert(name).second) << name << " listed twice";
+    pos = name_end;
+  }
+  for (const storage::Backend* backend : storage::RegisteredBackends()) {
+    for (const flags::FlagInfo& flag : backend->flags()) {
+      EXPECT_EQ(names.count(flag.name), 1u) << flag.name;
+    }
+  }
 }
 
 TEST_F(ConfigTest, KeyFileListIgnoresSpacesAndEmptyEntries) {
@@ -155,7 +249,7 @@ TEST_F(ConfigTest, EnvironmentAppliesAndCommandLineWins) {
   env_["SESSIOND_PRUNE_INTERVAL"] = "1m";
   absl::StatusOr<ServerConfig> config = Parse({"--prune_interval=2m"});
   ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_EQ(config->backend_config.backend, "memory");
+  EXPECT_EQ(config->backend, "memory");
   EXPECT_EQ(config->key_files, (std::vector<std::string>{"/env/key"}));
   EXPECT_EQ(config->prune_interval, absl::Minutes(2));
 }
@@ -167,6 +261,8 @@ TEST_F(ConfigTest, BadValuesNameTheFlagOrVariable) {
   };
   const std::vector<Case> cases = {
       {{"--insecure_plaintext", "--backend=mongo"}, "--backend"},
+      {{"--insecure_plaintext", "--backend=mongo"},
+       "sqlite, memory, postgres or valkey"},
       {{"--insecure_plaintext", "--idle_timeout=-5s"}, "--idle_timeout"},
       {{"--insecure_plaintext", "--idle_timeout=forever"}, "--idle_timeout"},
       {{"--insecure_plaintext", "--max_payload_bytes=abc"},
@@ -194,6 +290,13 @@ TEST_F(ConfigTest, BadValuesNameTheFlagOrVariable) {
        "--valkey_address"},
       {{"--insecure_plaintext", "--valkey_key_prefix={x}"},
        "--valkey_key_prefix"},
+      {{"--insecure_plaintext", "--valkey_timeout=forever"},
+       "--valkey_timeout"},
+      {{"--insecure_plaintext", "--postgres_pool_size=0"},
+       "--postgres_pool_size"},
+      {{"--insecure_plaintext", "--db_path="}, "--db_path"},
+      {{"--insecure_plaintext", "--backend=valkey", "--valkey_username=u"},
+       "--valkey_password_file"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<ServerConfig> config = Parse(c.args);

@@ -3,7 +3,7 @@
 #include "crypto/sealer.h"
 #include "gtest/gtest.h"
 #include "storage/clock.h"
-#include "storage/memory_store.h"
+#include "storage/memory/memory_store.h"
 
 namespace sessiond {
 namespace {
@@ -22,7 +22,7 @@ bool Eventually(Predicate done) {
 TEST(BackgroundPrunerTest, RemovesExpiredSessionsAtItsInterval) {
   ManualClock clock;
   std::unique_ptr<storage::SessionStore> store =
-      storage::NewMemoryStore(&clock, storage::StoreOptions{});
+      *storage::OpenMemoryStore(&clock, storage::StoreOptions{});
   std::unique_ptr<crypto::Sealer> sealer = crypto::NewPlaintextSealer();
   SessionHandler handler(store.get(), sealer.get(), HandlerOptions{});
   v1::SaveRequest short_lived;
@@ -42,7 +42,7 @@ TEST(BackgroundPrunerTest, RemovesExpiredSessionsAtItsInterval) {
 TEST(BackgroundPrunerTest, StopsPromptlyWhenDestroyed) {
   ManualClock clock;
   std::unique_ptr<storage::SessionStore> store =
-      storage::NewMemoryStore(&clock, storage::StoreOptions{});
+      *storage::OpenMemoryStore(&clock, storage::StoreOptions{});
   std::unique_ptr<crypto::Sealer> sealer = crypto::NewPlaintextSealer();
   SessionHandler handler(store.get(), sealer.get(), HandlerOptions{});
   const absl::Time start = absl::Now();

@@ -1,8 +1,12 @@
 // SessionHandler over a real memory store and a real AES-256-GCM sealer.
 #include "server/session_handler.h"
 
+#include <functional>
+#include <memory>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "crypto/key_ring.h"
 #include "crypto/sealer.h"
@@ -10,7 +14,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/clock.h"
-#include "storage/memory_store.h"
+#include "storage/memory/memory_store.h"
+#include "storage/session_store.h"
+#include "tests/storage/fake_backend.h"
 
 namespace sessiond {
 namespace {
@@ -32,7 +38,7 @@ std::unique_ptr<crypto::Sealer> SealerFor(std::vector<std::string> keys) {
 class SessionHandlerTest : public ::testing::Test {
  protected:
   SessionHandlerTest()
-      : store_(storage::NewMemoryStore(&clock_, storage::StoreOptions{})),
+      : store_(*storage::OpenMemoryStore(&clock_, storage::StoreOptions{})),
         sealer_(SealerFor({kKeyA})),
         handler_(store_.get(), sealer_.get(), HandlerOptions{}) {}
 
@@ -457,6 +463,141 @@ TEST_F(SessionHandlerTest, PruneCountsAndHealthReports) {
   EXPECT_TRUE(health->serving());
   EXPECT_EQ(health->backend(), "memory");
   EXPECT_TRUE(health->message().empty());
+}
+
+// ---------------------------------------------------------------------------
+// Storage errors, from a backend told to fail (tests/storage/fake_backend.h).
+
+class SessionHandlerStorageErrorTest : public ::testing::Test {
+ protected:
+  SessionHandlerStorageErrorTest() {
+    auto fake = std::make_unique<storage::FakeBackend>(
+        storage::NewMemoryBackend(&clock_, {}));
+    fake_ = fake.get();
+    store_ = std::make_unique<storage::SessionStore>(std::move(fake));
+    sealer_ = SealerFor({kKeyA});
+    handler_ = std::make_unique<SessionHandler>(store_.get(), sealer_.get(),
+                                                HandlerOptions{});
+  }
+
+  // A live session's token.
+  std::string NewToken() {
+    v1::SaveRequest request;
+    request.set_user_id("alice");
+    absl::StatusOr<v1::SaveResponse> saved = handler_->Save(request);
+    EXPECT_TRUE(saved.ok()) << saved.status();
+    return saved.ok() ? saved->token() : "";
+  }
+
+  // Every RPC that reaches storage, on a live session of "alice".
+  std::vector<std::pair<std::string, std::function<absl::Status()>>> Rpcs(
+      const std::string& token) {
+    return {
+        {"Save (create)",
+         [this] { return handler_->Save(v1::SaveRequest()).status(); }},
+        {"Save (update)",
+         [this, token] {
+           v1::SaveRequest r;
+           r.set_token(token);
+           return handler_->Save(r).status();
+         }},
+        {"Load",
+         [this, token] {
+           v1::LoadRequest r;
+           r.set_token(token);
+           return handler_->Load(r).status();
+         }},
+        {"Load (touch)",
+         [this, token] {
+           v1::LoadRequest r;
+           r.set_token(token);
+           r.set_touch(true);
+           return handler_->Load(r).status();
+         }},
+        {"Cycle",
+         [this, token] {
+           v1::CycleRequest r;
+           r.set_token(token);
+           return handler_->Cycle(r).status();
+         }},
+        {"Delete (token)",
+         [this, token] {
+           v1::DeleteRequest r;
+           r.set_token(token);
+           return handler_->Delete(r).status();
+         }},
+        {"Delete (user)",
+         [this] {
+           v1::DeleteRequest r;
+           r.set_user_id("alice");
+           return handler_->Delete(r).status();
+         }},
+        {"ListForUser",
+         [this] {
+           v1::ListForUserRequest r;
+           r.set_user_id("alice");
+           return handler_->ListForUser(r).status();
+         }},
+        {"Prune",
+         [this] { return handler_->Prune(v1::PruneRequest()).status(); }},
+    };
+  }
+
+  ManualClock clock_;
+  storage::FakeBackend* fake_ = nullptr;
+  std::unique_ptr<storage::SessionStore> store_;
+  std::unique_ptr<crypto::Sealer> sealer_;
+  std::unique_ptr<SessionHandler> handler_;
+};
+
+TEST_F(SessionHandlerStorageErrorTest, UnavailableAndInternalReachTheCaller) {
+  const std::string token = NewToken();
+  for (const absl::Status& failure : {absl::UnavailableError("backend down"),
+                                      absl::InternalError("backend broke")}) {
+    fake_->FailAll(failure);
+    for (const auto& [name, rpc] : Rpcs(token)) {
+      EXPECT_EQ(rpc().code(), failure.code()) << name;
+    }
+  }
+  fake_->FailAll(absl::OkStatus());
+  for (const auto& [name, rpc] : Rpcs(token)) {
+    const absl::Status status = rpc();
+    EXPECT_TRUE(status.ok() || absl::IsNotFound(status)) << name << status;
+  }
+}
+
+TEST_F(SessionHandlerStorageErrorTest, HealthReportsAFailingBackend) {
+  fake_->FailCall("ping", absl::UnavailableError("backend down"));
+  absl::StatusOr<v1::HealthResponse> health =
+      handler_->Health(v1::HealthRequest());
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_FALSE(health->serving());
+  EXPECT_EQ(health->backend(), "fake");
+  EXPECT_THAT(health->message(), HasSubstr("backend down"));
+}
+
+// A taken id or token hash means the random values collided (or storage is
+// wrong): never hand the caller a session, and never say ALREADY_EXISTS,
+// which the API does not promise.
+TEST_F(SessionHandlerStorageErrorTest, CollisionsAreInternal) {
+  const std::string token = NewToken();
+  fake_->FailCall("create", absl::AlreadyExistsError("id taken"));
+  absl::StatusOr<v1::SaveResponse> saved = handler_->Save(v1::SaveRequest());
+  EXPECT_EQ(saved.status().code(), absl::StatusCode::kInternal);
+  fake_->FailCall("cycle", absl::AlreadyExistsError("hash taken"));
+  v1::CycleRequest cycle;
+  cycle.set_token(token);
+  absl::StatusOr<v1::CycleResponse> cycled = handler_->Cycle(cycle);
+  EXPECT_EQ(cycled.status().code(), absl::StatusCode::kInternal);
+}
+
+TEST_F(SessionHandlerStorageErrorTest, VersionMismatchIsAborted) {
+  const std::string token = NewToken();
+  v1::SaveRequest update;
+  update.set_token(token);
+  update.set_expected_version(1);
+  fake_->FailCall("update", absl::AbortedError("session version is 2"));
+  EXPECT_EQ(handler_->Save(update).status().code(), absl::StatusCode::kAborted);
 }
 
 }  // namespace

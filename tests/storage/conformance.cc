@@ -640,6 +640,46 @@ TEST_P(SessionStoreConformanceTest, TouchExtendsIdleExpiry) {
   EXPECT_FALSE(Exists(1));
 }
 
+// The clock steps back (an NTP correction, or a replica whose clock is
+// behind the one that wrote last): no write moves last_active_at back.
+TEST_P(SessionStoreConformanceTest,
+       LastActiveNeverMovesBackWhenClockStepsBack) {
+  MustCreate("back", 1, "alice");
+  clock_.Advance(absl::Minutes(10));
+  ASSERT_OK_AND_ASSIGN(SessionRecord ahead,
+                       store_->Update(TokenHash(1), MakeUpdate("alice", "v2")));
+  const absl::Time high = ahead.last_active_at;
+  clock_.Set(high - absl::Minutes(5));
+
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord touched,
+      store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()));
+  EXPECT_EQ(touched.last_active_at, high);
+  EXPECT_EQ(touched.version, 2);
+
+  ASSERT_OK_AND_ASSIGN(SessionRecord updated,
+                       store_->Update(TokenHash(1), MakeUpdate("alice", "v3")));
+  EXPECT_EQ(updated.last_active_at, high);
+  EXPECT_EQ(updated.version, 3);
+
+  ASSERT_OK_AND_ASSIGN(SessionRecord cycled,
+                       store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt));
+  EXPECT_EQ(cycled.last_active_at, high);
+  EXPECT_EQ(cycled.version, 4);
+
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(2)));
+  EXPECT_EQ(loaded, cycled);
+  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("alice", 10, {}));
+  ASSERT_EQ(page.sessions.size(), 1u);
+  EXPECT_EQ(page.sessions[0].last_active_at, high);
+
+  // Once the clock is past it again, writes move it forward as usual.
+  clock_.Set(high + absl::Minutes(1));
+  ASSERT_OK_AND_ASSIGN(updated,
+                       store_->Update(TokenHash(2), MakeUpdate("alice", "v5")));
+  EXPECT_EQ(updated.last_active_at, StoreNow());
+}
+
 // ---------------------------------------------------------------------------
 // Update and compare-and-set.
 
@@ -1571,6 +1611,22 @@ TEST_P(SessionStoreConformanceTest, ListForUserRejectsBadArguments) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(Code(store_->ListForUser("", 10, {})),
             StatusCode::kInvalidArgument);
+}
+
+// No page ends at a session whose id is not text, so a cursor with such an
+// id is a bad argument on every backend, whatever the user.
+TEST_P(SessionStoreConformanceTest, ListForUserRejectsCursorIdThatIsNotText) {
+  MustCreate("a", 1, "alice");
+  for (const std::string& id :
+       {std::string("a\0b", 3), std::string("\xff"), std::string("\xc0\x80")}) {
+    const ListCursor cursor{StoreNow(), id};
+    EXPECT_EQ(Code(store_->ListForUser("alice", 10, cursor)),
+              StatusCode::kInvalidArgument)
+        << absl::CEscape(id);
+    EXPECT_EQ(Code(store_->ListForUser("nobody", 10, cursor)),
+              StatusCode::kInvalidArgument)
+        << absl::CEscape(id);
+  }
 }
 
 TEST_P(SessionStoreConformanceTest, ListForUserOfUnknownUserIsEmpty) {

@@ -3,7 +3,7 @@
 // before; a watch disarmed in time never fires; and once Disarm() returns,
 // the watchdog never touches the descriptor again, even when the deadline
 // passes at that very moment and the descriptor number is reused at once.
-#include "storage/socket_watchdog.h"
+#include "storage/common/socket_watchdog.h"
 
 #include <poll.h>
 #include <sys/socket.h>

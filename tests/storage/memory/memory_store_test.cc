@@ -1,4 +1,4 @@
-#include "storage/memory_store.h"
+#include "storage/memory/memory_store.h"
 
 #include <algorithm>
 #include <atomic>
@@ -28,7 +28,7 @@ INSTANTIATE_TEST_SUITE_P(
         "Memory",
         [](const Clock* clock, const StoreOptions& options)
             -> absl::StatusOr<std::unique_ptr<SessionStore>> {
-          return NewMemoryStore(clock, options);
+          return OpenMemoryStore(clock, options);
         }}),
     StoreFactoryName());
 
@@ -59,11 +59,11 @@ SessionRecord Record(const std::string& id, int hash, const std::string& user,
 
 TEST(MemoryStoreTest, BackendNameIsMemory) {
   ManualClock clock;
-  EXPECT_EQ(NewMemoryStore(&clock, {})->backend_name(), "memory");
+  EXPECT_EQ((*OpenMemoryStore(&clock, {}))->backend_name(), "memory");
 }
 
 TEST(MemoryStoreTest, WorksWithTheRealClock) {
-  std::unique_ptr<SessionStore> store = NewMemoryStore(Clock::Real(), {});
+  std::unique_ptr<SessionStore> store = *OpenMemoryStore(Clock::Real(), {});
   absl::StatusOr<SessionRecord> r = store->Create(Record("a", 1, "u", "p"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->created_at, TruncateToMicros(r->created_at));
@@ -75,7 +75,7 @@ TEST(MemoryStoreTest, WorksWithTheRealClock) {
 // and user changes on Cycle that keep the payload.
 TEST(MemoryStoreTest, ContentSurvivesResizesAndUserChanges) {
   ManualClock clock;
-  std::unique_ptr<SessionStore> store = NewMemoryStore(&clock, {});
+  std::unique_ptr<SessionStore> store = *OpenMemoryStore(&clock, {});
   ASSERT_TRUE(store->Create(Record("a", 1, "", "p")).ok());
   int hash = 1;
   const std::vector<size_t> sizes = {0, 1, 1000, 990, 10, 100000, 3, 256, 0};
@@ -118,7 +118,7 @@ TEST(MemoryStoreTest, ContentSurvivesResizesAndUserChanges) {
 // lock every shard.
 TEST(MemoryStoreTest, UserWithManySessions) {
   ManualClock clock;
-  std::unique_ptr<SessionStore> store = NewMemoryStore(&clock, {});
+  std::unique_ptr<SessionStore> store = *OpenMemoryStore(&clock, {});
   constexpr int kSessions = 2000;
   for (int i = 0; i < kSessions; ++i) {
     ASSERT_TRUE(
@@ -160,7 +160,7 @@ TEST(MemoryStoreTest, MixedOperationsStress) {
   ManualClock clock;
   StoreOptions options;
   options.max_sessions_per_user = kCap;
-  std::unique_ptr<SessionStore> store = NewMemoryStore(&clock, options);
+  std::unique_ptr<SessionStore> store = *OpenMemoryStore(&clock, options);
 
   std::atomic<int> unexpected{0};
   std::atomic<int> broken_invariants{0};

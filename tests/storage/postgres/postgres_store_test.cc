@@ -3,9 +3,10 @@
 // suite on a fresh database per store, plus what only PostgreSQL has
 // (migrations, several processes on one database, batched pruning, server
 // restarts and hangs, password files, the connection pool).
-#include "storage/postgres_store.h"
+#include "storage/postgres/postgres_store.h"
 
 #include <postgresql/libpq-fe.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cstdint>
@@ -28,7 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/clock.h"
-#include "storage/postgres_conn.h"
+#include "storage/postgres/postgres_conn.h"
 #include "storage/session_record.h"
 #include "storage/session_store.h"
 #include "tests/storage/conformance.h"
@@ -994,7 +995,7 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
   const absl::Duration took =
       Timed([&] { waited = store->Load(NumberedTokenHash(2)).status(); });
   EXPECT_EQ(waited.code(), absl::StatusCode::kUnavailable) << waited;
-  EXPECT_THAT(waited.message(), HasSubstr("pool"));
+  EXPECT_THAT(waited.message(), HasSubstr("connections stayed busy"));
   EXPECT_GE(took, absl::Milliseconds(900));
   EXPECT_LT(took, absl::Seconds(3));
   raw.Exec("ROLLBACK");
@@ -1225,6 +1226,15 @@ TEST_F(PostgresStoreTest, HungServerFailsCallsWithinTheBound) {
 // ---------------------------------------------------------------------------
 // Passwords.
 
+// Writes `content` to `path` with exactly `mode` (whatever the umask);
+// returns the path.
+std::string WritePasswordFile(const std::string& path,
+                              const std::string& content, mode_t mode) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+  EXPECT_EQ(chmod(path.c_str(), mode), 0) << path;
+  return path;
+}
+
 TEST_F(PostgresStoreTest, PasswordFromFile) {
   const std::string role = absl::StrCat("pw_", db_);
   const std::string password = "Corr3ct-h0rse-battery";
@@ -1232,9 +1242,7 @@ TEST_F(PostgresStoreTest, PasswordFromFile) {
   Exec(absl::StrCat("ALTER DATABASE ", db_, " OWNER TO ", role));
   const std::string dir = testing::MakeTempDir("pgpass");
   auto write = [&](const std::string& name, const std::string& content) {
-    const std::string path = dir + "/" + name;
-    std::ofstream(path) << content;
-    return path;
+    return WritePasswordFile(dir + "/" + name, content, 0600);
   };
   PostgresOptions o;
   o.dsn = absl::StrCat("host=127.0.0.1 port=", server_->port(), " user=", role,
@@ -1271,6 +1279,37 @@ TEST_F(PostgresStoreTest, PasswordFromFile) {
   o.password_file = write("empty", "");
   EXPECT_EQ(OpenPostgresStore(o, &clock_, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
+
+  // CR LF line ends are not part of the password either.
+  o.password_file = write("crlf", password + "\r\n");
+  {
+    auto store = Open(o);
+    ASSERT_NE(store, nullptr);
+    EXPECT_TRUE(store->Ping().ok());
+  }
+  testing::RemoveTree(dir);
+}
+
+// A password file that group or others may read is refused before any
+// connection is made, whatever it holds.
+TEST_F(PostgresStoreTest, PasswordFileOthersMayReadIsFailedPrecondition) {
+  const std::string dir = testing::MakeTempDir("pgpass");
+  for (const mode_t mode : {0640, 0604, 0620, 0666}) {
+    SCOPED_TRACE(mode);
+    PostgresOptions o = Options();
+    o.password_file = WritePasswordFile(absl::StrCat(dir, "/pw", mode),
+                                        "Corr3ct-h0rse-battery\n", mode);
+    const absl::Status status = OpenPostgresStore(o, &clock_, {}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    EXPECT_THAT(status.message(), HasSubstr("postgres: "));
+    EXPECT_THAT(status.message(), HasSubstr("chmod 600"));
+    EXPECT_THAT(status.message(), Not(HasSubstr("h0rse")));
+  }
+  // The same file, private to its owner, is read.
+  PostgresOptions o = Options();
+  o.password_file =
+      WritePasswordFile(dir + "/private", "Corr3ct-h0rse-battery\n", 0600);
+  EXPECT_NE(Open(o), nullptr);
   testing::RemoveTree(dir);
 }
 

@@ -1,6 +1,6 @@
 // Tests of the SQLite backend: the shared conformance suite, plus what only
 // SQLite has (files, schema versions, batching, locking).
-#include "storage/sqlite_store.h"
+#include "storage/sqlite/sqlite_store.h"
 
 #include <sqlite3.h>
 
@@ -40,6 +40,13 @@ std::string NewDbPath() {
   static std::atomic<int> counter{0};
   return absl::StrCat(TempDir(), "/sqlite_store_test_", getpid(), "_",
                       counter.fetch_add(1), ".db");
+}
+
+// Options for the database file at `path`.
+SqliteOptions At(const std::string& path) {
+  SqliteOptions options;
+  options.path = path;
+  return options;
 }
 
 // A plain SQLite connection to look at the file behind the store's back.
@@ -91,7 +98,7 @@ class SqliteStoreTest : public ::testing::Test {
  protected:
   std::unique_ptr<SessionStore> Open(StoreOptions options = {}) {
     absl::StatusOr<std::unique_ptr<SessionStore>> store =
-        OpenSqliteStore(path_, &clock_, options);
+        OpenSqliteStore(At(path_), &clock_, options);
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? *std::move(store) : nullptr;
   }
@@ -191,7 +198,7 @@ TEST_F(SqliteStoreTest, NewerSchemaIsFailedPrecondition) {
     raw.Exec(absl::StrCat("PRAGMA user_version = ", kSqliteSchemaVersion + 1));
   }
   absl::StatusOr<std::unique_ptr<SessionStore>> store =
-      OpenSqliteStore(path_, &clock_, {});
+      OpenSqliteStore(At(path_), &clock_, {});
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(store.status().message(), HasSubstr("newer"));
@@ -200,9 +207,27 @@ TEST_F(SqliteStoreTest, NewerSchemaIsFailedPrecondition) {
       HasSubstr(absl::StrCat("schema version ", kSqliteSchemaVersion + 1)));
 }
 
+TEST_F(SqliteStoreTest, NegativeSchemaVersionIsFailedPrecondition) {
+  {
+    RawDb raw(path_);
+    raw.Exec("PRAGMA user_version = -3");
+  }
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenSqliteStore(At(path_), &clock_, {});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(),
+              HasSubstr(absl::StrCat("sqlite: database \"", path_,
+                                     "\" has an invalid schema version -3")));
+}
+
+TEST_F(SqliteStoreTest, DefaultPathIsBesideTheKey) {
+  EXPECT_EQ(SqliteOptions().path, "./sessiond.db");
+}
+
 TEST_F(SqliteStoreTest, BadPathIsAnError) {
   absl::StatusOr<std::unique_ptr<SessionStore>> store = OpenSqliteStore(
-      TempDir() + "/no/such/directory/sessions.db", &clock_, {});
+      At(TempDir() + "/no/such/directory/sessions.db"), &clock_, {});
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(store.status().message(), HasSubstr("cannot open"));
@@ -214,21 +239,23 @@ TEST_F(SqliteStoreTest, NonDatabaseFileIsAnError) {
     out << std::string(4096, 'x');
   }
   absl::StatusOr<std::unique_ptr<SessionStore>> store =
-      OpenSqliteStore(path_, &clock_, {});
+      OpenSqliteStore(At(path_), &clock_, {});
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kInternal);
 }
 
 TEST_F(SqliteStoreTest, RejectsInMemoryAndBadArguments) {
-  EXPECT_EQ(OpenSqliteStore(":memory:", &clock_, {}).status().code(),
+  EXPECT_EQ(OpenSqliteStore(At(":memory:"), &clock_, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(OpenSqliteStore("", &clock_, {}).status().code(),
+  EXPECT_EQ(OpenSqliteStore(At(""), &clock_, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(OpenSqliteStore(path_, nullptr, {}).status().code(),
+  EXPECT_EQ(OpenSqliteStore(At("file:" + path_), &clock_, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(OpenSqliteStore(At(path_), nullptr, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
   StoreOptions negative;
   negative.max_sessions_per_user = -1;
-  EXPECT_EQ(OpenSqliteStore(path_, &clock_, negative).status().code(),
+  EXPECT_EQ(OpenSqliteStore(At(path_), &clock_, negative).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -312,6 +339,24 @@ TEST_F(SqliteStoreTest, ExpiredRowsDoNotBlockNewOnes) {
                 .status()
                 .code(),
             absl::StatusCode::kAlreadyExists);
+}
+
+// A delete removes what it names, expired or not, and counts the live ones.
+TEST_F(SqliteStoreTest, DeletesRemoveExpiredRowsButCountOnlyLiveOnes) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "alice", absl::Hours(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(3, "", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(4, "", absl::Minutes(1))).ok());
+  clock_.Advance(absl::Minutes(2));
+  RawDb raw(path_);
+  EXPECT_EQ(*store->DeleteForUser("alice", ""), 1);
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions WHERE user_id = 'alice'"),
+            0);
+  EXPECT_EQ(*store->DeleteById("id-3"), 0);
+  EXPECT_EQ(*store->DeleteByTokenHash(NumberedRecord(4).token_hash), 0);
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 0);
 }
 
 TEST_F(SqliteStoreTest, LockHeldTooLongIsUnavailable) {
@@ -466,7 +511,7 @@ TEST(SqliteStoreTimeTest, WriteThatWaitsForTheLockReadsTheTimeAfterwards) {
     CountingClock clock;
     const std::string path = NewDbPath();
     absl::StatusOr<std::unique_ptr<SessionStore>> store =
-        OpenSqliteStore(path, &clock, {});
+        OpenSqliteStore(At(path), &clock, {});
     ASSERT_TRUE(store.ok()) << store.status();
     const SessionRecord in =
         NumberedRecord(static_cast<int>(i), "alice", absl::Minutes(1));
@@ -507,7 +552,7 @@ INSTANTIATE_TEST_SUITE_P(
         "Sqlite",
         [](const Clock* clock, const StoreOptions& options)
             -> absl::StatusOr<std::unique_ptr<SessionStore>> {
-          return OpenSqliteStore(NewDbPath(), clock, options);
+          return OpenSqliteStore(At(NewDbPath()), clock, options);
         }}),
     StoreFactoryName());
 

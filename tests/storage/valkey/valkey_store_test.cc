@@ -1,17 +1,18 @@
 // Tests of the Valkey backend against a real redis-server: the shared
 // conformance suite, plus what only this backend has (key layout and hash
-// slots, scripts, native expiry, indexes, server outages and restarts,
+// slots, functions, native expiry, indexes, server outages and restarts,
 // authentication, databases).
 //
 // One server, started once, serves the conformance suite and most tests
 // (each store gets a flushed server and its own key prefix). Tests that
 // stop, pause or reconfigure a server start their own.
-#include "storage/valkey_store.h"
+#include "storage/valkey/valkey_store.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,6 +43,7 @@
 #include "storage/session_record.h"
 #include "storage/session_store.h"
 #include "tests/storage/conformance.h"
+#include "tests/storage/shared_backend_suite.h"
 #include "tests/testing/redis_server.h"
 #include "tests/testing/subprocess.h"
 
@@ -135,8 +137,8 @@ SessionUpdate MakeUpdate(const std::string& user, const std::string& payload,
   return u;
 }
 
-// The documented key layout (valkey_store.h), for looking behind the
-// store's back.
+// The documented key layout (storage/valkey/README.md), for looking behind
+// the store's back.
 struct Layout {
   std::string prefix;
   std::string Base() const { return absl::StrCat("{", prefix, "}:"); }
@@ -179,11 +181,17 @@ std::vector<std::string> Strings(const RedisReply& r) {
   return out;
 }
 
+// Writes `content` to a new file of that mode (a password file must be
+// private to its owner).
 std::string WriteFile(const std::string& dir, const std::string& name,
-                      const std::string& content) {
+                      const std::string& content, mode_t mode = 0600) {
   const std::string path = absl::StrCat(dir, "/", name);
-  std::ofstream out(path, std::ios::binary);
-  out << content;
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << content;
+    EXPECT_TRUE(out.good()) << path;
+  }
+  EXPECT_EQ(chmod(path.c_str(), mode), 0) << path;
   return path;
 }
 
@@ -254,7 +262,7 @@ TEST_F(ValkeyStoreTest, KeysFollowTheDocumentedLayout) {
 }
 
 // A cluster node refuses a function without allow-cross-slot-keys that
-// touches keys of two hash slots. Every script of the store runs on one
+// touches keys of two hash slots. Every function of the store runs on one
 // here, so none of them crosses slots, and every key it leaves has the
 // slot of the store's hash tag.
 TEST(ValkeyClusterTest, EveryScriptStaysInOneHashSlot) {
@@ -294,7 +302,7 @@ TEST(ValkeyClusterTest, EveryScriptStaysInOneHashSlot) {
   ASSERT_TRUE(opened.ok()) << opened.status();
   SessionStore& store = **opened;
 
-  // Every script, with users whose ids look like key syntax, including the
+  // Every function, with users whose ids look like key syntax, including the
   // paths that remove expired holders and evict over the cap.
   const std::vector<std::string> users = {"a:b", "{x}", "}{", "u:1"};
   int n = 0;
@@ -599,7 +607,7 @@ TEST_F(ValkeyStoreTest, NativeTtlIsABackstopConsistentWithExpiresAt) {
   EXPECT_EQ(forever->absolute_lifetime, absl::InfiniteDuration());
 }
 
-// The scripts decide expiry from the store's clock; the server's own expiry
+// The functions decide expiry from the store's clock; the server's own expiry
 // only removes the keys later (in real time).
 TEST_F(ValkeyStoreTest, NativeExpiryRemovesKeysOnlyAfterTheSessionEnded) {
   auto store = Open();
@@ -624,8 +632,6 @@ TEST_F(ValkeyStoreTest, NativeExpiryRemovesKeysOnlyAfterTheSessionEnded) {
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("gina")}), 1);
 }
 
-// Two stores stand in for two sessiond processes: each has its own pool, and
-// their compare-and-set updates meet only on the server.
 TEST_F(ValkeyStoreTest, TwoStoresCompareAndSetLoseNoUpdate) {
   ValkeyOptions options = OptionsFor(*server_, "cas");
   auto a = Open({}, options);
@@ -697,7 +703,7 @@ TEST_F(ValkeyStoreTest, DatabaseNumberIsHonored) {
   EXPECT_THAT(bad.status().message(), HasSubstr("SELECT 1000"));
 }
 
-// At maxmemory (noeviction) the server refuses scripts that could grow the
+// At maxmemory (noeviction) the server refuses functions that could grow the
 // data; reads and removals still work.
 TEST_F(ValkeyStoreTest, FullServerStillServesReadsAndDeletes) {
   auto store = Open();
@@ -721,8 +727,8 @@ TEST_F(ValkeyStoreTest, FullServerStillServesReadsAndDeletes) {
   ASSERT_OK(store->Ping());
 }
 
-// How many FCALL commands the server has run so far (one per script run).
-int64_t ScriptRuns(const RedisServer& server) {
+// How many FCALL commands the server has run so far (one per function run).
+int64_t FunctionRuns(const RedisServer& server) {
   const std::string info = Cmd(server, {"INFO", "commandstats"}).str;
   const std::string key = "cmdstat_fcall:calls=";
   const size_t at = info.find(key);
@@ -734,8 +740,8 @@ int64_t ScriptRuns(const RedisServer& server) {
   return calls;
 }
 
-// DeleteForUser removes a user's sessions a bounded batch per script, never
-// all of them in one script that would hold the shared server; the count
+// DeleteForUser removes a user's sessions a bounded batch per function run,
+// never all of them in one run that would hold the shared server; the count
 // stays exact (live ones only, the kept one excepted).
 TEST_F(ValkeyStoreTest, DeleteForUserRunsBoundedBatchesAndCountsExactly) {
   auto store = Open();
@@ -762,12 +768,12 @@ TEST_F(ValkeyStoreTest, DeleteForUserRunsBoundedBatchesAndCountsExactly) {
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("heavy")}), 1250);
 
   const std::string keep = absl::StrCat("id-", last_expired + 500);
-  const int64_t calls_before = ScriptRuns(*server_);
+  const int64_t calls_before = FunctionRuns(*server_);
   absl::StatusOr<int64_t> removed = store->DeleteForUser("heavy", keep);
-  const int64_t calls = ScriptRuns(*server_) - calls_before;
+  const int64_t calls = FunctionRuns(*server_) - calls_before;
   ASSERT_TRUE(removed.ok()) << removed.status();
   EXPECT_EQ(*removed, 1099);  // 1100 live, one kept; expired ones not counted
-  EXPECT_GT(calls, 1) << "one script went through every session";
+  EXPECT_GT(calls, 1) << "one function run went through every session";
   EXPECT_EQ(
       Strings(Cmd(*server_, {"ZRANGE", layout_.User("heavy"), "0", "-1"})),
       std::vector<std::string>{keep});
@@ -789,7 +795,7 @@ TEST_F(ValkeyStoreTest, DeleteForUserRunsBoundedBatchesAndCountsExactly) {
 }
 
 // Many dead entries (of expired or vanished sessions) before a user's live
-// ones: ListForUser clears them over several bounded scripts, and still
+// ones: ListForUser clears them over several bounded function runs, and still
 // returns the right page.
 TEST_F(ValkeyStoreTest, ListForUserClearsManyDeadEntriesInBoundedScripts) {
   auto store = Open();
@@ -813,15 +819,15 @@ TEST_F(ValkeyStoreTest, ListForUserClearsManyDeadEntriesInBoundedScripts) {
   Cmd(*server_, zadd);
   clock_.Advance(absl::Minutes(2));  // the 50 sessions expire
 
-  const int64_t calls_before = ScriptRuns(*server_);
+  const int64_t calls_before = FunctionRuns(*server_);
   absl::StatusOr<SessionPage> page = store->ListForUser("lister", 2, {});
-  const int64_t calls = ScriptRuns(*server_) - calls_before;
+  const int64_t calls = FunctionRuns(*server_) - calls_before;
   ASSERT_TRUE(page.ok()) << page.status();
   ASSERT_EQ(page->sessions.size(), 2u);
   EXPECT_EQ(page->sessions[0].id, "id-3");
   EXPECT_EQ(page->sessions[1].id, "id-2");
   ASSERT_TRUE(page->next.has_value());
-  EXPECT_GT(calls, 1) << "one script went through every dead entry";
+  EXPECT_GT(calls, 1) << "one function run went through every dead entry";
   // The dead entries are gone, and the expired sessions with them.
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("lister")}), 3);
   EXPECT_FALSE(KeyExists(layout_.Session("id-100")));
@@ -881,7 +887,7 @@ TEST_F(ValkeyStoreTest, ListForUserPagesThroughSessionsWithEqualTimes) {
   EXPECT_EQ(second->sessions[2].id, want[13]);
 }
 
-// A server short of replicas (min-replicas-to-write) refuses every script
+// A server short of replicas (min-replicas-to-write) refuses every function
 // that may write, having written nothing: UNAVAILABLE, as the server may
 // well accept the call again soon, not INTERNAL.
 TEST_F(ValkeyStoreTest, RefusedWritesWithoutReplicasAreUnavailable) {
@@ -1078,8 +1084,9 @@ TEST_F(ValkeyAuthTest, AclUserWithPassword) {
   EXPECT_THAT(wrong.status().message(), Not(HasSubstr(kPassword)));
 }
 
-// The least an ACL user needs (README.md): FUNCTION LOAD, FCALL, PING and
-// SELECT, the commands the scripts run, and keys under its prefix only.
+// The least an ACL user needs (storage/valkey/README.md): FUNCTION LOAD, FCALL,
+// PING and SELECT, the commands the functions run, and keys under its prefix
+// only.
 TEST_F(ValkeyAuthTest, AclUserWithOnlyTheDocumentedCommands) {
   ValkeyOptions o = OptionsFor(*server_, "acl");
   Cmd(*server_, {"ACL",
@@ -1137,15 +1144,46 @@ TEST_F(ValkeyAuthTest, AclUserWithOnlyTheDocumentedCommands) {
   ASSERT_OK(store.Ping());
 }
 
-TEST_F(ValkeyAuthTest, UnreadableOrEmptyPasswordFileIsInvalidArgument) {
+TEST_F(ValkeyAuthTest, MissingEmptyOrOversizedPasswordFileIsRefused) {
   const std::string missing = absl::StrCat(dir_, "/no-such-file");
   absl::StatusOr<std::unique_ptr<SessionStore>> store = OpenWith(missing);
   ASSERT_FALSE(store.ok());
-  EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.status().code(), StatusCode::kNotFound) << store.status();
+  EXPECT_TRUE(absl::StartsWith(store.status().message(), "valkey: "))
+      << store.status();
   EXPECT_THAT(store.status().message(), HasSubstr(missing));
-  store = OpenWith(WriteFile(dir_, "empty", "\n"));
-  ASSERT_FALSE(store.ok());
-  EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument);
+  for (const std::string& content :
+       {std::string("\r\n"), std::string(4097, 'p')}) {
+    store = OpenWith(WriteFile(dir_, "bad", content));
+    ASSERT_FALSE(store.ok());
+    EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument)
+        << store.status();
+    EXPECT_TRUE(absl::StartsWith(store.status().message(), "valkey: "))
+        << store.status();
+  }
+}
+
+// A password file that group or others may read or write is refused before
+// anything is sent, whatever it holds (here the right password).
+TEST_F(ValkeyAuthTest, PasswordFileOthersMayReadIsFailedPrecondition) {
+  for (const mode_t mode : {0640, 0604, 0620, 0666}) {
+    SCOPED_TRACE(mode);
+    const std::string path =
+        WriteFile(dir_, absl::StrCat("pw-", mode), kPassword, mode);
+    absl::StatusOr<std::unique_ptr<SessionStore>> store = OpenWith(path);
+    ASSERT_FALSE(store.ok());
+    EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition)
+        << store.status();
+    EXPECT_TRUE(absl::StartsWith(store.status().message(), "valkey: "))
+        << store.status();
+    EXPECT_THAT(store.status().message(), HasSubstr("chmod 600"));
+    EXPECT_THAT(store.status().message(), Not(HasSubstr(kPassword)));
+  }
+  // The same file, once private, works.
+  const std::string path = WriteFile(dir_, "pw-fixed", kPassword, 0640);
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  absl::StatusOr<std::unique_ptr<SessionStore>> store = OpenWith(path);
+  ASSERT_TRUE(store.ok()) << store.status();
 }
 
 // ---------------------------------------------------------------------------
@@ -1183,11 +1221,11 @@ class FakeValkeyServer {
  public:
   struct Behavior {
     // The reply to every FCALL (raw RESP).
-    std::string eval_reply;
+    std::string fcall_reply;
     // If set, replies to the chosen commands go out a byte at a time, one
     // every `byte_interval`.
     absl::Duration byte_interval = absl::ZeroDuration();
-    bool trickle_eval = false;
+    bool trickle_fcall = false;
     bool trickle_function_load = false;
   };
 
@@ -1219,7 +1257,7 @@ class FakeValkeyServer {
 
   int port() const { return port_; }
   int connections() const { return connections_.load(); }
-  int evals() const { return evals_.load(); }
+  int fcalls() const { return fcalls_.load(); }
 
  private:
   void AcceptLoop() {
@@ -1267,9 +1305,9 @@ class FakeValkeyServer {
           reply = absl::StrCat("$", name.size(), "\r\n", name, "\r\n");
           trickle = behavior_.trickle_function_load;
         } else {
-          ++evals_;
-          reply = behavior_.eval_reply;
-          trickle = behavior_.trickle_eval;
+          ++fcalls_;
+          reply = behavior_.fcall_reply;
+          trickle = behavior_.trickle_fcall;
         }
         if (!Send(fd, reply, trickle)) return;
       }
@@ -1297,7 +1335,7 @@ class FakeValkeyServer {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int> connections_{0};
-  std::atomic<int> evals_{0};
+  std::atomic<int> fcalls_{0};
   std::thread acceptor_;
   std::vector<std::thread> workers_;  // used by acceptor_, then joined
 };
@@ -1323,9 +1361,9 @@ constexpr absl::Duration kFakeServerBound = absl::Milliseconds(1500);
 TEST(ValkeyFakeServerTest, TricklingReplyFailsWithinTheDeadline) {
   FakeValkeyServer::Behavior behavior;
   // 40 bytes at 200 ms each: 8 s for the whole reply.
-  behavior.eval_reply = absl::StrCat("$32\r\n", std::string(32, 'x'), "\r\n");
+  behavior.fcall_reply = absl::StrCat("$32\r\n", std::string(32, 'x'), "\r\n");
   behavior.byte_interval = absl::Milliseconds(200);
-  behavior.trickle_eval = true;
+  behavior.trickle_fcall = true;
   FakeValkeyServer server(behavior);
   ManualClock clock;
   absl::StatusOr<std::unique_ptr<SessionStore>> store =
@@ -1342,7 +1380,7 @@ TEST(ValkeyFakeServerTest, TricklingReplyFailsWithinTheDeadline) {
   }
   // Each stuck connection was dropped; PING works on a new one.
   ASSERT_OK((*store)->Ping());
-  EXPECT_EQ(server.evals(), 2);
+  EXPECT_EQ(server.fcalls(), 2);
   EXPECT_EQ(server.connections(), 3);
 }
 
@@ -1373,7 +1411,7 @@ TEST(ValkeyFakeServerTest, RefusedWritesAreUnavailable) {
         std::string("NOREPLICAS Not enough good replicas to write.")}) {
     SCOPED_TRACE(error);
     FakeValkeyServer::Behavior behavior;
-    behavior.eval_reply = absl::StrCat("-", error, "\r\n");
+    behavior.fcall_reply = absl::StrCat("-", error, "\r\n");
     FakeValkeyServer server(behavior);
     ManualClock clock;
     absl::StatusOr<std::unique_ptr<SessionStore>> store =
@@ -1389,221 +1427,108 @@ TEST(ValkeyFakeServerTest, RefusedWritesAreUnavailable) {
 }
 
 // ---------------------------------------------------------------------------
-// Outages and restarts (a server of their own).
+// The shared-backend suites, on a server of their own (OutageTest stops,
+// kills and pauses it).
 
-class ValkeyOutageTest : public ::testing::Test {
- protected:
-  static constexpr absl::Duration kTimeout = absl::Milliseconds(500);
-  // connect_timeout + command_timeout, and slack for a loaded machine.
-  static constexpr absl::Duration kBound = absl::Seconds(2);
-
+class FaultServer : public ::testing::Environment {
+ public:
+  static RedisServer* Get(absl::Status* status) {
+    *status = instance_->status_;
+    return instance_->server_.get();
+  }
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::Start();
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    store_ = OpenStore(kTimeout, 4);
-    ASSERT_NE(store_, nullptr);
-  }
-
-  std::unique_ptr<SessionStore> OpenStore(absl::Duration timeout,
-                                          int pool_size) {
-    ValkeyOptions o = OptionsFor(*server_, "outage");
-    o.key_prefix = "outage";
-    o.connect_timeout = timeout;
-    o.command_timeout = timeout;
-    o.pool_size = pool_size;
-    absl::StatusOr<std::unique_ptr<SessionStore>> store =
-        OpenValkeyStore(o, &clock_, {});
-    EXPECT_TRUE(store.ok()) << store.status();
-    return store.ok() ? *std::move(store) : nullptr;
-  }
-
-  // Every kind of call, each expected to fail with UNAVAILABLE within
-  // kBound. None of them would change a session the test checks later if
-  // the server ran it after all (a paused server does, once resumed).
-  void ExpectEveryCallUnavailable(SessionStore& store, int round) {
-    std::vector<std::pair<std::string, std::function<absl::Status()>>> calls = {
-        {"Create",
-         [&] { return store.Create(NumberedRecord(1000 + round)).status(); }},
-        {"Load", [&] { return store.Load(NumberedTokenHash(1)).status(); }},
-        {"LoadAndTouch",
-         [&] {
-           return store.LoadAndTouch(NumberedTokenHash(1), absl::Hours(1))
-               .status();
-         }},
-        {"Update",
-         [&] {
-           return store
-               .Update(NumberedTokenHash(1), MakeUpdate("alice", "x", 999))
-               .status();
-         }},
-        {"Cycle",
-         [&] {
-           return store
-               .Cycle(NumberedTokenHash(5000), NumberedTokenHash(5001),
-                      std::nullopt)
-               .status();
-         }},
-        {"DeleteByTokenHash",
-         [&] {
-           return store.DeleteByTokenHash(NumberedTokenHash(5000)).status();
-         }},
-        {"DeleteById", [&] { return store.DeleteById("no-such-id").status(); }},
-        {"DeleteForUser",
-         [&] { return store.DeleteForUser("nobody", "").status(); }},
-        {"ListForUser",
-         [&] { return store.ListForUser("alice", 10, {}).status(); }},
-        {"PruneExpired", [&] { return store.PruneExpired().status(); }},
-        {"Ping", [&] { return store.Ping(); }},
-    };
-    for (const auto& [name, call] : calls) {
-      SCOPED_TRACE(name);
-      const absl::Time start = absl::Now();
-      const absl::Status status = call();
-      const absl::Duration took = absl::Now() - start;
-      EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status;
-      EXPECT_LT(took, kBound);
+    if (server.ok()) {
+      server_ = *std::move(server);
+    } else {
+      status_ = server.status();
     }
   }
+  void TearDown() override { server_.reset(); }
 
-  // Calls succeed again, on the same store.
-  void ExpectWorking(SessionStore& store, const SessionRecord& anchor) {
-    absl::StatusOr<SessionRecord> loaded = store.Load(anchor.token_hash);
-    ASSERT_TRUE(loaded.ok()) << loaded.status();
-    EXPECT_EQ(loaded->id, anchor.id);
-    EXPECT_EQ(loaded->sealed_payload, anchor.sealed_payload);
-    absl::StatusOr<SessionPage> page = store.ListForUser("alice", 10, {});
-    ASSERT_TRUE(page.ok()) << page.status();
-    ASSERT_OK(store.Ping());
-    static int next = 2000;
-    ASSERT_TRUE(store.Create(NumberedRecord(++next, "alice")).ok());
-    EXPECT_TRUE(store.Load(NumberedTokenHash(next)).ok());
-  }
-
-  ManualClock clock_;
+ private:
+  static FaultServer* instance_;
   std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<SessionStore> store_;
+  absl::Status status_;
 };
+FaultServer* FaultServer::instance_ = static_cast<FaultServer*>(
+    ::testing::AddGlobalTestEnvironment(new FaultServer));
 
-TEST_F(ValkeyOutageTest, AcknowledgedWritesSurviveRestartAndKill) {
-  std::vector<SessionRecord> expected;
-  for (int i = 0; i < 60; ++i) {
-    absl::StatusOr<SessionRecord> r =
-        store_->Create(NumberedRecord(i, absl::StrCat("user", i % 4)));
-    ASSERT_TRUE(r.ok()) << r.status();
-    expected.push_back(*r);
-    clock_.Advance(absl::Milliseconds(10));
-  }
-  for (int i = 0; i < 60; i += 3) {
-    absl::StatusOr<SessionRecord> r =
-        store_->Update(NumberedTokenHash(i),
-                       MakeUpdate(expected[i].user_id, absl::StrCat("v2-", i)));
-    ASSERT_TRUE(r.ok()) << r.status();
-    expected[i] = *r;
-  }
-  ASSERT_EQ(*store_->DeleteById("id-59"), 1);
-  expected.pop_back();
-  auto check_all = [&](absl::string_view when) {
-    SCOPED_TRACE(when);
-    for (const SessionRecord& want : expected) {
-      absl::StatusOr<SessionRecord> got = store_->Load(want.token_hash);
-      ASSERT_TRUE(got.ok()) << want.id << ": " << got.status();
-      EXPECT_EQ(*got, want);
-    }
-    EXPECT_TRUE(absl::IsNotFound(store_->Load(NumberedTokenHash(59)).status()));
-    absl::StatusOr<SessionPage> page = store_->ListForUser("user1", 100, {});
-    ASSERT_TRUE(page.ok()) << page.status();
-    EXPECT_EQ(page->sessions.size(), 15u);
+SharedBackend ValkeyBackendHooks() {
+  // The key prefix of the running test's data.
+  static std::string* const prefix = new std::string;
+  auto server = [](absl::Status* status) { return FaultServer::Get(status); };
+  auto control = [server](absl::Status (RedisServer::*action)()) {
+    return [server, action]() -> absl::Status {
+      absl::Status status;
+      RedisServer* s = server(&status);
+      if (s == nullptr) return status;
+      return (s->*action)();
+    };
   };
-
-  // A clean restart (SIGTERM), then calls on the same store: no reopen.
-  ASSERT_OK(server_->Restart());
-  check_all("after restart");
-
-  // More acknowledged writes, then a crash (SIGKILL): appendfsync always
-  // loses none of them.
-  for (int i = 0; i < 56; i += 4) {
-    absl::StatusOr<SessionRecord> r =
-        store_->LoadAndTouch(expected[i].token_hash, absl::ZeroDuration());
-    ASSERT_TRUE(r.ok()) << r.status();
-    expected[i] = *r;
-    clock_.Advance(absl::Milliseconds(1));
-  }
-  absl::StatusOr<SessionRecord> cycled = store_->Cycle(
-      NumberedTokenHash(1), NumberedTokenHash(100), std::string("user1"));
-  ASSERT_TRUE(cycled.ok());
-  expected[1] = *cycled;
-  ASSERT_OK(server_->Kill());
-  ASSERT_OK(server_->Restart());
-  check_all("after kill");
-  EXPECT_TRUE(absl::IsNotFound(store_->Load(NumberedTokenHash(1)).status()));
+  SharedBackend b;
+  b.name = "Valkey";
+  // connect_timeout + command_timeout, and slack for a loaded machine.
+  b.bound = absl::Seconds(2);
+  b.prune_batch_size = 50;
+  b.reset = [server] {
+    absl::Status status;
+    if (server(&status) == nullptr) return status;
+    *prefix = NewPrefix("shared");
+    return absl::OkStatus();
+  };
+  b.open = [server](const Clock* clock, const StoreOptions& options)
+      -> absl::StatusOr<std::unique_ptr<SessionStore>> {
+    absl::Status status;
+    RedisServer* s = server(&status);
+    if (s == nullptr) return status;
+    ValkeyOptions o = OptionsFor(*s, "shared");
+    o.key_prefix = *prefix;
+    o.connect_timeout = absl::Milliseconds(500);
+    o.command_timeout = absl::Milliseconds(500);
+    o.pool_size = 4;
+    o.prune_batch_size = 50;
+    return OpenValkeyStore(o, clock, options);
+  };
+  b.stop = control(&RedisServer::Stop);
+  b.kill = control(&RedisServer::Kill);
+  b.start = control(&RedisServer::Restart);
+  b.pause = control(&RedisServer::Pause);
+  b.resume = control(&RedisServer::Resume);
+  return b;
 }
 
-TEST_F(ValkeyOutageTest, StoppedServerFailsFastThenRecovers) {
-  absl::StatusOr<SessionRecord> anchor =
-      store_->Create(NumberedRecord(1, "alice"));
-  ASSERT_TRUE(anchor.ok());
-  ExpectWorking(*store_, *anchor);
-  ASSERT_OK(server_->Stop());
-  ExpectEveryCallUnavailable(*store_, 1);
-  ExpectEveryCallUnavailable(*store_, 2);
-  ASSERT_OK(server_->Restart());
-  ExpectWorking(*store_, *anchor);
-}
-
-TEST_F(ValkeyOutageTest, HungServerFailsWithinTheTimeoutThenRecovers) {
-  absl::StatusOr<SessionRecord> anchor =
-      store_->Create(NumberedRecord(1, "alice"));
-  ASSERT_TRUE(anchor.ok());
-  // Fill the pool with open connections first.
-  {
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
-      threads.emplace_back([&] { EXPECT_TRUE(store_->Ping().ok()); });
-    }
-    for (std::thread& t : threads) t.join();
-  }
-  ASSERT_OK(server_->Pause());
-  ExpectEveryCallUnavailable(*store_, 1);
-
-  // More callers than connections: those waiting for one give up in time
-  // too.
-  std::atomic<int> wrong{0};
-  std::atomic<int> slow{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 10; ++t) {
-    threads.emplace_back([&] {
-      const absl::Time start = absl::Now();
-      if (!absl::IsUnavailable(store_->Load(NumberedTokenHash(1)).status()))
-        ++wrong;
-      if (absl::Now() - start >= kBound) ++slow;
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  EXPECT_EQ(wrong.load(), 0);
-  EXPECT_EQ(slow.load(), 0);
-
-  ASSERT_OK(server_->Resume());
-  ExpectWorking(*store_, *anchor);
-
-  // With the default timeouts (2 s each) a call still gives up in < 5 s.
-  std::unique_ptr<SessionStore> defaults =
-      OpenStore(absl::Seconds(2), ValkeyOptions().pool_size);
-  ASSERT_NE(defaults, nullptr);
-  ASSERT_TRUE(defaults->Load(NumberedTokenHash(1)).ok());
-  ASSERT_OK(server_->Pause());
+// With the default timeouts (2 s each) a call to a hung server still gives
+// up in under 5 s, and works again once it resumes.
+TEST(ValkeyHungServerTest, DefaultTimeoutsBoundACall) {
+  absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  ManualClock clock;
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenValkeyStore(OptionsFor(**server, "defaults"), &clock, {});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Create(NumberedRecord(1)).ok());
+  ASSERT_OK((*server)->Pause());
   const absl::Time start = absl::Now();
-  absl::Status status = defaults->Load(NumberedTokenHash(1)).status();
+  absl::Status status = (*store)->Load(NumberedTokenHash(1)).status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status;
-  ASSERT_OK(server_->Resume());
-  absl::StatusOr<SessionRecord> after = defaults->Load(NumberedTokenHash(1));
+  ASSERT_OK((*server)->Resume());
+  absl::StatusOr<SessionRecord> after = (*store)->Load(NumberedTokenHash(1));
   EXPECT_TRUE(after.ok()) << after.status();
 }
 
 }  // namespace
 
-// The shared suite, each store on the flushed shared server.
+// The shared-backend suites, on the fault server.
+INSTANTIATE_TEST_SUITE_P(Valkey, SharedStoreTest,
+                         ::testing::Values(ValkeyBackendHooks()),
+                         SharedBackendName());
+INSTANTIATE_TEST_SUITE_P(Valkey, OutageTest,
+                         ::testing::Values(ValkeyBackendHooks()),
+                         SharedBackendName());
+
+// The conformance suite, each store on the flushed shared server.
 INSTANTIATE_TEST_SUITE_P(Valkey, SessionStoreConformanceTest,
                          ::testing::Values(StoreFactory{"Valkey",
                                                         &OpenOnSharedServer}),

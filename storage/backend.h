@@ -1,0 +1,172 @@
+// StorageBackend: what a storage backend implements beneath the SessionStore
+// front (session_store.h), and the rules it builds records by.
+//
+// The front checks every argument, answers the calls whose outcome the
+// arguments alone decide, and filters the codes a backend returns; a
+// backend only carries out each call as one atomic step. Each method's
+// arguments are those the front lets through (stated per method); the
+// backend reads now from its Clock, truncated to whole microseconds
+// (TruncateToMicros), once the call is ordered against the other calls on
+// the same sessions (after taking its locks), and decides liveness by
+// SessionRecord::IsLiveAt(now). A backend that cannot read the time after
+// its locks (one whose atomic step runs on a server) keeps the same
+// guarantees another way, and says how in its header.
+//
+// The records a call writes are those the functions below make: a backend
+// that keeps SessionRecords calls them; one that cannot (server-side
+// scripts) does the same, and the conformance suite checks that it does.
+#ifndef SESSIOND_STORAGE_BACKEND_H_
+#define SESSIOND_STORAGE_BACKEND_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "storage/session_record.h"
+
+namespace sessiond::storage {
+
+class StorageBackend {
+ public:
+  virtual ~StorageBackend() = default;
+
+  // "memory", "sqlite", "postgres", "valkey".
+  virtual absl::string_view name() const = 0;
+
+  // `fresh` has a storable id and user_id, a 32-byte token hash, and
+  // positive timeouts truncated to microseconds. ALREADY_EXISTS if a live
+  // session holds its id or token hash; otherwise removes expired holders,
+  // stores NewSession(fresh, now), applies the per-user cap, and returns
+  // the stored record.
+  virtual absl::StatusOr<SessionRecord> Create(const SessionRecord& fresh) = 0;
+
+  // `token_hash` is 32 bytes. The live session with it, or NOT_FOUND.
+  virtual absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) = 0;
+
+  // As Load, but first sets last_active_at to now if
+  // TouchDue(stored.last_active_at, now, min_interval). Returns the record
+  // as stored.
+  virtual absl::StatusOr<SessionRecord> LoadAndTouch(
+      absl::string_view token_hash, absl::Duration min_interval) = 0;
+
+  // `token_hash` is 32 bytes; `update` passed CheckUpdateArguments and its
+  // timeouts are truncated to microseconds. NOT_FOUND if no live session
+  // has the hash; else writes ApplyUpdate(stored, update, now) (ABORTED,
+  // nothing written, on a version mismatch) and applies the per-user cap.
+  virtual absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
+                                               const SessionUpdate& update) = 0;
+
+  // Both hashes are 32 bytes and differ; `user_id`, if set, is storable.
+  // NOT_FOUND if no live session has old_token_hash; ALREADY_EXISTS if a
+  // live one has new_token_hash; else removes an expired holder of the new
+  // hash, writes ApplyCycle(stored, new_token_hash, user_id, now) and, if
+  // user_id is set, applies the per-user cap.
+  virtual absl::StatusOr<SessionRecord> Cycle(
+      absl::string_view old_token_hash, absl::string_view new_token_hash,
+      const std::optional<std::string>& user_id) = 0;
+
+  // Each removes what it names, expired or not, and returns how many of
+  // the removed sessions were live. `token_hash` is 32 bytes; `id`,
+  // `user_id` (non-empty) and `except_id` (empty: keep none) are storable.
+  virtual absl::StatusOr<int64_t> DeleteByTokenHash(
+      absl::string_view token_hash) = 0;
+  virtual absl::StatusOr<int64_t> DeleteById(absl::string_view id) = 0;
+  virtual absl::StatusOr<int64_t> DeleteForUser(
+      absl::string_view user_id, absl::string_view except_id) = 0;
+
+  // Up to `count` (> 0) live sessions of `user_id` (non-empty, storable)
+  // in listing order (ListsBefore), strictly after `after` if it is set
+  // (its id storable).
+  virtual absl::StatusOr<std::vector<SessionRecord>> ListForUser(
+      absl::string_view user_id, int count,
+      const std::optional<ListCursor>& after) = 0;
+
+  // Removes expired sessions; returns how many it removed.
+  virtual absl::StatusOr<int64_t> PruneExpired() = 0;
+
+  // OK when the backend answers.
+  virtual absl::Status Ping() = 0;
+};
+
+// The record Create stores: `fresh` with created_at = last_active_at = now
+// and version 1.
+inline SessionRecord NewSession(SessionRecord fresh, absl::Time now) {
+  fresh.created_at = now;
+  fresh.last_active_at = now;
+  fresh.version = 1;
+  return fresh;
+}
+
+// The last_active_at a write at `now` gives a session last active at
+// `stored`: never earlier than before, so that a clock that steps back, or
+// a replica whose clock is behind, never moves it back.
+inline absl::Time ActiveAt(absl::Time stored, absl::Time now) {
+  return std::max(stored, now);
+}
+
+// Whether LoadAndTouch at `now` writes: at least `min_interval` since the
+// last activity, and now later than it (a touch never moves it back, and
+// one at the same instant would change nothing).
+inline bool TouchDue(absl::Time last_active_at, absl::Time now,
+                     absl::Duration min_interval) {
+  return now > last_active_at && now - last_active_at >= min_interval;
+}
+
+// ABORTED unless `expected` is unset or is `stored`, the version a session
+// has: the compare-and-set of Update.
+inline absl::Status CheckExpectedVersion(
+    int64_t stored, const std::optional<int64_t>& expected) {
+  if (!expected.has_value() || *expected == stored) return absl::OkStatus();
+  return absl::AbortedError(
+      absl::StrCat("session version is ", stored, ", expected ", *expected));
+}
+
+// The record an Update at `now` makes of `stored`: ABORTED (nothing to
+// write) if update.expected_version is set and is not stored.version; else
+// the user and payload replaced, the timeouts given replaced,
+// last_active_at = ActiveAt(stored, now), and the version one higher.
+inline absl::StatusOr<SessionRecord> ApplyUpdate(SessionRecord stored,
+                                                 const SessionUpdate& update,
+                                                 absl::Time now) {
+  if (absl::Status s =
+          CheckExpectedVersion(stored.version, update.expected_version);
+      !s.ok()) {
+    return s;
+  }
+  stored.user_id = update.user_id;
+  stored.sealed_payload = update.sealed_payload;
+  if (update.idle_timeout.has_value()) {
+    stored.idle_timeout = *update.idle_timeout;
+  }
+  if (update.absolute_lifetime.has_value()) {
+    stored.absolute_lifetime = *update.absolute_lifetime;
+  }
+  stored.last_active_at = ActiveAt(stored.last_active_at, now);
+  ++stored.version;
+  return stored;
+}
+
+// The record a Cycle at `now` makes of `stored`: the new token hash, the
+// user replaced if `user_id` is set, last_active_at = ActiveAt(stored,
+// now), and the version one higher.
+inline SessionRecord ApplyCycle(SessionRecord stored,
+                                absl::string_view new_token_hash,
+                                const std::optional<std::string>& user_id,
+                                absl::Time now) {
+  stored.token_hash = std::string(new_token_hash);
+  if (user_id.has_value()) stored.user_id = *user_id;
+  stored.last_active_at = ActiveAt(stored.last_active_at, now);
+  ++stored.version;
+  return stored;
+}
+
+}  // namespace sessiond::storage
+
+#endif  // SESSIOND_STORAGE_BACKEND_H_

@@ -1,0 +1,259 @@
+#include "storage/session_store.h"
+
+#include <initializer_list>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace sessiond::storage {
+namespace {
+
+using absl::StatusCode;
+
+// The codes every call may return besides its own (session_store.h).
+constexpr StatusCode kAlwaysAllowed[] = {
+    StatusCode::kOk, StatusCode::kInvalidArgument, StatusCode::kUnavailable,
+    StatusCode::kInternal};
+
+// `status` if its code is one that `call` may return (those of
+// kAlwaysAllowed and `own`); otherwise INTERNAL naming the code and keeping
+// the message, so that no code reaches a caller with a meaning the contract
+// does not give it.
+absl::Status Allowed(absl::string_view backend, absl::string_view call,
+                     absl::Status status,
+                     std::initializer_list<StatusCode> own) {
+  for (StatusCode code : kAlwaysAllowed) {
+    if (status.code() == code) return status;
+  }
+  for (StatusCode code : own) {
+    if (status.code() == code) return status;
+  }
+  return absl::InternalError(absl::StrCat(
+      backend, ": ", call, ": ", absl::StatusCodeToString(status.code()), ": ",
+      status.message()));
+}
+
+template <typename T>
+absl::StatusOr<T> Allowed(absl::string_view backend, absl::string_view call,
+                          absl::StatusOr<T> result,
+                          std::initializer_list<StatusCode> own) {
+  if (result.ok()) return result;
+  return Allowed(backend, call, std::move(result).status(), own);
+}
+
+absl::Status NotFound() {
+  return absl::NotFoundError("no live session with this token hash");
+}
+
+// INVALID_ARGUMENT naming `what` unless IsStorableText(value).
+absl::Status CheckStorableText(absl::string_view value,
+                               absl::string_view what) {
+  if (IsStorableText(value)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be valid UTF-8 without NUL bytes"));
+}
+
+absl::Status CheckPositive(absl::Duration d, absl::string_view what) {
+  if (d > absl::ZeroDuration()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(what, " must be positive"));
+}
+
+absl::Status CheckCreateArguments(const SessionRecord& record) {
+  if (record.id.empty()) {
+    return absl::InvalidArgumentError("session id must not be empty");
+  }
+  if (absl::Status s = CheckStorableText(record.id, "session id"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckStorableText(record.user_id, "user_id"); !s.ok()) {
+    return s;
+  }
+  if (record.token_hash.size() != kTokenHashSize) {
+    return absl::InvalidArgumentError("token hash must be 32 bytes");
+  }
+  if (absl::Status s = CheckPositive(record.idle_timeout, "idle_timeout");
+      !s.ok()) {
+    return s;
+  }
+  return CheckPositive(record.absolute_lifetime, "absolute_lifetime");
+}
+
+absl::Status CheckUpdateArguments(const SessionUpdate& update) {
+  if (update.idle_timeout.has_value()) {
+    if (absl::Status s = CheckPositive(*update.idle_timeout, "idle_timeout");
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (update.absolute_lifetime.has_value()) {
+    if (absl::Status s =
+            CheckPositive(*update.absolute_lifetime, "absolute_lifetime");
+        !s.ok()) {
+      return s;
+    }
+  }
+  return CheckStorableText(update.user_id, "user_id");
+}
+
+absl::Status CheckCycleArguments(absl::string_view old_token_hash,
+                                 absl::string_view new_token_hash,
+                                 const std::optional<std::string>& user_id) {
+  if (new_token_hash.size() != kTokenHashSize) {
+    return absl::InvalidArgumentError("new token hash must be 32 bytes");
+  }
+  if (new_token_hash == old_token_hash) {
+    return absl::InvalidArgumentError(
+        "new token hash must differ from the old one");
+  }
+  if (user_id.has_value()) return CheckStorableText(*user_id, "user_id");
+  return absl::OkStatus();
+}
+
+// DeleteForUser and ListForUser address one user: an empty user_id would
+// address every anonymous session.
+absl::Status CheckUserIdGiven(absl::string_view user_id) {
+  if (user_id.empty()) {
+    return absl::InvalidArgumentError("user_id must not be empty");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SessionStore>> SessionStore::Open(
+    const Clock* clock, const StoreOptions& options,
+    absl::FunctionRef<absl::StatusOr<std::unique_ptr<StorageBackend>>()>
+        open_backend) {
+  if (clock == nullptr) {
+    return absl::InvalidArgumentError("storage: clock must not be null");
+  }
+  if (options.max_sessions_per_user < 0) {
+    return absl::InvalidArgumentError(
+        "storage: max_sessions_per_user must not be negative");
+  }
+  absl::StatusOr<std::unique_ptr<StorageBackend>> backend = open_backend();
+  if (!backend.ok()) return backend.status();
+  return std::make_unique<SessionStore>(*std::move(backend));
+}
+
+SessionStore::SessionStore(std::unique_ptr<StorageBackend> backend)
+    : backend_(std::move(backend)) {}
+
+absl::StatusOr<SessionRecord> SessionStore::Create(
+    const SessionRecord& record) {
+  if (absl::Status s = CheckCreateArguments(record); !s.ok()) return s;
+  SessionRecord fresh;
+  fresh.id = record.id;
+  fresh.token_hash = record.token_hash;
+  fresh.user_id = record.user_id;
+  fresh.sealed_payload = record.sealed_payload;
+  fresh.idle_timeout = TruncateDurationToMicros(record.idle_timeout);
+  fresh.absolute_lifetime = TruncateDurationToMicros(record.absolute_lifetime);
+  return Allowed(backend_name(), "create", backend_->Create(fresh),
+                 {StatusCode::kAlreadyExists});
+}
+
+absl::StatusOr<SessionRecord> SessionStore::Load(absl::string_view token_hash) {
+  if (token_hash.size() != kTokenHashSize) return NotFound();
+  return Allowed(backend_name(), "load", backend_->Load(token_hash),
+                 {StatusCode::kNotFound});
+}
+
+absl::StatusOr<SessionRecord> SessionStore::LoadAndTouch(
+    absl::string_view token_hash, absl::Duration min_interval) {
+  if (token_hash.size() != kTokenHashSize) return NotFound();
+  return Allowed(backend_name(), "load and touch",
+                 backend_->LoadAndTouch(token_hash, min_interval),
+                 {StatusCode::kNotFound});
+}
+
+absl::StatusOr<SessionRecord> SessionStore::Update(
+    absl::string_view token_hash, const SessionUpdate& update) {
+  if (absl::Status s = CheckUpdateArguments(update); !s.ok()) return s;
+  if (token_hash.size() != kTokenHashSize) return NotFound();
+  SessionUpdate normalized = update;
+  if (normalized.idle_timeout.has_value()) {
+    normalized.idle_timeout = TruncateDurationToMicros(*update.idle_timeout);
+  }
+  if (normalized.absolute_lifetime.has_value()) {
+    normalized.absolute_lifetime =
+        TruncateDurationToMicros(*update.absolute_lifetime);
+  }
+  return Allowed(backend_name(), "update",
+                 backend_->Update(token_hash, normalized),
+                 {StatusCode::kNotFound, StatusCode::kAborted});
+}
+
+absl::StatusOr<SessionRecord> SessionStore::Cycle(
+    absl::string_view old_token_hash, absl::string_view new_token_hash,
+    const std::optional<std::string>& user_id) {
+  if (absl::Status s =
+          CheckCycleArguments(old_token_hash, new_token_hash, user_id);
+      !s.ok()) {
+    return s;
+  }
+  if (old_token_hash.size() != kTokenHashSize) return NotFound();
+  return Allowed(backend_name(), "cycle",
+                 backend_->Cycle(old_token_hash, new_token_hash, user_id),
+                 {StatusCode::kNotFound, StatusCode::kAlreadyExists});
+}
+
+absl::StatusOr<int64_t> SessionStore::DeleteByTokenHash(
+    absl::string_view token_hash) {
+  if (token_hash.size() != kTokenHashSize) return 0;
+  return Allowed(backend_name(), "delete by token hash",
+                 backend_->DeleteByTokenHash(token_hash), {});
+}
+
+absl::StatusOr<int64_t> SessionStore::DeleteById(absl::string_view id) {
+  if (!IsStorableText(id)) return 0;  // no stored id is like it
+  return Allowed(backend_name(), "delete by id", backend_->DeleteById(id), {});
+}
+
+absl::StatusOr<int64_t> SessionStore::DeleteForUser(
+    absl::string_view user_id, absl::string_view except_id) {
+  if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
+  if (!IsStorableText(user_id)) return 0;  // no stored user is like it
+  // An except_id that no stored id can equal protects nothing.
+  if (!IsStorableText(except_id)) except_id = absl::string_view();
+  return Allowed(backend_name(), "delete for user",
+                 backend_->DeleteForUser(user_id, except_id), {});
+}
+
+absl::StatusOr<SessionPage> SessionStore::ListForUser(
+    absl::string_view user_id, int limit,
+    const std::optional<ListCursor>& after) {
+  if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
+  if (limit <= 0) return absl::InvalidArgumentError("limit must be positive");
+  if (after.has_value()) {
+    if (absl::Status s = CheckStorableText(after->id, "cursor id"); !s.ok()) {
+      return s;
+    }
+  }
+  if (!IsStorableText(user_id)) return SessionPage();  // no such user
+  // One more than asked for tells whether another page follows.
+  const int count = limit < std::numeric_limits<int>::max() ? limit + 1 : limit;
+  absl::StatusOr<std::vector<SessionRecord>> found =
+      Allowed(backend_name(), "list for user",
+              backend_->ListForUser(user_id, count, after), {});
+  if (!found.ok()) return found.status();
+  SessionPage page;
+  page.sessions = *std::move(found);
+  if (page.sessions.size() > static_cast<size_t>(limit)) {
+    page.sessions.resize(static_cast<size_t>(limit));
+    const SessionRecord& last = page.sessions.back();
+    page.next = ListCursor{last.last_active_at, last.id};
+  }
+  return page;
+}
+
+absl::StatusOr<int64_t> SessionStore::PruneExpired() {
+  return Allowed(backend_name(), "prune expired", backend_->PruneExpired(), {});
+}
+
+absl::Status SessionStore::Ping() {
+  return Allowed(backend_name(), "ping", backend_->Ping(), {});
+}
+
+}  // namespace sessiond::storage

@@ -1,0 +1,324 @@
+#include "storage/sql/sql_backend.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace sessiond::storage::sql {
+namespace {
+
+// Eviction for the per-user cap chooses its victims again when some changed
+// before it could delete them, at most this many times in all.
+constexpr int kMaxEvictRounds = 8;
+
+absl::Status NotFound() {
+  return absl::NotFoundError("no live session with this token hash");
+}
+
+// Stores what `result` holds in `out`; returns its status.
+template <typename T>
+absl::Status Keep(absl::StatusOr<T> result, T& out) {
+  if (!result.ok()) return result.status();
+  out = *std::move(result);
+  return absl::OkStatus();
+}
+
+// `found` if it is live at `now`; NOT_FOUND otherwise.
+absl::StatusOr<SessionRecord> LiveOrNotFound(std::optional<SessionRecord> found,
+                                             absl::Time now) {
+  if (!found.has_value() || !found->IsLiveAt(now)) return NotFound();
+  return *std::move(found);
+}
+
+}  // namespace
+
+SqlBackend::SqlBackend(const Clock* clock, const StoreOptions& options,
+                       int64_t prune_batch_size)
+    : clock_(clock),
+      max_sessions_per_user_(options.max_sessions_per_user),
+      prune_batch_size_(prune_batch_size) {}
+
+absl::Time SqlBackend::Now() const { return TruncateToMicros(clock_->Now()); }
+
+absl::Status SqlBackend::RunTransaction(
+    absl::string_view what,
+    absl::FunctionRef<absl::Status(SqlTransaction&)> body) {
+  return RunCall(what, CallKind::kWrite,
+                 [&](SqlSession& session) { return session.Transact(body); });
+}
+
+bool SqlBackend::Capped(absl::string_view user_id) const {
+  return max_sessions_per_user_ > 0 && !user_id.empty();
+}
+
+absl::Status SqlBackend::LockUserIfCapped(SqlTransaction& tx,
+                                          absl::string_view user_id) const {
+  if (!Capped(user_id)) return absl::OkStatus();
+  return tx.LockUser(user_id);
+}
+
+absl::Status SqlBackend::EvictOverCap(SqlTransaction& tx,
+                                      const SessionRecord& written,
+                                      absl::Time now) const {
+  if (!Capped(written.user_id)) return absl::OkStatus();
+  for (int round = 1;; ++round) {
+    absl::StatusOr<int64_t> skipped = tx.EvictOverCap(
+        written.user_id, now, written.id, max_sessions_per_user_ - 1);
+    if (!skipped.ok()) return skipped.status();
+    if (*skipped == 0) return absl::OkStatus();
+    if (round == kMaxEvictRounds) {
+      // The transaction is rolled back: nothing was written.
+      return absl::UnavailableError(
+          absl::StrCat(name(),
+                       ": evict over per-user cap: the user's sessions kept "
+                       "changing during ",
+                       round, " attempts; nothing was written"));
+    }
+  }
+}
+
+absl::StatusOr<SessionRecord> SqlBackend::SelectLiveForUpdate(
+    SqlTransaction& tx, absl::string_view token_hash, absl::Time* now) const {
+  absl::StatusOr<std::optional<SessionRecord>> found =
+      tx.SelectByHash(token_hash, RowLock::kUpdate);
+  if (!found.ok()) return found.status();
+  *now = Now();
+  return LiveOrNotFound(*std::move(found), *now);
+}
+
+absl::StatusOr<SessionRecord> SqlBackend::Create(const SessionRecord& fresh) {
+  SessionRecord stored;
+  absl::Status status =
+      RunTransaction("create", [&](SqlTransaction& tx) -> absl::Status {
+        if (absl::Status s = LockUserIfCapped(tx, fresh.user_id); !s.ok()) {
+          return s;
+        }
+        const absl::Time now = Now();
+        stored = NewSession(fresh, now);
+        if (absl::Status s =
+                tx.DeleteExpiredConflicts(stored.id, stored.token_hash, now);
+            !s.ok()) {
+          return s;
+        }
+        if (absl::Status s = tx.Insert(stored); !s.ok()) {
+          if (absl::IsAlreadyExists(s)) {
+            return absl::AlreadyExistsError(
+                "a live session with this id or token hash already exists");
+          }
+          return s;
+        }
+        return EvictOverCap(tx, stored, now);
+      });
+  if (!status.ok()) return status;
+  return stored;
+}
+
+absl::StatusOr<SessionRecord> SqlBackend::Load(absl::string_view token_hash) {
+  std::optional<SessionRecord> found;
+  absl::Time now;
+  absl::Status status =
+      RunCall("load", CallKind::kIdempotent, [&](SqlSession& session) {
+        // The common case: one read, no lock.
+        absl::Status read = session.Read([&](SqlTransaction& tx) {
+          now = Now();
+          return Keep(tx.SelectByHash(token_hash, RowLock::kNone), found);
+        });
+        if (!read.ok() || !found.has_value() || found->IsLiveAt(now)) {
+          return read;
+        }
+        // Expired in a snapshot is not final: a write that found the
+        // session live may be committing it back to life. Decide once any
+        // such writer is done. Rare: only expired, unpruned sessions get
+        // here.
+        return session.Transact([&](SqlTransaction& tx) {
+          absl::Status s =
+              Keep(tx.SelectByHash(token_hash, RowLock::kShare), found);
+          now = Now();
+          return s;
+        });
+      });
+  if (!status.ok()) return status;
+  return LiveOrNotFound(std::move(found), now);
+}
+
+absl::StatusOr<SessionRecord> SqlBackend::LoadAndTouch(
+    absl::string_view token_hash, absl::Duration min_interval) {
+  std::optional<SessionRecord> found;
+  absl::Time now;
+  // A touch only moves last_active_at forward to now: repeating it is
+  // harmless.
+  absl::Status status = RunCall(
+      "load and touch", CallKind::kIdempotent, [&](SqlSession& session) {
+        // Most calls fall inside the interval: one read, no lock.
+        absl::Status read = session.Read([&](SqlTransaction& tx) {
+          now = Now();
+          return Keep(tx.SelectByHash(token_hash, RowLock::kNone), found);
+        });
+        if (!read.ok() || !found.has_value()) return read;
+        if (found->IsLiveAt(now) &&
+            !TouchDue(found->last_active_at, now, min_interval)) {
+          return absl::OkStatus();
+        }
+        // To touch, or expired in this snapshot (not final, see Load):
+        // both are decided holding the row.
+        return session.Transact([&](SqlTransaction& tx) -> absl::Status {
+          if (absl::Status s =
+                  Keep(tx.SelectByHash(token_hash, RowLock::kUpdate), found);
+              !s.ok()) {
+            return s;
+          }
+          now = Now();
+          if (!found.has_value() || !found->IsLiveAt(now)) return NotFound();
+          if (!TouchDue(found->last_active_at, now, min_interval)) {
+            return absl::OkStatus();
+          }
+          found->last_active_at = now;
+          return tx.Touch(*found);
+        });
+      });
+  if (!status.ok()) return status;
+  return LiveOrNotFound(std::move(found), now);
+}
+
+absl::StatusOr<SessionRecord> SqlBackend::Update(absl::string_view token_hash,
+                                                 const SessionUpdate& update) {
+  SessionRecord written;
+  absl::Status status =
+      RunTransaction("update", [&](SqlTransaction& tx) -> absl::Status {
+        if (absl::Status s = LockUserIfCapped(tx, update.user_id); !s.ok()) {
+          return s;
+        }
+        absl::Time now;
+        absl::StatusOr<SessionRecord> stored =
+            SelectLiveForUpdate(tx, token_hash, &now);
+        if (!stored.ok()) return stored.status();
+        const int64_t old_version = stored->version;
+        if (absl::Status s =
+                Keep(ApplyUpdate(*std::move(stored), update, now), written);
+            !s.ok()) {
+          return s;
+        }
+        if (absl::Status s = tx.Rewrite(written, old_version); !s.ok()) {
+          return s;
+        }
+        return EvictOverCap(tx, written, now);
+      });
+  if (!status.ok()) return status;
+  return written;
+}
+
+absl::StatusOr<SessionRecord> SqlBackend::Cycle(
+    absl::string_view old_token_hash, absl::string_view new_token_hash,
+    const std::optional<std::string>& user_id) {
+  SessionRecord written;
+  absl::Status status =
+      RunTransaction("cycle", [&](SqlTransaction& tx) -> absl::Status {
+        if (user_id.has_value()) {
+          if (absl::Status s = LockUserIfCapped(tx, *user_id); !s.ok()) {
+            return s;
+          }
+        }
+        // Locked: of concurrent Cycles of one session exactly one finds it
+        // under the old hash.
+        absl::Time now;
+        absl::StatusOr<SessionRecord> stored =
+            SelectLiveForUpdate(tx, old_token_hash, &now);
+        if (!stored.ok()) return stored.status();
+        if (absl::Status s = tx.DeleteExpiredByHash(new_token_hash, now);
+            !s.ok()) {
+          return s;
+        }
+        const int64_t old_version = stored->version;
+        written = ApplyCycle(*std::move(stored), new_token_hash, user_id, now);
+        if (absl::Status s = tx.Rewrite(written, old_version); !s.ok()) {
+          if (absl::IsAlreadyExists(s)) {
+            return absl::AlreadyExistsError(
+                "new token hash belongs to another live session");
+          }
+          return s;
+        }
+        if (!user_id.has_value()) return absl::OkStatus();
+        return EvictOverCap(tx, written, now);
+      });
+  if (!status.ok()) return status;
+  return written;
+}
+
+absl::StatusOr<int64_t> SqlBackend::DeleteCountingLive(
+    absl::string_view what,
+    absl::FunctionRef<absl::StatusOr<std::vector<absl::Time>>(SqlTransaction&)>
+        remove) {
+  int64_t live = 0;
+  absl::Status status =
+      RunTransaction(what, [&](SqlTransaction& tx) -> absl::Status {
+        absl::StatusOr<std::vector<absl::Time>> expiries = remove(tx);
+        if (!expiries.ok()) return expiries.status();
+        const absl::Time now = Now();
+        live = 0;
+        for (absl::Time expires_at : *expiries) {
+          if (now < expires_at) ++live;
+        }
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  return live;
+}
+
+absl::StatusOr<int64_t> SqlBackend::DeleteByTokenHash(
+    absl::string_view token_hash) {
+  return DeleteCountingLive("delete by token hash", [&](SqlTransaction& tx) {
+    return tx.DeleteByHash(token_hash);
+  });
+}
+
+absl::StatusOr<int64_t> SqlBackend::DeleteById(absl::string_view id) {
+  return DeleteCountingLive(
+      "delete by id", [&](SqlTransaction& tx) { return tx.DeleteById(id); });
+}
+
+absl::StatusOr<int64_t> SqlBackend::DeleteForUser(absl::string_view user_id,
+                                                  absl::string_view except_id) {
+  return DeleteCountingLive("delete for user", [&](SqlTransaction& tx) {
+    return tx.DeleteForUser(user_id, except_id);
+  });
+}
+
+absl::StatusOr<std::vector<SessionRecord>> SqlBackend::ListForUser(
+    absl::string_view user_id, int count,
+    const std::optional<ListCursor>& after) {
+  std::vector<SessionRecord> records;
+  absl::Status status =
+      RunCall("list for user", CallKind::kIdempotent, [&](SqlSession& session) {
+        return session.Read([&](SqlTransaction& tx) {
+          return Keep(tx.ListForUser(user_id, Now(), count, after), records);
+        });
+      });
+  if (!status.ok()) return status;
+  return records;
+}
+
+absl::StatusOr<int64_t> SqlBackend::PruneExpired() {
+  int64_t total = 0;
+  while (true) {
+    // One short write per batch, each by its own now; other writers get in
+    // between.
+    int64_t pruned = 0;
+    absl::Status status =
+        RunCall("prune expired", CallKind::kWrite, [&](SqlSession& session) {
+          return session.WriteAlone([&](SqlTransaction& tx) {
+            return Keep(tx.PruneBatch(Now(), prune_batch_size_), pruned);
+          });
+        });
+    if (!status.ok()) return status;
+    total += pruned;
+    if (pruned < prune_batch_size_) return total;
+  }
+}
+
+absl::Status SqlBackend::Ping() {
+  return RunCall("ping", CallKind::kIdempotent, [](SqlSession& session) {
+    return session.Read([](SqlTransaction& tx) { return tx.Ping(); });
+  });
+}
+
+}  // namespace sessiond::storage::sql

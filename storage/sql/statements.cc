@@ -1,0 +1,194 @@
+#include "storage/sql/statements.h"
+
+#include <array>
+
+namespace sessiond::storage::sql {
+namespace {
+
+struct Entry {
+  SqlStatement statement;
+  const char* name;
+  const char* sqlite;
+  const char* postgres;
+};
+
+// The columns of a session record, in the order RecordFromRow (rows.h)
+// reads them.
+#define SESSIOND_SQL_RECORD_COLUMNS                               \
+  "id, token_hash, user_id, sealed, created_at, last_active_at, " \
+  "idle_timeout_us, absolute_lifetime_us, version"
+
+// The sessions table: `sessions` in SQLite, `sessiond_sessions` in
+// PostgreSQL (a database other applications may share); its columns are
+// the same (migrations.cc). PostgreSQL parameters carry explicit casts, so
+// that their types never depend on inference. Values are always bound,
+// never spliced into the text.
+constexpr std::array<Entry, kNumStatements> kCatalogue = {{
+    // $1 user_id. Serialises, across processes, the writers that may have
+    // to evict this user's sessions; released at commit or rollback. The
+    // advisory lock's two-int key space, apart from the migration lock's
+    // one-bigint key.
+    {SqlStatement::kLockUser, "lock_user", nullptr,
+     "SELECT pg_advisory_xact_lock(x'73657373'::int, hashtext($1::text))"},
+    // $1 token_hash. The record, live or expired: the caller decides with
+    // its own time.
+    {SqlStatement::kSelectByHash, "select_by_hash",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessions WHERE token_hash = ?1",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessiond_sessions WHERE token_hash = $1::bytea"},
+    // As kSelectByHash, and waits for a writer of the row to finish, then
+    // keeps writers out until the transaction ends. In SQLite the write
+    // transaction has done both.
+    {SqlStatement::kSelectByHashForShare, "select_by_hash_for_share",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessions WHERE token_hash = ?1",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessiond_sessions WHERE token_hash = $1::bytea FOR SHARE"},
+    // As kSelectByHashForShare, keeping readers that lock out as well.
+    {SqlStatement::kSelectByHashForUpdate, "select_by_hash_for_update",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessions WHERE token_hash = ?1",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessiond_sessions WHERE token_hash = $1::bytea FOR UPDATE"},
+    // $1 id, $2 token_hash, $3 now. An expired row is as good as missing,
+    // so it must not block a new one.
+    {SqlStatement::kDeleteExpiredConflicts, "delete_expired_conflicts",
+     "DELETE FROM sessions WHERE (id = ?1 OR token_hash = ?2)"
+     " AND expires_at <= ?3",
+     "DELETE FROM sessiond_sessions WHERE (id = $1::text OR token_hash ="
+     " $2::bytea) AND expires_at <= $3::bigint"},
+    // $1 token_hash, $2 now.
+    {SqlStatement::kDeleteExpiredByHash, "delete_expired_by_hash",
+     "DELETE FROM sessions WHERE token_hash = ?1 AND expires_at <= ?2",
+     "DELETE FROM sessiond_sessions WHERE token_hash = $1::bytea"
+     " AND expires_at <= $2::bigint"},
+    // The record's columns, then expires_at.
+    {SqlStatement::kInsert, "insert",
+     "INSERT INTO sessions (" SESSIOND_SQL_RECORD_COLUMNS
+     ", expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+     "INSERT INTO sessiond_sessions (" SESSIOND_SQL_RECORD_COLUMNS
+     ", expires_at) VALUES ($1::text, $2::bytea, $3::text, $4::bytea,"
+     " $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint,"
+     " $10::bigint)"},
+    // $1 id, $2 new last_active_at, $3 new expires_at; on a locked row.
+    {SqlStatement::kTouch, "touch",
+     "UPDATE sessions SET last_active_at = ?2, expires_at = ?3 WHERE id = ?1",
+     "UPDATE sessiond_sessions SET last_active_at = $2::bigint,"
+     " expires_at = $3::bigint WHERE id = $1::text"},
+    // $1 id, $2 expected (current) version, then the new values: token_hash,
+    // user_id, sealed, last_active_at, idle_timeout_us,
+    // absolute_lifetime_us, version, expires_at.
+    {SqlStatement::kRewrite, "rewrite",
+     "UPDATE sessions SET token_hash = ?3, user_id = ?4, sealed = ?5,"
+     " last_active_at = ?6, idle_timeout_us = ?7, absolute_lifetime_us = ?8,"
+     " version = ?9, expires_at = ?10 WHERE id = ?1 AND version = ?2",
+     "UPDATE sessiond_sessions SET token_hash = $3::bytea,"
+     " user_id = $4::text, sealed = $5::bytea, last_active_at = $6::bigint,"
+     " idle_timeout_us = $7::bigint, absolute_lifetime_us = $8::bigint,"
+     " version = $9::bigint, expires_at = $10::bigint"
+     " WHERE id = $1::text AND version = $2::bigint"},
+    // $1 user_id, $2 now, $3 id to keep, $4 how many others to keep. Keeps
+    // the most recently active (listing order), deletes the rest.
+    // PostgreSQL returns one row: how many of the victims it chose were not
+    // deleted because they changed (or went) before it could lock them. The
+    // DELETE's conditions are re-checked on the row's latest version, so a
+    // victim that was touched meanwhile (it may no longer be among the least
+    // recently active), moved to another user, or was deleted, is skipped,
+    // and the caller runs the statement again (with a new snapshot, which
+    // sees the change). SQLite returns no row: under its write lock no row
+    // changes.
+    {SqlStatement::kEvictOverCap, "evict_over_cap",
+     "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions"
+     " WHERE user_id = ?1 AND expires_at > ?2 AND id <> ?3"
+     " ORDER BY last_active_at DESC, id DESC LIMIT -1 OFFSET ?4)",
+     "WITH victims AS (SELECT id, last_active_at FROM sessiond_sessions"
+     " WHERE user_id = $1::text AND expires_at > $2::bigint AND id <> $3::text"
+     " ORDER BY last_active_at DESC, id DESC OFFSET $4::bigint),"
+     " evicted AS (DELETE FROM sessiond_sessions s USING victims v"
+     " WHERE s.id = v.id AND s.last_active_at = v.last_active_at"
+     " AND s.user_id = $1::text AND s.expires_at > $2::bigint RETURNING 1)"
+     " SELECT (SELECT count(*) FROM victims) - (SELECT count(*) FROM evicted)"},
+    // The deletes remove the rows whether expired or not (an expired row is
+    // dead anyway) and return each row's expires_at, so that the caller
+    // counts the live ones with a time read once the rows are locked.
+    // $1 token_hash.
+    {SqlStatement::kDeleteByHash, "delete_by_hash",
+     "DELETE FROM sessions WHERE token_hash = ?1 RETURNING expires_at",
+     "DELETE FROM sessiond_sessions WHERE token_hash = $1::bytea"
+     " RETURNING expires_at"},
+    // $1 id.
+    {SqlStatement::kDeleteById, "delete_by_id",
+     "DELETE FROM sessions WHERE id = ?1 RETURNING expires_at",
+     "DELETE FROM sessiond_sessions WHERE id = $1::text RETURNING expires_at"},
+    // $1 user_id, $2 except id ('' keeps none; no stored id is empty).
+    {SqlStatement::kDeleteForUser, "delete_for_user",
+     "DELETE FROM sessions WHERE user_id = ?1 AND id <> ?2"
+     " RETURNING expires_at",
+     "DELETE FROM sessiond_sessions WHERE user_id = $1::text"
+     " AND id <> $2::text RETURNING expires_at"},
+    // $1 user_id, $2 now, $3 limit. Records in listing order.
+    {SqlStatement::kListFirst, "list_first",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessions WHERE user_id = ?1 AND expires_at > ?2"
+     " ORDER BY last_active_at DESC, id DESC LIMIT ?3",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessiond_sessions WHERE user_id = $1::text"
+     " AND expires_at > $2::bigint"
+     " ORDER BY last_active_at DESC, id DESC LIMIT $3::bigint"},
+    // As kListFirst, strictly after ($4 last_active_at, $5 id).
+    {SqlStatement::kListAfter, "list_after",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessions WHERE user_id = ?1 AND expires_at > ?2"
+     " AND (last_active_at < ?4 OR (last_active_at = ?4 AND id < ?5))"
+     " ORDER BY last_active_at DESC, id DESC LIMIT ?3",
+     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
+     " FROM sessiond_sessions WHERE user_id = $1::text"
+     " AND expires_at > $2::bigint"
+     " AND (last_active_at, id) < ($4::bigint, $5::text)"
+     " ORDER BY last_active_at DESC, id DESC LIMIT $3::bigint"},
+    // $1 now, $2 batch size. PostgreSQL skips rows another transaction
+    // holds: a concurrent pruner deletes them, or a writer that holds one
+    // may be bringing it back to life, or the next prune does.
+    {SqlStatement::kPruneBatch, "prune_batch",
+     "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions"
+     " WHERE expires_at <= ?1 LIMIT ?2)",
+     "DELETE FROM sessiond_sessions WHERE ctid = ANY(ARRAY("
+     "SELECT ctid FROM sessiond_sessions WHERE expires_at <= $1::bigint"
+     " LIMIT $2::bigint FOR UPDATE SKIP LOCKED))"
+     " AND expires_at <= $1::bigint"},
+    // SQLite reads the schema, so that it touches the file.
+    {SqlStatement::kPing, "ping", "SELECT count(*) FROM sqlite_schema",
+     "SELECT 1"},
+}};
+
+#undef SESSIOND_SQL_RECORD_COLUMNS
+
+constexpr bool InOrder() {
+  for (int i = 0; i < kNumStatements; ++i) {
+    if (static_cast<int>(kCatalogue[i].statement) != i) return false;
+  }
+  return true;
+}
+static_assert(InOrder(), "kCatalogue must follow SqlStatement");
+
+const Entry& Find(SqlStatement statement) {
+  return kCatalogue[static_cast<int>(statement)];
+}
+
+}  // namespace
+
+absl::string_view DialectName(SqlDialect dialect) {
+  return dialect == SqlDialect::kSqlite ? "sqlite" : "postgres";
+}
+
+absl::string_view StatementName(SqlStatement statement) {
+  return Find(statement).name;
+}
+
+const char* StatementText(SqlStatement statement, SqlDialect dialect) {
+  const Entry& e = Find(statement);
+  return dialect == SqlDialect::kSqlite ? e.sqlite : e.postgres;
+}
+
+}  // namespace sessiond::storage::sql

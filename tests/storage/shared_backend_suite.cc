@@ -1,0 +1,424 @@
+#include "tests/storage/shared_backend_suite.h"
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "tests/storage/numbered_record.h"
+
+namespace sessiond::storage {
+
+void PrintTo(const SharedBackend& backend, std::ostream* os) {
+  *os << "SharedBackend{" << backend.name << "}";
+}
+
+namespace {
+
+using absl::StatusCode;
+
+#define ASSERT_OK(expr)                            \
+  do {                                             \
+    const absl::Status _st = (expr);               \
+    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
+  } while (0)
+
+// Runs `fn(i)` on `n` threads that start together; joins them.
+void RunThreads(int n, const std::function<void(int)>& fn) {
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      ready.fetch_add(1);
+      while (ready.load() < n) std::this_thread::yield();
+      fn(i);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+SessionUpdate UpdateTo(const std::string& user, const std::string& payload,
+                       std::optional<int64_t> expected_version = {}) {
+  SessionUpdate u;
+  u.user_id = user;
+  u.sealed_payload = payload;
+  u.expected_version = expected_version;
+  return u;
+}
+
+}  // namespace
+
+void SharedBackendTest::SetUp() {
+  const absl::Status reset = GetParam().reset();
+  ASSERT_TRUE(reset.ok()) << reset;
+}
+
+std::unique_ptr<SessionStore> SharedBackendTest::Open(
+    const StoreOptions& options) {
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      GetParam().open(&clock_, options);
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? *std::move(store) : nullptr;
+}
+
+void OutageTest::TearDown() {
+  if (paused_) {
+    EXPECT_TRUE(GetParam().resume().ok());
+  }
+  if (stopped_) {
+    EXPECT_TRUE(GetParam().start().ok());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Two stores over one data set stand in for two sessiond processes.
+
+TEST_P(SharedStoreTest, TwoStoresCompareAndSetLoseNoUpdate) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  SessionRecord counter = NumberedRecord(0, "alice");
+  counter.sealed_payload = "0";
+  ASSERT_TRUE(a->Create(counter).ok());
+  constexpr int kThreads = 8;
+  constexpr int kIncrements = 25;
+  std::atomic<int> errors{0};
+  std::atomic<int> aborts{0};
+  RunThreads(kThreads, [&](int t) {
+    SessionStore& store = t % 2 == 0 ? *a : *b;
+    for (int k = 0; k < kIncrements; ++k) {
+      for (;;) {
+        absl::StatusOr<SessionRecord> cur = store.Load(NumberedTokenHash(0));
+        int64_t n = 0;
+        if (!cur.ok() || !absl::SimpleAtoi(cur->sealed_payload, &n)) {
+          ADD_FAILURE() << cur.status();
+          errors.fetch_add(1);
+          return;
+        }
+        absl::StatusOr<SessionRecord> next =
+            store.Update(NumberedTokenHash(0),
+                         UpdateTo("alice", absl::StrCat(n + 1), cur->version));
+        if (next.ok()) break;
+        if (!absl::IsAborted(next.status())) {
+          ADD_FAILURE() << next.status();
+          errors.fetch_add(1);
+          return;
+        }
+        aborts.fetch_add(1);
+      }
+    }
+  });
+  EXPECT_EQ(errors.load(), 0);
+  absl::StatusOr<SessionRecord> from_a = a->Load(NumberedTokenHash(0));
+  absl::StatusOr<SessionRecord> from_b = b->Load(NumberedTokenHash(0));
+  ASSERT_TRUE(from_a.ok()) << from_a.status();
+  ASSERT_TRUE(from_b.ok()) << from_b.status();
+  EXPECT_EQ(*from_a, *from_b);
+  EXPECT_EQ(from_a->sealed_payload, absl::StrCat(kThreads * kIncrements));
+  EXPECT_EQ(from_a->version, 1 + kThreads * kIncrements);
+}
+
+TEST_P(SharedStoreTest, TwoStoresCreatingAtOnceKeepTheCap) {
+  StoreOptions options;
+  options.max_sessions_per_user = 3;
+  auto a = Open(options);
+  auto b = Open(options);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kThreads = 6;
+  constexpr int kEach = 10;
+  RunThreads(kThreads, [&](int t) {
+    SessionStore& store = t % 2 == 0 ? *a : *b;
+    for (int i = 0; i < kEach; ++i) {
+      absl::StatusOr<SessionRecord> r =
+          store.Create(NumberedRecord(t * kEach + i, "carol"));
+      EXPECT_TRUE(r.ok()) << r.status();
+    }
+  });
+  absl::StatusOr<SessionPage> page = b->ListForUser("carol", 100, {});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->sessions.size(), 3u);
+}
+
+TEST_P(SharedStoreTest, PruneGoesInBatchesAndCountsExactly) {
+  const int batch = GetParam().prune_batch_size;
+  ASSERT_GT(batch, 0);
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  // Two full batches and a partial one expire; a few sessions stay live.
+  const int expired = 2 * batch + batch / 2 + 1;
+  for (int i = 0; i < expired; ++i) {
+    ASSERT_TRUE(store
+                    ->Create(NumberedRecord(i, absl::StrCat("u", i % 7),
+                                            absl::Minutes(1)))
+                    .ok());
+  }
+  clock_.Advance(absl::Minutes(2));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(store->Create(NumberedRecord(expired + i, "live")).ok());
+  }
+  absl::StatusOr<int64_t> pruned = store->PruneExpired();
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, expired);
+  pruned = store->PruneExpired();
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 0);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(store->Load(NumberedTokenHash(expired + i)).ok());
+  }
+}
+
+TEST_P(SharedStoreTest, StoresPruningAtOnceRemoveEachSessionOnce) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const int expired = 3 * GetParam().prune_batch_size + 11;
+  for (int i = 0; i < expired; ++i) {
+    ASSERT_TRUE(
+        a->Create(NumberedRecord(i, "", absl::Minutes(1), absl::Hours(1)))
+            .ok());
+  }
+  clock_.Advance(absl::Minutes(2));
+  ASSERT_TRUE(a->Create(NumberedRecord(expired, "live")).ok());
+  constexpr int kThreads = 6;
+  std::vector<absl::StatusOr<int64_t>> results(kThreads, int64_t{0});
+  RunThreads(kThreads,
+             [&](int t) { results[t] = (t % 2 == 0 ? a : b)->PruneExpired(); });
+  int64_t total = 0;
+  for (const absl::StatusOr<int64_t>& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    total += *r;
+  }
+  EXPECT_EQ(total, expired);
+  EXPECT_TRUE(b->Load(NumberedTokenHash(expired)).ok());
+}
+
+// ---------------------------------------------------------------------------
+// A lock held behind the store's back.
+
+TEST_P(LockWaitTest, WriteWaitingPastItsBoundIsUnavailableAndWritesNothing) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
+  {
+    absl::StatusOr<std::shared_ptr<void>> lock =
+        GetParam().hold_lock(NumberedTokenHash(1));
+    ASSERT_TRUE(lock.ok()) << lock.status();
+    const absl::Time start = absl::Now();
+    absl::StatusOr<SessionRecord> r =
+        store->Update(NumberedTokenHash(1), UpdateTo("bob", "new"));
+    EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status();
+    EXPECT_LT(absl::Now() - start, GetParam().bound);
+  }
+  absl::StatusOr<SessionRecord> loaded = store->Load(NumberedTokenHash(1));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->version, 1);
+  EXPECT_EQ(loaded->user_id, "alice");
+  // Once the lock is gone the same store writes again.
+  EXPECT_TRUE(store->Update(NumberedTokenHash(1), UpdateTo("bob", "new")).ok());
+}
+
+// ---------------------------------------------------------------------------
+// Outages.
+
+namespace {
+
+// Every kind of call, each expected to fail with UNAVAILABLE within
+// `bound`. None of them would change a session the tests check later if
+// the server ran it after all (a paused server does, once resumed).
+void ExpectEveryCallUnavailable(SessionStore& store, absl::Duration bound,
+                                int round) {
+  const std::vector<std::pair<std::string, std::function<absl::Status()>>>
+      calls = {
+          {"Create",
+           [&] { return store.Create(NumberedRecord(1000 + round)).status(); }},
+          {"Load", [&] { return store.Load(NumberedTokenHash(1)).status(); }},
+          {"LoadAndTouch",
+           [&] {
+             return store.LoadAndTouch(NumberedTokenHash(1), absl::Hours(1))
+                 .status();
+           }},
+          {"Update",
+           [&] {
+             return store
+                 .Update(NumberedTokenHash(1), UpdateTo("alice", "x", 999))
+                 .status();
+           }},
+          {"Cycle",
+           [&] {
+             return store
+                 .Cycle(NumberedTokenHash(5000), NumberedTokenHash(5001),
+                        std::nullopt)
+                 .status();
+           }},
+          {"DeleteByTokenHash",
+           [&] {
+             return store.DeleteByTokenHash(NumberedTokenHash(5000)).status();
+           }},
+          {"DeleteById",
+           [&] { return store.DeleteById("no-such-id").status(); }},
+          {"DeleteForUser",
+           [&] { return store.DeleteForUser("nobody", "").status(); }},
+          {"ListForUser",
+           [&] { return store.ListForUser("alice", 10, {}).status(); }},
+          {"PruneExpired", [&] { return store.PruneExpired().status(); }},
+          {"Ping", [&] { return store.Ping(); }},
+      };
+  for (const auto& [name, call] : calls) {
+    SCOPED_TRACE(name);
+    const absl::Time start = absl::Now();
+    const absl::Status status = call();
+    EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status;
+    EXPECT_LT(absl::Now() - start, bound);
+  }
+}
+
+// Calls succeed again on `store`, which still holds `anchor`.
+void ExpectWorking(SessionStore& store, const SessionRecord& anchor,
+                   int new_session) {
+  absl::StatusOr<SessionRecord> loaded = store.Load(anchor.token_hash);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, anchor);
+  absl::StatusOr<SessionPage> page = store.ListForUser("alice", 10, {});
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_OK(store.Ping());
+  ASSERT_TRUE(store.Create(NumberedRecord(new_session, "alice")).ok());
+  EXPECT_TRUE(store.Load(NumberedTokenHash(new_session)).ok());
+}
+
+}  // namespace
+
+TEST_P(OutageTest, StoppedServerFailsEveryCallInTimeThenTheSameStoreWorks) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<SessionRecord> anchor =
+      store->Create(NumberedRecord(1, "alice"));
+  ASSERT_TRUE(anchor.ok()) << anchor.status();
+  // Every pooled connection has been used.
+  RunThreads(4, [&](int) {
+    for (int i = 0; i < 5; ++i) EXPECT_TRUE(store->Ping().ok());
+  });
+
+  ASSERT_OK(GetParam().stop());
+  stopped_ = true;
+  ExpectEveryCallUnavailable(*store, GetParam().bound, 1);
+  ExpectEveryCallUnavailable(*store, GetParam().bound, 2);
+  ASSERT_OK(GetParam().start());
+  stopped_ = false;
+  // The very first calls already work: dead connections are noticed before
+  // use, and replaced.
+  ExpectWorking(*store, *anchor, 2000);
+}
+
+TEST_P(OutageTest, AcknowledgedWritesSurviveRestartAndCrash) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::vector<SessionRecord> expected;
+  for (int i = 0; i < 40; ++i) {
+    absl::StatusOr<SessionRecord> r =
+        store->Create(NumberedRecord(i, absl::StrCat("user", i % 4)));
+    ASSERT_TRUE(r.ok()) << r.status();
+    expected.push_back(*r);
+    clock_.Advance(absl::Milliseconds(10));
+  }
+  for (int i = 0; i < 40; i += 3) {
+    absl::StatusOr<SessionRecord> r =
+        store->Update(NumberedTokenHash(i),
+                      UpdateTo(expected[i].user_id, absl::StrCat("v2-", i)));
+    ASSERT_TRUE(r.ok()) << r.status();
+    expected[i] = *r;
+  }
+  ASSERT_EQ(*store->DeleteById("id-39"), 1);
+  expected.pop_back();
+  auto check_all = [&](absl::string_view when) {
+    SCOPED_TRACE(when);
+    for (const SessionRecord& want : expected) {
+      absl::StatusOr<SessionRecord> got = store->Load(want.token_hash);
+      ASSERT_TRUE(got.ok()) << want.id << ": " << got.status();
+      EXPECT_EQ(*got, want);
+    }
+    EXPECT_TRUE(absl::IsNotFound(store->Load(NumberedTokenHash(39)).status()));
+    absl::StatusOr<SessionPage> page = store->ListForUser("user1", 100, {});
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_EQ(page->sessions.size(), 10u);
+  };
+
+  // A clean shutdown, then calls on the same store: no reopen.
+  ASSERT_OK(GetParam().stop());
+  stopped_ = true;
+  ASSERT_OK(GetParam().start());
+  stopped_ = false;
+  check_all("after a restart");
+
+  // More acknowledged writes, then a crash: none of them is lost.
+  for (int i = 0; i < 36; i += 4) {
+    absl::StatusOr<SessionRecord> r =
+        store->LoadAndTouch(expected[i].token_hash, absl::ZeroDuration());
+    ASSERT_TRUE(r.ok()) << r.status();
+    expected[i] = *r;
+    clock_.Advance(absl::Milliseconds(1));
+  }
+  absl::StatusOr<SessionRecord> cycled = store->Cycle(
+      NumberedTokenHash(1), NumberedTokenHash(100), std::string("user1"));
+  ASSERT_TRUE(cycled.ok()) << cycled.status();
+  expected[1] = *cycled;
+  ASSERT_OK(GetParam().kill());
+  stopped_ = true;
+  ASSERT_OK(GetParam().start());
+  stopped_ = false;
+  check_all("after a crash");
+  EXPECT_TRUE(absl::IsNotFound(store->Load(NumberedTokenHash(1)).status()));
+}
+
+TEST_P(OutageTest, HungServerFailsEveryCallInTimeThenTheSameStoreWorks) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<SessionRecord> anchor =
+      store->Create(NumberedRecord(1, "alice"));
+  ASSERT_TRUE(anchor.ok()) << anchor.status();
+  RunThreads(4, [&](int) { EXPECT_TRUE(store->Ping().ok()); });
+
+  ASSERT_OK(GetParam().pause());
+  paused_ = true;
+  ExpectEveryCallUnavailable(*store, GetParam().bound, 1);
+  // More callers than connections: those waiting for one give up in time
+  // too.
+  std::atomic<int> wrong{0};
+  std::atomic<int> slow{0};
+  RunThreads(10, [&](int) {
+    const absl::Time start = absl::Now();
+    if (!absl::IsUnavailable(store->Load(NumberedTokenHash(1)).status())) {
+      wrong.fetch_add(1);
+    }
+    if (absl::Now() - start >= GetParam().bound) slow.fetch_add(1);
+  });
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(slow.load(), 0);
+
+  ASSERT_OK(GetParam().resume());
+  paused_ = false;
+  ExpectWorking(*store, *anchor, 3000);
+}
+
+// Backends without a server (SQLite) instantiate SharedStoreTest and
+// LockWaitTest only; backends without locks a test can hold (Valkey runs
+// each call as one script) leave out LockWaitTest.
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(LockWaitTest);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(OutageTest);
+
+}  // namespace sessiond::storage
