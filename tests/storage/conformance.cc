@@ -19,6 +19,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "tests/testing/status_macros.h"
+#include "tests/testing/threads.h"
 
 namespace sessiond::storage {
 
@@ -49,44 +51,7 @@ StatusCode Code(const absl::StatusOr<T>& s) {
   return s.status().code();
 }
 
-#define CONFORMANCE_CONCAT_INNER(a, b) a##b
-#define CONFORMANCE_CONCAT(a, b) CONFORMANCE_CONCAT_INNER(a, b)
-#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
-  ASSERT_OK_AND_ASSIGN_IMPL(CONFORMANCE_CONCAT(status_or_, __LINE__), lhs, expr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr)         \
-  auto tmp = (expr);                                      \
-  ASSERT_TRUE(tmp.ok()) << #expr << ": " << tmp.status(); \
-  lhs = std::move(tmp).value()
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-
-SessionUpdate MakeUpdate(const std::string& user, const std::string& payload,
-                         std::optional<int64_t> expected_version = {}) {
-  SessionUpdate u;
-  u.user_id = user;
-  u.sealed_payload = payload;
-  u.expected_version = expected_version;
-  return u;
-}
-
-// Runs `fn(i)` on `n` threads that start together; joins them.
-template <typename Fn>
-void RunThreads(int n, Fn fn) {
-  std::atomic<int> ready{0};
-  std::vector<std::thread> threads;
-  threads.reserve(n);
-  for (int i = 0; i < n; ++i) {
-    threads.emplace_back([&, i] {
-      ready.fetch_add(1);
-      while (ready.load() < n) std::this_thread::yield();
-      fn(i);
-    });
-  }
-  for (std::thread& t : threads) t.join();
-}
+using ::sessiond::testing::RunThreads;
 
 // A clock that moves forward by `step` every time it is read: no two
 // readings are equal, and the order of the readings is the order of the
@@ -973,7 +938,7 @@ TEST_P(SessionStoreConformanceTest, ConcurrentCallsNeverRewindOrResurrect) {
         fail(absl::StrCat(op,
                           " found the session after a call had found it "
                           "expired: ",
-                          testing::PrintToString(*r)));
+                          ::testing::PrintToString(*r)));
       }
       const int64_t us = absl::ToUnixMicros(r->last_active_at);
       if (us < floor_us) {
@@ -1219,7 +1184,7 @@ TEST_P(SessionStoreConformanceTest, ListersNeverSeeACycleHalfDone) {
           if (cycle_errors.fetch_add(1) < 5) {
             ADD_FAILURE() << "cycle of " << id_of(c) << " at version " << v
                           << ": "
-                          << (r.ok() ? testing::PrintToString(*r)
+                          << (r.ok() ? ::testing::PrintToString(*r)
                                      : r.status().ToString());
           }
           break;

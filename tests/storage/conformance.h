@@ -7,7 +7,7 @@
 //   namespace sessiond::storage {
 //   INSTANTIATE_TEST_SUITE_P(
 //       Memory, SessionStoreConformanceTest,
-//       testing::Values(StoreFactory{
+//       ::testing::Values(StoreFactory{
 //           "Memory",
 //           [](const Clock* clock, const StoreOptions& options)
 //               -> absl::StatusOr<std::unique_ptr<SessionStore>> {
@@ -57,13 +57,13 @@ void PrintTo(const SessionRecord& record, std::ostream* os);
 // Name generator for INSTANTIATE_TEST_SUITE_P.
 struct StoreFactoryName {
   std::string operator()(
-      const testing::TestParamInfo<StoreFactory>& info) const {
+      const ::testing::TestParamInfo<StoreFactory>& info) const {
     return info.param.name;
   }
 };
 
 class SessionStoreConformanceTest
-    : public testing::TestWithParam<StoreFactory> {
+    : public ::testing::TestWithParam<StoreFactory> {
  protected:
   // The suite's clock starts here: whole seconds plus 123456789 ns, so that
   // every reading has a sub-microsecond part the store must truncate.

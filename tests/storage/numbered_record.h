@@ -1,7 +1,10 @@
-// NumberedRecord: distinct, binary-laden session records for storage tests.
+// NumberedRecord and MakeUpdate: distinct, binary-laden session records,
+// and updates of them, for storage tests.
 #ifndef SESSIOND_TESTS_STORAGE_NUMBERED_RECORD_H_
 #define SESSIOND_TESTS_STORAGE_NUMBERED_RECORD_H_
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -30,6 +33,18 @@ inline SessionRecord NumberedRecord(int i, const std::string& user = "",
 // The token hash of NumberedRecord(i).
 inline std::string NumberedTokenHash(int i) {
   return NumberedRecord(i).token_hash;
+}
+
+// An update to `user` and `payload`, a compare-and-set if
+// `expected_version` is given.
+inline SessionUpdate MakeUpdate(const std::string& user,
+                                const std::string& payload,
+                                std::optional<int64_t> expected_version = {}) {
+  SessionUpdate u;
+  u.user_id = user;
+  u.sealed_payload = payload;
+  u.expected_version = expected_version;
+  return u;
 }
 
 }  // namespace sessiond::storage

@@ -18,6 +18,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tests/storage/numbered_record.h"
+#include "tests/testing/status_macros.h"
+#include "tests/testing/threads.h"
 
 namespace sessiond::storage {
 
@@ -29,35 +31,7 @@ namespace {
 
 using absl::StatusCode;
 
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-
-// Runs `fn(i)` on `n` threads that start together; joins them.
-void RunThreads(int n, const std::function<void(int)>& fn) {
-  std::atomic<int> ready{0};
-  std::vector<std::thread> threads;
-  threads.reserve(n);
-  for (int i = 0; i < n; ++i) {
-    threads.emplace_back([&, i] {
-      ready.fetch_add(1);
-      while (ready.load() < n) std::this_thread::yield();
-      fn(i);
-    });
-  }
-  for (std::thread& t : threads) t.join();
-}
-
-SessionUpdate UpdateTo(const std::string& user, const std::string& payload,
-                       std::optional<int64_t> expected_version = {}) {
-  SessionUpdate u;
-  u.user_id = user;
-  u.sealed_payload = payload;
-  u.expected_version = expected_version;
-  return u;
-}
+using ::sessiond::testing::RunThreads;
 
 }  // namespace
 
@@ -109,9 +83,9 @@ TEST_P(SharedStoreTest, TwoStoresCompareAndSetLoseNoUpdate) {
           errors.fetch_add(1);
           return;
         }
-        absl::StatusOr<SessionRecord> next =
-            store.Update(NumberedTokenHash(0),
-                         UpdateTo("alice", absl::StrCat(n + 1), cur->version));
+        absl::StatusOr<SessionRecord> next = store.Update(
+            NumberedTokenHash(0),
+            MakeUpdate("alice", absl::StrCat(n + 1), cur->version));
         if (next.ok()) break;
         if (!absl::IsAborted(next.status())) {
           ADD_FAILURE() << next.status();
@@ -221,7 +195,7 @@ TEST_P(LockWaitTest, WriteWaitingPastItsBoundIsUnavailableAndWritesNothing) {
     ASSERT_TRUE(lock.ok()) << lock.status();
     const absl::Time start = absl::Now();
     absl::StatusOr<SessionRecord> r =
-        store->Update(NumberedTokenHash(1), UpdateTo("bob", "new"));
+        store->Update(NumberedTokenHash(1), MakeUpdate("bob", "new"));
     EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status();
     EXPECT_LT(absl::Now() - start, GetParam().bound);
   }
@@ -230,7 +204,8 @@ TEST_P(LockWaitTest, WriteWaitingPastItsBoundIsUnavailableAndWritesNothing) {
   EXPECT_EQ(loaded->version, 1);
   EXPECT_EQ(loaded->user_id, "alice");
   // Once the lock is gone the same store writes again.
-  EXPECT_TRUE(store->Update(NumberedTokenHash(1), UpdateTo("bob", "new")).ok());
+  EXPECT_TRUE(
+      store->Update(NumberedTokenHash(1), MakeUpdate("bob", "new")).ok());
 }
 
 // ---------------------------------------------------------------------------
@@ -256,7 +231,7 @@ void ExpectEveryCallUnavailable(SessionStore& store, absl::Duration bound,
           {"Update",
            [&] {
              return store
-                 .Update(NumberedTokenHash(1), UpdateTo("alice", "x", 999))
+                 .Update(NumberedTokenHash(1), MakeUpdate("alice", "x", 999))
                  .status();
            }},
           {"Cycle",
@@ -339,7 +314,7 @@ TEST_P(OutageTest, AcknowledgedWritesSurviveRestartAndCrash) {
   for (int i = 0; i < 40; i += 3) {
     absl::StatusOr<SessionRecord> r =
         store->Update(NumberedTokenHash(i),
-                      UpdateTo(expected[i].user_id, absl::StrCat("v2-", i)));
+                      MakeUpdate(expected[i].user_id, absl::StrCat("v2-", i)));
     ASSERT_TRUE(r.ok()) << r.status();
     expected[i] = *r;
   }

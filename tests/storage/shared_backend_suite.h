@@ -16,7 +16,7 @@
 //
 // A backend's test instantiates the suites whose hooks it has, e.g.
 //   INSTANTIATE_TEST_SUITE_P(Postgres, OutageTest,
-//                            testing::Values(PostgresHooks()),
+//                            ::testing::Values(PostgresHooks()),
 //                            SharedBackendName());
 // and links "//tests/storage:shared_backend_suite" (alwayslink).
 #ifndef SESSIOND_TESTS_STORAGE_SHARED_BACKEND_SUITE_H_
@@ -69,12 +69,12 @@ void PrintTo(const SharedBackend& backend, std::ostream* os);
 
 struct SharedBackendName {
   std::string operator()(
-      const testing::TestParamInfo<SharedBackend>& info) const {
+      const ::testing::TestParamInfo<SharedBackend>& info) const {
     return info.param.name;
   }
 };
 
-class SharedBackendTest : public testing::TestWithParam<SharedBackend> {
+class SharedBackendTest : public ::testing::TestWithParam<SharedBackend> {
  protected:
   void SetUp() override;
 
