@@ -116,6 +116,13 @@ local function remove(s)
   if s.u ~= '' then redis.call('ZREM', ukey(s.u), s.id) end
   redis.call('ZREM', XKEY, xmember(s.u, s.id))
 end
+-- Removes session s (if not nil); 1 if it was live, else 0.
+local function remove_counting(s)
+  if s == nil then return 0 end
+  local n = live(s) and 1 or 0
+  remove(s)
+  return n
+end
 
 -- The live session with token hash th, or nil. An expired one is removed
 -- on the way: once a call has found a session expired, no later call, even
@@ -293,20 +300,12 @@ return reply(s)
 // ARGV[3] token hash. Returns 1 if a live session was removed (an expired
 // one is removed too, and counts 0).
 inline constexpr char kDeleteByTokenHashScript[] = R"lua(
-local s = by_token(ARGV[3])
-if s == nil then return 0 end
-local n = live(s) and 1 or 0
-remove(s)
-return n
+return remove_counting(by_token(ARGV[3]))
 )lua";
 
 // ARGV[3] id. As kDeleteByTokenHashScript.
 inline constexpr char kDeleteByIdScript[] = R"lua(
-local s = load(ARGV[3])
-if s == nil then return 0 end
-local n = live(s) and 1 or 0
-remove(s)
-return n
+return remove_counting(load(ARGV[3]))
 )lua";
 
 // ARGV[3] user, [4] id to keep ('' keeps none), [5] batch size. Removes the

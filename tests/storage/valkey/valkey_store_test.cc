@@ -45,6 +45,7 @@
 #include "tests/storage/conformance.h"
 #include "tests/storage/shared_backend_suite.h"
 #include "tests/testing/redis_server.h"
+#include "tests/testing/status_macros.h"
 #include "tests/testing/subprocess.h"
 
 namespace sessiond::storage {
@@ -59,24 +60,16 @@ using ::testing::Not;
 using ::testing::StartsWith;
 using ::testing::UnorderedElementsAreArray;
 
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-
 // ---------------------------------------------------------------------------
 // The shared server.
 
-class SharedServer : public ::testing::Environment {
+// A redis-server started once for the whole binary (a gtest environment).
+class ServerEnvironment : public ::testing::Environment {
  public:
-  static RedisServer* Get(absl::Status* status) {
-    if (instance_ == nullptr) {
-      *status = absl::InternalError("shared server environment not set up");
-      return nullptr;
-    }
-    *status = instance_->status_;
-    return instance_->server_.get();
+  // The running server, or null with *status saying why there is none.
+  RedisServer* Get(absl::Status* status) const {
+    *status = server_ != nullptr ? absl::OkStatus() : status_;
+    return server_.get();
   }
 
   void SetUp() override {
@@ -86,22 +79,17 @@ class SharedServer : public ::testing::Environment {
     } else {
       status_ = server.status();
     }
-    instance_ = this;
   }
-  void TearDown() override {
-    server_.reset();
-    instance_ = nullptr;
-  }
+  void TearDown() override { server_.reset(); }
 
  private:
-  static SharedServer* instance_;
   std::unique_ptr<RedisServer> server_;
-  absl::Status status_;
+  absl::Status status_ = absl::FailedPreconditionError("server not started");
 };
-SharedServer* SharedServer::instance_ = nullptr;
 
-::testing::Environment* const kSharedServerEnvironment =
-    ::testing::AddGlobalTestEnvironment(new SharedServer);
+// Serves the conformance suite and most tests.
+ServerEnvironment* const kSharedServer = static_cast<ServerEnvironment*>(
+    ::testing::AddGlobalTestEnvironment(new ServerEnvironment));
 
 // A key prefix no other store in this binary uses.
 std::string NewPrefix(absl::string_view what) {
@@ -121,20 +109,11 @@ ValkeyOptions OptionsFor(const RedisServer& server, absl::string_view what) {
 absl::StatusOr<std::unique_ptr<SessionStore>> OpenOnSharedServer(
     const Clock* clock, const StoreOptions& options) {
   absl::Status status;
-  RedisServer* server = SharedServer::Get(&status);
+  RedisServer* server = kSharedServer->Get(&status);
   if (server == nullptr) return status;
   absl::StatusOr<RedisReply> flushed = server->Command({"FLUSHALL"});
   if (!flushed.ok()) return flushed.status();
   return OpenValkeyStore(OptionsFor(*server, "conformance"), clock, options);
-}
-
-SessionUpdate MakeUpdate(const std::string& user, const std::string& payload,
-                         std::optional<int64_t> expected_version = {}) {
-  SessionUpdate u;
-  u.user_id = user;
-  u.sealed_payload = payload;
-  u.expected_version = expected_version;
-  return u;
 }
 
 // The documented key layout (storage/valkey/README.md), for looking behind
@@ -202,7 +181,7 @@ class ValkeyStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::Status status;
-    server_ = SharedServer::Get(&status);
+    server_ = kSharedServer->Get(&status);
     ASSERT_NE(server_, nullptr) << status;
     Cmd(*server_, {"FLUSHALL"});
   }
@@ -1430,34 +1409,13 @@ TEST(ValkeyFakeServerTest, RefusedWritesAreUnavailable) {
 // The shared-backend suites, on a server of their own (OutageTest stops,
 // kills and pauses it).
 
-class FaultServer : public ::testing::Environment {
- public:
-  static RedisServer* Get(absl::Status* status) {
-    *status = instance_->status_;
-    return instance_->server_.get();
-  }
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::Start();
-    if (server.ok()) {
-      server_ = *std::move(server);
-    } else {
-      status_ = server.status();
-    }
-  }
-  void TearDown() override { server_.reset(); }
-
- private:
-  static FaultServer* instance_;
-  std::unique_ptr<RedisServer> server_;
-  absl::Status status_;
-};
-FaultServer* FaultServer::instance_ = static_cast<FaultServer*>(
-    ::testing::AddGlobalTestEnvironment(new FaultServer));
+ServerEnvironment* const kFaultServer = static_cast<ServerEnvironment*>(
+    ::testing::AddGlobalTestEnvironment(new ServerEnvironment));
 
 SharedBackend ValkeyBackendHooks() {
   // The key prefix of the running test's data.
   static std::string* const prefix = new std::string;
-  auto server = [](absl::Status* status) { return FaultServer::Get(status); };
+  auto server = [](absl::Status* status) { return kFaultServer->Get(status); };
   auto control = [server](absl::Status (RedisServer::*action)()) {
     return [server, action]() -> absl::Status {
       absl::Status status;
