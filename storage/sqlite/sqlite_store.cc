@@ -45,10 +45,6 @@ static_assert(kSqliteSchemaVersion == sql::kSchemaVersion,
 // queue on SqliteBackend::write_mu_ first.
 constexpr int kBusyTimeoutMs = 5000;
 
-// PruneExpired deletes at most this many rows per write transaction, so the
-// write lock is never held for long.
-constexpr int64_t kPruneBatchSize = 1000;
-
 // Upper bound on reader connections; the pool grows on demand up to it.
 int MaxReaders() {
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
@@ -339,8 +335,9 @@ class SqliteSchema final : public sql::SchemaTarget {
 class SqliteBackend final : public sql::SqlBackend {
  public:
   SqliteBackend(std::string path, const Clock* clock,
-                const StoreOptions& options, std::unique_ptr<Connection> writer)
-      : SqlBackend(clock, options, kPruneBatchSize),
+                const StoreOptions& options, int prune_batch_size,
+                std::unique_ptr<Connection> writer)
+      : SqlBackend(clock, options, prune_batch_size),
         path_(std::move(path)),
         writer_(std::move(writer)),
         readers_("sqlite", MaxReaders(), absl::InfiniteDuration(),
@@ -429,6 +426,10 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenSqliteStore(
               "sqlite: path must name a database file (\":memory:\", \"\" and "
               "URIs are not supported: the store opens several connections)");
         }
+        if (options.prune_batch_size < 1) {
+          return absl::InvalidArgumentError(
+              "sqlite: prune_batch_size must be positive");
+        }
         absl::StatusOr<std::unique_ptr<Connection>> writer =
             Connection::Open(path, Connection::Role::kWriter);
         if (!writer.ok()) return writer.status();
@@ -440,6 +441,7 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenSqliteStore(
           return s;
         }
         return std::make_unique<SqliteBackend>(path, clock, store_options,
+                                               options.prune_batch_size,
                                                *std::move(writer));
       });
 }

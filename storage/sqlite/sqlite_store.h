@@ -33,15 +33,18 @@ inline constexpr int kSqliteSchemaVersion = 1;
 struct SqliteOptions {
   // The database file.
   std::string path = "./sessiond.db";
+  // Most sessions one PruneExpired write transaction deletes, so the write
+  // lock is never held for long.
+  int prune_batch_size = 1000;
 };
 
 // Opens (creating if needed) the database file at options.path and migrates
-// its schema. INVALID_ARGUMENT as SessionStore::Open says, and for a path
-// that names no file (":memory:", "" and "file:" URIs: the store opens
-// several connections that must share the data); INTERNAL if the file
-// cannot be opened or is not a database; FAILED_PRECONDITION for a newer
-// schema, or a file system on which WAL mode is not possible. `clock` must
-// outlive the store.
+// its schema. INVALID_ARGUMENT as SessionStore::Open says, for a path that
+// names no file (":memory:", "" and "file:" URIs: the store opens several
+// connections that must share the data), and for a prune_batch_size that is
+// not positive; INTERNAL if the file cannot be opened or is not a database;
+// FAILED_PRECONDITION for a newer schema, or a file system on which WAL mode
+// is not possible. `clock` must outlive the store.
 absl::StatusOr<std::unique_ptr<SessionStore>> OpenSqliteStore(
     const SqliteOptions& options, const Clock* clock,
     const StoreOptions& store_options);

@@ -123,9 +123,13 @@ TEST_P(SharedStoreTest, TwoStoresCreatingAtOnceKeepTheCap) {
       EXPECT_TRUE(r.ok()) << r.status();
     }
   });
-  absl::StatusOr<SessionPage> page = b->ListForUser("carol", 100, {});
-  ASSERT_TRUE(page.ok()) << page.status();
-  EXPECT_EQ(page->sessions.size(), 3u);
+  // Both stores see the same three: one cap over the shared data.
+  absl::StatusOr<SessionPage> from_a = a->ListForUser("carol", 100, {});
+  absl::StatusOr<SessionPage> from_b = b->ListForUser("carol", 100, {});
+  ASSERT_TRUE(from_a.ok()) << from_a.status();
+  ASSERT_TRUE(from_b.ok()) << from_b.status();
+  EXPECT_EQ(from_b->sessions.size(), 3u);
+  EXPECT_EQ(from_a->sessions, from_b->sessions);
 }
 
 TEST_P(SharedStoreTest, PruneGoesInBatchesAndCountsExactly) {

@@ -1,5 +1,7 @@
-// Tests of the SQLite backend: the shared conformance suite, plus what only
-// SQLite has (files, schema versions, batching, locking).
+// Tests of the SQLite backend: the conformance suite, the shared-backend
+// suites (two stores on one file, a write lock held behind the store's
+// back), plus what only SQLite has (files, schema versions, WAL reads under
+// a held lock, batching, when the time is read).
 #include "storage/sqlite/sqlite_store.h"
 
 #include <sqlite3.h>
@@ -11,11 +13,13 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -24,6 +28,8 @@
 #include "storage/session_record.h"
 #include "storage/session_store.h"
 #include "tests/storage/conformance.h"
+#include "tests/storage/numbered_record.h"
+#include "tests/storage/shared_backend_suite.h"
 
 namespace sessiond::storage {
 namespace {
@@ -47,6 +53,34 @@ SqliteOptions At(const std::string& path) {
   SqliteOptions options;
   options.path = path;
   return options;
+}
+
+// How long a write waits for another connection's write lock before it
+// fails (the backend's busy timeout).
+constexpr absl::Duration kBusyTimeout = absl::Seconds(5);
+
+// Holds the write lock of the database file at `path` (a connection of its
+// own in BEGIN IMMEDIATE) until the returned object is destroyed.
+absl::StatusOr<std::shared_ptr<void>> HoldWriteLock(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE,
+                                 /*zVfs=*/nullptr);
+  std::shared_ptr<sqlite3> held(db, [](sqlite3* db) {
+    if (db == nullptr) return;
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close_v2(db);
+  });
+  if (rc != SQLITE_OK) {
+    return absl::InternalError(
+        absl::StrCat("cannot open ", path, ": ", sqlite3_errstr(rc)));
+  }
+  sqlite3_busy_timeout(db, absl::ToInt64Milliseconds(kBusyTimeout));
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) !=
+      SQLITE_OK) {
+    return absl::InternalError(
+        absl::StrCat("BEGIN IMMEDIATE: ", sqlite3_errmsg(db)));
+  }
+  return std::shared_ptr<void>(std::move(held));
 }
 
 // A plain SQLite connection to look at the file behind the store's back.
@@ -221,8 +255,9 @@ TEST_F(SqliteStoreTest, NegativeSchemaVersionIsFailedPrecondition) {
                                      "\" has an invalid schema version -3")));
 }
 
-TEST_F(SqliteStoreTest, DefaultPathIsBesideTheKey) {
+TEST_F(SqliteStoreTest, DefaultsArePathBesideTheKeyAndBatchesOf1000) {
   EXPECT_EQ(SqliteOptions().path, "./sessiond.db");
+  EXPECT_EQ(SqliteOptions().prune_batch_size, 1000);
 }
 
 TEST_F(SqliteStoreTest, BadPathIsAnError) {
@@ -257,28 +292,45 @@ TEST_F(SqliteStoreTest, RejectsInMemoryAndBadArguments) {
   negative.max_sessions_per_user = -1;
   EXPECT_EQ(OpenSqliteStore(At(path_), &clock_, negative).status().code(),
             absl::StatusCode::kInvalidArgument);
+  for (const int batch : {0, -1}) {
+    SqliteOptions o = At(path_);
+    o.prune_batch_size = batch;
+    const absl::Status status = OpenSqliteStore(o, &clock_, {}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << batch;
+    EXPECT_EQ(status.message(), "sqlite: prune_batch_size must be positive");
+  }
 }
 
-TEST_F(SqliteStoreTest, PruneDeletesInBatchesAndCountsExactly) {
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  constexpr int kExpired = 2500;
+// Each batch of prune_batch_size is a write transaction of its own: a batch
+// that fails (here a trigger aborts the 51st delete) leaves the batches
+// before it committed.
+TEST_F(SqliteStoreTest, PruneCommitsEachBatchOfTheConfiguredSize) {
+  SqliteOptions o = At(path_);
+  o.prune_batch_size = 7;
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenSqliteStore(o, &clock_, {});
+  ASSERT_TRUE(store.ok()) << store.status();
+  constexpr int kExpired = 100;
   for (int i = 0; i < kExpired; ++i) {
-    ASSERT_TRUE(store->Create(NumberedRecord(i, "u", absl::Minutes(1))).ok());
-  }
-  for (int i = kExpired; i < kExpired + 3; ++i) {
-    ASSERT_TRUE(store->Create(NumberedRecord(i, "u", absl::Hours(1))).ok());
+    ASSERT_TRUE(
+        (*store)->Create(NumberedRecord(i, "u", absl::Minutes(1))).ok());
   }
   clock_.Advance(absl::Minutes(2));
-  absl::StatusOr<int64_t> pruned = store->PruneExpired();
-  ASSERT_TRUE(pruned.ok()) << pruned.status();
-  EXPECT_EQ(*pruned, kExpired);
-  EXPECT_EQ(*store->PruneExpired(), 0);
   RawDb raw(path_);
-  EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 3);
-  for (int i = kExpired; i < kExpired + 3; ++i) {
-    EXPECT_TRUE(store->Load(NumberedRecord(i).token_hash).ok());
-  }
+  raw.Exec(
+      "CREATE TABLE pruned (n INTEGER); INSERT INTO pruned VALUES (0);"
+      "CREATE TRIGGER stop_after_50 AFTER DELETE ON sessions BEGIN"
+      " UPDATE pruned SET n = n + 1;"
+      " SELECT RAISE(ABORT, 'stop') WHERE (SELECT n FROM pruned) > 50; END");
+  EXPECT_FALSE((*store)->PruneExpired().ok());
+  // Seven batches of 7 committed; the eighth rolled back.
+  EXPECT_EQ(raw.Int("SELECT n FROM pruned"), 49);
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), kExpired - 49);
+  raw.Exec("DROP TRIGGER stop_after_50");
+  absl::StatusOr<int64_t> pruned = (*store)->PruneExpired();
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, kExpired - 49);
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 0);
 }
 
 TEST_F(SqliteStoreTest, StoredExpiryFollowsEveryWrite) {
@@ -359,71 +411,26 @@ TEST_F(SqliteStoreTest, DeletesRemoveExpiredRowsButCountOnlyLiveOnes) {
   EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 0);
 }
 
-TEST_F(SqliteStoreTest, LockHeldTooLongIsUnavailable) {
+// Under WAL, reads neither wait for nor fail on another connection's write
+// lock (LockWaitTest covers the writes that do).
+TEST_F(SqliteStoreTest, ReadsGoOnWhileAnotherConnectionHoldsTheWriteLock) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NumberedRecord(1)).ok());
-  RawDb raw(path_);
-  raw.Exec("BEGIN IMMEDIATE");
-  absl::StatusOr<SessionRecord> r = store->Create(NumberedRecord(2));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
-  // Reads go on under WAL while another connection holds the write lock.
-  EXPECT_TRUE(store->Load(NumberedRecord(1).token_hash).ok());
-  raw.Exec("ROLLBACK");
-  // Nothing was written, and the store works again.
-  EXPECT_TRUE(
-      absl::IsNotFound(store->Load(NumberedRecord(2).token_hash).status()));
-  EXPECT_TRUE(store->Create(NumberedRecord(2)).ok());
-}
-
-// Two stores on one file stand in for two processes: their writes meet at
-// SQLite's lock (busy timeout), not at the in-process mutex.
-TEST_F(SqliteStoreTest, TwoStoresOnOneFileWriteConcurrently) {
-  auto a = Open();
-  auto b = Open();
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
-  ASSERT_TRUE(a->Create(NumberedRecord(0)).ok());
-  const std::string hash = NumberedRecord(0).token_hash;
-  constexpr int kThreads = 8;
-  constexpr int kIncrementsPerThread = 50;
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    SessionStore* store = (t % 2 == 0 ? a : b).get();
-    threads.emplace_back([store, &hash, &failures, t] {
-      for (int i = 0; i < kIncrementsPerThread; ++i) {
-        // A create and a compare-and-swap increment, retried on ABORTED.
-        if (!store->Create(NumberedRecord(1000 + t * 1000 + i)).ok())
-          ++failures;
-        while (true) {
-          absl::StatusOr<SessionRecord> cur = store->Load(hash);
-          if (!cur.ok()) {
-            ++failures;
-            break;
-          }
-          SessionUpdate update;
-          update.sealed_payload = absl::StrCat(t, ":", i);
-          update.expected_version = cur->version;
-          absl::StatusOr<SessionRecord> next = store->Update(hash, update);
-          if (next.ok()) break;
-          if (!absl::IsAborted(next.status())) {
-            ++failures;
-            ADD_FAILURE() << next.status();
-            break;
-          }
-        }
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  EXPECT_EQ(failures.load(), 0);
-  absl::StatusOr<SessionRecord> final_record = a->Load(hash);
-  ASSERT_TRUE(final_record.ok());
-  EXPECT_EQ(final_record->version, 1 + kThreads * kIncrementsPerThread);
-  RawDb raw(path_);
-  EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"),
-            1 + kThreads * kIncrementsPerThread);
+  absl::StatusOr<SessionRecord> created =
+      store->Create(NumberedRecord(1, "alice"));
+  ASSERT_TRUE(created.ok()) << created.status();
+  absl::StatusOr<std::shared_ptr<void>> lock = HoldWriteLock(path_);
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<SessionRecord> loaded = store->Load(created->token_hash);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, *created);
+  absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->sessions.size(), 1u);
+  EXPECT_TRUE(store->Ping().ok());
+  // Well under the busy timeout: none of them waited for the lock.
+  EXPECT_LT(absl::Now() - start, kBusyTimeout / 2);
 }
 
 TEST_F(SqliteStoreTest, PerUserCapEvictsLeastRecentlyActive) {
@@ -543,9 +550,42 @@ TEST(SqliteStoreTimeTest, WriteThatWaitsForTheLockReadsTheTimeAfterwards) {
   }
 }
 
+// The shared-backend suites' hooks: each test on a fresh database file,
+// which its stores open as separate processes would.
+SharedBackend SqliteBackendHooks() {
+  // The database file of the running test.
+  static std::string* const path = new std::string;
+  constexpr int kPruneBatchSize = 50;
+  SharedBackend b;
+  b.name = "Sqlite";
+  // A write waiting for the lock fails after the busy timeout; slack for a
+  // loaded machine.
+  b.bound = kBusyTimeout + absl::Seconds(2);
+  b.prune_batch_size = kPruneBatchSize;
+  b.reset = [] {
+    *path = NewDbPath();
+    return absl::OkStatus();
+  };
+  b.open = [](const Clock* clock, const StoreOptions& options) {
+    SqliteOptions o = At(*path);
+    o.prune_batch_size = kPruneBatchSize;
+    return OpenSqliteStore(o, clock, options);
+  };
+  b.hold_lock = [](absl::string_view) { return HoldWriteLock(*path); };
+  return b;
+}
+
 }  // namespace
 
-// The shared suite, each test on a fresh database file.
+// The shared-backend suites. SQLite has no server, so no OutageTest.
+INSTANTIATE_TEST_SUITE_P(Sqlite, SharedStoreTest,
+                         ::testing::Values(SqliteBackendHooks()),
+                         SharedBackendName());
+INSTANTIATE_TEST_SUITE_P(Sqlite, LockWaitTest,
+                         ::testing::Values(SqliteBackendHooks()),
+                         SharedBackendName());
+
+// The conformance suite, each test on a fresh database file.
 INSTANTIATE_TEST_SUITE_P(
     Sqlite, SessionStoreConformanceTest,
     testing::Values(StoreFactory{
