@@ -41,7 +41,8 @@ class StorageBackend {
   virtual absl::string_view name() const = 0;
 
   // `fresh` has a storable id and user_id, a 32-byte token hash, and
-  // positive timeouts truncated to microseconds. ALREADY_EXISTS if a live
+  // positive timeouts truncated to microseconds; its times and version are
+  // the caller's and replaced by NewSession. ALREADY_EXISTS if a live
   // session holds its id or token hash; otherwise removes expired holders,
   // stores NewSession(fresh, now), applies the per-user cap, and returns
   // the stored record.

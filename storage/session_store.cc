@@ -20,7 +20,7 @@ constexpr StatusCode kAlwaysAllowed[] = {
 // kAlwaysAllowed and `own`); otherwise INTERNAL naming the code and keeping
 // the message, so that no code reaches a caller with a meaning the contract
 // does not give it.
-absl::Status Allowed(absl::string_view backend, absl::string_view call,
+absl::Status Allowed(const StorageBackend& backend, absl::string_view call,
                      absl::Status status,
                      std::initializer_list<StatusCode> own) {
   for (StatusCode code : kAlwaysAllowed) {
@@ -30,12 +30,12 @@ absl::Status Allowed(absl::string_view backend, absl::string_view call,
     if (status.code() == code) return status;
   }
   return absl::InternalError(absl::StrCat(
-      backend, ": ", call, ": ", absl::StatusCodeToString(status.code()), ": ",
-      status.message()));
+      backend.name(), ": ", call, ": ", absl::StatusCodeToString(status.code()),
+      ": ", status.message()));
 }
 
 template <typename T>
-absl::StatusOr<T> Allowed(absl::string_view backend, absl::string_view call,
+absl::StatusOr<T> Allowed(const StorageBackend& backend, absl::string_view call,
                           absl::StatusOr<T> result,
                           std::initializer_list<StatusCode> own) {
   if (result.ok()) return result;
@@ -143,27 +143,34 @@ SessionStore::SessionStore(std::unique_ptr<StorageBackend> backend)
 absl::StatusOr<SessionRecord> SessionStore::Create(
     const SessionRecord& record) {
   if (absl::Status s = CheckCreateArguments(record); !s.ok()) return s;
-  SessionRecord fresh;
-  fresh.id = record.id;
-  fresh.token_hash = record.token_hash;
-  fresh.user_id = record.user_id;
-  fresh.sealed_payload = record.sealed_payload;
-  fresh.idle_timeout = TruncateDurationToMicros(record.idle_timeout);
-  fresh.absolute_lifetime = TruncateDurationToMicros(record.absolute_lifetime);
-  return Allowed(backend_name(), "create", backend_->Create(fresh),
+  // Backends ignore the fields NewSession sets; only the timeouts need
+  // normalizing, and most callers pass whole microseconds already.
+  const absl::Duration idle = TruncateDurationToMicros(record.idle_timeout);
+  const absl::Duration lifetime =
+      TruncateDurationToMicros(record.absolute_lifetime);
+  absl::StatusOr<SessionRecord> created;
+  if (idle == record.idle_timeout && lifetime == record.absolute_lifetime) {
+    created = backend_->Create(record);
+  } else {
+    SessionRecord fresh = record;
+    fresh.idle_timeout = idle;
+    fresh.absolute_lifetime = lifetime;
+    created = backend_->Create(fresh);
+  }
+  return Allowed(*backend_, "create", std::move(created),
                  {StatusCode::kAlreadyExists});
 }
 
 absl::StatusOr<SessionRecord> SessionStore::Load(absl::string_view token_hash) {
   if (token_hash.size() != kTokenHashSize) return NotFound();
-  return Allowed(backend_name(), "load", backend_->Load(token_hash),
+  return Allowed(*backend_, "load", backend_->Load(token_hash),
                  {StatusCode::kNotFound});
 }
 
 absl::StatusOr<SessionRecord> SessionStore::LoadAndTouch(
     absl::string_view token_hash, absl::Duration min_interval) {
   if (token_hash.size() != kTokenHashSize) return NotFound();
-  return Allowed(backend_name(), "load and touch",
+  return Allowed(*backend_, "load and touch",
                  backend_->LoadAndTouch(token_hash, min_interval),
                  {StatusCode::kNotFound});
 }
@@ -172,16 +179,24 @@ absl::StatusOr<SessionRecord> SessionStore::Update(
     absl::string_view token_hash, const SessionUpdate& update) {
   if (absl::Status s = CheckUpdateArguments(update); !s.ok()) return s;
   if (token_hash.size() != kTokenHashSize) return NotFound();
-  SessionUpdate normalized = update;
-  if (normalized.idle_timeout.has_value()) {
-    normalized.idle_timeout = TruncateDurationToMicros(*update.idle_timeout);
+  auto truncated = [](const std::optional<absl::Duration>& d) {
+    return d.has_value()
+               ? std::optional<absl::Duration>(TruncateDurationToMicros(*d))
+               : d;
+  };
+  const std::optional<absl::Duration> idle = truncated(update.idle_timeout);
+  const std::optional<absl::Duration> lifetime =
+      truncated(update.absolute_lifetime);
+  absl::StatusOr<SessionRecord> updated;
+  if (idle == update.idle_timeout && lifetime == update.absolute_lifetime) {
+    updated = backend_->Update(token_hash, update);
+  } else {
+    SessionUpdate normalized = update;
+    normalized.idle_timeout = idle;
+    normalized.absolute_lifetime = lifetime;
+    updated = backend_->Update(token_hash, normalized);
   }
-  if (normalized.absolute_lifetime.has_value()) {
-    normalized.absolute_lifetime =
-        TruncateDurationToMicros(*update.absolute_lifetime);
-  }
-  return Allowed(backend_name(), "update",
-                 backend_->Update(token_hash, normalized),
+  return Allowed(*backend_, "update", std::move(updated),
                  {StatusCode::kNotFound, StatusCode::kAborted});
 }
 
@@ -194,7 +209,7 @@ absl::StatusOr<SessionRecord> SessionStore::Cycle(
     return s;
   }
   if (old_token_hash.size() != kTokenHashSize) return NotFound();
-  return Allowed(backend_name(), "cycle",
+  return Allowed(*backend_, "cycle",
                  backend_->Cycle(old_token_hash, new_token_hash, user_id),
                  {StatusCode::kNotFound, StatusCode::kAlreadyExists});
 }
@@ -202,13 +217,13 @@ absl::StatusOr<SessionRecord> SessionStore::Cycle(
 absl::StatusOr<int64_t> SessionStore::DeleteByTokenHash(
     absl::string_view token_hash) {
   if (token_hash.size() != kTokenHashSize) return 0;
-  return Allowed(backend_name(), "delete by token hash",
+  return Allowed(*backend_, "delete by token hash",
                  backend_->DeleteByTokenHash(token_hash), {});
 }
 
 absl::StatusOr<int64_t> SessionStore::DeleteById(absl::string_view id) {
   if (!IsStorableText(id)) return 0;  // no stored id is like it
-  return Allowed(backend_name(), "delete by id", backend_->DeleteById(id), {});
+  return Allowed(*backend_, "delete by id", backend_->DeleteById(id), {});
 }
 
 absl::StatusOr<int64_t> SessionStore::DeleteForUser(
@@ -217,7 +232,7 @@ absl::StatusOr<int64_t> SessionStore::DeleteForUser(
   if (!IsStorableText(user_id)) return 0;  // no stored user is like it
   // An except_id that no stored id can equal protects nothing.
   if (!IsStorableText(except_id)) except_id = absl::string_view();
-  return Allowed(backend_name(), "delete for user",
+  return Allowed(*backend_, "delete for user",
                  backend_->DeleteForUser(user_id, except_id), {});
 }
 
@@ -235,7 +250,7 @@ absl::StatusOr<SessionPage> SessionStore::ListForUser(
   // One more than asked for tells whether another page follows.
   const int count = limit < std::numeric_limits<int>::max() ? limit + 1 : limit;
   absl::StatusOr<std::vector<SessionRecord>> found =
-      Allowed(backend_name(), "list for user",
+      Allowed(*backend_, "list for user",
               backend_->ListForUser(user_id, count, after), {});
   if (!found.ok()) return found.status();
   SessionPage page;
@@ -249,11 +264,11 @@ absl::StatusOr<SessionPage> SessionStore::ListForUser(
 }
 
 absl::StatusOr<int64_t> SessionStore::PruneExpired() {
-  return Allowed(backend_name(), "prune expired", backend_->PruneExpired(), {});
+  return Allowed(*backend_, "prune expired", backend_->PruneExpired(), {});
 }
 
 absl::Status SessionStore::Ping() {
-  return Allowed(backend_name(), "ping", backend_->Ping(), {});
+  return Allowed(*backend_, "ping", backend_->Ping(), {});
 }
 
 }  // namespace sessiond::storage

@@ -506,13 +506,13 @@ absl::StatusOr<SessionRecord> MemoryBackend::Create(
 
         if (by_id != nullptr) Destroy(by_id);
         if (by_token != nullptr && by_token != by_id) Destroy(by_token);
-        const SessionRecord r = NewSession(record, now);
-        Entry* e = Entry::New(r.id, r.token_hash, r.user_id, r.sealed_payload);
-        e->created_us = absl::ToUnixMicros(r.created_at);
-        e->last_active_us = absl::ToUnixMicros(r.last_active_at);
-        e->idle_timeout = r.idle_timeout;
-        e->absolute_lifetime = r.absolute_lifetime;
-        e->version = r.version;
+        // NewSession, in place.
+        Entry* e = Entry::New(record.id, record.token_hash, record.user_id,
+                              record.sealed_payload);
+        e->created_us = e->last_active_us = absl::ToUnixMicros(now);
+        e->idle_timeout = record.idle_timeout;
+        e->absolute_lifetime = record.absolute_lifetime;
+        e->version = 1;
         Link(e);
         if (cap) EnforceCap(e, now);
         return e->ToRecord();

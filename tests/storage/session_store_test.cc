@@ -111,13 +111,14 @@ TEST_F(SessionStoreFrontTest,
 TEST_F(SessionStoreFrontTest, TimeoutsReachTheBackendTruncatedToMicros) {
   SessionRecord r =
       NumberedRecord(1, "u", absl::Nanoseconds(1500), absl::Nanoseconds(2999));
-  r.version = 7;  // ignored: the backend gets a fresh record
+  r.version = 7;  // ignored, like the times
   r.created_at = absl::FromUnixSeconds(5);
-  ASSERT_TRUE(store_->Create(r).ok());
+  absl::StatusOr<SessionRecord> created = store_->Create(r);
+  ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_EQ(fake_->last_create().idle_timeout, absl::Microseconds(1));
   EXPECT_EQ(fake_->last_create().absolute_lifetime, absl::Microseconds(2));
-  EXPECT_EQ(fake_->last_create().version, 0);
-  EXPECT_EQ(fake_->last_create().created_at, absl::Time());
+  EXPECT_EQ(created->version, 1);
+  EXPECT_EQ(created->created_at, TruncateToMicros(clock_.Now()));
 
   SessionUpdate update;
   update.idle_timeout = absl::Nanoseconds(4001);
@@ -125,6 +126,11 @@ TEST_F(SessionStoreFrontTest, TimeoutsReachTheBackendTruncatedToMicros) {
   ASSERT_TRUE(store_->Update(r.token_hash, update).ok());
   EXPECT_EQ(fake_->last_update().idle_timeout, absl::Microseconds(4));
   EXPECT_EQ(fake_->last_update().absolute_lifetime, absl::InfiniteDuration());
+
+  // Whole microseconds pass as they are.
+  update.idle_timeout = absl::Seconds(3);
+  ASSERT_TRUE(store_->Update(r.token_hash, update).ok());
+  EXPECT_EQ(fake_->last_update().idle_timeout, absl::Seconds(3));
 }
 
 TEST_F(SessionStoreFrontTest, PagesAskForOneMoreThanTheLimit) {
