@@ -39,7 +39,7 @@ absl::Status SetTimeout(absl::string_view value, ValkeyOptions* options) {
 }
 
 absl::Status CheckKeyPrefix(absl::string_view prefix) {
-  if (prefix.empty() || prefix.find_first_of("{}") != absl::string_view::npos) {
+  if (!IsValidKeyPrefix(prefix)) {
     return absl::InvalidArgumentError("must be non-empty, without { or }");
   }
   return absl::OkStatus();
@@ -72,13 +72,8 @@ BackendSpec<ValkeyOptions> ValkeySpec() {
             return flags::DurationToText(o.command_timeout);
           },
           SetTimeout);
-  spec.validate = [](const ValkeyOptions& options) {
-    if (!options.username.empty() && options.password_file.empty()) {
-      return absl::InvalidArgumentError(
-          "--valkey_username needs --valkey_password_file");
-    }
-    return absl::OkStatus();
-  };
+  // --valkey_username without --valkey_password_file: OpenValkeyStore
+  // refuses it.
   spec.describe = [](const ValkeyOptions& options) {
     return absl::StrCat("valkey (", options.host, ":", options.port, ", db ",
                         options.database, ", prefix ", options.key_prefix,

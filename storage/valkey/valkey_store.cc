@@ -804,8 +804,7 @@ absl::Status CheckOptions(const ValkeyOptions& options) {
       return invalid("timeouts must be positive and finite");
     }
   }
-  if (options.key_prefix.empty() ||
-      options.key_prefix.find_first_of("{}") != std::string::npos) {
+  if (!IsValidKeyPrefix(options.key_prefix)) {
     return invalid("key_prefix must be non-empty, without '{' or '}'");
   }
   if (!options.username.empty() && options.password_file.empty()) {
@@ -815,6 +814,11 @@ absl::Status CheckOptions(const ValkeyOptions& options) {
 }
 
 }  // namespace
+
+bool IsValidKeyPrefix(absl::string_view prefix) {
+  return !prefix.empty() &&
+         prefix.find_first_of("{}") == absl::string_view::npos;
+}
 
 absl::StatusOr<std::unique_ptr<SessionStore>> OpenValkeyStore(
     const ValkeyOptions& options, const Clock* clock,

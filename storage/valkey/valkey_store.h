@@ -42,6 +42,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "storage/clock.h"
 #include "storage/session_store.h"
@@ -69,6 +70,10 @@ struct ValkeyOptions {
   // holds the server, so it is kept short).
   int prune_batch_size = 500;
 };
+
+// Whether `prefix` may be ValkeyOptions::key_prefix: non-empty, without '{'
+// or '}' (it is the hash tag of every key).
+bool IsValidKeyPrefix(absl::string_view prefix);
 
 // Connects (one connection, to check the address and credentials) and loads
 // the function library. Errors:

@@ -270,7 +270,6 @@ TEST(RegistryTest, BadValuesNameTheFlag) {
       {"valkey", {{"valkey_pool_size", "-1"}}, "--valkey_pool_size"},
       {"valkey", {{"valkey_timeout", "forever"}}, "--valkey_timeout"},
       {"valkey", {{"valkey_timeout", "2m"}}, "--valkey_timeout"},
-      {"valkey", {{"valkey_username", "u"}}, "--valkey_password_file"},
       {"memory", {{"db_path", "/x"}}, "--db_path"},
       {"sqlite", {{"valkey_address", "cache:1"}}, "--valkey_address"},
   };
