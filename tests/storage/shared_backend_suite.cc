@@ -212,6 +212,73 @@ TEST_P(LockWaitTest, WriteWaitingPastItsBoundIsUnavailableAndWritesNothing) {
       store->Update(NumberedTokenHash(1), MakeUpdate("bob", "new")).ok());
 }
 
+// A write that waits for the lock reads the time only once it holds it. The
+// session is live when the write is called and expires while it waits; the
+// write must then find it expired, not commit with a time from before the
+// wait (which would revive it, or count it as a live session removed).
+TEST_P(LockWaitTest, WriteWaitingForTheLockReadsTheTimeOnceItHasIt) {
+  struct Case {
+    const char* name;
+    std::function<std::string(SessionStore&, const std::string& hash)> call;
+    std::string want;
+  };
+  auto code = [](const absl::Status& s) {
+    return absl::StatusCodeToString(s.code());
+  };
+  const std::vector<Case> cases = {
+      {"Update",
+       [&](SessionStore& store, const std::string& hash) {
+         return code(store.Update(hash, MakeUpdate("", "late")).status());
+       },
+       "NOT_FOUND"},
+      {"LoadAndTouch",
+       [&](SessionStore& store, const std::string& hash) {
+         return code(store.LoadAndTouch(hash, absl::ZeroDuration()).status());
+       },
+       "NOT_FOUND"},
+      {"Cycle",
+       [&](SessionStore& store, const std::string& hash) {
+         return code(
+             store.Cycle(hash, NumberedTokenHash(999), "alice").status());
+       },
+       "NOT_FOUND"},
+      {"DeleteByTokenHash",
+       [](SessionStore& store, const std::string& hash) {
+         absl::StatusOr<int64_t> n = store.DeleteByTokenHash(hash);
+         return n.ok() ? absl::StrCat("deleted ", *n) : n.status().ToString();
+       },
+       "deleted 0"},
+  };
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    SCOPED_TRACE(c.name);
+    const SessionRecord in =
+        NumberedRecord(static_cast<int>(i), "alice", absl::Minutes(1));
+    absl::StatusOr<SessionRecord> created = store->Create(in);
+    ASSERT_TRUE(created.ok()) << created.status();
+    clock_.Set(created->ExpiresAt() - absl::Milliseconds(1));
+
+    absl::StatusOr<std::shared_ptr<void>> lock =
+        GetParam().hold_lock(in.token_hash);
+    ASSERT_TRUE(lock.ok()) << lock.status();
+    std::string got;
+    std::thread writer([&] { got = c.call(*store, in.token_hash); });
+    // Only once the call waits for the lock does the session expire.
+    const bool waited = GetParam().await_lock_waiter();
+    clock_.Advance(absl::Milliseconds(2));
+    lock->reset();
+    writer.join();
+    ASSERT_TRUE(waited) << "the call never waited for the lock";
+    EXPECT_EQ(got, c.want);
+    EXPECT_TRUE(absl::IsNotFound(store->Load(in.token_hash).status()));
+    absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_TRUE(page->sessions.empty());
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Outages.
 

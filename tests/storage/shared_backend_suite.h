@@ -8,7 +8,8 @@
 //                    counts exactly, and stores pruning at once remove each
 //                    session once.
 //   LockWaitTest     a write that waits for a lock longer than its bound
-//                    fails with UNAVAILABLE and writes nothing.
+//                    fails with UNAVAILABLE and writes nothing; one that
+//                    gets the lock reads the time only then.
 //   OutageTest       while the server is stopped or hung every call fails
 //                    with UNAVAILABLE within its bound; the same store works
 //                    again when the server is back; acknowledged writes
@@ -58,6 +59,10 @@ struct SharedBackend {
   std::function<absl::StatusOr<std::shared_ptr<void>>(
       absl::string_view token_hash)>
       hold_lock;
+  // LockWaitTest: returns true once a call of a store is waiting for the
+  // lock held, false if none is within 10 s. A backend that cannot see
+  // that waits long enough for a call to get there.
+  std::function<bool()> await_lock_waiter;
 
   // OutageTest: the server. stop: a clean shutdown; kill: a crash (SIGKILL);
   // start: start it again (same data); pause and resume: SIGSTOP and

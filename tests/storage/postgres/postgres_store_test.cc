@@ -133,6 +133,25 @@ class RawConn {
   PGconn* conn_;
 };
 
+// Waits until exactly `n` of the stores' connections to `db` are waiting
+// for a lock (a row, a transaction or an advisory lock:
+// pg_stat_activity.wait_event_type = 'Lock'); false if that does not happen
+// within 10 s. For tests that need a call to be inside its lock wait: a
+// fixed sleep can end before the call even started.
+bool AwaitLockWaiters(PostgresServer& server, const std::string& db, int n) {
+  RawConn observer(server.dsn(db));
+  const std::string sql = absl::StrCat(
+      "SELECT count(*) FROM pg_stat_activity WHERE datname = '", db,
+      "' AND application_name = 'sessiond' AND wait_event_type = 'Lock'");
+  const std::string want = absl::StrCat(n);
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < give_up) {
+    if (observer.Exec(sql) == want) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return false;
+}
+
 class PostgresStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -201,19 +220,7 @@ class PostgresStoreTest : public ::testing::Test {
   // lock: pg_stat_activity.wait_event_type = 'Lock'); false if that does not
   // happen within 10 s. For tests that need a call to be inside its lock
   // wait: a fixed sleep can end before the call even started.
-  bool WaitForLockWaiters(int n) {
-    RawConn observer(server_->dsn(db_));
-    const std::string sql = absl::StrCat(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = '", db_,
-        "' AND application_name = 'sessiond' AND wait_event_type = 'Lock'");
-    const std::string want = absl::StrCat(n);
-    const absl::Time give_up = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < give_up) {
-      if (observer.Exec(sql) == want) return true;
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    return false;
-  }
+  bool WaitForLockWaiters(int n) { return AwaitLockWaiters(*server_, db_, n); }
 
   ManualClock clock_;
   PostgresServer* server_ = nullptr;
@@ -793,77 +800,6 @@ TEST_F(PostgresStoreTest, PruneSkipsRowsOthersHoldInsteadOfWaiting) {
 // ---------------------------------------------------------------------------
 // Time is read only once a call holds the rows it decides on.
 
-// A write that waits for a row lock reads the time only once it has it. The
-// session is live when the write is called and expires while it waits (a
-// raw connection holds the row); the write must then find it expired, not
-// commit with a time from before the wait (which would revive it, or count
-// it as a live session removed).
-TEST_F(PostgresStoreTest, WriteThatWaitsForTheRowReadsTheTimeAfterwards) {
-  struct Case {
-    const char* name;
-    std::function<std::string(SessionStore&, const std::string& hash)> call;
-    std::string want;
-  };
-  auto code = [](const absl::Status& s) {
-    return absl::StatusCodeToString(s.code());
-  };
-  const std::vector<Case> cases = {
-      {"Update",
-       [&](SessionStore& store, const std::string& hash) {
-         SessionUpdate update;
-         update.sealed_payload = "late";
-         return code(store.Update(hash, update).status());
-       },
-       "NOT_FOUND"},
-      {"LoadAndTouch",
-       [&](SessionStore& store, const std::string& hash) {
-         return code(store.LoadAndTouch(hash, absl::ZeroDuration()).status());
-       },
-       "NOT_FOUND"},
-      {"Cycle",
-       [&](SessionStore& store, const std::string& hash) {
-         return code(
-             store.Cycle(hash, NumberedTokenHash(999), "alice").status());
-       },
-       "NOT_FOUND"},
-      {"DeleteByTokenHash",
-       [](SessionStore& store, const std::string& hash) {
-         absl::StatusOr<int64_t> n = store.DeleteByTokenHash(hash);
-         return n.ok() ? absl::StrCat("deleted ", *n) : n.status().ToString();
-       },
-       "deleted 0"},
-  };
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const Case& c = cases[i];
-    SCOPED_TRACE(c.name);
-    const SessionRecord in =
-        NumberedRecord(static_cast<int>(i), "alice", absl::Minutes(1));
-    absl::StatusOr<SessionRecord> created = store->Create(in);
-    ASSERT_TRUE(created.ok()) << created.status();
-    clock_.Set(created->ExpiresAt() - absl::Milliseconds(1));
-
-    RawConn raw(server_->dsn(db_));
-    raw.Exec("BEGIN");
-    raw.Exec(absl::StrCat("SELECT id FROM sessiond_sessions WHERE id = '",
-                          in.id, "' FOR UPDATE"));
-    std::string got;
-    std::thread writer([&] { got = c.call(*store, in.token_hash); });
-    // Only once the call waits for the row does the session expire.
-    const bool waited = WaitForLockWaiters(1);
-    clock_.Advance(absl::Milliseconds(2));  // past the expiry
-    raw.Exec("ROLLBACK");
-    writer.join();
-    ASSERT_TRUE(waited) << "the call never waited for the row";
-    EXPECT_EQ(got, c.want);
-    EXPECT_TRUE(absl::IsNotFound(store->Load(in.token_hash).status()));
-    absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
-    ASSERT_TRUE(page.ok()) << page.status();
-    EXPECT_TRUE(page->sessions.empty());
-  }
-}
-
 // An expiry seen in a snapshot is not final: a writer that found the session
 // live (before it expired) may be about to commit it live again. Load waits
 // for such a writer before it reports NOT_FOUND.
@@ -1233,6 +1169,10 @@ SharedBackend PostgresBackendHooks() {
     absl::StatusOr<PostgresServer*> server = kEnv->server();
     if (!server.ok()) return server.status();
     return HoldRowLock(**server, *database, token_hash);
+  };
+  b.await_lock_waiter = [] {
+    absl::StatusOr<PostgresServer*> server = kEnv->server();
+    return server.ok() && AwaitLockWaiters(**server, *database, 1);
   };
   b.stop = control(&PostgresServer::Stop);
   b.kill = control(&PostgresServer::Kill);

@@ -611,55 +611,6 @@ TEST_F(ValkeyStoreTest, NativeExpiryRemovesKeysOnlyAfterTheSessionEnded) {
   EXPECT_EQ(Int(*server_, {"ZCARD", layout_.User("gina")}), 1);
 }
 
-TEST_F(ValkeyStoreTest, TwoStoresCompareAndSetLoseNoUpdate) {
-  ValkeyOptions options = OptionsFor(*server_, "cas");
-  auto a = Open({}, options);
-  auto b = Open({}, options);
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
-  SessionRecord counter = NumberedRecord(0, "alice");
-  counter.sealed_payload = "0";
-  ASSERT_TRUE(a->Create(counter).ok());
-  constexpr int kThreads = 8;
-  constexpr int kIncrements = 50;
-  std::atomic<int> failures{0};
-  std::atomic<int> aborts{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    SessionStore* store = (t % 2 == 0 ? a : b).get();
-    threads.emplace_back([store, &failures, &aborts] {
-      for (int k = 0; k < kIncrements; ++k) {
-        while (true) {
-          absl::StatusOr<SessionRecord> cur = store->Load(NumberedTokenHash(0));
-          int64_t n = 0;
-          if (!cur.ok() || !absl::SimpleAtoi(cur->sealed_payload, &n)) {
-            ++failures;
-            return;
-          }
-          absl::StatusOr<SessionRecord> next = store->Update(
-              NumberedTokenHash(0),
-              MakeUpdate("alice", absl::StrCat(n + 1), cur->version));
-          if (next.ok()) break;
-          if (!absl::IsAborted(next.status())) {
-            ++failures;
-            return;
-          }
-          ++aborts;
-        }
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  EXPECT_EQ(failures.load(), 0);
-  absl::StatusOr<SessionRecord> final_a = a->Load(NumberedTokenHash(0));
-  absl::StatusOr<SessionRecord> final_b = b->Load(NumberedTokenHash(0));
-  ASSERT_TRUE(final_a.ok());
-  ASSERT_TRUE(final_b.ok());
-  EXPECT_EQ(*final_a, *final_b);
-  EXPECT_EQ(final_a->sealed_payload, absl::StrCat(kThreads * kIncrements));
-  EXPECT_EQ(final_a->version, 1 + kThreads * kIncrements);
-}
-
 TEST_F(ValkeyStoreTest, DatabaseNumberIsHonored) {
   ValkeyOptions options = OptionsFor(*server_, "db");
   options.database = 5;
