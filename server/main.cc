@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "crypto/key_ring.h"
 #include "crypto/sealer.h"
+#include "crypto/secret_file.h"
 #include "crypto/wipe.h"
 #include "server/config.h"
 #include "server/grpc_server.h"
@@ -67,17 +68,27 @@ absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
   return content.str();
 }
 
-// Reads the TLS files named in `config` into `grpc`.
+// Reads the TLS files named in `config` into `grpc`. The private key is a
+// secret file (crypto::ReadSecretFile: private to its owner).
 absl::Status LoadTls(const ServerConfig& config, GrpcServerOptions* grpc) {
-  const std::pair<const std::string*, std::string*> files[] = {
+  const std::pair<const std::string*, std::string*> public_files[] = {
       {&config.tls_cert_file, &grpc->tls_cert_chain_pem},
-      {&config.tls_key_file, &grpc->tls_private_key_pem},
       {&config.tls_client_ca_file, &grpc->tls_client_ca_pem}};
-  for (const auto& [path, pem] : files) {
+  for (const auto& [path, pem] : public_files) {
     if (path->empty()) continue;
     absl::StatusOr<std::string> content = ReadPemFile(*path);
     if (!content.ok()) return content.status();
     *pem = std::move(*content);
+  }
+  if (!config.tls_key_file.empty()) {
+    absl::StatusOr<crypto::Secret> key = crypto::ReadSecretFile(
+        config.tls_key_file, "TLS key file", /*max_size=*/64 * 1024);
+    if (!key.ok()) return key.status();
+    if (key->view().find("-----BEGIN ") == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config.tls_key_file, " is not PEM"));
+    }
+    grpc->tls_private_key_pem = std::string(key->view());
   }
   return absl::OkStatus();
 }

@@ -1,5 +1,7 @@
 // End-to-end: sessiond serving TLS and mutual TLS, with certificates made by
 // the openssl command line tool for this test.
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -146,6 +148,22 @@ TEST_F(TlsE2eTest, HalfConfiguredTlsRefusesToStart) {
   EXPECT_EQ(*code, 2);
   EXPECT_NE(ReadFileOrEmpty(dir_ + "/half.log").find("--tls_key_file"),
             std::string::npos);
+}
+
+// The private key is a secret file: sessiond refuses one that group or
+// others can read, and says how to fix it.
+TEST_F(TlsE2eTest, KeyFileOthersCanReadRefusesToStart) {
+  const std::string key = dir_ + "/server.key";
+  ASSERT_EQ(::chmod(key.c_str(), 0644), 0);
+  absl::StatusOr<int> code = SessiondProcess::RunToExit(
+      {"--backend=memory", "--insecure_plaintext",
+       "--tls_cert_file=" + dir_ + "/server.pem", "--tls_key_file=" + key},
+      dir_ + "/open-key.log", absl::Seconds(15));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_NE(*code, 0);
+  const std::string log = ReadFileOrEmpty(dir_ + "/open-key.log");
+  EXPECT_NE(log.find("chmod 600"), std::string::npos) << log;
+  EXPECT_EQ(log.find("PRIVATE KEY"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -295,8 +295,6 @@ TEST_F(ConfigTest, BadValuesNameTheFlagOrVariable) {
       {{"--insecure_plaintext", "--postgres_pool_size=0"},
        "--postgres_pool_size"},
       {{"--insecure_plaintext", "--db_path="}, "--db_path"},
-      {{"--insecure_plaintext", "--backend=valkey", "--valkey_username=u"},
-       "--valkey_password_file"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<ServerConfig> config = Parse(c.args);
