@@ -84,7 +84,7 @@ class StorageBackend {
 
   // Up to `count` (> 0) live sessions of `user_id` (non-empty, storable)
   // in listing order (ListsBefore), strictly after `after` if it is set
-  // (its id storable).
+  // (its id storable, its time whole microseconds).
   virtual absl::StatusOr<std::vector<SessionRecord>> ListForUser(
       absl::string_view user_id, int count,
       const std::optional<ListCursor>& after) = 0;

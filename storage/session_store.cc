@@ -11,6 +11,10 @@ namespace {
 
 using absl::StatusCode;
 
+absl::Status NotFound() {
+  return absl::NotFoundError("no live session with this token hash");
+}
+
 // The codes every call may return besides its own (session_store.h).
 constexpr StatusCode kAlwaysAllowed[] = {
     StatusCode::kOk, StatusCode::kInvalidArgument, StatusCode::kUnavailable,
@@ -27,6 +31,10 @@ absl::Status Allowed(const StorageBackend& backend, absl::string_view call,
     if (status.code() == code) return status;
   }
   for (StatusCode code : own) {
+    // One wording for "no live session", whichever backend found none.
+    if (code == StatusCode::kNotFound && absl::IsNotFound(status)) {
+      return NotFound();
+    }
     if (status.code() == code) return status;
   }
   return absl::InternalError(absl::StrCat(
@@ -42,10 +50,6 @@ absl::StatusOr<T> Allowed(const StorageBackend& backend, absl::string_view call,
   return Allowed(backend, call, std::move(result).status(), own);
 }
 
-absl::Status NotFound() {
-  return absl::NotFoundError("no live session with this token hash");
-}
-
 // INVALID_ARGUMENT naming `what` unless IsStorableText(value).
 absl::Status CheckStorableText(absl::string_view value,
                                absl::string_view what) {
@@ -54,9 +58,13 @@ absl::Status CheckStorableText(absl::string_view value,
       absl::StrCat(what, " must be valid UTF-8 without NUL bytes"));
 }
 
+// Timeouts are kept in whole microseconds, so one must be at least 1 µs.
 absl::Status CheckPositive(absl::Duration d, absl::string_view what) {
-  if (d > absl::ZeroDuration()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(what, " must be positive"));
+  if (TruncateDurationToMicros(d) > absl::ZeroDuration()) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be at least 1 microsecond"));
 }
 
 absl::Status CheckCreateArguments(const SessionRecord& record) {
@@ -247,11 +255,19 @@ absl::StatusOr<SessionPage> SessionStore::ListForUser(
     }
   }
   if (!IsStorableText(user_id)) return SessionPage();  // no such user
+  // Stored times are whole microseconds, so a cursor between two of them
+  // is the same position as the later one with an id before every id.
+  std::optional<ListCursor> position = after;
+  if (position.has_value() &&
+      TruncateToMicros(position->last_active_at) != position->last_active_at) {
+    position = ListCursor{
+        TruncateToMicros(position->last_active_at) + absl::Microseconds(1), ""};
+  }
   // One more than asked for tells whether another page follows.
   const int count = limit < std::numeric_limits<int>::max() ? limit + 1 : limit;
   absl::StatusOr<std::vector<SessionRecord>> found =
       Allowed(*backend_, "list for user",
-              backend_->ListForUser(user_id, count, after), {});
+              backend_->ListForUser(user_id, count, position), {});
   if (!found.ok()) return found.status();
   SessionPage page;
   page.sessions = *std::move(found);

@@ -335,10 +335,9 @@ end
 return {n, #got <= batch and 1 or 0}
 )lua";
 
-// ARGV[3] user, [4] count, [5] cursor mode: '' (from the start), 'lt'
-// (strictly after (ARGV[6], ARGV[7]) = (last_active_at, id)) or 'le' (every
-// session with last_active_at <= ARGV[6]), [8] budget: the most index
-// entries to look at (> count).
+// ARGV[3] user, [4] count, [5] '' (from the start) or 'after' (strictly
+// after (ARGV[6], ARGV[7]) = (last_active_at, id)), [8] budget: the most
+// index entries to look at (> count).
 //
 // The user index orders by (last_active_at, id bytewise), the reverse of
 // the listing order. The function finds where the cursor's position falls
@@ -364,15 +363,13 @@ local total = redis.call('ZCARD', uk)
 local pos = 0
 if mode ~= '' then
   pos = redis.call('ZCOUNT', uk, '(' .. ARGV[6], '+inf')
-  if mode == 'lt' then
-    -- Entries with the cursor's score come by id descending: skip those
-    -- whose id is not below the cursor's.
-    local up = pos + redis.call('ZCOUNT', uk, ARGV[6], ARGV[6])
-    while pos < up do
-      local mid = math.floor((pos + up) / 2)
-      local id = redis.call('ZRANGE', uk, int(mid), int(mid), 'REV')[1]
-      if bytes_lt(id, ARGV[7]) then up = mid else pos = mid + 1 end
-    end
+  -- Entries with the cursor's score come by id descending: skip those
+  -- whose id is not below the cursor's.
+  local up = pos + redis.call('ZCOUNT', uk, ARGV[6], ARGV[6])
+  while pos < up do
+    local mid = math.floor((pos + up) / 2)
+    local id = redis.call('ZRANGE', uk, int(mid), int(mid), 'REV')[1]
+    if bytes_lt(id, ARGV[7]) then up = mid else pos = mid + 1 end
   end
 end
 local out, dead, expired = {}, {}, {}

@@ -1548,6 +1548,14 @@ TEST_P(SessionStoreConformanceTest, ListForUserCursorIsAPosition) {
   EXPECT_EQ(ids_after(s1.last_active_at, "s1"), Ids{});
   EXPECT_EQ(ids_after(s2.last_active_at + absl::Milliseconds(1), ""),
             (Ids{"s2", "s1"}));
+  // Between two whole microseconds (no page ends there, but a caller may
+  // ask): every session of the earlier one follows, whatever the id.
+  EXPECT_EQ(ids_after(s2.last_active_at + absl::Nanoseconds(500), ""),
+            (Ids{"s2", "s1"}));
+  EXPECT_EQ(ids_after(s2.last_active_at + absl::Nanoseconds(500), "s9"),
+            (Ids{"s2", "s1"}));
+  EXPECT_EQ(ids_after(s2.last_active_at - absl::Nanoseconds(500), "a"),
+            Ids{"s1"});
 }
 
 TEST_P(SessionStoreConformanceTest, ListForUserExcludesExpiredSessions) {
