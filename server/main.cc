@@ -109,8 +109,8 @@ int Run(int argc, char** argv) {
   }
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's
   // lock-order (deadlock) detection on: every lock, gRPC's included, then
-  // updates one process-wide graph under a global lock (about 3% of the
-  // server's CPU under load). Tests keep it on.
+  // updates one process-wide graph under a global lock (its cost is in
+  // docs/BENCHMARKS.md). Tests keep it on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::StatusOr<ServerConfig> config =
       ParseConfig(argc, argv, ProcessEnvironment());

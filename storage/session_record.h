@@ -80,10 +80,23 @@ inline absl::Duration TruncateDurationToMicros(absl::Duration d) {
   return absl::Microseconds(us);
 }
 
+// How stores that keep numbers write a duration: whole microseconds, with
+// int64 max standing for an infinite duration. Lossless both ways for
+// durations truncated with TruncateDurationToMicros.
+inline int64_t DurationToMicros(absl::Duration d) {
+  return absl::ToInt64Microseconds(d);  // saturates
+}
+inline absl::Duration MicrosToDuration(int64_t us) {
+  if (us == std::numeric_limits<int64_t>::max()) {
+    return absl::InfiniteDuration();
+  }
+  return absl::Microseconds(us);
+}
+
 // Whether `s` may be a stored id or user_id (session_store.h): strict UTF-8
 // (no overlong forms, surrogates or code points past U+10FFFF) without NUL
-// bytes, which is also exactly what a PostgreSQL text value can hold. Every
-// backend checks it the same way: writes reject other text
+// bytes, which is also exactly what a PostgreSQL text value can hold. The
+// SessionStore front applies it for every backend: writes reject other text
 // (INVALID_ARGUMENT); lookups by such an id or user find nothing.
 inline bool IsStorableText(absl::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());

@@ -39,8 +39,8 @@ void CopyBytes(char* dst, absl::string_view src) {
 }
 
 // One session in one heap block: this header, then the bytes of id, user_id
-// and sealed_payload back to back. Fields are guarded as described in
-// memory_store.h; the links are guarded by the user shard.
+// and sealed_payload back to back. Fields are guarded as README.md
+// describes; the links are guarded by the user shard.
 class Entry {
  public:
   Entry(const Entry&) = delete;
@@ -364,7 +364,6 @@ class MemoryBackend final : public StorageBackend {
 
   // Lookups; the key's shard must be held.
   Entry* FindByToken(absl::string_view h) const {
-    if (h.size() != kTokenHashSize) return nullptr;
     const TokenIndex& index = tokens_[TokenShardOf(h)].entries;
     auto it = index.find(h);
     return it == index.end() ? nullptr : *it;

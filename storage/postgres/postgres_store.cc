@@ -22,6 +22,7 @@
 #include "crypto/secret_file.h"
 #include "storage/backend.h"
 #include "storage/common/connection_pool.h"
+#include "storage/common/password_file.h"
 #include "storage/common/socket_watchdog.h"
 #include "storage/postgres/postgres_conn.h"
 #include "storage/sql/migrations.h"
@@ -55,7 +56,6 @@ constexpr int kKeepalivesInterval = 2;
 constexpr int kKeepalivesCount = 3;
 
 // The password file is a secret file of at most this many bytes.
-constexpr size_t kMaxPasswordSize = 4096;
 
 // Jittered exponential backoff before retrying a conflicted transaction.
 absl::Duration ConflictBackoff(int attempt) {
@@ -166,9 +166,13 @@ class PostgresBackend final : public sql::SqlBackend {
         call_budget_(options.connect_timeout + options.statement_timeout +
                      absl::Seconds(1)),
         watchdog_(std::make_unique<Watchdog>()),
-        pool_(
-            "postgres", options.pool_size, options.connect_timeout,
-            [this](absl::Time deadline) { return OpenConnection(deadline); }) {}
+        pool_("postgres", options.pool_size, options.connect_timeout,
+              [this](absl::Time deadline) {
+                // A database no longer UTF8 fails the call
+                // (FAILED_PRECONDITION, which the front reports as INTERNAL:
+                // only an open says it).
+                return Connection::Open(connect_, deadline, *watchdog_);
+              }) {}
 
   absl::string_view name() const override { return "postgres"; }
 
@@ -293,19 +297,6 @@ class PostgresBackend final : public sql::SqlBackend {
         fresh);
   }
 
-  absl::StatusOr<std::unique_ptr<Connection>> OpenConnection(
-      absl::Time deadline) {
-    absl::StatusOr<std::unique_ptr<Connection>> opened =
-        Connection::Open(connect_, deadline, *watchdog_);
-    if (absl::IsFailedPrecondition(opened.status())) {
-      // The database behind the DSN is no longer the UTF8 one the store was
-      // opened on. FAILED_PRECONDITION is OpenPostgresStore's answer to
-      // that; a call must not return it.
-      return absl::InternalError(opened.status().message());
-    }
-    return opened;
-  }
-
   const ConnectOptions connect_;
   const absl::Duration connect_timeout_;
   const absl::Duration call_budget_;
@@ -335,19 +326,6 @@ absl::Status CheckOptions(const PostgresOptions& options) {
   return absl::OkStatus();
 }
 
-// The password in options.password_file (OpenPostgresStore says which
-// codes).
-absl::StatusOr<crypto::Secret> ReadPasswordFile(const std::string& path) {
-  absl::StatusOr<crypto::Secret> password =
-      crypto::ReadSecretFile(path, "password_file", kMaxPasswordSize);
-  if (password.ok()) return password;
-  const absl::StatusCode code = absl::IsFailedPrecondition(password.status())
-                                    ? absl::StatusCode::kFailedPrecondition
-                                    : absl::StatusCode::kInvalidArgument;
-  return absl::Status(code,
-                      absl::StrCat("postgres: ", password.status().message()));
-}
-
 // The connection settings of `options`: the DSN's, with the store's own
 // around them.
 absl::StatusOr<ConnectOptions> MakeConnectOptions(
@@ -356,7 +334,7 @@ absl::StatusOr<ConnectOptions> MakeConnectOptions(
   connect.statement_timeout = options.statement_timeout;
   if (!options.password_file.empty()) {
     absl::StatusOr<crypto::Secret> password =
-        ReadPasswordFile(options.password_file);
+        ReadPasswordFile("postgres", options.password_file);
     if (!password.ok()) return password.status();
     connect.secret = *std::move(password);
   }

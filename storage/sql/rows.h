@@ -5,7 +5,6 @@
 #define SESSIOND_STORAGE_SQL_ROWS_H_
 
 #include <cstdint>
-#include <limits>
 
 #include "absl/time/time.h"
 #include "storage/session_record.h"
@@ -18,18 +17,7 @@ namespace sessiond::storage::sql {
 inline int64_t TimeToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 inline absl::Time MicrosToTime(int64_t us) { return absl::FromUnixMicros(us); }
 
-// Durations are microseconds, int64 max standing for an infinite duration.
-// Durations the store was given are truncated with TruncateDurationToMicros,
-// so both ways are lossless.
-inline int64_t DurationToMicros(absl::Duration d) {
-  return absl::ToInt64Microseconds(d);
-}
-inline absl::Duration MicrosToDuration(int64_t us) {
-  if (us == std::numeric_limits<int64_t>::max()) {
-    return absl::InfiniteDuration();
-  }
-  return absl::Microseconds(us);
-}
+// Durations: DurationToMicros and MicrosToDuration (session_record.h).
 
 // The record in `row`, whose columns are id, token_hash, user_id, sealed,
 // created_at, last_active_at, idle_timeout_us, absolute_lifetime_us and

@@ -74,13 +74,15 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   const char* detail = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   std::string message =
       absl::StrCat("sqlite: ", what, ": ", detail, " (code ", rc, ")");
+  // The id primary key and token_hash UNIQUE: a key that is taken. Other
+  // constraints (NOT NULL, STRICT types) are the store's own mistake.
+  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+    return absl::AlreadyExistsError(message);
+  }
   switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
       return absl::UnavailableError(message);
-    case SQLITE_CONSTRAINT:
-      // The only constraints are the id primary key and token_hash UNIQUE.
-      return absl::AlreadyExistsError(message);
     default:
       return absl::InternalError(message);
   }

@@ -33,6 +33,7 @@
 #include "crypto/secret_file.h"
 #include "storage/backend.h"
 #include "storage/common/connection_pool.h"
+#include "storage/common/password_file.h"
 #include "storage/common/socket_watchdog.h"
 #include "storage/session_record.h"
 #include "storage/valkey/valkey_scripts.h"
@@ -142,14 +143,7 @@ const Library& TheLibrary() {
 // int64 max standing for an infinite duration.
 
 std::string Micros(absl::Duration d) {
-  return absl::StrCat(absl::ToInt64Microseconds(d));  // saturates
-}
-
-absl::Duration MicrosToDuration(int64_t us) {
-  if (us == std::numeric_limits<int64_t>::max()) {
-    return absl::InfiniteDuration();
-  }
-  return absl::Microseconds(us);
+  return absl::StrCat(DurationToMicros(d));
 }
 
 // The smallest whole number of microseconds >= d (saturating).
@@ -614,14 +608,10 @@ class ValkeyBackend final : public StorageBackend {
   absl::StatusOr<std::vector<SessionRecord>> ListForUser(
       absl::string_view user_id, int count,
       const std::optional<ListCursor>& after) override {
-    // The function compares whole microseconds. A cursor with a finer part
-    // lies strictly between two of them: everything at or before the
-    // earlier one follows it.
     std::string mode, cursor_us, cursor_id;
     if (after.has_value()) {
-      const int64_t us = absl::ToUnixMicros(after->last_active_at);
-      mode = absl::FromUnixMicros(us) == after->last_active_at ? "lt" : "le";
-      cursor_us = absl::StrCat(us);
+      mode = "after";
+      cursor_us = absl::StrCat(absl::ToUnixMicros(after->last_active_at));
       cursor_id = after->id;
     }
     const std::vector<std::string> keys = {UserKey(user_id)};
@@ -830,12 +820,8 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenValkeyStore(
         crypto::Secret password;
         if (!options.password_file.empty()) {
           absl::StatusOr<crypto::Secret> read =
-              crypto::ReadSecretFile(options.password_file, "password file");
-          if (!read.ok()) {
-            return absl::Status(
-                read.status().code(),
-                absl::StrCat("valkey: ", read.status().message()));
-          }
+              ReadPasswordFile("valkey", options.password_file);
+          if (!read.ok()) return read.status();
           password = *std::move(read);
         }
         auto backend = std::make_unique<ValkeyBackend>(

@@ -78,11 +78,10 @@ bool IsValidKeyPrefix(absl::string_view prefix);
 // Connects (one connection, to check the address and credentials) and loads
 // the function library. Errors:
 //  - INVALID_ARGUMENT as SessionStore::Open says, for bad options, or for a
-//    password file that is empty or larger than 4096 bytes;
+//    password file that cannot be read, is empty or is larger than 4096
+//    bytes;
 //  - FAILED_PRECONDITION for a password file that is not a regular file, or
-//    that group or others may read or write;
-//  - the errno's code (NOT_FOUND, PERMISSION_DENIED, ...) for a password
-//    file that cannot be opened or read;
+//    that group or others may read or write (storage/common/password_file.h);
 //  - UNAVAILABLE if the server cannot be reached;
 //  - PERMISSION_DENIED if the server refuses the credentials.
 // Messages other than SessionStore::Open's start with "valkey: ". `clock`
