@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <set>
@@ -184,6 +185,52 @@ TEST_P(SharedStoreTest, StoresPruningAtOnceRemoveEachSessionOnce) {
   }
   EXPECT_EQ(total, expired);
   EXPECT_TRUE(b->Load(NumberedTokenHash(expired)).ok());
+}
+
+// ---------------------------------------------------------------------------
+// The expiry a backend keeps beside each session.
+
+TEST_P(StoredExpiryTest, FollowsEveryWrite) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto stored = [&](const SessionRecord& r) -> int64_t {
+    absl::StatusOr<int64_t> us = GetParam().stored_expires_at(r);
+    EXPECT_TRUE(us.ok()) << us.status();
+    return us.ok() ? *us : -1;
+  };
+  absl::StatusOr<SessionRecord> r = store->Create(
+      NumberedRecord(1, "", absl::Minutes(10), absl::Minutes(25)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(stored(*r), absl::ToUnixMicros(r->ExpiresAt()));
+
+  clock_.Advance(absl::Minutes(5) + absl::Nanoseconds(1500));
+  r = store->LoadAndTouch(r->token_hash, absl::Minutes(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->last_active_at, TruncateToMicros(clock_.Now()));
+  EXPECT_EQ(stored(*r), absl::ToUnixMicros(r->ExpiresAt()));
+
+  clock_.Advance(absl::Minutes(9));
+  SessionUpdate update = MakeUpdate("", "x");
+  update.idle_timeout = absl::Minutes(20);
+  r = store->Update(r->token_hash, update);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Now capped by the absolute lifetime.
+  EXPECT_EQ(r->ExpiresAt(), r->created_at + absl::Minutes(25));
+  EXPECT_EQ(stored(*r), absl::ToUnixMicros(r->ExpiresAt()));
+
+  clock_.Advance(absl::Minutes(1));
+  r = store->Cycle(r->token_hash, NumberedTokenHash(2), std::nullopt);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(stored(*r), absl::ToUnixMicros(r->ExpiresAt()));
+
+  // Infinite durations are kept as int64 max and come back infinite.
+  r = store->Create(NumberedRecord(3, "", absl::InfiniteDuration(),
+                                   absl::InfiniteDuration()));
+  ASSERT_TRUE(r.ok()) << r.status();
+  absl::StatusOr<SessionRecord> loaded = store->Load(NumberedTokenHash(3));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, *r);
+  EXPECT_EQ(stored(*r), std::numeric_limits<int64_t>::max());
 }
 
 // ---------------------------------------------------------------------------
@@ -461,10 +508,12 @@ TEST_P(OutageTest, HungServerFailsEveryCallInTimeThenTheSameStoreWorks) {
   ExpectWorking(*store, *anchor, 3000);
 }
 
-// Backends without a server (SQLite) instantiate SharedStoreTest and
-// LockWaitTest only; backends without locks a test can hold (Valkey runs
-// each call as one script) leave out LockWaitTest.
+// Backends without a server (SQLite) leave out OutageTest; backends
+// without locks a test can hold (Valkey runs each call as one script) leave
+// out LockWaitTest; StoredExpiryTest is for backends that keep an expiry
+// column (the SQL ones).
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(LockWaitTest);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(OutageTest);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(StoredExpiryTest);
 
 }  // namespace sessiond::storage

@@ -10,6 +10,9 @@
 //   LockWaitTest     a write that waits for a lock longer than its bound
 //                    fails with UNAVAILABLE and writes nothing; one that
 //                    gets the lock reads the time only then.
+//   StoredExpiryTest the expiry a backend keeps beside each session (its
+//                    expiry index) follows every write, int64 max for
+//                    infinite.
 //   OutageTest       while the server is stopped or hung every call fails
 //                    with UNAVAILABLE within its bound; the same store works
 //                    again when the server is back; acknowledged writes
@@ -23,6 +26,7 @@
 #ifndef SESSIOND_TESTS_STORAGE_SHARED_BACKEND_SUITE_H_
 #define SESSIOND_TESTS_STORAGE_SHARED_BACKEND_SUITE_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <ostream>
@@ -64,6 +68,12 @@ struct SharedBackend {
   // that waits long enough for a call to get there.
   std::function<bool()> await_lock_waiter;
 
+  // StoredExpiryTest: the expiry the backend keeps beside a session (for
+  // its indexes and pruning), in Unix microseconds, read behind the store's
+  // back.
+  std::function<absl::StatusOr<int64_t>(const SessionRecord& session)>
+      stored_expires_at;
+
   // OutageTest: the server. stop: a clean shutdown; kill: a crash (SIGKILL);
   // start: start it again (same data); pause and resume: SIGSTOP and
   // SIGCONT (a hung server whose kernel still accepts connections).
@@ -92,6 +102,7 @@ class SharedBackendTest : public ::testing::TestWithParam<SharedBackend> {
 
 class SharedStoreTest : public SharedBackendTest {};
 class LockWaitTest : public SharedBackendTest {};
+class StoredExpiryTest : public SharedBackendTest {};
 class OutageTest : public SharedBackendTest {
  protected:
   // Starts the server again if a test left it stopped or paused.

@@ -40,6 +40,7 @@
 #include "tests/storage/shared_backend_suite.h"
 #include "tests/testing/postgres_server.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/threads.h"
 
 namespace sessiond::storage {
 namespace {
@@ -83,20 +84,7 @@ PostgresEnvironment* const kEnv = static_cast<PostgresEnvironment*>(
 // ---------------------------------------------------------------------------
 // Helpers.
 
-// Runs `fn(i)` on `n` threads that start together; joins them.
-void RunThreads(int n, const std::function<void(int)>& fn) {
-  std::atomic<int> ready{0};
-  std::vector<std::thread> threads;
-  threads.reserve(n);
-  for (int i = 0; i < n; ++i) {
-    threads.emplace_back([&, i] {
-      ready.fetch_add(1);
-      while (ready.load() < n) std::this_thread::yield();
-      fn(i);
-    });
-  }
-  for (std::thread& t : threads) t.join();
-}
+using ::sessiond::testing::RunThreads;
 
 // How long `fn` took.
 template <typename Fn>
@@ -340,48 +328,6 @@ TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
-}
-
-TEST_F(PostgresStoreTest, StoredExpiryFollowsEveryWrite) {
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  auto stored_expiry = [&](const SessionRecord& r) {
-    return QueryInt(absl::StrCat(
-        "SELECT expires_at FROM sessiond_sessions WHERE id = '", r.id, "'"));
-  };
-  absl::StatusOr<SessionRecord> r = store->Create(
-      NumberedRecord(1, "", absl::Minutes(10), absl::Minutes(25)));
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
-
-  clock_.Advance(absl::Minutes(5) + absl::Nanoseconds(1500));
-  r = store->LoadAndTouch(r->token_hash, absl::Minutes(1));
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->last_active_at, TruncateToMicros(clock_.Now()));
-  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
-
-  clock_.Advance(absl::Minutes(9));
-  SessionUpdate update;
-  update.sealed_payload = "x";
-  update.idle_timeout = absl::Minutes(20);
-  r = store->Update(r->token_hash, update);
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->ExpiresAt(), r->created_at + absl::Minutes(25));
-  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
-
-  clock_.Advance(absl::Minutes(1));
-  r = store->Cycle(r->token_hash, NumberedTokenHash(2), std::nullopt);
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
-
-  // Infinite durations are stored as int64 max and come back infinite.
-  r = store->Create(NumberedRecord(3, "", absl::InfiniteDuration(),
-                                   absl::InfiniteDuration()));
-  ASSERT_TRUE(r.ok()) << r.status();
-  absl::StatusOr<SessionRecord> loaded = store->Load(NumberedTokenHash(3));
-  ASSERT_TRUE(loaded.ok());
-  EXPECT_EQ(*loaded, *r);
-  EXPECT_EQ(stored_expiry(*r), INT64_MAX);
 }
 
 // SQLSTATEs that the store's statements do not provoke by themselves,
@@ -1170,6 +1116,20 @@ SharedBackend PostgresBackendHooks() {
     if (!server.ok()) return server.status();
     return HoldRowLock(**server, *database, token_hash);
   };
+  b.stored_expires_at = [](const SessionRecord& r) -> absl::StatusOr<int64_t> {
+    absl::StatusOr<PostgresServer*> server = kEnv->server();
+    if (!server.ok()) return server.status();
+    absl::StatusOr<std::string> value = (*server)->QueryValue(
+        absl::StrCat("SELECT expires_at FROM sessiond_sessions WHERE id = '",
+                     r.id, "'"),
+        *database);
+    if (!value.ok()) return value.status();
+    int64_t us = 0;
+    if (!absl::SimpleAtoi(*value, &us)) {
+      return absl::InternalError(absl::StrCat("not a number: ", *value));
+    }
+    return us;
+  };
   b.await_lock_waiter = [] {
     absl::StatusOr<PostgresServer*> server = kEnv->server();
     return server.ok() && AwaitLockWaiters(**server, *database, 1);
@@ -1186,6 +1146,9 @@ SharedBackend PostgresBackendHooks() {
 
 // The shared-backend suites.
 INSTANTIATE_TEST_SUITE_P(Postgres, SharedStoreTest,
+                         ::testing::Values(PostgresBackendHooks()),
+                         SharedBackendName());
+INSTANTIATE_TEST_SUITE_P(Postgres, StoredExpiryTest,
                          ::testing::Values(PostgresBackendHooks()),
                          SharedBackendName());
 INSTANTIATE_TEST_SUITE_P(Postgres, LockWaitTest,

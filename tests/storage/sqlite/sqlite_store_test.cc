@@ -333,41 +333,6 @@ TEST_F(SqliteStoreTest, PruneCommitsEachBatchOfTheConfiguredSize) {
   EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 0);
 }
 
-TEST_F(SqliteStoreTest, StoredExpiryFollowsEveryWrite) {
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  RawDb raw(path_);
-  auto stored_expiry = [&raw](const SessionRecord& r) {
-    return raw.Int(absl::StrCat("SELECT expires_at FROM sessions WHERE id = '",
-                                r.id, "'"));
-  };
-  absl::StatusOr<SessionRecord> r = store->Create(
-      NumberedRecord(1, "", absl::Minutes(10), absl::Minutes(25)));
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
-
-  clock_.Advance(absl::Minutes(5) + absl::Nanoseconds(1500));
-  r = store->LoadAndTouch(r->token_hash, absl::Minutes(1));
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->last_active_at, TruncateToMicros(clock_.Now()));
-  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
-
-  clock_.Advance(absl::Minutes(9));
-  SessionUpdate update;
-  update.sealed_payload = "x";
-  update.idle_timeout = absl::Minutes(20);
-  r = store->Update(r->token_hash, update);
-  ASSERT_TRUE(r.ok()) << r.status();
-  // Now capped by the absolute lifetime.
-  EXPECT_EQ(r->ExpiresAt(), r->created_at + absl::Minutes(25));
-  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
-
-  clock_.Advance(absl::Minutes(1));
-  r = store->Cycle(r->token_hash, NumberedRecord(2).token_hash, std::nullopt);
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(stored_expiry(*r), absl::ToUnixMicros(r->ExpiresAt()));
-}
-
 TEST_F(SqliteStoreTest, ExpiredRowsDoNotBlockNewOnes) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
@@ -479,6 +444,11 @@ SharedBackend SqliteBackendHooks() {
     return OpenSqliteStore(o, clock, options);
   };
   b.hold_lock = [](absl::string_view) { return HoldWriteLock(*path); };
+  b.stored_expires_at = [](const SessionRecord& r) -> absl::StatusOr<int64_t> {
+    RawDb raw(*path);
+    return raw.Int(absl::StrCat("SELECT expires_at FROM sessions WHERE id = '",
+                                r.id, "'"));
+  };
   // A write waiting for SQLite's lock cannot be seen from outside; a call
   // gets there well within this.
   b.await_lock_waiter = [] {
@@ -492,6 +462,9 @@ SharedBackend SqliteBackendHooks() {
 
 // The shared-backend suites. SQLite has no server, so no OutageTest.
 INSTANTIATE_TEST_SUITE_P(Sqlite, SharedStoreTest,
+                         ::testing::Values(SqliteBackendHooks()),
+                         SharedBackendName());
+INSTANTIATE_TEST_SUITE_P(Sqlite, StoredExpiryTest,
                          ::testing::Values(SqliteBackendHooks()),
                          SharedBackendName());
 INSTANTIATE_TEST_SUITE_P(Sqlite, LockWaitTest,
