@@ -19,6 +19,22 @@ using ::google::protobuf::Duration;
 using ::google::protobuf::Map;
 using ::google::protobuf::Timestamp;
 
+// What a caller learns of a storage failure: its code, with a message that
+// says only which kind it was. The backend's own text (host names, server
+// and script messages) goes to the log, for operators.
+absl::Status ForCaller(absl::string_view rpc, const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+      LogWarning("%s: storage backend unavailable: %s", rpc, status.message());
+      return absl::UnavailableError("storage backend unavailable");
+    case absl::StatusCode::kInternal:
+      LogError("%s: storage backend error: %s", rpc, status.message());
+      return absl::InternalError("storage backend error");
+    default:
+      return status;
+  }
+}
+
 absl::Status InvalidArgument(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
@@ -232,8 +248,9 @@ absl::Status SessionHandler::ToProto(const storage::SessionRecord& record,
 }
 
 absl::Status SessionHandler::FillSession(
-    const absl::StatusOr<storage::SessionRecord>& record, v1::Session* out) {
-  if (!record.ok()) return record.status();
+    absl::string_view rpc, const absl::StatusOr<storage::SessionRecord>& record,
+    v1::Session* out) {
+  if (!record.ok()) return ForCaller(rpc, record.status());
   absl::Status status = ToProto(*record, out);
   if (absl::IsDataLoss(status)) {
     return absl::NotFoundError("no live session for that token");
@@ -251,7 +268,7 @@ absl::StatusOr<v1::LoadResponse> SessionHandler::Load(
       request.touch() ? store_->LoadAndTouch(hash, options_.touch_interval)
                       : store_->Load(hash);
   v1::LoadResponse response;
-  if (absl::Status s = FillSession(record, response.mutable_session());
+  if (absl::Status s = FillSession("Load", record, response.mutable_session());
       !s.ok()) {
     return s;
   }
@@ -304,7 +321,7 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Create(
     return absl::InternalError("generated session id or token collided");
   }
   v1::SaveResponse response;
-  if (absl::Status s = FillSession(stored, response.mutable_session());
+  if (absl::Status s = FillSession("Save", stored, response.mutable_session());
       !s.ok()) {
     return s;
   }
@@ -347,8 +364,8 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Update(
   update.sealed_payload = std::move(*sealed);
 
   v1::SaveResponse response;
-  if (absl::Status s =
-          FillSession(store_->Update(hash, update), response.mutable_session());
+  if (absl::Status s = FillSession("Save", store_->Update(hash, update),
+                                   response.mutable_session());
       !s.ok()) {
     return s;
   }
@@ -377,7 +394,7 @@ absl::StatusOr<v1::CycleResponse> SessionHandler::Cycle(
     return absl::InternalError("generated token collided");
   }
   v1::CycleResponse response;
-  if (absl::Status s = FillSession(cycled, response.mutable_session());
+  if (absl::Status s = FillSession("Cycle", cycled, response.mutable_session());
       !s.ok()) {
     return s;
   }
@@ -424,7 +441,7 @@ absl::StatusOr<v1::DeleteResponse> SessionHandler::Delete(
       return InvalidArgument("target",
                              "one of token, id or user_id is required");
   }
-  if (!deleted.ok()) return deleted.status();
+  if (!deleted.ok()) return ForCaller("Delete", deleted.status());
   v1::DeleteResponse response;
   response.set_deleted(*deleted);
   return response;
@@ -451,7 +468,7 @@ absl::StatusOr<v1::ListForUserResponse> SessionHandler::ListForUser(
 
   absl::StatusOr<storage::SessionPage> page =
       store_->ListForUser(request.user_id(), page_size, *after);
-  if (!page.ok()) return page.status();
+  if (!page.ok()) return ForCaller("ListForUser", page.status());
   v1::ListForUserResponse response;
   int64_t response_bytes = 0;
   for (const storage::SessionRecord& record : page->sessions) {
@@ -483,7 +500,7 @@ absl::StatusOr<v1::ListForUserResponse> SessionHandler::ListForUser(
 absl::StatusOr<v1::PruneResponse> SessionHandler::Prune(
     const v1::PruneRequest&) {
   absl::StatusOr<int64_t> pruned = store_->PruneExpired();
-  if (!pruned.ok()) return pruned.status();
+  if (!pruned.ok()) return ForCaller("Prune", pruned.status());
   counters_.sessions_pruned.fetch_add(*pruned, std::memory_order_relaxed);
   v1::PruneResponse response;
   response.set_pruned(*pruned);
@@ -498,7 +515,9 @@ absl::StatusOr<v1::HealthResponse> SessionHandler::Health(
   response.set_backend(std::string(store_->backend_name()));
   SetDuration(absl::Now() - start, response.mutable_latency());
   response.set_serving(ping.ok());
-  if (!ping.ok()) response.set_message(std::string(ping.message()));
+  if (!ping.ok()) {
+    response.set_message(std::string(ForCaller("Health", ping).message()));
+  }
   return response;
 }
 

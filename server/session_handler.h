@@ -82,8 +82,11 @@ class SessionHandler {
   // log line and a counter) when the payload does not open.
   absl::Status ToProto(const storage::SessionRecord& record, v1::Session* out);
   // Maps a storage result for a record to the API's status: an unopenable
-  // payload reads as NOT_FOUND, as if the session did not exist.
-  absl::Status FillSession(const absl::StatusOr<storage::SessionRecord>& record,
+  // payload reads as NOT_FOUND, as if the session did not exist; a storage
+  // failure keeps its code, with a generic message (the backend's text is
+  // logged, naming `rpc`).
+  absl::Status FillSession(absl::string_view rpc,
+                           const absl::StatusOr<storage::SessionRecord>& record,
                            v1::Session* out);
 
   storage::SessionStore* const store_;
