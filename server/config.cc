@@ -49,6 +49,10 @@ FlagSet<ServerConfig> BuildFlags() {
           [](absl::string_view v) {
             return v.empty() ? absl::OkStatus() : CheckHostPort(v);
           })
+      .Bool("reflection",
+            "serve gRPC server reflection (the API's description, for tools "
+            "such as grpcurl) on --listen",
+            [](ServerConfig* c) -> bool& { return c->grpc.reflection; })
       .String("backend",
               absl::StrCat("storage backend: ", storage::BackendNameList()),
               &ServerConfig::backend, [](absl::string_view v) {

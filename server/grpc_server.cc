@@ -187,8 +187,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  // Reflection here, and only here (not on the plaintext health listener).
-  builder.SetOption(std::make_unique<ReflectionOption>(true));
+  // Reflection here, if wanted, and never on the plaintext health listener.
+  builder.SetOption(std::make_unique<ReflectionOption>(options.reflection));
   if (options.tls_cert_chain_pem.empty() !=
       options.tls_private_key_pem.empty()) {
     return absl::InvalidArgumentError(

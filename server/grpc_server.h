@@ -43,6 +43,9 @@ struct GrpcServerOptions {
   // grpc.health.v1 with the same status, for probes that cannot speak TLS
   // (Kubernetes gRPC probes). Port 0 picks a free port (health_port()).
   std::string health_listen_address;
+  // Serve gRPC server reflection on the main listener (never on the health
+  // listener), so that tools such as grpcurl learn the API.
+  bool reflection = true;
 };
 
 class GrpcServer {

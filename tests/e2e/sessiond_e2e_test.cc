@@ -2,7 +2,9 @@
 // the client library.
 #include <signal.h>
 
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "client/client.h"
@@ -203,6 +205,37 @@ TEST_F(SessiondE2eTest, RefusesToStartWithoutKeyOrExplicitPlaintext) {
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 1);
   EXPECT_THAT(ReadFileOrEmpty(dir_ + "/missing.log"), HasSubstr("absent.key"));
+}
+
+// --reflection=false: grpcurl can no longer learn the API from the server,
+// while the API itself still serves.
+TEST_F(SessiondE2eTest, ReflectionCanBeTurnedOff) {
+  const char* grpcurl = std::getenv("SESSIOND_GRPCURL");
+  ASSERT_NE(grpcurl, nullptr) << "SESSIOND_GRPCURL is not set";
+  auto list = [&](const SessiondProcess& server, const std::string& out) {
+    const std::string command = std::string(grpcurl) +
+                                " -plaintext -max-time 5 " + server.address() +
+                                " list > " + dir_ + "/" + out + " 2>&1";
+    return std::system(command.c_str());
+  };
+  std::vector<std::string> flags = SqliteFlags();
+  std::unique_ptr<SessiondProcess> with = StartServer(flags, "with.log");
+  ASSERT_NE(with, nullptr);
+  EXPECT_EQ(list(*with, "with.out"), 0) << ReadFileOrEmpty(dir_ + "/with.out");
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/with.out"),
+              HasSubstr("sessiond.v1.SessionService"));
+  with.reset();
+
+  flags.push_back("--reflection=false");
+  std::unique_ptr<SessiondProcess> without = StartServer(flags, "without.log");
+  ASSERT_NE(without, nullptr);
+  EXPECT_NE(list(*without, "without.out"), 0)
+      << ReadFileOrEmpty(dir_ + "/without.out");
+  std::unique_ptr<Client> client = ClientFor(*without);
+  ASSERT_NE(client, nullptr);
+  absl::StatusOr<v1::HealthResponse> health = client->Health();
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_TRUE(health->serving());
 }
 
 }  // namespace
