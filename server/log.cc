@@ -21,4 +21,17 @@ void LogLine(LogLevel level, absl::string_view message) {
   (void)ignored;
 }
 
+std::optional<int64_t> LogRateLimiter::Admit() {
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&mu_);
+  if (now < next_) {
+    ++held_back_;
+    return std::nullopt;
+  }
+  next_ = now + interval_;
+  const int64_t held_back = held_back_;
+  held_back_ = 0;
+  return held_back;
+}
+
 }  // namespace sessiond

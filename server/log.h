@@ -3,10 +3,15 @@
 #ifndef SESSIOND_SERVER_LOG_H_
 #define SESSIOND_SERVER_LOG_H_
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace sessiond {
 
@@ -27,6 +32,24 @@ template <typename... Args>
 void LogError(const absl::FormatSpec<Args...>& format, const Args&... args) {
   LogLine(LogLevel::kError, absl::StrFormat(format, args...));
 }
+
+// Lets at most one line of one kind through per `interval`, so that an event
+// repeated on every call (a database outage) cannot flood the log, and
+// counts the lines it holds back. Thread-safe.
+class LogRateLimiter {
+ public:
+  explicit LogRateLimiter(absl::Duration interval) : interval_(interval) {}
+
+  // If a line may be written now: how many were held back since the last
+  // one that was. Otherwise nullopt (and the line is counted).
+  std::optional<int64_t> Admit();
+
+ private:
+  const absl::Duration interval_;
+  absl::Mutex mu_;
+  absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int64_t held_back_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 }  // namespace sessiond
 

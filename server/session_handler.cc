@@ -19,22 +19,6 @@ using ::google::protobuf::Duration;
 using ::google::protobuf::Map;
 using ::google::protobuf::Timestamp;
 
-// What a caller learns of a storage failure: its code, with a message that
-// says only which kind it was. The backend's own text (host names, server
-// and script messages) goes to the log, for operators.
-absl::Status ForCaller(absl::string_view rpc, const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-      LogWarning("%s: storage backend unavailable: %s", rpc, status.message());
-      return absl::UnavailableError("storage backend unavailable");
-    case absl::StatusCode::kInternal:
-      LogError("%s: storage backend error: %s", rpc, status.message());
-      return absl::InternalError("storage backend error");
-    default:
-      return status;
-  }
-}
-
 absl::Status InvalidArgument(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
@@ -190,7 +174,32 @@ absl::StatusOr<std::optional<storage::ListCursor>> DecodePageToken(
 SessionHandler::SessionHandler(storage::SessionStore* store,
                                const crypto::Sealer* sealer,
                                HandlerOptions options)
-    : store_(store), sealer_(sealer), options_(options) {}
+    : store_(store),
+      sealer_(sealer),
+      options_(options),
+      unavailable_log_(options.storage_error_log_interval),
+      internal_log_(options.storage_error_log_interval) {}
+
+absl::Status SessionHandler::ForCaller(absl::string_view rpc,
+                                       const absl::Status& status) {
+  const bool unavailable = absl::IsUnavailable(status);
+  if (!unavailable && !absl::IsInternal(status)) return status;
+  LogRateLimiter& limiter = unavailable ? unavailable_log_ : internal_log_;
+  if (std::optional<int64_t> held_back = limiter.Admit()) {
+    const std::string also =
+        *held_back > 0 ? absl::StrCat(" (and ", *held_back,
+                                      " more like it since the last line)")
+                       : "";
+    if (unavailable) {
+      LogWarning("%s: storage backend unavailable: %s%s", rpc, status.message(),
+                 also);
+    } else {
+      LogError("%s: storage backend error: %s%s", rpc, status.message(), also);
+    }
+  }
+  return unavailable ? absl::UnavailableError("storage backend unavailable")
+                     : absl::InternalError("storage backend error");
+}
 
 absl::StatusOr<std::string> SessionHandler::SealPayload(
     const std::string& id, const std::string& data,

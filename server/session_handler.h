@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "crypto/sealer.h"
+#include "server/log.h"
 #include "sessiond/v1/session.pb.h"
 #include "storage/session_store.h"
 
@@ -39,6 +40,9 @@ struct HandlerOptions {
   // grow past this many bytes; gRPC clients refuse messages over 4 MiB by
   // default. A page always holds at least one session.
   int64_t max_list_response_bytes = 3 * 1024 * 1024;
+  // Storage failures are logged at most once per this interval per kind
+  // (unavailable, internal), with a count of those held back.
+  absl::Duration storage_error_log_interval = absl::Seconds(1);
 };
 
 // Counters of events an operator should see; all monotonic.
@@ -85,6 +89,11 @@ class SessionHandler {
   // payload reads as NOT_FOUND, as if the session did not exist; a storage
   // failure keeps its code, with a generic message (the backend's text is
   // logged, naming `rpc`).
+  // What a caller learns of a storage failure: its code, with a message
+  // that says only which kind it was. The backend's own text (host names,
+  // server and script messages) goes to the log, for operators.
+  absl::Status ForCaller(absl::string_view rpc, const absl::Status& status);
+
   absl::Status FillSession(absl::string_view rpc,
                            const absl::StatusOr<storage::SessionRecord>& record,
                            v1::Session* out);
@@ -93,6 +102,8 @@ class SessionHandler {
   const crypto::Sealer* const sealer_;
   const HandlerOptions options_;
   HandlerCounters counters_;
+  LogRateLimiter unavailable_log_;
+  LogRateLimiter internal_log_;
 };
 
 }  // namespace sessiond

@@ -476,8 +476,15 @@ class SessionHandlerStorageErrorTest : public ::testing::Test {
     fake_ = fake.get();
     store_ = std::make_unique<storage::SessionStore>(std::move(fake));
     sealer_ = SealerFor({kKeyA});
-    handler_ = std::make_unique<SessionHandler>(store_.get(), sealer_.get(),
-                                                HandlerOptions{});
+    // Every storage failure logged, so that each test can see its own.
+    HandlerOptions options;
+    options.storage_error_log_interval = absl::ZeroDuration();
+    MakeHandler(options);
+  }
+
+  void MakeHandler(const HandlerOptions& options) {
+    handler_ =
+        std::make_unique<SessionHandler>(store_.get(), sealer_.get(), options);
   }
 
   // A live session's token.
@@ -579,6 +586,40 @@ TEST_F(SessionHandlerStorageErrorTest, UnavailableAndInternalReachTheCaller) {
     const absl::Status status = rpc();
     EXPECT_TRUE(status.ok() || absl::IsNotFound(status)) << name << status;
   }
+}
+
+// An outage fails every call; the log gets one line per interval, then a
+// count of the lines it held back.
+TEST_F(SessionHandlerStorageErrorTest, StorageFailuresAreLoggedAtARate) {
+  const std::string token = NewToken();
+  HandlerOptions options;
+  options.storage_error_log_interval = absl::Milliseconds(500);
+  MakeHandler(options);
+  fake_->FailAll(absl::UnavailableError("db-7.internal refused"));
+  auto count = [](const std::string& log, const std::string& what) {
+    int n = 0;
+    for (size_t at = log.find(what); at != std::string::npos;
+         at = log.find(what, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  const auto rpcs = Rpcs(token);
+  ::testing::internal::CaptureStderr();
+  for (const auto& [name, rpc] : rpcs) {
+    EXPECT_EQ(rpc().message(), "storage backend unavailable") << name;
+  }
+  std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count(log, "db-7.internal refused"), 1) << log;
+
+  absl::SleepFor(absl::Milliseconds(600));  // past the interval
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(rpcs[0].second().code(), absl::StatusCode::kUnavailable);
+  log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count(log, "db-7.internal refused"), 1) << log;
+  EXPECT_THAT(log,
+              HasSubstr(absl::StrCat("(and ", rpcs.size() - 1,
+                                     " more like it since the last line)")));
 }
 
 TEST_F(SessionHandlerStorageErrorTest, HealthReportsAFailingBackend) {
