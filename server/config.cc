@@ -108,14 +108,30 @@ FlagSet<ServerConfig> BuildFlags() {
           [](ServerConfig* c) -> absl::Duration& {
             return c->handler.default_idle_timeout;
           },
-          absl::Seconds(1), absl::Hours(24 * 400))
+          absl::Seconds(1), kLongestTimeout)
       .Duration(
           "absolute_lifetime",
           "default absolute lifetime, counted from creation",
           [](ServerConfig* c) -> absl::Duration& {
             return c->handler.default_absolute_lifetime;
           },
-          absl::Seconds(1), absl::Hours(24 * 400))
+          absl::Seconds(1), kLongestTimeout)
+      .Duration(
+          "max_idle_timeout",
+          "the longest idle timeout a Save may ask for (at least "
+          "--idle_timeout)",
+          [](ServerConfig* c) -> absl::Duration& {
+            return c->handler.max_idle_timeout;
+          },
+          absl::Seconds(1), kLongestTimeout)
+      .Duration(
+          "max_absolute_lifetime",
+          "the longest absolute lifetime a Save may ask for (at least "
+          "--absolute_lifetime)",
+          [](ServerConfig* c) -> absl::Duration& {
+            return c->handler.max_absolute_lifetime;
+          },
+          absl::Seconds(1), kLongestTimeout)
       .Duration(
           "touch_interval",
           "a touching Load writes only if the last activity is this old",
@@ -206,6 +222,21 @@ absl::Status Validate(ServerConfig* config) {
                      ") must be at most half of --idle_timeout (",
                      absl::FormatDuration(config->handler.default_idle_timeout),
                      "), or touched sessions could expire between writes"));
+  }
+  if (config->handler.default_idle_timeout > config->handler.max_idle_timeout) {
+    return Bad(absl::StrCat(
+        "--idle_timeout (",
+        absl::FormatDuration(config->handler.default_idle_timeout),
+        ") must not be longer than --max_idle_timeout (",
+        absl::FormatDuration(config->handler.max_idle_timeout), ")"));
+  }
+  if (config->handler.default_absolute_lifetime >
+      config->handler.max_absolute_lifetime) {
+    return Bad(absl::StrCat(
+        "--absolute_lifetime (",
+        absl::FormatDuration(config->handler.default_absolute_lifetime),
+        ") must not be longer than --max_absolute_lifetime (",
+        absl::FormatDuration(config->handler.max_absolute_lifetime), ")"));
   }
   if (config->tls_cert_file.empty() != config->tls_key_file.empty()) {
     return Bad("--tls_cert_file and --tls_key_file go together");

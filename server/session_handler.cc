@@ -85,7 +85,7 @@ absl::Status ValidateMetadata(const Map<std::string, std::string>& metadata,
 // microsecond precision, like every time the store keeps.
 absl::StatusOr<std::optional<absl::Duration>> ReadTimeout(
     absl::string_view field, bool has_field, const Duration& value,
-    absl::Duration minimum, const HandlerOptions& options) {
+    absl::Duration minimum, absl::Duration maximum) {
   if (!has_field) return std::nullopt;
   if (value.seconds() < 0 || value.nanos() < 0 ||
       (value.seconds() == 0 && value.nanos() == 0)) {
@@ -95,10 +95,9 @@ absl::StatusOr<std::optional<absl::Duration>> ReadTimeout(
   const absl::Duration d = absl::Trunc(
       absl::Seconds(value.seconds()) + absl::Nanoseconds(value.nanos()),
       absl::Microseconds(1));
-  if (d > options.max_timeout) {
-    return InvalidArgument(
-        field, absl::StrCat("longer than the maximum of ",
-                            absl::FormatDuration(options.max_timeout)));
+  if (d > maximum) {
+    return InvalidArgument(field, absl::StrCat("longer than the maximum of ",
+                                               absl::FormatDuration(maximum)));
   }
   if (d < minimum) {
     return InvalidArgument(field, absl::StrCat("shorter than the minimum of ",
@@ -116,13 +115,15 @@ absl::Duration MinIdleTimeout(const HandlerOptions& options) {
 absl::StatusOr<std::optional<absl::Duration>> ReadIdleTimeout(
     const v1::SaveRequest& request, const HandlerOptions& options) {
   return ReadTimeout("idle_timeout", request.has_idle_timeout(),
-                     request.idle_timeout(), MinIdleTimeout(options), options);
+                     request.idle_timeout(), MinIdleTimeout(options),
+                     options.max_idle_timeout);
 }
 
 absl::StatusOr<std::optional<absl::Duration>> ReadAbsoluteLifetime(
     const v1::SaveRequest& request, const HandlerOptions& options) {
   return ReadTimeout("absolute_lifetime", request.has_absolute_lifetime(),
-                     request.absolute_lifetime(), absl::Seconds(1), options);
+                     request.absolute_lifetime(), absl::Seconds(1),
+                     options.max_absolute_lifetime);
 }
 
 void SetTimestamp(absl::Time t, Timestamp* out) {

@@ -21,11 +21,16 @@
 
 namespace sessiond {
 
+// The longest any timeout may be configured to.
+inline constexpr absl::Duration kLongestTimeout = absl::Hours(24 * 400);
+
 struct HandlerOptions {
   absl::Duration default_idle_timeout = absl::Minutes(30);
   absl::Duration default_absolute_lifetime = absl::Hours(12);
-  // Longest idle timeout or absolute lifetime a request may ask for.
-  absl::Duration max_timeout = absl::Hours(24 * 400);
+  // The longest idle timeout and absolute lifetime a request may ask for
+  // (at least the defaults).
+  absl::Duration max_idle_timeout = kLongestTimeout;
+  absl::Duration max_absolute_lifetime = kLongestTimeout;
   // A touching Load writes only when last_active_at is at least this old.
   absl::Duration touch_interval = absl::Minutes(1);
   // Limit on the sealed payload (data + metadata after encryption).

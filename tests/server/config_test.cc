@@ -295,6 +295,13 @@ TEST_F(ConfigTest, BadValuesNameTheFlagOrVariable) {
       {{"--insecure_plaintext", "--postgres_pool_size=0"},
        "--postgres_pool_size"},
       {{"--insecure_plaintext", "--db_path="}, "--db_path"},
+      {{"--insecure_plaintext", "--max_idle_timeout=10m"},
+       "--max_idle_timeout"},
+      {{"--insecure_plaintext", "--absolute_lifetime=2h",
+        "--max_absolute_lifetime=1h"},
+       "--max_absolute_lifetime"},
+      {{"--insecure_plaintext", "--max_idle_timeout=9601h"},
+       "--max_idle_timeout"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<ServerConfig> config = Parse(c.args);

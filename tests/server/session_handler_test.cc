@@ -199,6 +199,36 @@ TEST_F(SessionHandlerTest, MalformedInputNamesTheField) {
   ExpectInvalid(handler_.ListForUser(list).status(), "page_token");
 }
 
+// The server has the last word on how long a session may live.
+TEST(SessionHandlerLimitsTest, TimeoutsAboveTheConfiguredMaximumAreInvalid) {
+  ManualClock clock;
+  std::unique_ptr<storage::SessionStore> store =
+      *storage::OpenMemoryStore(&clock, {});
+  std::unique_ptr<crypto::Sealer> sealer = SealerFor({kKeyA});
+  HandlerOptions options;
+  options.max_idle_timeout = absl::Hours(1);
+  options.max_absolute_lifetime = absl::Hours(24);
+  SessionHandler handler(store.get(), sealer.get(), options);
+
+  v1::SaveRequest request;
+  request.mutable_idle_timeout()->set_seconds(3601);
+  absl::Status status = handler.Save(request).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("idle_timeout"));
+  EXPECT_THAT(status.message(), HasSubstr("1h"));
+
+  request.mutable_idle_timeout()->set_seconds(3600);
+  request.mutable_absolute_lifetime()->set_seconds(24 * 3600 + 1);
+  status = handler.Save(request).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("absolute_lifetime"));
+
+  request.mutable_absolute_lifetime()->set_seconds(24 * 3600);
+  absl::StatusOr<v1::SaveResponse> saved = handler.Save(request);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->session().idle_timeout().seconds(), 3600);
+}
+
 TEST_F(SessionHandlerTest, IdleTimeoutMustOutlastTwoTouchIntervals) {
   // The default touch interval is 1m: an idle timeout under 2m could expire
   // a session that is touched every few seconds, since touches write at
