@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "crypto/secret_file.h"
 
 namespace sessiond {
 namespace {
@@ -43,6 +44,8 @@ global flags:
   --tls-ca FILE        use TLS, trusting servers signed by this PEM CA
   --tls-cert FILE      with --tls-key: present this client certificate (mTLS)
   --tls-key FILE       the client certificate's PEM private key
+  --api-key-file FILE  send the API key in FILE (mode 0600) as the caller's
+                       identity ($SESSIOND_API_KEY_FILE)
 
 A TOKEN given as "-" is read from stdin, keeping it out of argv and history.
 Session data is shown as its size only. Exit status: 0 ok, 1 RPC error,
@@ -55,8 +58,9 @@ const std::set<std::string>& BoolFlags() {
 }
 
 const std::set<std::string>& GlobalFlags() {
-  static const auto* flags = new std::set<std::string>{
-      "addr", "deadline", "help", "tls-ca", "tls-cert", "tls-key"};
+  static const auto* flags =
+      new std::set<std::string>{"addr",   "api-key-file", "deadline", "help",
+                                "tls-ca", "tls-cert",     "tls-key"};
   return *flags;
 }
 
@@ -338,6 +342,12 @@ int RunSessionctl(const std::vector<std::string>& argv,
     addr = *env_addr;
   }
   if (addr.empty()) return Usage(err, "--addr is empty");
+  if (args.Has("api-key-file")) {
+    absl::StatusOr<crypto::Secret> key =
+        crypto::ReadSecretFile(args.Get("api-key-file"), "API key file");
+    if (!key.ok()) return Usage(err, key.status().message());
+    options.api_key = std::string(key->view());
+  }
   std::optional<ClientTls> tls;
   if (args.Has("tls-ca") || args.Has("tls-cert") || args.Has("tls-key")) {
     tls.emplace();

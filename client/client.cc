@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -23,6 +24,13 @@ absl::Status ValidateOptions(const ClientOptions& options) {
       options.initial_backoff == absl::InfiniteDuration()) {
     return absl::InvalidArgumentError(
         "ClientOptions.initial_backoff must be non-negative and finite");
+  }
+  for (char c : options.api_key) {
+    if (c <= ' ' || c > '~') {
+      // Never echo the key: it is a secret.
+      return absl::InvalidArgumentError(
+          "ClientOptions.api_key must be printable ASCII without spaces");
+    }
   }
   return absl::OkStatus();
 }
@@ -79,6 +87,10 @@ absl::StatusOr<Response> Client::Call(Rpc rpc, Attempt attempt) const {
   for (int n = 1;; ++n) {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(deadline));
+    if (!options_.api_key.empty()) {
+      context.AddMetadata("authorization",
+                          absl::StrCat("Bearer ", options_.api_key));
+    }
     Response response;
     absl::Status status = FromGrpcStatus(attempt(&context, &response));
     if (status.ok()) return response;

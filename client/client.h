@@ -57,6 +57,11 @@ struct ClientOptions {
   // Wait after the first failed attempt; doubles after each further one.
   // Non-negative, finite.
   absl::Duration initial_backoff = absl::Milliseconds(50);
+  // If set, sent with every call as "authorization: Bearer <api_key>", the
+  // identity of a caller the server's policy names by API key. Printable
+  // ASCII without spaces. Send it only over TLS, or inside a mesh that
+  // encrypts the hop.
+  std::string api_key;
 };
 
 // OK, or INVALID_ARGUMENT naming the first bad field.
