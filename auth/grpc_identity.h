@@ -9,11 +9,12 @@
 namespace sessiond::auth {
 
 // From the call's AuthContext: the client certificate's URI SANs
-// ("peer_uri"), DNS SANs ("peer_dns") and CN ("x509_common_name"), as gRPC
-// fills them in after the TLS handshake; none for a plaintext call. gRPC
-// reports the certificate of a TLS peer even when it did not verify it, so
-// serve with GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-// whenever certificates identify callers.
+// ("peer_uri"), DNS SANs ("peer_dns"), in the certificate's order, and CN
+// ("x509_common_name"), as gRPC fills them in after the TLS handshake; none
+// for a plaintext call or a TLS call without a client certificate. They are
+// names the peer could claim unless the server verifies client certificates
+// (GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, what sessiond
+// serves with --tls_client_ca_file).
 //
 // From the call's metadata: bearer_token is KEY if the call has exactly one
 // "authorization" header and it is "Bearer KEY" (the scheme in any case,

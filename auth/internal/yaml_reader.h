@@ -1,7 +1,8 @@
 // Strict reading of a YAML document for auth/policy.cc: every value checked
 // for its type, every map for unknown and repeated keys, and every error
-// message led by "source:line: " (1-based). Wraps yaml-cpp, whose exceptions
-// end here: no function below throws.
+// message led by "source:line: " (1-based). ParseOneDocument turns the
+// parser's exceptions into statuses; the rest do not throw on the valid
+// nodes they are given, and Policy::Parse catches anything else.
 #ifndef SESSIOND_AUTH_INTERNAL_YAML_READER_H_
 #define SESSIOND_AUTH_INTERNAL_YAML_READER_H_
 
@@ -58,9 +59,9 @@ struct Entry {
 };
 
 // The entries of `map` in file order: INVALID_ARGUMENT if `map` is not a
-// map (`what` names it: "tenants must be a map"), if a key is not a scalar,
-// or if a key appears twice. If `known` is not empty, every key must be in
-// it. `key_noun` names keys in messages ("key", "tenant").
+// map (`what` names it, `line` is where it is: "tenants must be a map"), if a
+// key is not a scalar, or if a key appears twice. If `known` is not empty,
+// every key must be in it. `key_noun` names keys in messages ("key", "tenant").
 absl::StatusOr<std::vector<Entry>> MapEntries(
     const Context& context, const YAML::Node& map, int line,
     absl::string_view what, const std::vector<absl::string_view>& known,
