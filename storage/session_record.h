@@ -140,6 +140,22 @@ inline bool IsStorableText(absl::string_view s) {
 // Token hashes are SHA-256 digests, raw.
 inline constexpr size_t kTokenHashSize = 32;
 
+// The tenant of every session when the server runs without a policy.
+inline constexpr absl::string_view kDefaultTenant = "default";
+
+// Whether `name` may name a tenant: 1 to 64 characters of [A-Za-z0-9._-],
+// so that it can be part of a key name or a log line as it is.
+inline bool IsValidTenantName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                    c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 // Settings that hold for the whole store.
 struct StoreOptions {
   // Cap on live sessions per non-empty user_id; 0 means no cap.
