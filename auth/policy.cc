@@ -15,6 +15,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "auth/internal/yaml_reader.h"
+#include "storage/session_record.h"
 
 namespace sessiond::auth {
 namespace {
@@ -24,7 +25,6 @@ using internal::Entry;
 using internal::Quote;
 
 constexpr size_t kMaxPolicyFileBytes = 1 << 20;
-constexpr size_t kMaxNameLength = 64;
 constexpr size_t kSha256HexLength = 64;
 
 constexpr std::array<absl::string_view, kPermissionCount> kPermissionNames = {
@@ -36,11 +36,10 @@ constexpr std::array<absl::string_view, kPermissionCount> kPermissionNames = {
 constexpr std::array<absl::string_view, 4> kIdentityKeys = {
     "uri_san", "dns_san", "common_name", "api_key_sha256"};
 
+// Tenant names are storage's rule; caller names follow the same one, so
+// that both go into key names and log lines as they are.
 bool IsValidName(absl::string_view name) {
-  return !name.empty() && name.size() <= kMaxNameLength &&
-         std::all_of(name.begin(), name.end(), [](char c) {
-           return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
-         });
+  return storage::IsValidTenantName(name);
 }
 
 bool HasSpaceOrControl(absl::string_view s) {
