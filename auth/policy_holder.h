@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,8 +21,14 @@ namespace sessiond::auth {
 // Thread-safe.
 class PolicyHolder {
  public:
-  // Holds Policy::Load(path); its error if that fails.
-  static absl::StatusOr<std::unique_ptr<PolicyHolder>> Load(std::string path);
+  // What the server checks of a policy beyond the file's own rules (e.g.
+  // tenant settings against its flags): an error rejects the policy.
+  using Check = std::function<absl::Status(const Policy&)>;
+
+  // Holds Policy::Load(path), if `check` (when set) accepts it; the error
+  // otherwise. Every Reload() applies the same check.
+  static absl::StatusOr<std::unique_ptr<PolicyHolder>> Load(std::string path,
+                                                            Check check = {});
 
   // Holds `policy` for good (Policy::AllowAll() when there is no policy
   // file): Reload() does nothing and returns OK.
@@ -34,7 +41,8 @@ class PolicyHolder {
   // The policy in force; cheap (a reader lock and a reference count).
   std::shared_ptr<const Policy> Current() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Reads the file again. On success the new policy is in force for every
+  // Reads the file again. On success (parsed and checked) the new policy is
+  // in force for every
   // later Current() and reloads() counts one; otherwise the policy in force
   // stays, reload_failures() counts one, and the error (naming the file and
   // line) is returned. Reloads run one at a time.
@@ -47,10 +55,17 @@ class PolicyHolder {
   }
 
  private:
-  PolicyHolder(std::string path, std::shared_ptr<const Policy> policy)
-      : path_(std::move(path)), policy_(std::move(policy)) {}
+  PolicyHolder(std::string path, Check check,
+               std::shared_ptr<const Policy> policy)
+      : path_(std::move(path)),
+        check_(std::move(check)),
+        policy_(std::move(policy)) {}
+
+  // Policy::Load(path_), if check_ accepts it.
+  absl::StatusOr<std::shared_ptr<const Policy>> LoadChecked() const;
 
   const std::string path_;  // empty: Fixed()
+  const Check check_;
   absl::Mutex reload_mu_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const Policy> policy_ ABSL_GUARDED_BY(mu_);

@@ -110,6 +110,34 @@ TEST_F(PolicyHolderTest, ReloadSwapsOnSuccessAndKeepsTheOldPolicyOnFailure) {
   EXPECT_EQ(holder->reload_failures(), 2);
 }
 
+// The server's own check rejects a policy at load and at reload alike.
+TEST_F(PolicyHolderTest, CheckRejectsAtLoadAndAtReload) {
+  const PolicyHolder::Check at_most_one_per_user =
+      [](const Policy& policy) -> absl::Status {
+    const TenantSettings* shop = policy.FindTenant("shop");
+    if (shop != nullptr && shop->max_sessions_per_user.value_or(0) > 1) {
+      return absl::InvalidArgumentError("tenant \"shop\": too many");
+    }
+    return absl::OkStatus();
+  };
+  Write(kVersionB);
+  absl::StatusOr<std::unique_ptr<PolicyHolder>> rejected =
+      PolicyHolder::Load(path_, at_most_one_per_user);
+  EXPECT_EQ(rejected.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(rejected.status().message(),
+            absl::StrCat(path_, ": tenant \"shop\": too many"));
+
+  Write(kVersionA);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PolicyHolder> holder,
+                       PolicyHolder::Load(path_, at_most_one_per_user));
+  const std::shared_ptr<const Policy> a = holder->Current();
+  Write(kVersionB);
+  EXPECT_EQ(holder->Reload().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(holder->Current(), a);
+  EXPECT_EQ(holder->reload_failures(), 1);
+  EXPECT_EQ(holder->reloads(), 0);
+}
+
 TEST_F(PolicyHolderTest, FixedNeverChanges) {
   const std::shared_ptr<const Policy> all = Policy::AllowAll();
   std::unique_ptr<PolicyHolder> holder = PolicyHolder::Fixed(all);
