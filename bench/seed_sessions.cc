@@ -87,8 +87,8 @@ int Run(int argc, char** argv) {
       return 2;
     }
   }
-  absl::StatusOr<std::unique_ptr<Client>> client =
-      Client::Connect(addr, ClientOptions{absl::Seconds(10)});
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(
+      addr, ClientOptions{absl::Seconds(10), 3, absl::Milliseconds(50), ""});
   if (!client.ok()) {
     std::cerr << client.status() << "\n";
     return 1;

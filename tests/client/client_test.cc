@@ -64,6 +64,18 @@ TEST(ValidateOptionsTest, RejectsBadFields) {
   }
 }
 
+TEST(ValidateOptionsTest, ApiKeyIsPrintableWithoutSpacesAndNeverEchoed) {
+  ClientOptions options;
+  options.api_key = "k3y_0f-printable.ASCII~";
+  EXPECT_TRUE(ValidateOptions(options).ok());
+  for (const char* bad : {"two words", "tab\there", "new\nline", "\x7f"}) {
+    options.api_key = bad;
+    absl::Status status = ValidateOptions(options);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(std::string(status.message()).find(bad), std::string::npos);
+  }
+}
+
 TEST(ConnectTest, RejectsEmptyTargetAndBadOptions) {
   EXPECT_EQ(Client::Connect("").status().code(),
             absl::StatusCode::kInvalidArgument);

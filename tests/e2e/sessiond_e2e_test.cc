@@ -42,8 +42,9 @@ class SessiondE2eTest : public ::testing::Test {
   }
 
   static std::unique_ptr<Client> ClientFor(const SessiondProcess& server) {
-    absl::StatusOr<std::unique_ptr<Client>> client =
-        Client::Connect(server.address(), ClientOptions{absl::Seconds(5)});
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(
+        server.address(),
+        ClientOptions{absl::Seconds(5), 3, absl::Milliseconds(50), ""});
     EXPECT_TRUE(client.ok()) << client.status();
     return std::move(*client);
   }

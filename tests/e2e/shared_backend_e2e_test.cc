@@ -100,8 +100,9 @@ class SharedBackendTest : public ::testing::TestWithParam<std::string> {
 
   static std::unique_ptr<Client> Connect(const SessiondProcess& process) {
     // One attempt per call, so that a test sees each failure as it happens.
-    absl::StatusOr<std::unique_ptr<Client>> client =
-        Client::Connect(process.address(), ClientOptions{absl::Seconds(20), 1});
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(
+        process.address(),
+        ClientOptions{absl::Seconds(20), 1, absl::Milliseconds(50), ""});
     EXPECT_TRUE(client.ok()) << client.status();
     return client.ok() ? std::move(*client) : nullptr;
   }

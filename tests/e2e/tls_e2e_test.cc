@@ -65,7 +65,8 @@ class TlsE2eTest : public ::testing::Test {
   absl::StatusOr<v1::HealthResponse> Health(
       const SessiondProcess& server, const std::optional<ClientTls>& tls) {
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(
-        server.address(), ClientOptions{absl::Seconds(3), 1}, tls);
+        server.address(),
+        ClientOptions{absl::Seconds(3), 1, absl::Milliseconds(50), ""}, tls);
     if (!client.ok()) return client.status();
     return (*client)->Health();
   }
@@ -122,8 +123,9 @@ TEST_F(TlsE2eTest, PlaintextHealthListenerServesHealthOnly) {
   EXPECT_EQ(StandardHealth(health_address, ""), 1);
   EXPECT_EQ(StandardHealth(health_address, "sessiond.v1.SessionService"), 1);
   // ...but not the session API, and the main port still demands mTLS.
-  absl::StatusOr<std::unique_ptr<Client>> plain =
-      Client::Connect(health_address, ClientOptions{absl::Seconds(3), 1});
+  absl::StatusOr<std::unique_ptr<Client>> plain = Client::Connect(
+      health_address,
+      ClientOptions{absl::Seconds(3), 1, absl::Milliseconds(50), ""});
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ((*plain)->Health().status().code(),
             absl::StatusCode::kUnimplemented);
