@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/auth/sha256_hex.h"
 #include "tests/testing/status_macros.h"
 
 namespace sessiond::auth {
@@ -20,14 +21,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kApiKey[] = "k3y-0f-the-0perator-aaaaaaaaaaaaaaaaaaaaaaaaa";
-
-std::string Sha256Hex(absl::string_view key) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_Digest(key.data(), key.size(), digest, &size, EVP_sha256(), nullptr);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), size));
-}
 
 // One caller per identity kind, plus a second URI and DNS caller.
 std::string PolicyText(bool with_common_name) {

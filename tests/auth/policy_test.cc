@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/auth/sha256_hex.h"
 #include "tests/testing/status_macros.h"
 
 namespace sessiond::auth {
@@ -68,14 +69,6 @@ std::string OneCaller(const std::string& tenant_body,
                       "callers:\n  - name: c\n    tenant: t\n",
                       "    uri_san: spiffe://x/c\n    allow: [Load]\n",
                       caller_extra);
-}
-
-std::string Sha256Hex(absl::string_view key) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_Digest(key.data(), key.size(), digest, &size, EVP_sha256(), nullptr);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), size));
 }
 
 TEST(PolicyTest, ParsesTheExample) {
