@@ -1,13 +1,11 @@
 #include "auth/authenticator.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "auth/internal/quote.h"
+#include "crypto/token.h"
 
 namespace sessiond::auth {
 namespace {
@@ -35,19 +33,6 @@ absl::StatusOr<const Caller*> MatchOne(const Policy& policy, IdentityKind kind,
   return found;
 }
 
-// SHA-256 of `key`, raw; empty if OpenSSL fails.
-std::string Sha256(absl::string_view key) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_Digest(key.data(), key.size(), digest, &size, EVP_sha256(),
-                 nullptr) != 1) {
-    return "";
-  }
-  std::string out(reinterpret_cast<const char*>(digest), size);
-  OPENSSL_cleanse(digest, sizeof digest);
-  return out;
-}
-
 }  // namespace
 
 absl::StatusOr<const Caller*> Authenticate(const Policy& policy,
@@ -67,10 +52,9 @@ absl::StatusOr<const Caller*> Authenticate(const Policy& policy,
     if (caller != nullptr) return caller;
   }
   if (peer.bearer_token.has_value()) {
-    const std::string digest = Sha256(*peer.bearer_token);
-    const Caller* caller =
-        digest.empty() ? nullptr
-                       : policy.FindCaller(IdentityKind::kApiKeySha256, digest);
+    // An API key is hashed as a session token is: SHA-256, raw.
+    const Caller* caller = policy.FindCaller(
+        IdentityKind::kApiKeySha256, crypto::HashToken(*peer.bearer_token));
     if (caller != nullptr) return caller;
   }
 

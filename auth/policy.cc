@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "auth/internal/yaml_reader.h"
+#include "crypto/token.h"
 #include "storage/session_record.h"
 
 namespace sessiond::auth {
@@ -455,8 +455,7 @@ const Caller* Policy::FindCaller(IdentityKind kind,
   const auto it = by_identity.find(value);
   if (it == by_identity.end()) return nullptr;
   if (kind == IdentityKind::kApiKeySha256 &&
-      (it->first.size() != value.size() ||
-       CRYPTO_memcmp(it->first.data(), value.data(), value.size()) != 0)) {
+      !crypto::ConstantTimeEquals(it->first, value)) {
     return nullptr;
   }
   return &callers_[it->second];
