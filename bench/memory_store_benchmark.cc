@@ -46,6 +46,7 @@ std::unique_ptr<crypto::Sealer> BenchSealer() {
 storage::SessionRecord NewRecord(const crypto::Sealer& sealer,
                                  const std::string& plaintext, int user) {
   storage::SessionRecord record;
+  record.tenant = std::string(storage::kDefaultTenant);
   record.id = crypto::NewSessionId();
   record.token_hash = crypto::HashToken(crypto::NewToken());
   record.user_id = absl::StrCat("user-", user);
@@ -65,7 +66,10 @@ void BM_MillionSessions(benchmark::State& state) {
         *storage::OpenMemoryStore(Clock::Real(), storage::StoreOptions{});
     for (int i = 0; i < sessions; ++i) {
       // Five sessions per user, as with a few devices each.
-      if (!store->Create(NewRecord(*sealer, plaintext, i / 5)).ok()) {
+      if (!store
+               ->Create(NewRecord(*sealer, plaintext, i / 5),
+                        storage::TenantLimits{})
+               .ok()) {
         state.SkipWithError("create failed");
         return;
       }
@@ -94,7 +98,7 @@ struct Populated {
     for (int i = 0; i < 100000; ++i) {
       storage::SessionRecord record = NewRecord(*sealer, plaintext, i / 5);
       hashes.push_back(record.token_hash);
-      (void)store->Create(record);
+      (void)store->Create(record, storage::TenantLimits{});
     }
   }
 };
@@ -108,7 +112,8 @@ void BM_Load(benchmark::State& state) {
   Populated& p = Shared();
   size_t i = static_cast<size_t>(state.thread_index()) * 7919;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(p.store->Load(p.hashes[i++ % p.hashes.size()]));
+    benchmark::DoNotOptimize(p.store->Load(storage::kDefaultTenant,
+                                           p.hashes[i++ % p.hashes.size()]));
   }
 }
 BENCHMARK(BM_Load)->ThreadRange(1, 2)->UseRealTime();
@@ -118,7 +123,8 @@ void BM_LoadAndTouch(benchmark::State& state) {
   size_t i = static_cast<size_t>(state.thread_index()) * 7919;
   for (auto _ : state) {
     benchmark::DoNotOptimize(p.store->LoadAndTouch(
-        p.hashes[i++ % p.hashes.size()], absl::ZeroDuration()));
+        storage::kDefaultTenant, p.hashes[i++ % p.hashes.size()],
+        absl::ZeroDuration()));
   }
 }
 BENCHMARK(BM_LoadAndTouch)->ThreadRange(1, 2)->UseRealTime();
@@ -130,8 +136,8 @@ void BM_Update(benchmark::State& state) {
   size_t i = static_cast<size_t>(state.thread_index()) * 7919;
   for (auto _ : state) {
     const std::string& hash = p.hashes[i++ % p.hashes.size()];
-    update.user_id = "user-1";
-    benchmark::DoNotOptimize(p.store->Update(hash, update));
+    benchmark::DoNotOptimize(
+        p.store->Update(storage::kDefaultTenant, hash, update));
   }
 }
 BENCHMARK(BM_Update)->ThreadRange(1, 2)->UseRealTime();

@@ -35,6 +35,7 @@ struct Fixture {
   std::unique_ptr<storage::SessionStore> store;
   std::unique_ptr<crypto::Sealer> sealer;
   std::unique_ptr<SessionHandler> handler;
+  TenantScope scope = DefaultScope(storage::kDefaultTenant, HandlerOptions{});
   std::vector<std::string> tokens;
 };
 
@@ -106,7 +107,7 @@ Fixture& FixtureFor(const std::string& backend) {
   (*create.mutable_metadata())["ip"] = "203.0.113.7";
   for (int i = 0; i < kSessions; ++i) {
     create.set_user_id(absl::StrCat("user-", i % 200));
-    absl::StatusOr<v1::SaveResponse> created = f.handler->Save(create);
+    absl::StatusOr<v1::SaveResponse> created = f.handler->Save(f.scope, create);
     if (!created.ok()) {
       std::cerr << backend << ": " << created.status() << "\n";
       std::exit(1);
@@ -128,7 +129,7 @@ void BM_Load(benchmark::State& state) {
   size_t i = static_cast<size_t>(state.thread_index()) * 997;
   for (auto _ : state) {
     request.set_token(f.tokens[i++ % f.tokens.size()]);
-    absl::StatusOr<v1::LoadResponse> loaded = f.handler->Load(request);
+    absl::StatusOr<v1::LoadResponse> loaded = f.handler->Load(f.scope, request);
     if (!loaded.ok()) state.SkipWithError("load failed");
     benchmark::DoNotOptimize(loaded);
   }
@@ -147,7 +148,7 @@ void BM_Save(benchmark::State& state) {
     request.set_token(f.tokens[i % f.tokens.size()]);
     request.set_user_id(absl::StrCat("user-", i % 200));
     i += threads;
-    absl::StatusOr<v1::SaveResponse> saved = f.handler->Save(request);
+    absl::StatusOr<v1::SaveResponse> saved = f.handler->Save(f.scope, request);
     if (!saved.ok()) state.SkipWithError("save failed");
     benchmark::DoNotOptimize(saved);
   }

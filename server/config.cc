@@ -4,8 +4,11 @@
 #include <cstdlib>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -94,6 +97,14 @@ FlagSet<ServerConfig> BuildFlags() {
             "store session data unencrypted (no key files); for development "
             "only",
             &ServerConfig::insecure_plaintext)
+      .String("policy_file",
+              "YAML policy: which callers (client certificates, API keys) "
+              "may call what, in which tenant; reloaded on SIGHUP",
+              &ServerConfig::policy_file)
+      .Bool("allow_unauthenticated",
+            "without --policy_file, serve every caller that reaches a "
+            "non-loopback --listen as fully trusted",
+            &ServerConfig::allow_unauthenticated)
       .String("tls_cert_file",
               "PEM certificate chain: serve TLS only (with --tls_key_file)",
               &ServerConfig::tls_cert_file)
@@ -152,9 +163,17 @@ FlagSet<ServerConfig> BuildFlags() {
           "cap on a user's live sessions; creating one more evicts the least "
           "recently active (0: no cap)",
           [](ServerConfig* c) -> int& {
-            return c->store.max_sessions_per_user;
+            return c->handler.max_sessions_per_user;
           },
           0, 1000000)
+      .Int(
+          "max_live_sessions",
+          "cap on a tenant's live sessions; creating one more is "
+          "RESOURCE_EXHAUSTED (0: no cap)",
+          [](ServerConfig* c) -> int64_t& {
+            return c->handler.max_live_sessions;
+          },
+          0, int64_t{1} << 40)
       .Duration("prune_interval",
                 "how often expired sessions are removed in the background (0: "
                 "never)",
@@ -238,6 +257,20 @@ absl::Status Validate(ServerConfig* config) {
         ") must not be longer than --max_absolute_lifetime (",
         absl::FormatDuration(config->handler.max_absolute_lifetime), ")"));
   }
+  if (!config->policy_file.empty() && config->allow_unauthenticated) {
+    return Bad(
+        "--allow_unauthenticated and --policy_file contradict each other: "
+        "with a policy, only the callers it names are served");
+  }
+  if (config->policy_file.empty() && !config->allow_unauthenticated &&
+      !IsLoopbackAddress(config->grpc.listen_address)) {
+    return Bad(absl::StrCat(
+        "--listen=", config->grpc.listen_address,
+        " can be reached from other machines, and without --policy_file "
+        "every caller there could read and write every session: pass "
+        "--policy_file (README: \"Callers and tenants\"), listen on "
+        "127.0.0.1, or pass --allow_unauthenticated to accept it"));
+  }
   if (config->tls_cert_file.empty() != config->tls_key_file.empty()) {
     return Bad("--tls_cert_file and --tls_key_file go together");
   }
@@ -269,6 +302,26 @@ void KeepChosenBackendSettings(ServerConfig* config) {
 }
 
 }  // namespace
+
+bool IsLoopbackAddress(absl::string_view address) {
+  if (absl::StartsWith(address, "unix:")) return true;
+  absl::string_view host = address;
+  const size_t colon = address.rfind(':');
+  if (colon != absl::string_view::npos) host = address.substr(0, colon);
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  if (host == "localhost" || host == "::1") return true;
+  // 127.0.0.0/8, written out in full.
+  std::vector<absl::string_view> octets = absl::StrSplit(host, '.');
+  if (octets.size() != 4 || octets[0] != "127") return false;
+  for (absl::string_view octet : octets) {
+    int value = 0;
+    if (octet.empty() || octet.size() > 3 || !absl::SimpleAtoi(octet, &value) ||
+        value > 255) {
+      return false;
+    }
+  }
+  return true;
+}
 
 EnvironmentLookup ProcessEnvironment() {
   return [](const std::string& name) -> std::optional<std::string> {

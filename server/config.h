@@ -44,6 +44,12 @@ struct ServerConfig {
   // Store payloads unencrypted. Must be asked for explicitly.
   bool insecure_plaintext = false;
 
+  // The policy file (callers, their tenants and grants). Empty: every
+  // caller is trusted in the default tenant, which needs
+  // allow_unauthenticated unless the server listens on loopback only.
+  std::string policy_file;
+  bool allow_unauthenticated = false;
+
   // PEM files for serving TLS (certificate chain and private key) and for
   // requiring client certificates (the CA that signs them). Empty: no TLS.
   std::string tls_cert_file;
@@ -70,6 +76,10 @@ EnvironmentLookup ProcessEnvironment();
 // INVALID_ARGUMENT names the flag (and the variable) that is wrong.
 absl::StatusOr<ServerConfig> ParseConfig(int argc, char** argv,
                                          const EnvironmentLookup& env);
+
+// Whether `address` (host:port, or unix:PATH) can be reached only from this
+// machine: a unix socket, localhost, or a loopback IP (127.0.0.0/8, ::1).
+bool IsLoopbackAddress(absl::string_view address);
 
 // A usage text listing every flag, its variable and its default.
 std::string ConfigUsage();

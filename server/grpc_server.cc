@@ -80,14 +80,15 @@ class UnaryCall final : public Tag {
       grpc::ServerContext*, Request*,
       grpc::ServerAsyncResponseWriter<Response>*, grpc::CompletionQueue*,
       grpc::ServerCompletionQueue*, void*);
-  using HandleMethod =
-      absl::StatusOr<Response> (SessionHandler::*)(const Request&);
+  using HandleMethod = absl::StatusOr<Response> (SessionHandler::*)(
+      const TenantScope&, const Request&);
 
   struct Method {
     GrpcServer* server;
     SessionService::AsyncService* service;
     grpc::ServerCompletionQueue* cq;
     SessionHandler* handler;
+    const Access* access;
     RequestMethod request;
     HandleMethod handle;
   };
@@ -109,8 +110,7 @@ class UnaryCall final : public Tag {
       return;
     }
     Arm(method_);
-    absl::StatusOr<Response> response =
-        (method_.handler->*method_.handle)(request_);
+    absl::StatusOr<Response> response = Handle();
     finishing_ = true;
     if (response.ok()) {
       responder_.Finish(*response, grpc::Status::OK, this);
@@ -123,6 +123,13 @@ class UnaryCall final : public Tag {
   explicit UnaryCall(const Method& method)
       : method_(method), responder_(&context_) {}
 
+  absl::StatusOr<Response> Handle() {
+    absl::StatusOr<Access::Admission> admitted =
+        method_.access->Admit(context_, PermissionFor(request_));
+    if (!admitted.ok()) return admitted.status();
+    return (method_.handler->*method_.handle)(admitted->scope(), request_);
+  }
+
   const Method method_;
   grpc::ServerContext context_;
   Request request_;
@@ -133,10 +140,11 @@ class UnaryCall final : public Tag {
 template <typename Request, typename Response>
 void ArmMethod(GrpcServer* server, SessionService::AsyncService* service,
                grpc::ServerCompletionQueue* cq, SessionHandler* handler,
+               const Access* access,
                typename UnaryCall<Request, Response>::RequestMethod request,
                typename UnaryCall<Request, Response>::HandleMethod handle) {
   const typename UnaryCall<Request, Response>::Method method{
-      server, service, cq, handler, request, handle};
+      server, service, cq, handler, access, request, handle};
   for (int i = 0; i < kSlotsPerMethod; ++i) {
     UnaryCall<Request, Response>::Arm(method);
   }
@@ -146,23 +154,27 @@ void ArmMethod(GrpcServer* server, SessionService::AsyncService* service,
 
 void GrpcServer::ArmAll(grpc::ServerCompletionQueue* cq) {
   using AS = SessionService::AsyncService;
-  ArmMethod<v1::LoadRequest, v1::LoadResponse>(
-      this, &service_, cq, handler_, &AS::RequestLoad, &SessionHandler::Load);
-  ArmMethod<v1::SaveRequest, v1::SaveResponse>(
-      this, &service_, cq, handler_, &AS::RequestSave, &SessionHandler::Save);
-  ArmMethod<v1::CycleRequest, v1::CycleResponse>(
-      this, &service_, cq, handler_, &AS::RequestCycle, &SessionHandler::Cycle);
-  ArmMethod<v1::DeleteRequest, v1::DeleteResponse>(this, &service_, cq,
-                                                   handler_, &AS::RequestDelete,
-                                                   &SessionHandler::Delete);
+  ArmMethod<v1::LoadRequest, v1::LoadResponse>(this, &service_, cq, handler_,
+                                               access_, &AS::RequestLoad,
+                                               &SessionHandler::Load);
+  ArmMethod<v1::SaveRequest, v1::SaveResponse>(this, &service_, cq, handler_,
+                                               access_, &AS::RequestSave,
+                                               &SessionHandler::Save);
+  ArmMethod<v1::CycleRequest, v1::CycleResponse>(this, &service_, cq, handler_,
+                                                 access_, &AS::RequestCycle,
+                                                 &SessionHandler::Cycle);
+  ArmMethod<v1::DeleteRequest, v1::DeleteResponse>(
+      this, &service_, cq, handler_, access_, &AS::RequestDelete,
+      &SessionHandler::Delete);
   ArmMethod<v1::ListForUserRequest, v1::ListForUserResponse>(
-      this, &service_, cq, handler_, &AS::RequestListForUser,
+      this, &service_, cq, handler_, access_, &AS::RequestListForUser,
       &SessionHandler::ListForUser);
-  ArmMethod<v1::PruneRequest, v1::PruneResponse>(
-      this, &service_, cq, handler_, &AS::RequestPrune, &SessionHandler::Prune);
-  ArmMethod<v1::HealthRequest, v1::HealthResponse>(this, &service_, cq,
-                                                   handler_, &AS::RequestHealth,
-                                                   &SessionHandler::Health);
+  ArmMethod<v1::PruneRequest, v1::PruneResponse>(this, &service_, cq, handler_,
+                                                 access_, &AS::RequestPrune,
+                                                 &SessionHandler::Prune);
+  ArmMethod<v1::HealthRequest, v1::HealthResponse>(
+      this, &service_, cq, handler_, access_, &AS::RequestHealth,
+      &SessionHandler::Health);
 }
 
 void GrpcServer::Poll(grpc::ServerCompletionQueue* cq) {
@@ -174,7 +186,8 @@ void GrpcServer::Poll(grpc::ServerCompletionQueue* cq) {
 }
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
-    SessionHandler* handler, const GrpcServerOptions& options) {
+    SessionHandler* handler, const Access* access,
+    const GrpcServerOptions& options) {
   if (options.threads < 0) {
     return absl::InvalidArgumentError("threads: must not be negative");
   }
@@ -184,6 +197,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   const int queues = std::min(threads, cores);
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->handler_ = handler;
+  server->access_ = access;
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

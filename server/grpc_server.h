@@ -2,6 +2,12 @@
 // (async) API, plus the standard grpc.health.v1 service and server
 // reflection.
 //
+// Every sessiond.v1 call is admitted by Access first (access.h): its caller
+// identified and its permission checked (UNAUTHENTICATED, PERMISSION_DENIED)
+// before the handler runs in the caller's tenant. grpc.health.v1 and
+// reflection answer every peer that reaches the port: they reveal only
+// whether the server serves, and the API's shape.
+//
 // There is one completion queue per core, and `threads` threads share them
 // evenly; a thread runs the handler inline for each call it takes from its
 // queue. Several threads poll each queue, so a slow backend call holds one
@@ -20,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "server/access.h"
 #include "server/session_handler.h"
 #include "sessiond/v1/session.grpc.pb.h"
 
@@ -50,9 +57,11 @@ struct GrpcServerOptions {
 
 class GrpcServer {
  public:
-  // Binds, starts serving and returns. `handler` must outlive the server.
+  // Binds, starts serving and returns. `handler` and `access` must outlive
+  // the server.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
-      SessionHandler* handler, const GrpcServerOptions& options);
+      SessionHandler* handler, const Access* access,
+      const GrpcServerOptions& options);
 
   ~GrpcServer();  // Shuts down with no grace period if still running.
   GrpcServer(const GrpcServer&) = delete;
@@ -84,6 +93,7 @@ class GrpcServer {
   static void Poll(grpc::ServerCompletionQueue* cq);
 
   SessionHandler* handler_ = nullptr;
+  const Access* access_ = nullptr;
   v1::SessionService::AsyncService service_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::unique_ptr<grpc::Server> server_;

@@ -10,7 +10,6 @@
 #include <sstream>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -18,6 +17,7 @@
 #include "crypto/sealer.h"
 #include "crypto/secret_file.h"
 #include "crypto/wipe.h"
+#include "server/access.h"
 #include "server/config.h"
 #include "server/grpc_server.h"
 #include "server/log.h"
@@ -93,10 +93,38 @@ absl::Status LoadTls(const ServerConfig& config, GrpcServerOptions* grpc) {
   return absl::OkStatus();
 }
 
-bool IsLoopback(const std::string& listen_address) {
-  return absl::StartsWith(listen_address, "127.") ||
-         absl::StartsWith(listen_address, "localhost:") ||
-         absl::StartsWith(listen_address, "[::1]:");
+// Who may call: the policy file's callers, or everyone in the default
+// tenant. Refuses a policy whose certificate callers could never present a
+// verified certificate.
+absl::StatusOr<std::unique_ptr<Access>> OpenAccess(const ServerConfig& config) {
+  if (config.policy_file.empty()) {
+    if (config.allow_unauthenticated) {
+      LogWarning(
+          "!!! --allow_unauthenticated: every caller that reaches %s may "
+          "read, write and delete every session. !!!",
+          config.grpc.listen_address);
+    }
+    return Access::TrustEveryone(config.handler);
+  }
+  absl::StatusOr<std::unique_ptr<Access>> access =
+      Access::FromPolicyFile(config.policy_file, config.handler);
+  if (!access.ok()) return access.status();
+  if ((*access)->HasCertificateCallers() && config.tls_client_ca_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.policy_file,
+        ": callers identified by client certificate need "
+        "--tls_client_ca_file (without it no client presents a verified "
+        "certificate)"));
+  }
+  if ((*access)->HasApiKeyCallers() && config.tls_cert_file.empty() &&
+      !IsLoopbackAddress(config.grpc.listen_address)) {
+    LogWarning(
+        "callers identified by API key, without TLS on %s: the keys cross "
+        "the network in the clear unless a mesh encrypts the hop",
+        config.grpc.listen_address);
+  }
+  LogInfo("policy: %s", config.policy_file);
+  return access;
 }
 
 int Run(int argc, char** argv) {
@@ -127,6 +155,7 @@ int Run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -144,6 +173,11 @@ int Run(int argc, char** argv) {
              store.status().message());
     return 1;
   }
+  absl::StatusOr<std::unique_ptr<Access>> access = OpenAccess(*config);
+  if (!access.ok()) {
+    LogError("policy: %s", access.status().message());
+    return 2;
+  }
   SessionHandler handler(store->get(), sealer->get(), config->handler);
   GrpcServerOptions grpc_options = config->grpc;
   if (absl::Status tls = LoadTls(*config, &grpc_options); !tls.ok()) {
@@ -151,7 +185,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   absl::StatusOr<std::unique_ptr<GrpcServer>> server =
-      GrpcServer::Start(&handler, grpc_options);
+      GrpcServer::Start(&handler, access->get(), grpc_options);
   crypto::Wipe(&grpc_options.tls_private_key_pem);
   if (!server.ok()) {
     LogError("%s", server.status().message());
@@ -168,7 +202,7 @@ int Run(int argc, char** argv) {
             config->grpc.health_listen_address, (*server)->health_port());
   }
   if (config->tls_cert_file.empty() &&
-      !IsLoopback(config->grpc.listen_address)) {
+      !IsLoopbackAddress(config->grpc.listen_address)) {
     LogWarning(
         "serving without TLS on %s: anyone who can reach this port can read "
         "and delete sessions. Use --tls_cert_file/--tls_key_file (and "
@@ -183,7 +217,24 @@ int Run(int argc, char** argv) {
   }
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  for (;;) {
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    if (config->policy_file.empty()) {
+      LogInfo("SIGHUP received: no --policy_file to reload");
+      continue;
+    }
+    // Calls already admitted finish under the policy that admitted them.
+    if (absl::Status reloaded = (*access)->Reload(); reloaded.ok()) {
+      LogInfo("SIGHUP received: policy %s reloaded (%d reloads)",
+              config->policy_file, (*access)->reloads());
+    } else {
+      LogError(
+          "SIGHUP received: policy not reloaded, the previous one stays in "
+          "force (%d failed reloads): %s",
+          (*access)->reload_failures(), reloaded.message());
+    }
+  }
   const char* signal_name = signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
   if (config->shutdown_drain_delay > absl::ZeroDuration()) {
     LogInfo("%s received: reporting NOT_SERVING, still serving for %s",

@@ -15,12 +15,12 @@ BackgroundPruner::~BackgroundPruner() {
 
 void BackgroundPruner::Run() {
   while (!stop_.WaitForNotificationWithTimeout(interval_)) {
-    absl::StatusOr<v1::PruneResponse> result = handler_->Prune({});
-    if (!result.ok()) {
+    absl::StatusOr<int64_t> pruned = handler_->PruneAll();
+    if (!pruned.ok()) {
       LogError("background prune failed (will retry in %s): %s",
-               absl::FormatDuration(interval_), result.status().ToString());
-    } else if (result->pruned() > 0) {
-      LogInfo("background prune removed %d expired sessions", result->pruned());
+               absl::FormatDuration(interval_), pruned.status().ToString());
+    } else if (*pruned > 0) {
+      LogInfo("background prune removed %d expired sessions", *pruned);
     }
   }
 }

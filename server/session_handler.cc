@@ -113,17 +113,32 @@ absl::Duration MinIdleTimeout(const HandlerOptions& options) {
 }
 
 absl::StatusOr<std::optional<absl::Duration>> ReadIdleTimeout(
-    const v1::SaveRequest& request, const HandlerOptions& options) {
+    const v1::SaveRequest& request, const TenantScope& tenant,
+    const HandlerOptions& options) {
   return ReadTimeout("idle_timeout", request.has_idle_timeout(),
                      request.idle_timeout(), MinIdleTimeout(options),
-                     options.max_idle_timeout);
+                     tenant.max_idle_timeout);
 }
 
 absl::StatusOr<std::optional<absl::Duration>> ReadAbsoluteLifetime(
-    const v1::SaveRequest& request, const HandlerOptions& options) {
+    const v1::SaveRequest& request, const TenantScope& tenant) {
   return ReadTimeout("absolute_lifetime", request.has_absolute_lifetime(),
                      request.absolute_lifetime(), absl::Seconds(1),
-                     options.max_absolute_lifetime);
+                     tenant.max_absolute_lifetime);
+}
+
+// A write that met a concurrent one is tried again this many times in all
+// before the caller gets ABORTED.
+constexpr int kWriteAttempts = 3;
+
+absl::Status ConcurrentWrite() {
+  return absl::AbortedError(
+      "the session changed during the call, several times; retry");
+}
+
+// The associated data of payloads sealed before tenants existed.
+absl::string_view LegacyBinding(const storage::SessionRecord& record) {
+  return record.id;
 }
 
 void SetTimestamp(absl::Time t, Timestamp* out) {
@@ -172,12 +187,87 @@ absl::StatusOr<std::optional<storage::ListCursor>> DecodePageToken(
 
 }  // namespace
 
+TenantScope DefaultScope(absl::string_view name,
+                         const HandlerOptions& options) {
+  TenantScope scope;
+  scope.name = name;
+  scope.default_idle_timeout = options.default_idle_timeout;
+  scope.max_idle_timeout = options.max_idle_timeout;
+  scope.default_absolute_lifetime = options.default_absolute_lifetime;
+  scope.max_absolute_lifetime = options.max_absolute_lifetime;
+  scope.max_payload_bytes = options.max_payload_bytes;
+  scope.limits.max_sessions_per_user = options.max_sessions_per_user;
+  scope.limits.max_live_sessions = options.max_live_sessions;
+  return scope;
+}
+
+absl::Status ValidateScope(const TenantScope& scope,
+                           const HandlerOptions& options) {
+  const std::string where = absl::StrCat("tenant \"", scope.name, "\": ");
+  if (!storage::IsValidTenantName(scope.name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where,
+                     "a tenant name is 1 to 64 characters of A-Z, "
+                     "a-z, 0-9, '.', '_', '-'"));
+  }
+  struct Bound {
+    const char* name;
+    absl::Duration default_value;
+    const char* max_name;
+    absl::Duration max_value;
+    absl::Duration minimum;
+  };
+  const Bound bounds[] = {
+      {"default_idle_timeout", scope.default_idle_timeout, "max_idle_timeout",
+       scope.max_idle_timeout, MinIdleTimeout(options)},
+      {"default_absolute_lifetime", scope.default_absolute_lifetime,
+       "max_absolute_lifetime", scope.max_absolute_lifetime, absl::Seconds(1)},
+  };
+  for (const Bound& b : bounds) {
+    if (b.max_value > kLongestTimeout) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, b.max_name, " is over the longest allowed, ",
+                       absl::FormatDuration(kLongestTimeout)));
+    }
+    if (b.default_value < b.minimum) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, b.name, " is under the minimum of ",
+                       absl::FormatDuration(b.minimum)));
+    }
+    if (b.default_value > b.max_value) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, b.name, " (", absl::FormatDuration(b.default_value),
+          ") is over ", b.max_name, " (", absl::FormatDuration(b.max_value),
+          ")"));
+    }
+  }
+  if (scope.max_payload_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "max_payload_bytes must be positive"));
+  }
+  if (scope.limits.max_sessions_per_user < 0 ||
+      scope.limits.max_live_sessions < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "session limits must not be negative"));
+  }
+  return absl::OkStatus();
+}
+
+std::string PayloadBinding(absl::string_view tenant, absl::string_view id,
+                           absl::string_view user_id) {
+  // None of the three holds a NUL, so NULs separate them unambiguously.
+  return absl::StrCat("sessiond.payload.v2", absl::string_view("\0", 1), tenant,
+                      absl::string_view("\0", 1), id,
+                      absl::string_view("\0", 1), user_id);
+}
+
 SessionHandler::SessionHandler(storage::SessionStore* store,
                                const crypto::Sealer* sealer,
                                HandlerOptions options)
     : store_(store),
       sealer_(sealer),
       options_(options),
+      default_scope_(DefaultScope(storage::kDefaultTenant, options)),
       unavailable_log_(options.storage_error_log_interval),
       internal_log_(options.storage_error_log_interval) {}
 
@@ -203,7 +293,8 @@ absl::Status SessionHandler::ForCaller(absl::string_view rpc,
 }
 
 absl::StatusOr<std::string> SessionHandler::SealPayload(
-    const std::string& id, const std::string& data,
+    const TenantScope& tenant, absl::string_view id, absl::string_view user_id,
+    const std::string& data,
     const Map<std::string, std::string>& metadata) const {
   // The payload is a Session message holding only data and metadata.
   v1::Session payload;
@@ -213,25 +304,32 @@ absl::StatusOr<std::string> SessionHandler::SealPayload(
   if (!payload.SerializeToString(&plaintext)) {
     return absl::InternalError("could not encode the session payload");
   }
-  absl::StatusOr<std::string> sealed = sealer_->Seal(plaintext, id);
+  absl::StatusOr<std::string> sealed =
+      sealer_->Seal(plaintext, PayloadBinding(tenant.name, id, user_id));
   crypto::Wipe(&plaintext);
   crypto::Wipe(payload.mutable_data());
   for (auto& entry : *payload.mutable_metadata()) crypto::Wipe(&entry.second);
   if (!sealed.ok()) return sealed.status();
-  if (static_cast<int64_t>(sealed->size()) > options_.max_payload_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "data: the stored payload (data and metadata",
-        sealer_->encrypts() ? ", encrypted" : "", ") would be ", sealed->size(),
-        " bytes, over the limit of ", options_.max_payload_bytes,
-        " bytes (--max_payload_bytes)"));
+  if (static_cast<int64_t>(sealed->size()) > tenant.max_payload_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("data: the stored payload (data and metadata",
+                     sealer_->encrypts() ? ", encrypted" : "", ") would be ",
+                     sealed->size(), " bytes, over the limit of ",
+                     tenant.max_payload_bytes, " bytes (max_payload_bytes)"));
   }
   return sealed;
 }
 
-absl::Status SessionHandler::ToProto(const storage::SessionRecord& record,
-                                     v1::Session* out) {
+absl::StatusOr<v1::Session> SessionHandler::OpenPayload(
+    const storage::SessionRecord& record) {
   absl::StatusOr<std::string> plaintext =
-      sealer_->Open(record.sealed_payload, record.id);
+      sealer_->Open(record.sealed_payload,
+                    PayloadBinding(record.tenant, record.id, record.user_id));
+  if (!plaintext.ok() && record.tenant == storage::kDefaultTenant) {
+    absl::StatusOr<std::string> legacy =
+        sealer_->Open(record.sealed_payload, LegacyBinding(record));
+    if (legacy.ok()) plaintext = std::move(legacy);
+  }
   v1::Session payload;
   if (!plaintext.ok() || !payload.ParseFromString(*plaintext)) {
     counters_.unopenable_payloads.fetch_add(1, std::memory_order_relaxed);
@@ -244,10 +342,17 @@ absl::Status SessionHandler::ToProto(const storage::SessionRecord& record,
     return absl::DataLossError("stored payload does not open");
   }
   crypto::Wipe(&*plaintext);
+  return payload;
+}
+
+absl::Status SessionHandler::ToProto(const storage::SessionRecord& record,
+                                     v1::Session* out) {
+  absl::StatusOr<v1::Session> payload = OpenPayload(record);
+  if (!payload.ok()) return payload.status();
   out->set_id(record.id);
   out->set_user_id(record.user_id);
-  out->set_data(std::move(*payload.mutable_data()));
-  out->mutable_metadata()->swap(*payload.mutable_metadata());
+  out->set_data(std::move(*payload->mutable_data()));
+  out->mutable_metadata()->swap(*payload->mutable_metadata());
   SetTimestamp(record.created_at, out->mutable_created_at());
   SetTimestamp(record.last_active_at, out->mutable_last_active_at());
   SetTimestamp(record.ExpiresAt(), out->mutable_expires_at());
@@ -269,14 +374,15 @@ absl::Status SessionHandler::FillSession(
 }
 
 absl::StatusOr<v1::LoadResponse> SessionHandler::Load(
-    const v1::LoadRequest& request) {
+    const TenantScope& tenant, const v1::LoadRequest& request) {
   if (absl::Status s = ValidateToken("token", request.token()); !s.ok()) {
     return s;
   }
   const std::string hash = crypto::HashToken(request.token());
   absl::StatusOr<storage::SessionRecord> record =
-      request.touch() ? store_->LoadAndTouch(hash, options_.touch_interval)
-                      : store_->Load(hash);
+      request.touch()
+          ? store_->LoadAndTouch(tenant.name, hash, options_.touch_interval)
+          : store_->Load(tenant.name, hash);
   v1::LoadResponse response;
   if (absl::Status s = FillSession("Load", record, response.mutable_session());
       !s.ok()) {
@@ -286,7 +392,7 @@ absl::StatusOr<v1::LoadResponse> SessionHandler::Load(
 }
 
 absl::StatusOr<v1::SaveResponse> SessionHandler::Save(
-    const v1::SaveRequest& request) {
+    const TenantScope& tenant, const v1::SaveRequest& request) {
   if (absl::Status s = ValidateUserId("user_id", request.user_id(), options_);
       !s.ok()) {
     return s;
@@ -295,36 +401,43 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Save(
       !s.ok()) {
     return s;
   }
-  return request.token().empty() ? Create(request) : Update(request);
+  return request.token().empty() ? Create(tenant, request)
+                                 : Update(tenant, request);
 }
 
 absl::StatusOr<v1::SaveResponse> SessionHandler::Create(
-    const v1::SaveRequest& request) {
+    const TenantScope& tenant, const v1::SaveRequest& request) {
   if (request.has_expected_version()) {
     return InvalidArgument("expected_version",
                            "only allowed when updating (token set)");
   }
+  if (request.has_update_mask()) {
+    return InvalidArgument("update_mask",
+                           "only allowed when updating (token set)");
+  }
   absl::StatusOr<std::optional<absl::Duration>> idle =
-      ReadIdleTimeout(request, options_);
+      ReadIdleTimeout(request, tenant, options_);
   if (!idle.ok()) return idle.status();
   absl::StatusOr<std::optional<absl::Duration>> absolute =
-      ReadAbsoluteLifetime(request, options_);
+      ReadAbsoluteLifetime(request, tenant);
   if (!absolute.ok()) return absolute.status();
 
   storage::SessionRecord record;
+  record.tenant = std::string(tenant.name);
   record.id = crypto::NewSessionId();
   std::string token = crypto::NewSessionToken(record.id);
   record.token_hash = crypto::HashToken(token);
   record.user_id = request.user_id();
-  record.idle_timeout = idle->value_or(options_.default_idle_timeout);
+  record.idle_timeout = idle->value_or(tenant.default_idle_timeout);
   record.absolute_lifetime =
-      absolute->value_or(options_.default_absolute_lifetime);
-  absl::StatusOr<std::string> sealed =
-      SealPayload(record.id, request.data(), request.metadata());
+      absolute->value_or(tenant.default_absolute_lifetime);
+  absl::StatusOr<std::string> sealed = SealPayload(
+      tenant, record.id, record.user_id, request.data(), request.metadata());
   if (!sealed.ok()) return sealed.status();
   record.sealed_payload = std::move(*sealed);
 
-  absl::StatusOr<storage::SessionRecord> stored = store_->Create(record);
+  absl::StatusOr<storage::SessionRecord> stored =
+      store_->Create(record, tenant.limits);
   if (absl::IsAlreadyExists(stored.status())) {
     // 128- and 256-bit random values do not collide; if they did, the caller
     // must not receive someone else's session.
@@ -342,19 +455,60 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Create(
 }
 
 absl::StatusOr<v1::SaveResponse> SessionHandler::Update(
-    const v1::SaveRequest& request) {
+    const TenantScope& tenant, const v1::SaveRequest& request) {
   if (absl::Status s = ValidateToken("token", request.token()); !s.ok()) {
     return s;
   }
+  UpdateFields fields;
+  if (request.has_update_mask()) {
+    for (const std::string& path : request.update_mask().paths()) {
+      if (path == "user_id") {
+        fields.user_id = true;
+      } else if (path == "data") {
+        fields.data = true;
+      } else if (path == "metadata") {
+        fields.metadata = true;
+      } else if (path == "idle_timeout") {
+        fields.idle_timeout = true;
+      } else if (path == "absolute_lifetime") {
+        fields.absolute_lifetime = true;
+      } else {
+        return InvalidArgument(
+            "update_mask",
+            absl::StrCat("unknown path \"", absl::CEscape(path),
+                         "\" (expected data, metadata, idle_timeout, "
+                         "absolute_lifetime or user_id)"));
+      }
+    }
+    if (fields.idle_timeout && !request.has_idle_timeout()) {
+      return InvalidArgument("idle_timeout", "listed in update_mask but unset");
+    }
+    if (fields.absolute_lifetime && !request.has_absolute_lifetime()) {
+      return InvalidArgument("absolute_lifetime",
+                             "listed in update_mask but unset");
+    }
+  } else {
+    fields.data = !request.data().empty();
+    fields.metadata = !request.metadata().empty();
+    fields.idle_timeout = request.has_idle_timeout();
+    fields.absolute_lifetime = request.has_absolute_lifetime();
+  }
+  // A user is never changed by Save, so a non-empty one is always a check.
+  fields.user_id = fields.user_id || !request.user_id().empty();
+
   storage::SessionUpdate update;
-  absl::StatusOr<std::optional<absl::Duration>> idle =
-      ReadIdleTimeout(request, options_);
-  if (!idle.ok()) return idle.status();
-  update.idle_timeout = *idle;
-  absl::StatusOr<std::optional<absl::Duration>> absolute =
-      ReadAbsoluteLifetime(request, options_);
-  if (!absolute.ok()) return absolute.status();
-  update.absolute_lifetime = *absolute;
+  if (fields.idle_timeout) {
+    absl::StatusOr<std::optional<absl::Duration>> idle =
+        ReadIdleTimeout(request, tenant, options_);
+    if (!idle.ok()) return idle.status();
+    update.idle_timeout = *idle;
+  }
+  if (fields.absolute_lifetime) {
+    absl::StatusOr<std::optional<absl::Duration>> absolute =
+        ReadAbsoluteLifetime(request, tenant);
+    if (!absolute.ok()) return absolute.status();
+    update.absolute_lifetime = *absolute;
+  }
   if (request.has_expected_version()) {
     if (request.expected_version() < 1) {
       return InvalidArgument("expected_version", "must be at least 1");
@@ -363,42 +517,97 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Update(
   }
 
   const std::string hash = crypto::HashToken(request.token());
-  // The payload is sealed to the session id at the front of the token. A
-  // token whose id was altered hashes to nothing stored, so the Update below
-  // finds no session.
-  absl::StatusOr<std::string> sealed =
-      SealPayload(std::string(crypto::SessionIdOfToken(request.token())),
-                  request.data(), request.metadata());
-  if (!sealed.ok()) return sealed.status();
-  update.user_id = request.user_id();
-  update.sealed_payload = std::move(*sealed);
-
+  absl::StatusOr<storage::SessionRecord> updated;
+  if (!fields.user_id && !fields.data && !fields.metadata) {
+    // Only timeouts: the payload stays sealed as it is, no read needed.
+    updated = store_->Update(tenant.name, hash, update);
+  } else {
+    // The payload holds data and metadata together, bound to the user: a
+    // read, then a compare-and-set write, again if another write came
+    // between (unless the caller asked for its own compare-and-set).
+    for (int attempt = 1;; ++attempt) {
+      updated = UpdateOnce(tenant, request, hash, fields, update);
+      if (!absl::IsAborted(updated.status()) ||
+          request.has_expected_version()) {
+        break;
+      }
+      if (attempt == kWriteAttempts) return ConcurrentWrite();
+    }
+  }
   v1::SaveResponse response;
-  if (absl::Status s = FillSession("Save", store_->Update(hash, update),
-                                   response.mutable_session());
+  if (absl::Status s = FillSession("Save", updated, response.mutable_session());
       !s.ok()) {
     return s;
   }
   return response;
 }
 
+absl::StatusOr<storage::SessionRecord> SessionHandler::UpdateOnce(
+    const TenantScope& tenant, const v1::SaveRequest& request,
+    const std::string& token_hash, const UpdateFields& fields,
+    storage::SessionUpdate update) {
+  absl::StatusOr<storage::SessionRecord> stored =
+      store_->Load(tenant.name, token_hash);
+  if (!stored.ok()) return stored;
+  if (fields.user_id && request.user_id() != stored->user_id) {
+    return absl::FailedPreconditionError(
+        "user_id: Save never changes a session's user; call Cycle with "
+        "user_id, which also issues a new token");
+  }
+  if (absl::Status s = storage::CheckExpectedVersion(stored->version,
+                                                     update.expected_version);
+      !s.ok()) {
+    return s;
+  }
+  if (fields.data || fields.metadata) {
+    absl::StatusOr<v1::Session> payload = OpenPayload(*stored);
+    if (!payload.ok()) return payload.status();  // DATA_LOSS: reads as absent
+    if (fields.data) {
+      crypto::Wipe(payload->mutable_data());
+      payload->set_data(request.data());
+    }
+    if (fields.metadata) *payload->mutable_metadata() = request.metadata();
+    absl::StatusOr<std::string> sealed =
+        SealPayload(tenant, stored->id, stored->user_id, payload->data(),
+                    payload->metadata());
+    crypto::Wipe(payload->mutable_data());
+    for (auto& entry : *payload->mutable_metadata()) {
+      crypto::Wipe(&entry.second);
+    }
+    if (!sealed.ok()) return sealed.status();
+    update.sealed_payload = std::move(*sealed);
+  }
+  update.expected_version = stored->version;
+  return store_->Update(tenant.name, token_hash, update);
+}
+
 absl::StatusOr<v1::CycleResponse> SessionHandler::Cycle(
-    const v1::CycleRequest& request) {
+    const TenantScope& tenant, const v1::CycleRequest& request) {
   if (absl::Status s = ValidateToken("token", request.token()); !s.ok()) {
     return s;
   }
-  std::optional<std::string> user_id;
   if (request.has_user_id()) {
     if (absl::Status s = ValidateUserId("user_id", request.user_id(), options_);
         !s.ok()) {
       return s;
     }
-    user_id = request.user_id();
   }
   std::string token =
       crypto::NewSessionToken(crypto::SessionIdOfToken(request.token()));
-  absl::StatusOr<storage::SessionRecord> cycled = store_->Cycle(
-      crypto::HashToken(request.token()), crypto::HashToken(token), user_id);
+  const std::string old_hash = crypto::HashToken(request.token());
+  storage::SessionCycle cycle;
+  cycle.new_token_hash = crypto::HashToken(token);
+  absl::StatusOr<storage::SessionRecord> cycled;
+  if (!request.has_user_id()) {
+    cycled = store_->Cycle(tenant.name, old_hash, cycle, tenant.limits);
+  } else {
+    cycle.user_id = request.user_id();
+    for (int attempt = 1;; ++attempt) {
+      cycled = CycleToUserOnce(tenant, old_hash, cycle);
+      if (!absl::IsAborted(cycled.status())) break;
+      if (attempt == kWriteAttempts) return ConcurrentWrite();
+    }
+  }
   if (absl::IsAlreadyExists(cycled.status())) {
     // As in Create: the caller must not receive someone else's session.
     return absl::InternalError("generated token collided");
@@ -412,8 +621,32 @@ absl::StatusOr<v1::CycleResponse> SessionHandler::Cycle(
   return response;
 }
 
+absl::StatusOr<storage::SessionRecord> SessionHandler::CycleToUserOnce(
+    const TenantScope& tenant, const std::string& old_token_hash,
+    storage::SessionCycle cycle) {
+  absl::StatusOr<storage::SessionRecord> stored =
+      store_->Load(tenant.name, old_token_hash);
+  if (!stored.ok()) return stored;
+  if (*cycle.user_id != stored->user_id) {
+    // The payload is bound to the user: seal it anew for the new one.
+    absl::StatusOr<v1::Session> payload = OpenPayload(*stored);
+    if (!payload.ok()) return payload.status();  // DATA_LOSS: reads as absent
+    absl::StatusOr<std::string> sealed =
+        SealPayload(tenant, stored->id, *cycle.user_id, payload->data(),
+                    payload->metadata());
+    crypto::Wipe(payload->mutable_data());
+    for (auto& entry : *payload->mutable_metadata()) {
+      crypto::Wipe(&entry.second);
+    }
+    if (!sealed.ok()) return sealed.status();
+    cycle.sealed_payload = std::move(*sealed);
+  }
+  cycle.expected_version = stored->version;
+  return store_->Cycle(tenant.name, old_token_hash, cycle, tenant.limits);
+}
+
 absl::StatusOr<v1::DeleteResponse> SessionHandler::Delete(
-    const v1::DeleteRequest& request) {
+    const TenantScope& tenant, const v1::DeleteRequest& request) {
   if (!request.except_id().empty() &&
       request.target_case() != v1::DeleteRequest::kUserId) {
     return InvalidArgument("except_id", "only allowed with user_id");
@@ -424,11 +657,12 @@ absl::StatusOr<v1::DeleteResponse> SessionHandler::Delete(
       if (absl::Status s = ValidateToken("token", request.token()); !s.ok()) {
         return s;
       }
-      deleted = store_->DeleteByTokenHash(crypto::HashToken(request.token()));
+      deleted = store_->DeleteByTokenHash(tenant.name,
+                                          crypto::HashToken(request.token()));
       break;
     case v1::DeleteRequest::kId:
       if (absl::Status s = ValidateId("id", request.id()); !s.ok()) return s;
-      deleted = store_->DeleteById(request.id());
+      deleted = store_->DeleteById(tenant.name, request.id());
       break;
     case v1::DeleteRequest::kUserId:
       if (request.user_id().empty()) {
@@ -445,7 +679,8 @@ absl::StatusOr<v1::DeleteResponse> SessionHandler::Delete(
           return s;
         }
       }
-      deleted = store_->DeleteForUser(request.user_id(), request.except_id());
+      deleted = store_->DeleteForUser(tenant.name, request.user_id(),
+                                      request.except_id());
       break;
     case v1::DeleteRequest::TARGET_NOT_SET:
       return InvalidArgument("target",
@@ -458,7 +693,7 @@ absl::StatusOr<v1::DeleteResponse> SessionHandler::Delete(
 }
 
 absl::StatusOr<v1::ListForUserResponse> SessionHandler::ListForUser(
-    const v1::ListForUserRequest& request) {
+    const TenantScope& tenant, const v1::ListForUserRequest& request) {
   if (request.user_id().empty()) {
     return InvalidArgument("user_id", "is required");
   }
@@ -477,7 +712,7 @@ absl::StatusOr<v1::ListForUserResponse> SessionHandler::ListForUser(
   if (!after.ok()) return after.status();
 
   absl::StatusOr<storage::SessionPage> page =
-      store_->ListForUser(request.user_id(), page_size, *after);
+      store_->ListForUser(tenant.name, request.user_id(), page_size, *after);
   if (!page.ok()) return ForCaller("ListForUser", page.status());
   v1::ListForUserResponse response;
   int64_t response_bytes = 0;
@@ -508,8 +743,8 @@ absl::StatusOr<v1::ListForUserResponse> SessionHandler::ListForUser(
 }
 
 absl::StatusOr<v1::PruneResponse> SessionHandler::Prune(
-    const v1::PruneRequest&) {
-  absl::StatusOr<int64_t> pruned = store_->PruneExpired();
+    const TenantScope& tenant, const v1::PruneRequest&) {
+  absl::StatusOr<int64_t> pruned = store_->PruneExpired(tenant.name);
   if (!pruned.ok()) return ForCaller("Prune", pruned.status());
   counters_.sessions_pruned.fetch_add(*pruned, std::memory_order_relaxed);
   v1::PruneResponse response;
@@ -517,8 +752,15 @@ absl::StatusOr<v1::PruneResponse> SessionHandler::Prune(
   return response;
 }
 
+absl::StatusOr<int64_t> SessionHandler::PruneAll() {
+  absl::StatusOr<int64_t> pruned = store_->PruneAllExpired();
+  if (!pruned.ok()) return ForCaller("background prune", pruned.status());
+  counters_.sessions_pruned.fetch_add(*pruned, std::memory_order_relaxed);
+  return pruned;
+}
+
 absl::StatusOr<v1::HealthResponse> SessionHandler::Health(
-    const v1::HealthRequest&) {
+    const TenantScope&, const v1::HealthRequest&) {
   const absl::Time start = absl::Now();
   absl::Status ping = store_->Ping();
   v1::HealthResponse response;

@@ -1,10 +1,18 @@
 // SessionHandler: the rules of the sessiond.v1 API, independent of gRPC.
 //
 // It validates requests, makes tokens and ids, hashes tokens, seals and
-// opens payloads, and calls the SessionStore. Every method is thread-safe and
-// returns a status whose code is the one the RPC must return; the gRPC layer
-// (grpc_server.h) only translates. Tokens, keys and session data never reach
-// a log line or an error message.
+// opens payloads, and calls the SessionStore. Every call is scoped to one
+// tenant (TenantScope), which the gRPC layer (grpc_server.h) finds from the
+// caller's identity. Every method is thread-safe and returns a status whose
+// code is the one the RPC must return; the gRPC layer only translates.
+// Tokens, keys and session data never reach a log line or an error message.
+//
+// A payload is sealed bound to its session's tenant, id and user
+// (PayloadBinding), so that a row copied to another tenant or session, or
+// whose user was rewritten in the database, does not open: such a session
+// reads as absent. Payloads sealed before tenants existed are bound to the
+// id alone; they open in the default tenant only, and are sealed anew with
+// the next write of their data.
 #ifndef SESSIOND_SERVER_SESSION_HANDLER_H_
 #define SESSIOND_SERVER_SESSION_HANDLER_H_
 
@@ -39,6 +47,9 @@ struct HandlerOptions {
   int max_metadata_key_bytes = 64;
   int max_metadata_value_bytes = 1024;
   int max_user_id_bytes = 256;
+  // Defaults of the tenant limits (storage::TenantLimits); 0 is no cap.
+  int max_sessions_per_user = 0;
+  int64_t max_live_sessions = 0;
   int default_page_size = 50;
   int max_page_size = 1000;
   // A ListForUser page stops early (with a next_page_token) rather than
@@ -49,6 +60,36 @@ struct HandlerOptions {
   // (unavailable, internal), with a count of those held back.
   absl::Duration storage_error_log_interval = absl::Seconds(1);
 };
+
+// The tenant a call is scoped to and the settings that bound it: the
+// server's HandlerOptions with the tenant's own settings applied.
+struct TenantScope {
+  // Not owned: the policy (or constant) that names the tenant outlives the
+  // calls scoped by it.
+  absl::string_view name;
+  absl::Duration default_idle_timeout;
+  absl::Duration max_idle_timeout;
+  absl::Duration default_absolute_lifetime;
+  absl::Duration max_absolute_lifetime;
+  int64_t max_payload_bytes = 0;
+  storage::TenantLimits limits;
+};
+
+// The scope of tenant `name` (which must outlive it) with nothing but the
+// server's options.
+TenantScope DefaultScope(absl::string_view name, const HandlerOptions& options);
+
+// INVALID_ARGUMENT, naming the setting, unless `scope` is consistent: a
+// valid tenant name; defaults within their maximums; maximums at most
+// kLongestTimeout; an idle timeout that a touching Load keeps alive (at
+// least twice options.touch_interval); a positive payload limit; limits not
+// negative.
+absl::Status ValidateScope(const TenantScope& scope,
+                           const HandlerOptions& options);
+
+// The associated data a session's payload is sealed with.
+std::string PayloadBinding(absl::string_view tenant, absl::string_view id,
+                           absl::string_view user_id);
 
 // Counters of events an operator should see; all monotonic.
 struct HandlerCounters {
@@ -65,40 +106,76 @@ class SessionHandler {
   SessionHandler(storage::SessionStore* store, const crypto::Sealer* sealer,
                  HandlerOptions options);
 
-  absl::StatusOr<v1::LoadResponse> Load(const v1::LoadRequest& request);
-  absl::StatusOr<v1::SaveResponse> Save(const v1::SaveRequest& request);
-  absl::StatusOr<v1::CycleResponse> Cycle(const v1::CycleRequest& request);
-  absl::StatusOr<v1::DeleteResponse> Delete(const v1::DeleteRequest& request);
+  absl::StatusOr<v1::LoadResponse> Load(const TenantScope& tenant,
+                                        const v1::LoadRequest& request);
+  absl::StatusOr<v1::SaveResponse> Save(const TenantScope& tenant,
+                                        const v1::SaveRequest& request);
+  absl::StatusOr<v1::CycleResponse> Cycle(const TenantScope& tenant,
+                                          const v1::CycleRequest& request);
+  absl::StatusOr<v1::DeleteResponse> Delete(const TenantScope& tenant,
+                                            const v1::DeleteRequest& request);
   absl::StatusOr<v1::ListForUserResponse> ListForUser(
-      const v1::ListForUserRequest& request);
-  absl::StatusOr<v1::PruneResponse> Prune(const v1::PruneRequest& request);
+      const TenantScope& tenant, const v1::ListForUserRequest& request);
+  absl::StatusOr<v1::PruneResponse> Prune(const TenantScope& tenant,
+                                          const v1::PruneRequest& request);
   // Always OK at the RPC level: a failing backend is reported in the body.
-  absl::StatusOr<v1::HealthResponse> Health(const v1::HealthRequest& request);
+  // The same for every tenant.
+  absl::StatusOr<v1::HealthResponse> Health(const TenantScope& tenant,
+                                            const v1::HealthRequest& request);
+
+  // Removes every tenant's expired sessions (the background pruner).
+  absl::StatusOr<int64_t> PruneAll();
 
   const HandlerCounters& counters() const { return counters_; }
   const HandlerOptions& options() const { return options_; }
+  // The scope of the default tenant with the server's options.
+  const TenantScope& default_scope() const { return default_scope_; }
 
  private:
-  absl::StatusOr<v1::SaveResponse> Create(const v1::SaveRequest& request);
-  absl::StatusOr<v1::SaveResponse> Update(const v1::SaveRequest& request);
+  // Which fields an update replaces (SaveRequest.update_mask).
+  struct UpdateFields {
+    bool user_id = false;
+    bool data = false;
+    bool metadata = false;
+    bool idle_timeout = false;
+    bool absolute_lifetime = false;
+  };
 
-  // Seals data and metadata for the session `id`; RESOURCE_EXHAUSTED past
-  // the payload limit.
+  absl::StatusOr<v1::SaveResponse> Create(const TenantScope& tenant,
+                                          const v1::SaveRequest& request);
+  absl::StatusOr<v1::SaveResponse> Update(const TenantScope& tenant,
+                                          const v1::SaveRequest& request);
+  // One read-modify-write of an update that needs the stored session:
+  // ABORTED from the store if it changed in between.
+  absl::StatusOr<storage::SessionRecord> UpdateOnce(
+      const TenantScope& tenant, const v1::SaveRequest& request,
+      const std::string& token_hash, const UpdateFields& fields,
+      storage::SessionUpdate update);
+  // One read-modify-write of a Cycle that sets a user.
+  absl::StatusOr<storage::SessionRecord> CycleToUserOnce(
+      const TenantScope& tenant, const std::string& old_token_hash,
+      storage::SessionCycle cycle);
+
+  // Seals data and metadata for the session `id` of `user_id` in `tenant`;
+  // RESOURCE_EXHAUSTED past the tenant's payload limit.
   absl::StatusOr<std::string> SealPayload(
-      const std::string& id, const std::string& data,
+      const TenantScope& tenant, absl::string_view id,
+      absl::string_view user_id, const std::string& data,
       const google::protobuf::Map<std::string, std::string>& metadata) const;
-  // Fills `out` from a stored record, opening its payload. DATA_LOSS (and a
-  // log line and a counter) when the payload does not open.
+  // The data and metadata of a stored record. DATA_LOSS (and a log line and
+  // a counter) when the payload does not open.
+  absl::StatusOr<v1::Session> OpenPayload(const storage::SessionRecord& record);
+  // Fills `out` from a stored record, opening its payload (DATA_LOSS as
+  // OpenPayload).
   absl::Status ToProto(const storage::SessionRecord& record, v1::Session* out);
-  // Maps a storage result for a record to the API's status: an unopenable
-  // payload reads as NOT_FOUND, as if the session did not exist; a storage
-  // failure keeps its code, with a generic message (the backend's text is
-  // logged, naming `rpc`).
   // What a caller learns of a storage failure: its code, with a message
   // that says only which kind it was. The backend's own text (host names,
-  // server and script messages) goes to the log, for operators.
+  // server and script messages) goes to the log, for operators, naming
+  // `rpc`. Other statuses pass unchanged.
   absl::Status ForCaller(absl::string_view rpc, const absl::Status& status);
-
+  // A stored record as the API's result: an unopenable payload reads as
+  // NOT_FOUND, as if the session did not exist; a storage failure as
+  // ForCaller says.
   absl::Status FillSession(absl::string_view rpc,
                            const absl::StatusOr<storage::SessionRecord>& record,
                            v1::Session* out);
@@ -106,6 +183,7 @@ class SessionHandler {
   storage::SessionStore* const store_;
   const crypto::Sealer* const sealer_;
   const HandlerOptions options_;
+  const TenantScope default_scope_;
   HandlerCounters counters_;
   LogRateLimiter unavailable_log_;
   LogRateLimiter internal_log_;

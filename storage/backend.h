@@ -40,57 +40,76 @@ class StorageBackend {
   // "memory", "sqlite", "postgres", "valkey".
   virtual absl::string_view name() const = 0;
 
-  // `fresh` has a storable id and user_id, a 32-byte token hash, and
-  // positive timeouts truncated to microseconds; its times and version are
-  // the caller's and replaced by NewSession. ALREADY_EXISTS if a live
-  // session holds its id or token hash; otherwise removes expired holders,
-  // stores NewSession(fresh, now), applies the per-user cap, and returns
-  // the stored record.
-  virtual absl::StatusOr<SessionRecord> Create(const SessionRecord& fresh) = 0;
+  // Every `tenant` below is a valid tenant name (IsValidTenantName); a call
+  // finds, changes and removes only sessions of that tenant. Ids and token
+  // hashes are unique in the store across tenants.
 
-  // `token_hash` is 32 bytes. The live session with it, or NOT_FOUND.
-  virtual absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) = 0;
+  // `fresh` has a valid tenant, a storable id and user_id, a 32-byte token
+  // hash, and positive timeouts truncated to microseconds; its times and
+  // version are the caller's and replaced by NewSession. ALREADY_EXISTS if
+  // a live session of any tenant holds its id or token hash; otherwise
+  // removes expired holders, stores NewSession(fresh, now), applies
+  // limits.max_sessions_per_user, and returns the stored record.
+  virtual absl::StatusOr<SessionRecord> Create(const SessionRecord& fresh,
+                                               const TenantLimits& limits) = 0;
+
+  // `token_hash` is 32 bytes. The tenant's live session with it, or
+  // NOT_FOUND.
+  virtual absl::StatusOr<SessionRecord> Load(absl::string_view tenant,
+                                             absl::string_view token_hash) = 0;
 
   // As Load, but first sets last_active_at to now if
   // TouchDue(stored.last_active_at, now, min_interval). Returns the record
   // as stored.
   virtual absl::StatusOr<SessionRecord> LoadAndTouch(
-      absl::string_view token_hash, absl::Duration min_interval) = 0;
+      absl::string_view tenant, absl::string_view token_hash,
+      absl::Duration min_interval) = 0;
 
-  // `token_hash` is 32 bytes; `update` passed CheckUpdateArguments and its
-  // timeouts are truncated to microseconds. NOT_FOUND if no live session
-  // has the hash; else writes ApplyUpdate(stored, update, now) (ABORTED,
-  // nothing written, on a version mismatch) and applies the per-user cap.
-  virtual absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
+  // `token_hash` is 32 bytes; `update`'s timeouts, if set, are positive and
+  // truncated to microseconds. NOT_FOUND if the tenant has no live session
+  // with the hash; else writes ApplyUpdate(stored, update, now) (ABORTED,
+  // nothing written, on a version mismatch).
+  virtual absl::StatusOr<SessionRecord> Update(absl::string_view tenant,
+                                               absl::string_view token_hash,
                                                const SessionUpdate& update) = 0;
 
-  // Both hashes are 32 bytes and differ; `user_id`, if set, is storable.
-  // NOT_FOUND if no live session has old_token_hash; ALREADY_EXISTS if a
-  // live one has new_token_hash; else removes an expired holder of the new
-  // hash, writes ApplyCycle(stored, new_token_hash, user_id, now) and, if
-  // user_id is set, applies the per-user cap.
-  virtual absl::StatusOr<SessionRecord> Cycle(
-      absl::string_view old_token_hash, absl::string_view new_token_hash,
-      const std::optional<std::string>& user_id) = 0;
+  // Both hashes are 32 bytes and differ; `cycle.user_id`, if set, is
+  // storable. NOT_FOUND if the tenant has no live session with
+  // old_token_hash; else ABORTED on a version mismatch; else ALREADY_EXISTS
+  // if a live session of any tenant has the new hash; else removes an
+  // expired holder of the new hash, writes ApplyCycle(stored, cycle, now)
+  // and, if cycle.user_id is set, applies limits.max_sessions_per_user.
+  virtual absl::StatusOr<SessionRecord> Cycle(absl::string_view tenant,
+                                              absl::string_view old_token_hash,
+                                              const SessionCycle& cycle,
+                                              const TenantLimits& limits) = 0;
 
-  // Each removes what it names, expired or not, and returns how many of
-  // the removed sessions were live. `token_hash` is 32 bytes; `id`,
-  // `user_id` (non-empty) and `except_id` (empty: keep none) are storable.
+  // Each removes the tenant's sessions it names, expired or not, and
+  // returns how many of the removed sessions were live. `token_hash` is 32
+  // bytes; `id`, `user_id` (non-empty) and `except_id` (empty: keep none)
+  // are storable.
   virtual absl::StatusOr<int64_t> DeleteByTokenHash(
-      absl::string_view token_hash) = 0;
-  virtual absl::StatusOr<int64_t> DeleteById(absl::string_view id) = 0;
+      absl::string_view tenant, absl::string_view token_hash) = 0;
+  virtual absl::StatusOr<int64_t> DeleteById(absl::string_view tenant,
+                                             absl::string_view id) = 0;
   virtual absl::StatusOr<int64_t> DeleteForUser(
-      absl::string_view user_id, absl::string_view except_id) = 0;
+      absl::string_view tenant, absl::string_view user_id,
+      absl::string_view except_id) = 0;
 
-  // Up to `count` (> 0) live sessions of `user_id` (non-empty, storable)
-  // in listing order (ListsBefore), strictly after `after` if it is set
-  // (its id storable, its time whole microseconds).
+  // Up to `count` (> 0) live sessions of the tenant's `user_id` (non-empty,
+  // storable) in listing order (ListsBefore), strictly after `after` if it
+  // is set (its id storable, its time whole microseconds).
   virtual absl::StatusOr<std::vector<SessionRecord>> ListForUser(
-      absl::string_view user_id, int count,
+      absl::string_view tenant, absl::string_view user_id, int count,
       const std::optional<ListCursor>& after) = 0;
 
-  // Removes expired sessions; returns how many it removed.
-  virtual absl::StatusOr<int64_t> PruneExpired() = 0;
+  // How many live sessions the tenant has.
+  virtual absl::StatusOr<int64_t> CountLive(absl::string_view tenant) = 0;
+
+  // Removes expired sessions, of `tenant` only if it is set; returns how
+  // many it removed.
+  virtual absl::StatusOr<int64_t> PruneExpired(
+      std::optional<absl::string_view> tenant) = 0;
 
   // OK when the backend answers.
   virtual absl::Status Ping() = 0;
@@ -131,8 +150,8 @@ inline absl::Status CheckExpectedVersion(
 
 // The record an Update at `now` makes of `stored`: ABORTED (nothing to
 // write) if update.expected_version is set and is not stored.version; else
-// the user and payload replaced, the timeouts given replaced,
-// last_active_at = ActiveAt(stored, now), and the version one higher.
+// the payload and the timeouts given replaced, last_active_at =
+// ActiveAt(stored, now), and the version one higher. The user stays.
 inline absl::StatusOr<SessionRecord> ApplyUpdate(SessionRecord stored,
                                                  const SessionUpdate& update,
                                                  absl::Time now) {
@@ -141,8 +160,9 @@ inline absl::StatusOr<SessionRecord> ApplyUpdate(SessionRecord stored,
       !s.ok()) {
     return s;
   }
-  stored.user_id = update.user_id;
-  stored.sealed_payload = update.sealed_payload;
+  if (update.sealed_payload.has_value()) {
+    stored.sealed_payload = *update.sealed_payload;
+  }
   if (update.idle_timeout.has_value()) {
     stored.idle_timeout = *update.idle_timeout;
   }
@@ -154,15 +174,23 @@ inline absl::StatusOr<SessionRecord> ApplyUpdate(SessionRecord stored,
   return stored;
 }
 
-// The record a Cycle at `now` makes of `stored`: the new token hash, the
-// user replaced if `user_id` is set, last_active_at = ActiveAt(stored,
-// now), and the version one higher.
-inline SessionRecord ApplyCycle(SessionRecord stored,
-                                absl::string_view new_token_hash,
-                                const std::optional<std::string>& user_id,
-                                absl::Time now) {
-  stored.token_hash = std::string(new_token_hash);
-  if (user_id.has_value()) stored.user_id = *user_id;
+// The record a Cycle at `now` makes of `stored`: ABORTED (nothing to write)
+// if cycle.expected_version is set and is not stored.version; else the new
+// token hash, the user and payload replaced where set, last_active_at =
+// ActiveAt(stored, now), and the version one higher.
+inline absl::StatusOr<SessionRecord> ApplyCycle(SessionRecord stored,
+                                                const SessionCycle& cycle,
+                                                absl::Time now) {
+  if (absl::Status s =
+          CheckExpectedVersion(stored.version, cycle.expected_version);
+      !s.ok()) {
+    return s;
+  }
+  stored.token_hash = cycle.new_token_hash;
+  if (cycle.user_id.has_value()) stored.user_id = *cycle.user_id;
+  if (cycle.sealed_payload.has_value()) {
+    stored.sealed_payload = *cycle.sealed_payload;
+  }
   stored.last_active_at = ActiveAt(stored.last_active_at, now);
   ++stored.version;
   return stored;

@@ -18,10 +18,13 @@
 namespace sessiond::storage {
 
 struct SessionRecord {
-  // Public identifier (URL-safe text).
+  // The tenant the session belongs to (IsValidTenantName). Every call is
+  // scoped to one tenant: no call of another tenant finds the session.
+  std::string tenant;
+  // Public identifier (URL-safe text), unique in the store across tenants.
   std::string id;
-  // SHA-256 of the secret token, 32 raw bytes. The token itself is never
-  // stored.
+  // SHA-256 of the secret token, 32 raw bytes, unique in the store across
+  // tenants. The token itself is never stored.
   std::string token_hash;
   // Empty until the session is associated with a user.
   std::string user_id;
@@ -43,8 +46,9 @@ struct SessionRecord {
   bool IsLiveAt(absl::Time now) const { return now < ExpiresAt(); }
 
   friend bool operator==(const SessionRecord& a, const SessionRecord& b) {
-    return a.id == b.id && a.token_hash == b.token_hash &&
-           a.user_id == b.user_id && a.sealed_payload == b.sealed_payload &&
+    return a.tenant == b.tenant && a.id == b.id &&
+           a.token_hash == b.token_hash && a.user_id == b.user_id &&
+           a.sealed_payload == b.sealed_payload &&
            a.created_at == b.created_at &&
            a.last_active_at == b.last_active_at &&
            a.idle_timeout == b.idle_timeout &&
@@ -140,7 +144,8 @@ inline bool IsStorableText(absl::string_view s) {
 // Token hashes are SHA-256 digests, raw.
 inline constexpr size_t kTokenHashSize = 32;
 
-// The tenant of every session when the server runs without a policy.
+// The tenant of every session when the server runs without a policy, and
+// of every session stored before tenants existed.
 inline constexpr absl::string_view kDefaultTenant = "default";
 
 // Whether `name` may name a tenant: 1 to 64 characters of [A-Za-z0-9._-],
@@ -149,27 +154,49 @@ inline bool IsValidTenantName(absl::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                    (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                    c == '-';
+                    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;
 }
 
-// Settings that hold for the whole store.
+// Settings of the SessionStore front that hold for the whole store.
 struct StoreOptions {
-  // Cap on live sessions per non-empty user_id; 0 means no cap.
-  int max_sessions_per_user = 0;
+  // How old the count of a tenant's live sessions may be when Create checks
+  // TenantLimits::max_live_sessions against it (session_store.h).
+  absl::Duration live_count_max_age = absl::Seconds(5);
 };
 
-// Replaces the mutable parts of a session (SessionStore::Update).
+// A tenant's caps, given with each write that they bound; 0 means no cap.
+struct TenantLimits {
+  // Live sessions per non-empty user_id (Create, and Cycle that sets a
+  // user).
+  int max_sessions_per_user = 0;
+  // Live sessions of the tenant (Create).
+  int64_t max_live_sessions = 0;
+};
+
+// Replaces the mutable parts of a session (SessionStore::Update). An update
+// never changes the session's user: that is Cycle's, with a new token.
 struct SessionUpdate {
-  std::string user_id;
-  std::string sealed_payload;
   // nullopt leaves the current value.
+  std::optional<std::string> sealed_payload;
   std::optional<absl::Duration> idle_timeout;
   std::optional<absl::Duration> absolute_lifetime;
   // If set, the update happens only if the stored version equals it;
+  // otherwise ABORTED and nothing is written.
+  std::optional<int64_t> expected_version;
+};
+
+// What SessionStore::Cycle does besides moving the session to a new token.
+struct SessionCycle {
+  // 32 bytes, different from the old hash.
+  std::string new_token_hash;
+  // If set, the session's user becomes this (login).
+  std::optional<std::string> user_id;
+  // If set, replaces the sealed payload (resealed for the new user).
+  std::optional<std::string> sealed_payload;
+  // If set, the cycle happens only if the stored version equals it;
   // otherwise ABORTED and nothing is written.
   std::optional<int64_t> expected_version;
 };

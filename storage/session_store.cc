@@ -1,5 +1,6 @@
 #include "storage/session_store.h"
 
+#include <algorithm>
 #include <initializer_list>
 #include <limits>
 #include <utility>
@@ -67,7 +68,23 @@ absl::Status CheckPositive(absl::Duration d, absl::string_view what) {
       absl::StrCat(what, " must be at least 1 microsecond"));
 }
 
-absl::Status CheckCreateArguments(const SessionRecord& record) {
+absl::Status CheckTenant(absl::string_view tenant) {
+  if (IsValidTenantName(tenant)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "tenant must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
+}
+
+absl::Status CheckLimits(const TenantLimits& limits) {
+  if (limits.max_sessions_per_user < 0 || limits.max_live_sessions < 0) {
+    return absl::InvalidArgumentError("tenant limits must not be negative");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCreateArguments(const SessionRecord& record,
+                                  const TenantLimits& limits) {
+  if (absl::Status s = CheckTenant(record.tenant); !s.ok()) return s;
+  if (absl::Status s = CheckLimits(limits); !s.ok()) return s;
   if (record.id.empty()) {
     return absl::InvalidArgumentError("session id must not be empty");
   }
@@ -95,27 +112,32 @@ absl::Status CheckUpdateArguments(const SessionUpdate& update) {
     }
   }
   if (update.absolute_lifetime.has_value()) {
-    if (absl::Status s =
-            CheckPositive(*update.absolute_lifetime, "absolute_lifetime");
-        !s.ok()) {
-      return s;
-    }
+    return CheckPositive(*update.absolute_lifetime, "absolute_lifetime");
   }
-  return CheckStorableText(update.user_id, "user_id");
+  return absl::OkStatus();
 }
 
 absl::Status CheckCycleArguments(absl::string_view old_token_hash,
-                                 absl::string_view new_token_hash,
-                                 const std::optional<std::string>& user_id) {
-  if (new_token_hash.size() != kTokenHashSize) {
+                                 const SessionCycle& cycle,
+                                 const TenantLimits& limits) {
+  if (absl::Status s = CheckLimits(limits); !s.ok()) return s;
+  if (cycle.new_token_hash.size() != kTokenHashSize) {
     return absl::InvalidArgumentError("new token hash must be 32 bytes");
   }
-  if (new_token_hash == old_token_hash) {
+  if (cycle.new_token_hash == old_token_hash) {
     return absl::InvalidArgumentError(
         "new token hash must differ from the old one");
   }
-  if (user_id.has_value()) return CheckStorableText(*user_id, "user_id");
+  if (cycle.user_id.has_value()) {
+    return CheckStorableText(*cycle.user_id, "user_id");
+  }
   return absl::OkStatus();
+}
+
+std::optional<absl::Duration> Truncated(
+    const std::optional<absl::Duration>& d) {
+  if (!d.has_value()) return d;
+  return TruncateDurationToMicros(*d);
 }
 
 // DeleteForUser and ListForUser address one user: an empty user_id would
@@ -136,21 +158,30 @@ absl::StatusOr<std::unique_ptr<SessionStore>> SessionStore::Open(
   if (clock == nullptr) {
     return absl::InvalidArgumentError("storage: clock must not be null");
   }
-  if (options.max_sessions_per_user < 0) {
+  if (options.live_count_max_age < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
-        "storage: max_sessions_per_user must not be negative");
+        "storage: live_count_max_age must not be negative");
   }
   absl::StatusOr<std::unique_ptr<StorageBackend>> backend = open_backend();
   if (!backend.ok()) return backend.status();
-  return std::make_unique<SessionStore>(*std::move(backend));
+  return std::make_unique<SessionStore>(clock, options, *std::move(backend));
 }
 
-SessionStore::SessionStore(std::unique_ptr<StorageBackend> backend)
-    : backend_(std::move(backend)) {}
+SessionStore::SessionStore(const Clock* clock, const StoreOptions& options,
+                           std::unique_ptr<StorageBackend> backend)
+    : clock_(clock), options_(options), backend_(std::move(backend)) {}
 
-absl::StatusOr<SessionRecord> SessionStore::Create(
-    const SessionRecord& record) {
-  if (absl::Status s = CheckCreateArguments(record); !s.ok()) return s;
+absl::StatusOr<SessionRecord> SessionStore::Create(const SessionRecord& record,
+                                                   const TenantLimits& limits) {
+  if (absl::Status s = CheckCreateArguments(record, limits); !s.ok()) {
+    return s;
+  }
+  if (limits.max_live_sessions > 0) {
+    if (absl::Status s = CheckLiveCap(record.tenant, limits.max_live_sessions);
+        !s.ok()) {
+      return s;
+    }
+  }
   // Backends ignore the fields NewSession sets; only the timeouts need
   // normalizing, and most callers pass whole microseconds already.
   const absl::Duration idle = TruncateDurationToMicros(record.idle_timeout);
@@ -158,95 +189,127 @@ absl::StatusOr<SessionRecord> SessionStore::Create(
       TruncateDurationToMicros(record.absolute_lifetime);
   absl::StatusOr<SessionRecord> created;
   if (idle == record.idle_timeout && lifetime == record.absolute_lifetime) {
-    created = backend_->Create(record);
+    created = backend_->Create(record, limits);
   } else {
     SessionRecord fresh = record;
     fresh.idle_timeout = idle;
     fresh.absolute_lifetime = lifetime;
-    created = backend_->Create(fresh);
+    created = backend_->Create(fresh, limits);
+  }
+  if (created.ok()) {
+    // A capped create may have evicted the user's oldest sessions, which
+    // the backend does not count back: read the live count afresh.
+    if (limits.max_sessions_per_user > 0 && !record.user_id.empty()) {
+      ForgetLiveCount(record.tenant);
+    } else {
+      AdjustLiveCount(record.tenant, 1);
+    }
   }
   return Allowed(*backend_, "create", std::move(created),
                  {StatusCode::kAlreadyExists});
 }
 
-absl::StatusOr<SessionRecord> SessionStore::Load(absl::string_view token_hash) {
+absl::StatusOr<SessionRecord> SessionStore::Load(absl::string_view tenant,
+                                                 absl::string_view token_hash) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (token_hash.size() != kTokenHashSize) return NotFound();
-  return Allowed(*backend_, "load", backend_->Load(token_hash),
+  return Allowed(*backend_, "load", backend_->Load(tenant, token_hash),
                  {StatusCode::kNotFound});
 }
 
 absl::StatusOr<SessionRecord> SessionStore::LoadAndTouch(
-    absl::string_view token_hash, absl::Duration min_interval) {
+    absl::string_view tenant, absl::string_view token_hash,
+    absl::Duration min_interval) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (token_hash.size() != kTokenHashSize) return NotFound();
   return Allowed(*backend_, "load and touch",
-                 backend_->LoadAndTouch(token_hash, min_interval),
+                 backend_->LoadAndTouch(tenant, token_hash, min_interval),
                  {StatusCode::kNotFound});
 }
 
 absl::StatusOr<SessionRecord> SessionStore::Update(
-    absl::string_view token_hash, const SessionUpdate& update) {
+    absl::string_view tenant, absl::string_view token_hash,
+    const SessionUpdate& update) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (absl::Status s = CheckUpdateArguments(update); !s.ok()) return s;
   if (token_hash.size() != kTokenHashSize) return NotFound();
-  auto truncated = [](const std::optional<absl::Duration>& d) {
-    return d.has_value()
-               ? std::optional<absl::Duration>(TruncateDurationToMicros(*d))
-               : d;
-  };
-  const std::optional<absl::Duration> idle = truncated(update.idle_timeout);
+  const std::optional<absl::Duration> idle = Truncated(update.idle_timeout);
   const std::optional<absl::Duration> lifetime =
-      truncated(update.absolute_lifetime);
+      Truncated(update.absolute_lifetime);
   absl::StatusOr<SessionRecord> updated;
   if (idle == update.idle_timeout && lifetime == update.absolute_lifetime) {
-    updated = backend_->Update(token_hash, update);
+    updated = backend_->Update(tenant, token_hash, update);
   } else {
     SessionUpdate normalized = update;
     normalized.idle_timeout = idle;
     normalized.absolute_lifetime = lifetime;
-    updated = backend_->Update(token_hash, normalized);
+    updated = backend_->Update(tenant, token_hash, normalized);
   }
   return Allowed(*backend_, "update", std::move(updated),
                  {StatusCode::kNotFound, StatusCode::kAborted});
 }
 
 absl::StatusOr<SessionRecord> SessionStore::Cycle(
-    absl::string_view old_token_hash, absl::string_view new_token_hash,
-    const std::optional<std::string>& user_id) {
-  if (absl::Status s =
-          CheckCycleArguments(old_token_hash, new_token_hash, user_id);
+    absl::string_view tenant, absl::string_view old_token_hash,
+    const SessionCycle& cycle, const TenantLimits& limits) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  if (absl::Status s = CheckCycleArguments(old_token_hash, cycle, limits);
       !s.ok()) {
     return s;
   }
   if (old_token_hash.size() != kTokenHashSize) return NotFound();
-  return Allowed(*backend_, "cycle",
-                 backend_->Cycle(old_token_hash, new_token_hash, user_id),
-                 {StatusCode::kNotFound, StatusCode::kAlreadyExists});
+  absl::StatusOr<SessionRecord> cycled =
+      backend_->Cycle(tenant, old_token_hash, cycle, limits);
+  // Moving a session to a capped user may evict that user's oldest ones.
+  if (cycled.ok() && cycle.user_id.has_value() &&
+      limits.max_sessions_per_user > 0) {
+    ForgetLiveCount(tenant);
+  }
+  return Allowed(*backend_, "cycle", std::move(cycled),
+                 {StatusCode::kNotFound, StatusCode::kAborted,
+                  StatusCode::kAlreadyExists});
 }
 
 absl::StatusOr<int64_t> SessionStore::DeleteByTokenHash(
-    absl::string_view token_hash) {
+    absl::string_view tenant, absl::string_view token_hash) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (token_hash.size() != kTokenHashSize) return 0;
-  return Allowed(*backend_, "delete by token hash",
-                 backend_->DeleteByTokenHash(token_hash), {});
+  absl::StatusOr<int64_t> removed =
+      Allowed(*backend_, "delete by token hash",
+              backend_->DeleteByTokenHash(tenant, token_hash), {});
+  if (removed.ok()) AdjustLiveCount(tenant, -*removed);
+  return removed;
 }
 
-absl::StatusOr<int64_t> SessionStore::DeleteById(absl::string_view id) {
+absl::StatusOr<int64_t> SessionStore::DeleteById(absl::string_view tenant,
+                                                 absl::string_view id) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (!IsStorableText(id)) return 0;  // no stored id is like it
-  return Allowed(*backend_, "delete by id", backend_->DeleteById(id), {});
+  absl::StatusOr<int64_t> removed =
+      Allowed(*backend_, "delete by id", backend_->DeleteById(tenant, id), {});
+  if (removed.ok()) AdjustLiveCount(tenant, -*removed);
+  return removed;
 }
 
 absl::StatusOr<int64_t> SessionStore::DeleteForUser(
-    absl::string_view user_id, absl::string_view except_id) {
+    absl::string_view tenant, absl::string_view user_id,
+    absl::string_view except_id) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
   if (!IsStorableText(user_id)) return 0;  // no stored user is like it
   // An except_id that no stored id can equal protects nothing.
   if (!IsStorableText(except_id)) except_id = absl::string_view();
-  return Allowed(*backend_, "delete for user",
-                 backend_->DeleteForUser(user_id, except_id), {});
+  absl::StatusOr<int64_t> removed =
+      Allowed(*backend_, "delete for user",
+              backend_->DeleteForUser(tenant, user_id, except_id), {});
+  if (removed.ok()) AdjustLiveCount(tenant, -*removed);
+  return removed;
 }
 
 absl::StatusOr<SessionPage> SessionStore::ListForUser(
-    absl::string_view user_id, int limit,
+    absl::string_view tenant, absl::string_view user_id, int limit,
     const std::optional<ListCursor>& after) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
   if (limit <= 0) return absl::InvalidArgumentError("limit must be positive");
   if (after.has_value()) {
@@ -267,7 +330,7 @@ absl::StatusOr<SessionPage> SessionStore::ListForUser(
   const int count = limit < std::numeric_limits<int>::max() ? limit + 1 : limit;
   absl::StatusOr<std::vector<SessionRecord>> found =
       Allowed(*backend_, "list for user",
-              backend_->ListForUser(user_id, count, position), {});
+              backend_->ListForUser(tenant, user_id, count, position), {});
   if (!found.ok()) return found.status();
   SessionPage page;
   page.sessions = *std::move(found);
@@ -279,12 +342,65 @@ absl::StatusOr<SessionPage> SessionStore::ListForUser(
   return page;
 }
 
-absl::StatusOr<int64_t> SessionStore::PruneExpired() {
-  return Allowed(*backend_, "prune expired", backend_->PruneExpired(), {});
+absl::StatusOr<int64_t> SessionStore::CountLive(absl::string_view tenant) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  return Allowed(*backend_, "count live", backend_->CountLive(tenant), {});
+}
+
+absl::StatusOr<int64_t> SessionStore::PruneExpired(absl::string_view tenant) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  return Allowed(*backend_, "prune expired", backend_->PruneExpired(tenant),
+                 {});
+}
+
+absl::StatusOr<int64_t> SessionStore::PruneAllExpired() {
+  return Allowed(*backend_, "prune expired",
+                 backend_->PruneExpired(std::nullopt), {});
 }
 
 absl::Status SessionStore::Ping() {
   return Allowed(*backend_, "ping", backend_->Ping(), {});
+}
+
+absl::Status SessionStore::CheckLiveCap(absl::string_view tenant, int64_t cap) {
+  const absl::Time now = clock_->Now();
+  int64_t count = 0;
+  bool fresh = false;
+  {
+    absl::MutexLock lock(&live_counts_mu_);
+    auto it = live_counts_.find(tenant);
+    if (it != live_counts_.end() &&
+        now - it->second.read_at <= options_.live_count_max_age &&
+        now >= it->second.read_at) {
+      count = it->second.count;
+      fresh = true;
+    }
+  }
+  if (!fresh) {
+    absl::StatusOr<int64_t> read = CountLive(tenant);
+    if (!read.ok()) return read.status();
+    count = *read;
+    absl::MutexLock lock(&live_counts_mu_);
+    live_counts_[tenant] = LiveCount{count, now};
+  }
+  if (count < cap) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("tenant \"", tenant, "\" has reached its limit of ", cap,
+                   " live sessions"));
+}
+
+void SessionStore::ForgetLiveCount(absl::string_view tenant) {
+  absl::MutexLock lock(&live_counts_mu_);
+  auto it = live_counts_.find(tenant);
+  if (it != live_counts_.end()) live_counts_.erase(it);
+}
+
+void SessionStore::AdjustLiveCount(absl::string_view tenant, int64_t delta) {
+  if (delta == 0) return;
+  absl::MutexLock lock(&live_counts_mu_);
+  auto it = live_counts_.find(tenant);
+  if (it == live_counts_.end()) return;
+  it->second.count = std::max<int64_t>(0, it->second.count + delta);
 }
 
 }  // namespace sessiond::storage

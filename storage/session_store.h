@@ -8,6 +8,14 @@
 // plaintext user data: the caller hashes tokens and seals payloads first.
 //
 // Rules every backend keeps (tests/storage/conformance.cc checks them all):
+//  - Tenants: every session belongs to one tenant, and every call names
+//    one. A call finds, changes, counts and removes only that tenant's
+//    sessions: to another tenant a session is exactly like a missing one.
+//    User ids are per tenant (user U of tenant A is not user U of B). Ids
+//    and token hashes are unique across tenants (both are random), so a
+//    Create or Cycle onto one held by a live session of another tenant is
+//    ALREADY_EXISTS. A tenant name that IsValidTenantName rejects is
+//    INVALID_ARGUMENT in every call.
 //  - Time is read from the injected Clock, truncated to whole microseconds,
 //    once the call is ordered against the other calls on the same session
 //    (after its locks are taken), so that no write goes back in time: a
@@ -18,27 +26,36 @@
 //    behaves exactly like a missing one in every call, pruned or not.
 //  - `version` is 1 on create and grows by one on every Update and Cycle.
 //    A touch is not a write: it changes last_active_at only.
-//  - Whenever a write makes a session belong to user U (Create, Update or
-//    Cycle that sets U), and max_sessions_per_user > 0, U's other live
-//    sessions are evicted, least recently active first, until at most
-//    max_sessions_per_user remain, all in the same atomic step. The session
-//    being written is never evicted.
+//  - Whenever a write makes a session belong to user U (Create, or Cycle
+//    that sets U), and the TenantLimits it is given have
+//    max_sessions_per_user > 0, U's other live sessions are evicted, least
+//    recently active first, until at most max_sessions_per_user remain, all
+//    in the same atomic step. The session being written is never evicted.
+//    Update never changes the user.
+//  - Create is RESOURCE_EXHAUSTED, and writes nothing, when the tenant
+//    already has max_live_sessions (> 0) live sessions. The count it checks
+//    is at most StoreOptions::live_count_max_age old, plus the creates and
+//    deletes made through this store since it was read; so with several
+//    processes, or sessions expiring meanwhile, the cap holds within what
+//    they did in that time.
 //  - Every call is atomic and safe to make from many threads (and, for
 //    shared backends, from many processes) at once.
 //  - Errors: NOT_FOUND (no live session), ABORTED (expected_version
 //    mismatch; nothing written), INVALID_ARGUMENT (bad arguments, below),
 //    UNAVAILABLE (backend unreachable, timed out, or overloaded, including
 //    retries of deadlocks exhausted; a write may or may not have happened),
-//    INTERNAL (anything else). NOT_FOUND takes precedence over ABORTED and
-//    ALREADY_EXISTS. Each call returns only the codes its comment names
-//    besides INVALID_ARGUMENT, UNAVAILABLE and INTERNAL: ABORTED only from
-//    Update, ALREADY_EXISTS only from Create and Cycle, NOT_FOUND only from
+//    INTERNAL (anything else). NOT_FOUND takes precedence over ABORTED, and
+//    ABORTED over ALREADY_EXISTS. Each call returns only the codes its
+//    comment names besides INVALID_ARGUMENT, UNAVAILABLE and INTERNAL:
+//    ABORTED only from Update and Cycle, ALREADY_EXISTS only from Create
+//    and Cycle, RESOURCE_EXHAUSTED only from Create, NOT_FOUND only from
 //    the calls on one session by token hash; any other code a backend gives
 //    becomes INTERNAL.
 //  - ids and user_ids are valid UTF-8 without NUL bytes (IsStorableText):
 //    INVALID_ARGUMENT on writes otherwise, and lookups by such a value find
 //    nothing. Token hashes and payloads are any bytes.
-//  - INVALID_ARGUMENT: Create with an empty id, a token_hash that is not
+//  - INVALID_ARGUMENT: any call with an invalid tenant name; Create with an
+//    empty id, a token_hash that is not
 //    exactly 32 bytes, or a non-positive timeout; Update that sets a
 //    non-positive timeout; Cycle whose new hash is not 32 bytes or equals
 //    the old one; ListForUser with limit <= 0, or after a cursor whose id
@@ -61,10 +78,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "storage/backend.h"
 #include "storage/clock.h"
@@ -80,7 +99,7 @@ struct SessionPage {
 
 class SessionStore final {
  public:
-  // INVALID_ARGUMENT for a null clock or a negative max_sessions_per_user;
+  // INVALID_ARGUMENT for a null clock or a negative live_count_max_age;
   // otherwise the front over what `open_backend` returns (or its error).
   // Backends' Open functions call this; `clock` must outlive the store.
   static absl::StatusOr<std::unique_ptr<SessionStore>> Open(
@@ -88,7 +107,8 @@ class SessionStore final {
       absl::FunctionRef<absl::StatusOr<std::unique_ptr<StorageBackend>>()>
           open_backend);
 
-  explicit SessionStore(std::unique_ptr<StorageBackend> backend);
+  SessionStore(const Clock* clock, const StoreOptions& options,
+               std::unique_ptr<StorageBackend> backend);
 
   SessionStore(const SessionStore&) = delete;
   SessionStore& operator=(const SessionStore&) = delete;
@@ -96,66 +116,99 @@ class SessionStore final {
   // "memory", "sqlite", "postgres", "valkey".
   absl::string_view backend_name() const { return backend_->name(); }
 
-  // Stores a new session. The caller fills id, token_hash, user_id,
-  // sealed_payload, idle_timeout and absolute_lifetime (other fields are
-  // ignored); the store sets
-  // created_at = last_active_at = now and version = 1, applies the per-user
-  // cap, and returns the stored record. ALREADY_EXISTS if the id or token
-  // hash is taken.
-  absl::StatusOr<SessionRecord> Create(const SessionRecord& record);
+  // Stores a new session. The caller fills tenant, id, token_hash,
+  // user_id, sealed_payload, idle_timeout and absolute_lifetime (other
+  // fields are ignored); the store sets created_at = last_active_at = now
+  // and version = 1, applies the per-user cap, and returns the stored
+  // record. ALREADY_EXISTS if the id or token hash is taken;
+  // RESOURCE_EXHAUSTED if the tenant is at limits.max_live_sessions.
+  absl::StatusOr<SessionRecord> Create(const SessionRecord& record,
+                                       const TenantLimits& limits);
 
-  // The live session with this token hash, unchanged; NOT_FOUND if none.
-  absl::StatusOr<SessionRecord> Load(absl::string_view token_hash);
+  // The tenant's live session with this token hash, unchanged; NOT_FOUND
+  // if none.
+  absl::StatusOr<SessionRecord> Load(absl::string_view tenant,
+                                     absl::string_view token_hash);
 
   // Like Load, but first sets last_active_at = now if
   // now - last_active_at >= min_interval (a throttled touch) and now is
   // later than last_active_at. Returns the record as stored after the
   // touch. Never changes the version.
-  absl::StatusOr<SessionRecord> LoadAndTouch(absl::string_view token_hash,
+  absl::StatusOr<SessionRecord> LoadAndTouch(absl::string_view tenant,
+                                             absl::string_view token_hash,
                                              absl::Duration min_interval);
 
-  // Replaces user_id (empty makes the session anonymous) and
-  // sealed_payload (and the timeouts that are set) of the live session with
-  // this token hash; sets last_active_at to now (never earlier than it was)
-  // and increments version.
-  // Applies the per-user cap if the user is non-empty. NOT_FOUND if no
-  // live session has the hash; ABORTED on an expected_version mismatch.
-  absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
+  // Replaces the sealed payload and the timeouts that `update` sets of the
+  // tenant's live session with this token hash; sets last_active_at to now
+  // (never earlier than it was) and increments version. Never changes the
+  // user. NOT_FOUND if no live session has the hash; ABORTED on an
+  // expected_version mismatch.
+  absl::StatusOr<SessionRecord> Update(absl::string_view tenant,
+                                       absl::string_view token_hash,
                                        const SessionUpdate& update);
 
-  // Atomically moves the live session from old_token_hash to new_token_hash:
-  // afterwards the old hash finds nothing. Keeps id, payload and created_at;
-  // sets last_active_at to now (never earlier than it was), increments
-  // version and, if user_id is set,
-  // replaces the user (applying the per-user cap). NOT_FOUND if no live
-  // session has the old hash; ALREADY_EXISTS if a live one has the new.
-  absl::StatusOr<SessionRecord> Cycle(
-      absl::string_view old_token_hash, absl::string_view new_token_hash,
-      const std::optional<std::string>& user_id);
+  // Atomically moves the tenant's live session from old_token_hash to
+  // cycle.new_token_hash: afterwards the old hash finds nothing. Keeps id
+  // and created_at; replaces the user (applying the per-user cap) and the
+  // payload where `cycle` sets them; sets last_active_at to now (never
+  // earlier than it was) and increments version. NOT_FOUND if no live
+  // session has the old hash; ABORTED on an expected_version mismatch;
+  // ALREADY_EXISTS if a live one has the new.
+  absl::StatusOr<SessionRecord> Cycle(absl::string_view tenant,
+                                      absl::string_view old_token_hash,
+                                      const SessionCycle& cycle,
+                                      const TenantLimits& limits);
 
   // Each returns how many live sessions it removed (0 is not an error).
-  absl::StatusOr<int64_t> DeleteByTokenHash(absl::string_view token_hash);
-  absl::StatusOr<int64_t> DeleteById(absl::string_view id);
+  absl::StatusOr<int64_t> DeleteByTokenHash(absl::string_view tenant,
+                                            absl::string_view token_hash);
+  absl::StatusOr<int64_t> DeleteById(absl::string_view tenant,
+                                     absl::string_view id);
   // Removes every session of `user_id` except the one whose id is
   // `except_id` (empty: keep none).
-  absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
+  absl::StatusOr<int64_t> DeleteForUser(absl::string_view tenant,
+                                        absl::string_view user_id,
                                         absl::string_view except_id);
 
-  // Up to `limit` (> 0) live sessions of `user_id`, ordered by
+  // Up to `limit` (> 0) live sessions of the tenant's `user_id`, ordered by
   // last_active_at descending, then id descending; starting strictly after
   // `after` when it is set.
   absl::StatusOr<SessionPage> ListForUser(
-      absl::string_view user_id, int limit,
+      absl::string_view tenant, absl::string_view user_id, int limit,
       const std::optional<ListCursor>& after);
 
-  // Removes expired sessions; returns how many it removed.
-  absl::StatusOr<int64_t> PruneExpired();
+  // How many live sessions the tenant has, read now.
+  absl::StatusOr<int64_t> CountLive(absl::string_view tenant);
+
+  // Removes expired sessions of one tenant, or of all; returns how many it
+  // removed.
+  absl::StatusOr<int64_t> PruneExpired(absl::string_view tenant);
+  absl::StatusOr<int64_t> PruneAllExpired();
 
   // OK when the backend answers.
   absl::Status Ping();
 
  private:
+  // What Create knows of a tenant's live sessions.
+  struct LiveCount {
+    int64_t count = 0;
+    absl::Time read_at;
+  };
+
+  // RESOURCE_EXHAUSTED if the tenant is at `cap` by its LiveCount (read
+  // anew when older than live_count_max_age).
+  absl::Status CheckLiveCap(absl::string_view tenant, int64_t cap);
+  // Adds `delta` to the tenant's LiveCount, if one is kept.
+  void AdjustLiveCount(absl::string_view tenant, int64_t delta);
+  // Drops the tenant's LiveCount, so that the next check reads it anew.
+  void ForgetLiveCount(absl::string_view tenant);
+
+  const Clock* const clock_;
+  const StoreOptions options_;
   const std::unique_ptr<StorageBackend> backend_;
+  absl::Mutex live_counts_mu_;
+  absl::flat_hash_map<std::string, LiveCount> live_counts_
+      ABSL_GUARDED_BY(live_counts_mu_);
 };
 
 }  // namespace sessiond::storage

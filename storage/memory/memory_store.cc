@@ -38,17 +38,30 @@ void CopyBytes(char* dst, absl::string_view src) {
   if (!src.empty()) std::memcpy(dst, src.data(), src.size());
 }
 
-// One session in one heap block: this header, then the bytes of id, user_id
-// and sealed_payload back to back. Fields are guarded as README.md
+// The key of a user's list: tenant, NUL, user_id (neither holds a NUL).
+std::string UserKey(absl::string_view tenant, absl::string_view user) {
+  std::string key;
+  key.reserve(tenant.size() + 1 + user.size());
+  key.append(tenant.data(), tenant.size());
+  key.push_back('\0');
+  key.append(user.data(), user.size());
+  return key;
+}
+
+// One session in one heap block: this header, then the bytes of id, tenant,
+// a NUL, user_id and sealed_payload back to back (so that tenant, NUL and
+// user_id are the user's UserKey). Fields are guarded as README.md
 // describes; the links are guarded by the user shard.
 class Entry {
  public:
   Entry(const Entry&) = delete;
   Entry& operator=(const Entry&) = delete;
 
-  static Entry* New(absl::string_view id, absl::string_view token_hash,
-                    absl::string_view user, absl::string_view payload) {
-    const size_t bytes = id.size() + user.size() + payload.size();
+  static Entry* New(absl::string_view tenant, absl::string_view id,
+                    absl::string_view token_hash, absl::string_view user,
+                    absl::string_view payload) {
+    const size_t bytes =
+        id.size() + tenant.size() + 1 + user.size() + payload.size();
     // Round the block to malloc's 16-byte granularity; the slack is free
     // room for a slightly larger payload later.
     const size_t block = (sizeof(Entry) + bytes + 15) & ~size_t{15};
@@ -56,7 +69,10 @@ class Entry {
     Entry* e = new (mem) Entry();
     e->capacity_ = static_cast<uint32_t>(block - sizeof(Entry));
     e->id_len_ = static_cast<uint32_t>(id.size());
+    e->tenant_len_ = static_cast<uint32_t>(tenant.size());
     CopyBytes(e->data(), id);
+    CopyBytes(e->data() + e->id_len_, tenant);
+    e->data()[e->id_len_ + e->tenant_len_] = '\0';
     e->set_token_hash(token_hash);
     e->WriteContent(user, payload);
     return e;
@@ -66,7 +82,7 @@ class Entry {
   // Does not free e; `user`/`payload` may point into e.
   static Entry* CopyWithContent(const Entry* e, absl::string_view user,
                                 absl::string_view payload) {
-    Entry* n = New(e->id(), e->token_hash(), user, payload);
+    Entry* n = New(e->tenant(), e->id(), e->token_hash(), user, payload);
     n->created_us = e->created_us;
     n->last_active_us = e->last_active_us;
     n->idle_timeout = e->idle_timeout;
@@ -81,10 +97,19 @@ class Entry {
   }
 
   absl::string_view id() const { return {data(), id_len_}; }
+  absl::string_view tenant() const { return {data() + id_len_, tenant_len_}; }
   absl::string_view token_hash() const { return {token_hash_, kTokenHashSize}; }
-  absl::string_view user_id() const { return {data() + id_len_, user_len_}; }
+  absl::string_view user_id() const {
+    return {data() + user_offset(), user_len_};
+  }
+  // UserKey(tenant(), user_id()), in place; empty for an anonymous
+  // session, which is in no user's list.
+  absl::string_view user_key() const {
+    if (user_len_ == 0) return {};
+    return {data() + id_len_, tenant_len_ + 1 + user_len_};
+  }
   absl::string_view payload() const {
-    return {data() + id_len_ + user_len_, payload_len_};
+    return {data() + user_offset() + user_len_, payload_len_};
   }
   void set_token_hash(absl::string_view h) {
     std::memcpy(token_hash_, h.data(), kTokenHashSize);
@@ -93,7 +118,7 @@ class Entry {
   // Whether SetContent may rewrite this block in place (it fits, and does
   // not waste more than half the block).
   bool FitsInPlace(absl::string_view user, absl::string_view payload) const {
-    const size_t need = id_len_ + user.size() + payload.size();
+    const size_t need = user_offset() + user.size() + payload.size();
     return need <= capacity_ && need * 2 >= capacity_;
   }
   // Requires FitsInPlace. `user`/`payload` may point into this block.
@@ -124,6 +149,7 @@ class Entry {
 
   SessionRecord ToRecord() const {
     SessionRecord r;
+    r.tenant = std::string(tenant());
     r.id = std::string(id());
     r.token_hash = std::string(token_hash());
     r.user_id = std::string(user_id());
@@ -153,17 +179,19 @@ class Entry {
 
   char* data() { return reinterpret_cast<char*>(this + 1); }
   const char* data() const { return reinterpret_cast<const char*>(this + 1); }
+  size_t user_offset() const { return id_len_ + tenant_len_ + 1; }
 
   // Sources must not overlap this block.
   void WriteContent(absl::string_view user, absl::string_view payload) {
     user_len_ = static_cast<uint32_t>(user.size());
     payload_len_ = static_cast<uint32_t>(payload.size());
-    CopyBytes(data() + id_len_, user);
-    CopyBytes(data() + id_len_ + user_len_, payload);
+    CopyBytes(data() + user_offset(), user);
+    CopyBytes(data() + user_offset() + user_len_, payload);
   }
 
   char token_hash_[kTokenHashSize] = {};
   uint32_t id_len_ = 0;
+  uint32_t tenant_len_ = 0;
   uint32_t user_len_ = 0;
   uint32_t payload_len_ = 0;
   uint32_t capacity_ = 0;  // bytes available after the header
@@ -200,7 +228,7 @@ struct alignas(64) IdShard {
 };
 struct alignas(64) UserShard {
   mutable absl::Mutex mu;
-  absl::flat_hash_map<std::string, Entry*> heads;  // user_id -> first entry
+  absl::flat_hash_map<std::string, Entry*> heads;  // UserKey -> first entry
 };
 
 // Shard numbers; the salt keeps them independent of the in-shard hashing.
@@ -209,7 +237,7 @@ int ShardOf(uint8_t salt, absl::string_view key) {
 }
 int TokenShardOf(absl::string_view h) { return ShardOf(1, h); }
 int IdShardOf(absl::string_view id) { return ShardOf(2, id); }
-int UserShardOf(absl::string_view user) { return ShardOf(3, user); }
+int UserShardOf(absl::string_view user_key) { return ShardOf(3, user_key); }
 
 uint64_t Bit(int shard) { return uint64_t{1} << shard; }
 
@@ -241,8 +269,7 @@ bool EntryListsBefore(const Entry* e, const Entry* f) {
 
 class MemoryBackend final : public StorageBackend {
  public:
-  MemoryBackend(const Clock* clock, const StoreOptions& options)
-      : clock_(clock), cap_(options.max_sessions_per_user) {}
+  explicit MemoryBackend(const Clock* clock) : clock_(clock) {}
 
   ~MemoryBackend() override {
     for (TokenShard& s : tokens_) {
@@ -252,24 +279,33 @@ class MemoryBackend final : public StorageBackend {
 
   absl::string_view name() const override { return "memory"; }
 
-  absl::StatusOr<SessionRecord> Create(const SessionRecord& record) override;
-  absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) override;
+  absl::StatusOr<SessionRecord> Create(const SessionRecord& record,
+                                       const TenantLimits& limits) override;
+  absl::StatusOr<SessionRecord> Load(absl::string_view tenant,
+                                     absl::string_view token_hash) override;
   absl::StatusOr<SessionRecord> LoadAndTouch(
-      absl::string_view token_hash, absl::Duration min_interval) override;
-  absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
+      absl::string_view tenant, absl::string_view token_hash,
+      absl::Duration min_interval) override;
+  absl::StatusOr<SessionRecord> Update(absl::string_view tenant,
+                                       absl::string_view token_hash,
                                        const SessionUpdate& update) override;
-  absl::StatusOr<SessionRecord> Cycle(
-      absl::string_view old_token_hash, absl::string_view new_token_hash,
-      const std::optional<std::string>& user_id) override;
+  absl::StatusOr<SessionRecord> Cycle(absl::string_view tenant,
+                                      absl::string_view old_token_hash,
+                                      const SessionCycle& cycle,
+                                      const TenantLimits& limits) override;
   absl::StatusOr<int64_t> DeleteByTokenHash(
-      absl::string_view token_hash) override;
-  absl::StatusOr<int64_t> DeleteById(absl::string_view id) override;
-  absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
+      absl::string_view tenant, absl::string_view token_hash) override;
+  absl::StatusOr<int64_t> DeleteById(absl::string_view tenant,
+                                     absl::string_view id) override;
+  absl::StatusOr<int64_t> DeleteForUser(absl::string_view tenant,
+                                        absl::string_view user_id,
                                         absl::string_view except_id) override;
   absl::StatusOr<std::vector<SessionRecord>> ListForUser(
-      absl::string_view user_id, int count,
+      absl::string_view tenant, absl::string_view user_id, int count,
       const std::optional<ListCursor>& after) override;
-  absl::StatusOr<int64_t> PruneExpired() override;
+  absl::StatusOr<int64_t> CountLive(absl::string_view tenant) override;
+  absl::StatusOr<int64_t> PruneExpired(
+      std::optional<absl::string_view> tenant) override;
   absl::Status Ping() override { return absl::OkStatus(); }
 
  private:
@@ -293,9 +329,9 @@ class MemoryBackend final : public StorageBackend {
 
     // Each adds the shard of `key` to the set the call wants: returns true
     // if it is held, else records it in missing() and returns false. An
-    // empty user needs no lock.
-    bool WantUser(absl::string_view user) {
-      return user.empty() || Want(&LockSet::users, UserShardOf(user));
+    // empty user key (an anonymous session's) needs no lock.
+    bool WantUser(absl::string_view user_key) {
+      return user_key.empty() || Want(&LockSet::users, UserShardOf(user_key));
     }
     bool WantId(absl::string_view id) {
       return Want(&LockSet::ids, IdShardOf(id));
@@ -305,7 +341,7 @@ class MemoryBackend final : public StorageBackend {
     }
     // All three shards of e (no short-circuit: records every missing one).
     bool WantAll(const Entry* e) {
-      const bool u = WantUser(e->user_id());
+      const bool u = WantUser(e->user_key());
       const bool i = WantId(e->id());
       const bool t = WantToken(e->token_hash());
       return u && i && t;
@@ -373,19 +409,20 @@ class MemoryBackend final : public StorageBackend {
     auto it = index.find(id);
     return it == index.end() ? nullptr : *it;
   }
-  Entry* FirstOfUser(absl::string_view user) const {
-    const auto& heads = users_[UserShardOf(user)].heads;
-    auto it = heads.find(user);
+  Entry* FirstOfUser(absl::string_view user_key) const {
+    const auto& heads = users_[UserShardOf(user_key)].heads;
+    auto it = heads.find(user_key);
     return it == heads.end() ? nullptr : it->second;
   }
 
-  // Wants the shards of all of `user`'s sessions (token shards, and id
-  // shards if `ids`), as Locks::Want* do. Does nothing until the user's
-  // shard is held.
+  // Wants the shards of all sessions of the user `user_key` names (token
+  // shards, and id shards if `ids`), as Locks::Want* do. Does nothing until
+  // the user's shard is held.
   static void WantSessionsOf(const MemoryBackend& store, Locks& locks,
-                             absl::string_view user, bool ids) {
-    if (user.empty() || !locks.WantUser(user)) return;
-    for (Entry* e = store.FirstOfUser(user); e != nullptr; e = e->user_next) {
+                             absl::string_view user_key, bool ids) {
+    if (user_key.empty() || !locks.WantUser(user_key)) return;
+    for (Entry* e = store.FirstOfUser(user_key); e != nullptr;
+         e = e->user_next) {
       if (ids) locks.WantId(e->id());
       locks.WantToken(e->token_hash());
     }
@@ -404,11 +441,11 @@ class MemoryBackend final : public StorageBackend {
   }
   void LinkUser(Entry* e) {
     e->user_prev = e->user_next = nullptr;
-    if (e->user_id().empty()) return;
-    auto& heads = users_[UserShardOf(e->user_id())].heads;
-    auto it = heads.find(e->user_id());
+    if (e->user_key().empty()) return;
+    auto& heads = users_[UserShardOf(e->user_key())].heads;
+    auto it = heads.find(e->user_key());
     if (it == heads.end()) {
-      heads.emplace(std::string(e->user_id()), e);
+      heads.emplace(std::string(e->user_key()), e);
       return;
     }
     e->user_next = it->second;
@@ -416,12 +453,12 @@ class MemoryBackend final : public StorageBackend {
     it->second = e;
   }
   void UnlinkUser(Entry* e) {
-    if (e->user_id().empty()) return;
+    if (e->user_key().empty()) return;
     if (e->user_prev != nullptr) {
       e->user_prev->user_next = e->user_next;
     } else {
-      auto& heads = users_[UserShardOf(e->user_id())].heads;
-      auto it = heads.find(e->user_id());
+      auto& heads = users_[UserShardOf(e->user_key())].heads;
+      auto it = heads.find(e->user_key());
       if (e->user_next != nullptr) {
         it->second = e->user_next;
       } else {
@@ -453,17 +490,17 @@ class MemoryBackend final : public StorageBackend {
   }
 
   // Evicts keep's user's other sessions, least recently active first, until
-  // at most cap_ remain (keep included); drops that user's expired entries.
-  // Requires the user's shard and all of its sessions' shards.
-  void EnforceCap(Entry* keep, absl::Time now) {
+  // at most `cap` remain (keep included); drops that user's expired
+  // entries. Requires the user's shard and all of its sessions' shards.
+  void EnforceCap(Entry* keep, int cap, absl::Time now) {
     std::vector<Entry*> live, expired;
-    for (Entry* e = FirstOfUser(keep->user_id()); e != nullptr;
+    for (Entry* e = FirstOfUser(keep->user_key()); e != nullptr;
          e = e->user_next) {
       if (e == keep) continue;
       (e->IsLiveAt(now) ? live : expired).push_back(e);
     }
     for (Entry* e : expired) Destroy(e);
-    const size_t allowed = static_cast<size_t>(cap_ - 1);
+    const size_t allowed = static_cast<size_t>(cap - 1);
     if (live.size() <= allowed) return;
     // Least recently active first: the reverse of listing order.
     std::sort(live.begin(), live.end(), [](const Entry* a, const Entry* b) {
@@ -472,23 +509,32 @@ class MemoryBackend final : public StorageBackend {
     for (size_t i = 0; i < live.size() - allowed; ++i) Destroy(live[i]);
   }
 
+  // Whether `e` exists and is the tenant's live session.
+  static bool IsLiveIn(const Entry* e, absl::string_view tenant,
+                       absl::Time now) {
+    return e != nullptr && e->tenant() == tenant && e->IsLiveAt(now);
+  }
+
   const Clock* const clock_;
-  const int cap_;
   std::array<UserShard, kShards> users_;
   std::array<IdShard, kShards> ids_;
   std::array<TokenShard, kShards> tokens_;
 };
 
 absl::StatusOr<SessionRecord> MemoryBackend::Create(
-    const SessionRecord& record) {
+    const SessionRecord& record, const TenantLimits& limits) {
+  const std::string user_key =
+      record.user_id.empty() ? "" : UserKey(record.tenant, record.user_id);
   LockSet want;
-  if (!record.user_id.empty()) want.users = Bit(UserShardOf(record.user_id));
+  if (!user_key.empty()) want.users = Bit(UserShardOf(user_key));
   want.ids = Bit(IdShardOf(record.id));
   want.tokens = Bit(TokenShardOf(record.token_hash));
-  const bool cap = cap_ > 0 && !record.user_id.empty();
+  const int cap = limits.max_sessions_per_user;
+  const bool capped = cap > 0 && !user_key.empty();
   return WithLocks(
       want, /*exclusive=*/true,
       [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionRecord> {
+        // Ids and token hashes are unique across tenants.
         Entry* by_id = FindById(record.id);
         Entry* by_token = FindByToken(record.token_hash);
         if (by_id != nullptr && by_id->IsLiveAt(now)) {
@@ -500,42 +546,43 @@ absl::StatusOr<SessionRecord> MemoryBackend::Create(
         // Expired holders of the keys are removed in the same step.
         if (by_id != nullptr) locks.WantAll(by_id);
         if (by_token != nullptr) locks.WantAll(by_token);
-        if (cap) WantSessionsOf(*this, locks, record.user_id, /*ids=*/true);
+        if (capped) WantSessionsOf(*this, locks, user_key, /*ids=*/true);
         if (!locks.complete()) return RetryWithMoreLocks();
 
         if (by_id != nullptr) Destroy(by_id);
         if (by_token != nullptr && by_token != by_id) Destroy(by_token);
         // NewSession, in place.
-        Entry* e = Entry::New(record.id, record.token_hash, record.user_id,
-                              record.sealed_payload);
+        Entry* e = Entry::New(record.tenant, record.id, record.token_hash,
+                              record.user_id, record.sealed_payload);
         e->created_us = e->last_active_us = absl::ToUnixMicros(now);
         e->idle_timeout = record.idle_timeout;
         e->absolute_lifetime = record.absolute_lifetime;
         e->version = 1;
         Link(e);
-        if (cap) EnforceCap(e, now);
+        if (capped) EnforceCap(e, cap, now);
         return e->ToRecord();
       });
 }
 
 absl::StatusOr<SessionRecord> MemoryBackend::Load(
-    absl::string_view token_hash) {
+    absl::string_view tenant, absl::string_view token_hash) {
   const TokenShard& shard = tokens_[TokenShardOf(token_hash)];
   absl::ReaderMutexLock lock(&shard.mu);
   const Entry* e = FindByToken(token_hash);
-  if (e == nullptr || !e->IsLiveAt(Now())) return NotFound();
+  if (!IsLiveIn(e, tenant, Now())) return NotFound();
   return e->ToRecord();
 }
 
 absl::StatusOr<SessionRecord> MemoryBackend::LoadAndTouch(
-    absl::string_view token_hash, absl::Duration min_interval) {
+    absl::string_view tenant, absl::string_view token_hash,
+    absl::Duration min_interval) {
   const TokenShard& shard = tokens_[TokenShardOf(token_hash)];
   {
     // Most calls fall within the interval and need only a shared lock.
     absl::ReaderMutexLock lock(&shard.mu);
     const absl::Time now = Now();
     const Entry* e = FindByToken(token_hash);
-    if (e == nullptr || !e->IsLiveAt(now)) return NotFound();
+    if (!IsLiveIn(e, tenant, now)) return NotFound();
     if (!TouchDue(e->last_active_at(), now, min_interval)) {
       return e->ToRecord();
     }
@@ -543,7 +590,7 @@ absl::StatusOr<SessionRecord> MemoryBackend::LoadAndTouch(
   absl::MutexLock lock(&shard.mu);
   const absl::Time now = Now();
   Entry* e = FindByToken(token_hash);
-  if (e == nullptr || !e->IsLiveAt(now)) return NotFound();
+  if (!IsLiveIn(e, tenant, now)) return NotFound();
   if (TouchDue(e->last_active_at(), now, min_interval)) {
     e->last_active_us = absl::ToUnixMicros(now);
   }
@@ -551,28 +598,26 @@ absl::StatusOr<SessionRecord> MemoryBackend::LoadAndTouch(
 }
 
 absl::StatusOr<SessionRecord> MemoryBackend::Update(
-    absl::string_view token_hash, const SessionUpdate& update) {
+    absl::string_view tenant, absl::string_view token_hash,
+    const SessionUpdate& update) {
   LockSet want;
-  if (!update.user_id.empty()) want.users = Bit(UserShardOf(update.user_id));
   want.tokens = Bit(TokenShardOf(token_hash));
-  const bool cap = cap_ > 0 && !update.user_id.empty();
   return WithLocks(
       want, /*exclusive=*/true,
       [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionRecord> {
         Entry* e = FindByToken(token_hash);
-        if (e == nullptr || !e->IsLiveAt(now)) return NotFound();
+        if (!IsLiveIn(e, tenant, now)) return NotFound();
         if (absl::Status s =
                 CheckExpectedVersion(e->version, update.expected_version);
             !s.ok()) {
           return s;
         }
-        locks.WantAll(e);
-        locks.WantUser(update.user_id);
-        if (cap) WantSessionsOf(*this, locks, update.user_id, /*ids=*/true);
-        if (!locks.complete()) return RetryWithMoreLocks();
+        if (!locks.WantAll(e)) return RetryWithMoreLocks();
 
         // ApplyUpdate, in place.
-        e = Replace(e, update.user_id, update.sealed_payload);
+        if (update.sealed_payload.has_value()) {
+          e = Replace(e, e->user_id(), *update.sealed_payload);
+        }
         if (update.idle_timeout.has_value()) {
           e->idle_timeout = *update.idle_timeout;
         }
@@ -582,61 +627,72 @@ absl::StatusOr<SessionRecord> MemoryBackend::Update(
         e->last_active_us =
             absl::ToUnixMicros(ActiveAt(e->last_active_at(), now));
         ++e->version;
-        if (cap) EnforceCap(e, now);
         return e->ToRecord();
       });
 }
 
 absl::StatusOr<SessionRecord> MemoryBackend::Cycle(
-    absl::string_view old_token_hash, absl::string_view new_token_hash,
-    const std::optional<std::string>& user_id) {
+    absl::string_view tenant, absl::string_view old_token_hash,
+    const SessionCycle& cycle, const TenantLimits& limits) {
+  const std::string new_user_key =
+      cycle.user_id.has_value() && !cycle.user_id->empty()
+          ? UserKey(tenant, *cycle.user_id)
+          : "";
   LockSet want;
-  if (user_id.has_value() && !user_id->empty()) {
-    want.users = Bit(UserShardOf(*user_id));
-  }
-  want.tokens =
-      Bit(TokenShardOf(old_token_hash)) | Bit(TokenShardOf(new_token_hash));
-  const bool cap = cap_ > 0 && user_id.has_value() && !user_id->empty();
+  if (!new_user_key.empty()) want.users = Bit(UserShardOf(new_user_key));
+  want.tokens = Bit(TokenShardOf(old_token_hash)) |
+                Bit(TokenShardOf(cycle.new_token_hash));
+  const int cap = limits.max_sessions_per_user;
+  const bool capped = cap > 0 && !new_user_key.empty();
   return WithLocks(
       want, /*exclusive=*/true,
       [&](Locks& locks, absl::Time now) -> absl::StatusOr<SessionRecord> {
         Entry* e = FindByToken(old_token_hash);
-        if (e == nullptr || !e->IsLiveAt(now)) return NotFound();
-        Entry* occupant = FindByToken(new_token_hash);
+        if (!IsLiveIn(e, tenant, now)) return NotFound();
+        if (absl::Status s =
+                CheckExpectedVersion(e->version, cycle.expected_version);
+            !s.ok()) {
+          return s;
+        }
+        Entry* occupant = FindByToken(cycle.new_token_hash);
         if (occupant != nullptr && occupant->IsLiveAt(now)) {
           return absl::AlreadyExistsError("new token hash in use");
         }
         locks.WantAll(e);
         if (occupant != nullptr) locks.WantAll(occupant);
-        if (user_id.has_value()) locks.WantUser(*user_id);
-        if (cap) WantSessionsOf(*this, locks, *user_id, /*ids=*/true);
+        if (capped) WantSessionsOf(*this, locks, new_user_key, /*ids=*/true);
         if (!locks.complete()) return RetryWithMoreLocks();
 
         // ApplyCycle, in place.
         if (occupant != nullptr) Destroy(occupant);
         tokens_[TokenShardOf(old_token_hash)].entries.erase(old_token_hash);
-        e->set_token_hash(new_token_hash);
-        tokens_[TokenShardOf(new_token_hash)].entries.insert(e);
-        if (user_id.has_value() && *user_id != e->user_id()) {
-          e = Replace(e, *user_id, e->payload());
+        e->set_token_hash(cycle.new_token_hash);
+        tokens_[TokenShardOf(cycle.new_token_hash)].entries.insert(e);
+        const absl::string_view user =
+            cycle.user_id.has_value() ? *cycle.user_id : e->user_id();
+        const absl::string_view payload = cycle.sealed_payload.has_value()
+                                              ? *cycle.sealed_payload
+                                              : e->payload();
+        if (user != e->user_id() || payload != e->payload()) {
+          e = Replace(e, user, payload);
         }
         e->last_active_us =
             absl::ToUnixMicros(ActiveAt(e->last_active_at(), now));
         ++e->version;
-        if (cap) EnforceCap(e, now);
+        if (capped) EnforceCap(e, cap, now);
         return e->ToRecord();
       });
 }
 
 absl::StatusOr<int64_t> MemoryBackend::DeleteByTokenHash(
-    absl::string_view token_hash) {
+    absl::string_view tenant, absl::string_view token_hash) {
   LockSet want;
   want.tokens = Bit(TokenShardOf(token_hash));
   return WithLocks(
       want, /*exclusive=*/true,
       [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
         Entry* e = FindByToken(token_hash);
-        if (e == nullptr) return 0;
+        if (e == nullptr || e->tenant() != tenant) return 0;
         if (!locks.WantAll(e)) return RetryWithMoreLocks();
         const bool live = e->IsLiveAt(now);
         Destroy(e);
@@ -644,14 +700,15 @@ absl::StatusOr<int64_t> MemoryBackend::DeleteByTokenHash(
       });
 }
 
-absl::StatusOr<int64_t> MemoryBackend::DeleteById(absl::string_view id) {
+absl::StatusOr<int64_t> MemoryBackend::DeleteById(absl::string_view tenant,
+                                                  absl::string_view id) {
   LockSet want;
   want.ids = Bit(IdShardOf(id));
   return WithLocks(
       want, /*exclusive=*/true,
       [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
         Entry* e = FindById(id);
-        if (e == nullptr) return 0;
+        if (e == nullptr || e->tenant() != tenant) return 0;
         if (!locks.WantAll(e)) return RetryWithMoreLocks();
         const bool live = e->IsLiveAt(now);
         Destroy(e);
@@ -660,16 +717,18 @@ absl::StatusOr<int64_t> MemoryBackend::DeleteById(absl::string_view id) {
 }
 
 absl::StatusOr<int64_t> MemoryBackend::DeleteForUser(
-    absl::string_view user_id, absl::string_view except_id) {
+    absl::string_view tenant, absl::string_view user_id,
+    absl::string_view except_id) {
+  const std::string user_key = UserKey(tenant, user_id);
   LockSet want;
-  want.users = Bit(UserShardOf(user_id));
+  want.users = Bit(UserShardOf(user_key));
   return WithLocks(
       want, /*exclusive=*/true,
       [&](Locks& locks, absl::Time now) -> absl::StatusOr<int64_t> {
-        WantSessionsOf(*this, locks, user_id, /*ids=*/true);
+        WantSessionsOf(*this, locks, user_key, /*ids=*/true);
         if (!locks.complete()) return RetryWithMoreLocks();
         std::vector<Entry*> doomed;
-        for (Entry* e = FirstOfUser(user_id); e != nullptr; e = e->user_next) {
+        for (Entry* e = FirstOfUser(user_key); e != nullptr; e = e->user_next) {
           if (except_id.empty() || e->id() != except_id) {
             doomed.push_back(e);
           }
@@ -684,18 +743,19 @@ absl::StatusOr<int64_t> MemoryBackend::DeleteForUser(
 }
 
 absl::StatusOr<std::vector<SessionRecord>> MemoryBackend::ListForUser(
-    absl::string_view user_id, int count,
+    absl::string_view tenant, absl::string_view user_id, int count,
     const std::optional<ListCursor>& after) {
+  const std::string user_key = UserKey(tenant, user_id);
   LockSet want;
-  want.users = Bit(UserShardOf(user_id));
+  want.users = Bit(UserShardOf(user_key));
   return WithLocks(
       want, /*exclusive=*/false,
       [&](Locks& locks,
           absl::Time now) -> absl::StatusOr<std::vector<SessionRecord>> {
-        WantSessionsOf(*this, locks, user_id, /*ids=*/false);
+        WantSessionsOf(*this, locks, user_key, /*ids=*/false);
         if (!locks.complete()) return RetryWithMoreLocks();
         std::vector<const Entry*> found;
-        for (const Entry* e = FirstOfUser(user_id); e != nullptr;
+        for (const Entry* e = FirstOfUser(user_key); e != nullptr;
              e = e->user_next) {
           if (!e->IsLiveAt(now)) continue;
           if (after.has_value() &&
@@ -717,7 +777,25 @@ absl::StatusOr<std::vector<SessionRecord>> MemoryBackend::ListForUser(
       });
 }
 
-absl::StatusOr<int64_t> MemoryBackend::PruneExpired() {
+absl::StatusOr<int64_t> MemoryBackend::CountLive(absl::string_view tenant) {
+  // One shard at a time: the total is exact for a store no call is
+  // changing, and off by at most the calls that ran meanwhile otherwise.
+  int64_t live = 0;
+  for (const TokenShard& shard : tokens_) {
+    absl::ReaderMutexLock lock(&shard.mu);
+    const absl::Time now = Now();
+    for (const Entry* e : shard.entries) {
+      if (IsLiveIn(e, tenant, now)) ++live;
+    }
+  }
+  return live;
+}
+
+absl::StatusOr<int64_t> MemoryBackend::PruneExpired(
+    std::optional<absl::string_view> tenant) {
+  auto prunable = [&](const Entry* e, absl::Time now) {
+    return !e->IsLiveAt(now) && (!tenant.has_value() || e->tenant() == *tenant);
+  };
   int64_t removed = 0;
   for (int shard = 0; shard < kShards; ++shard) {
     {
@@ -726,7 +804,7 @@ absl::StatusOr<int64_t> MemoryBackend::PruneExpired() {
       const absl::Time now = Now();
       bool any = false;
       for (const Entry* e : tokens_[shard].entries) {
-        if (!e->IsLiveAt(now)) {
+        if (prunable(e, now)) {
           any = true;
           break;
         }
@@ -742,7 +820,7 @@ absl::StatusOr<int64_t> MemoryBackend::PruneExpired() {
       const absl::Time now = Now();
       std::vector<Entry*> expired;
       for (Entry* e : tokens_[shard].entries) {
-        if (!e->IsLiveAt(now)) expired.push_back(e);
+        if (prunable(e, now)) expired.push_back(e);
       }
       std::vector<Entry*> reachable;
       for (Entry* e : expired) {
@@ -762,16 +840,15 @@ absl::StatusOr<int64_t> MemoryBackend::PruneExpired() {
 
 }  // namespace
 
-std::unique_ptr<StorageBackend> NewMemoryBackend(const Clock* clock,
-                                                 const StoreOptions& options) {
-  return std::make_unique<MemoryBackend>(clock, options);
+std::unique_ptr<StorageBackend> NewMemoryBackend(const Clock* clock) {
+  return std::make_unique<MemoryBackend>(clock);
 }
 
 absl::StatusOr<std::unique_ptr<SessionStore>> OpenMemoryStore(
     const Clock* clock, const StoreOptions& options) {
   return SessionStore::Open(
       clock, options, [&]() -> absl::StatusOr<std::unique_ptr<StorageBackend>> {
-        return NewMemoryBackend(clock, options);
+        return NewMemoryBackend(clock);
       });
 }
 

@@ -20,9 +20,8 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenMemoryStore(
     const Clock* clock, const StoreOptions& options);
 
 // The backend alone, for tests that put something between it and the
-// front. `clock` must not be null; options.max_sessions_per_user >= 0.
-std::unique_ptr<StorageBackend> NewMemoryBackend(const Clock* clock,
-                                                 const StoreOptions& options);
+// front. `clock` must not be null.
+std::unique_ptr<StorageBackend> NewMemoryBackend(const Clock* clock);
 
 }  // namespace sessiond::storage
 

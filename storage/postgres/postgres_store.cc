@@ -14,6 +14,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -76,14 +77,37 @@ absl::StatusOr<int64_t> ParseVersion(const pqxx::result& res) {
   return v;
 }
 
-// The schema, recorded in sessiond_schema_migrations and migrated under an
-// advisory lock (the one-bigint key space; the per-user locks use the
-// two-int one) on one connection, each step its own call on it.
+// The migration lock: an advisory lock in the one-bigint key space (the
+// per-user locks use the two-int one). The key of schema version 1, whose
+// binaries take it with pg_advisory_xact_lock: the two kinds exclude each
+// other.
+constexpr char kMigrationLockKey[] = "x'73657373696f6e64'::bigint";
+
+// How long a transactional migration waits for its table lock before it
+// gives up and tries again (lock_timeout): a waiting ALTER TABLE queues
+// every later statement on the table behind it, so it must not wait long
+// for a transaction that holds the table.
+constexpr absl::Duration kMigrationLockTimeout = absl::Seconds(2);
+
+// How often a migrator that finds the migration lock taken tries again.
+constexpr absl::Duration kMigrationLockPoll = absl::Milliseconds(50);
+
+// The schema, recorded in sessiond_schema_migrations and migrated under the
+// migration lock (storage/sql/README.md). The lock is held by the session,
+// not a transaction, so that steps that cannot run in a transaction (CREATE
+// INDEX CONCURRENTLY) run under it too; each migration commits on its own.
+// A migrator waiting for the lock polls for it (pg_try_advisory_lock) rather
+// than waiting in a statement: a statement waiting holds a snapshot, which a
+// concurrent index build waits for in turn, and the two would deadlock.
 class PostgresSchema final : public sql::SchemaTarget {
  public:
   // `quick_budget` bounds each step but the migration itself.
   PostgresSchema(Connection& c, absl::Duration quick_budget)
       : c_(c), quick_budget_(quick_budget) {}
+
+  // Whether WithMigrationLock ran: the connection then carries the
+  // migration's session settings and is not for the pool.
+  bool locked() const { return locked_; }
 
   absl::StatusOr<int64_t> ReadVersion() override {
     c_.StartCall(absl::Now() + quick_budget_);
@@ -94,25 +118,17 @@ class PostgresSchema final : public sql::SchemaTarget {
 
   absl::Status WithMigrationLock(
       absl::FunctionRef<absl::Status(int64_t version)> migrate) override {
-    c_.StartCall(absl::Now() + kMigrationTimeout + quick_budget_);
-    absl::Status status = MigrateInCall(migrate);
+    locked_ = true;
+    const absl::Time deadline = absl::Now() + kMigrationTimeout;
+    c_.StartCall(deadline + quick_budget_);
+    absl::Status status = MigrateInCall(migrate, deadline);
     c_.EndCall();  // Rolls back what failed.
     return status;
   }
 
   absl::Status Apply(const sql::Migration& m) override {
-    const std::string what = absl::StrCat("migrate to version ", m.version);
-    if (auto r = c_.ExecuteScript(m.postgres, what); !r.ok()) {
-      return r.status();
-    }
-    // Our own constants: no values from outside.
-    return c_
-        .ExecuteScript(
-            absl::StrCat("INSERT INTO sessiond_schema_migrations (version, "
-                         "description) VALUES (",
-                         m.version, ", '", m.description, "')"),
-            what)
-        .status();
+    if (m.postgres == nullptr) return ApplyOnline(m);
+    return ApplyTransactional(m);
   }
 
  private:
@@ -130,37 +146,142 @@ class PostgresSchema final : public sql::SchemaTarget {
   }
 
   absl::Status MigrateInCall(
-      absl::FunctionRef<absl::Status(int64_t version)> migrate) {
-    if (absl::Status s = c_.Begin("lock schema for migration"); !s.ok()) {
-      return s;
+      absl::FunctionRef<absl::Status(int64_t version)> migrate,
+      absl::Time deadline) {
+    constexpr absl::string_view kWhat = "lock schema for migration";
+    // For the rest of the session (the connection is dropped afterwards).
+    if (auto r = c_.ExecuteScript(
+            absl::StrCat("SET statement_timeout = ",
+                         absl::ToInt64Milliseconds(kMigrationTimeout)),
+            kWhat);
+        !r.ok()) {
+      return r.status();
     }
-    absl::StatusOr<pqxx::result> locked = c_.ExecuteScript(
-        absl::StrCat(
-            "SET LOCAL statement_timeout = ",
-            absl::ToInt64Milliseconds(kMigrationTimeout),
-            "; SELECT pg_advisory_xact_lock(x'73657373696f6e64'::bigint); "
-            "CREATE TABLE IF NOT EXISTS sessiond_schema_migrations ("
-            " version integer PRIMARY KEY,"
-            " description text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now()); "
-            "SELECT coalesce(max(version), 0) FROM sessiond_schema_migrations"),
+    while (true) {
+      absl::StatusOr<pqxx::result> got = c_.ExecuteScript(
+          absl::StrCat("SELECT pg_try_advisory_lock(", kMigrationLockKey, ")"),
+          kWhat);
+      if (!got.ok()) return got.status();
+      if (got->size() == 1 && FieldText((*got)[0][0]) == "t") break;
+      if (absl::Now() + kMigrationLockPoll >= deadline) {
+        return absl::UnavailableError(
+            absl::StrCat("postgres: ", kWhat,
+                         ": another sessiond has been migrating the "
+                         "schema for longer than ",
+                         absl::FormatDuration(kMigrationTimeout)));
+      }
+      absl::SleepFor(kMigrationLockPoll);
+    }
+    absl::Status status = MigrateLocked(migrate);
+    // Released with the session anyway; at once is kinder to the others.
+    (void)c_.ExecuteScript(
+        absl::StrCat("SELECT pg_advisory_unlock(", kMigrationLockKey, ")"),
+        "unlock schema");
+    return status;
+  }
+
+  absl::Status MigrateLocked(
+      absl::FunctionRef<absl::Status(int64_t version)> migrate) {
+    absl::StatusOr<pqxx::result> version_row = c_.ExecuteScript(
+        "CREATE TABLE IF NOT EXISTS sessiond_schema_migrations ("
+        " version integer PRIMARY KEY,"
+        " description text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now()); "
+        "SELECT coalesce(max(version), 0) FROM sessiond_schema_migrations",
         "lock schema for migration");
-    if (!locked.ok()) return locked.status();
-    absl::StatusOr<int64_t> version = ParseVersion(*locked);
+    if (!version_row.ok()) return version_row.status();
+    absl::StatusOr<int64_t> version = ParseVersion(*version_row);
     if (!version.ok()) return version.status();
-    if (absl::Status s = migrate(*version); !s.ok()) return s;
-    return c_.Commit("commit migration");
+    return migrate(*version);
+  }
+
+  // Our own constants: no values from outside.
+  static std::string RecordVersion(const sql::Migration& m) {
+    return absl::StrCat(
+        "INSERT INTO sessiond_schema_migrations (version, description) "
+        "VALUES (",
+        m.version, ", '", m.description, "')");
+  }
+
+  // The DDL and the version record in one transaction. A lock wait longer
+  // than kMigrationLockTimeout (a transaction holding the table) rolls it
+  // back, and it is tried again after a pause, while the budget lasts.
+  absl::Status ApplyTransactional(const sql::Migration& m) {
+    const std::string what = absl::StrCat("migrate to version ", m.version);
+    for (int attempt = 0;; ++attempt) {
+      absl::Status status = TransactOnce(m, what);
+      if (status.ok()) return status;
+      c_.Rollback();
+      const bool lock_timeout =
+          absl::IsUnavailable(status) && !c_.broken() &&
+          absl::StrContains(status.message(), "SQLSTATE 55P03");
+      if (!lock_timeout || attempt >= 20) return status;
+      absl::SleepFor(
+          std::min(absl::Milliseconds(100) * (attempt + 1), absl::Seconds(1)));
+    }
+  }
+
+  absl::Status TransactOnce(const sql::Migration& m, const std::string& what) {
+    if (absl::Status s = c_.Begin(what); !s.ok()) return s;
+    if (auto r = c_.ExecuteScript(
+            absl::StrCat("SET LOCAL lock_timeout = ",
+                         absl::ToInt64Milliseconds(kMigrationLockTimeout)),
+            what);
+        !r.ok()) {
+      return r.status();
+    }
+    if (auto r = c_.ExecuteScript(m.postgres, what); !r.ok()) {
+      return r.status();
+    }
+    if (auto r = c_.ExecuteScript(RecordVersion(m), what); !r.ok()) {
+      return r.status();
+    }
+    return c_.Commit(what);
+  }
+
+  // Each index step on its own, outside any transaction, then the version.
+  // Every step may run again: a valid index is kept, an INVALID one (a
+  // build that was interrupted) dropped and built again.
+  absl::Status ApplyOnline(const sql::Migration& m) {
+    const std::string what = absl::StrCat("migrate to version ", m.version);
+    for (const sql::OnlineIndex& index : m.postgres_online) {
+      const std::string drop =
+          absl::StrCat("DROP INDEX CONCURRENTLY IF EXISTS ", index.name);
+      if (index.definition == nullptr) {
+        if (auto r = c_.ExecuteScript(drop, what); !r.ok()) return r.status();
+        continue;
+      }
+      absl::StatusOr<pqxx::result> valid = c_.ExecuteScript(
+          absl::StrCat("SELECT indisvalid FROM pg_index WHERE indexrelid ="
+                       " to_regclass('",
+                       index.name, "')"),
+          what);
+      if (!valid.ok()) return valid.status();
+      if (valid->size() == 1) {
+        if (FieldText((*valid)[0][0]) == "t") continue;
+        if (auto r = c_.ExecuteScript(drop, what); !r.ok()) return r.status();
+      }
+      if (auto r =
+              c_.ExecuteScript(absl::StrCat("CREATE INDEX CONCURRENTLY ",
+                                            index.name, " ", index.definition),
+                               what);
+          !r.ok()) {
+        return r.status();
+      }
+    }
+    return c_.ExecuteScript(RecordVersion(m), what).status();
   }
 
   Connection& c_;
   const absl::Duration quick_budget_;
+  bool locked_ = false;
 };
 
 class PostgresBackend final : public sql::SqlBackend {
  public:
   PostgresBackend(ConnectOptions connect, const PostgresOptions& options,
-                  const Clock* clock, const StoreOptions& store_options)
-      : SqlBackend(clock, store_options, options.prune_batch_size),
+                  const Clock* clock)
+      : SqlBackend(clock, options.prune_batch_size),
         connect_(std::move(connect)),
         connect_timeout_(options.connect_timeout),
         call_budget_(options.connect_timeout + options.statement_timeout +
@@ -176,7 +297,9 @@ class PostgresBackend final : public sql::SqlBackend {
 
   absl::string_view name() const override { return "postgres"; }
 
-  // Opens the first connection, migrates the schema on it and pools it.
+  // Opens the first connection, migrates the schema on it and pools it
+  // (unless it migrated: the pool opens fresh ones, without the migration's
+  // session settings).
   absl::Status Start(absl::Duration quick_budget) {
     absl::StatusOr<std::unique_ptr<Connection>> first =
         Connection::Open(connect_, absl::Now() + connect_timeout_, *watchdog_);
@@ -187,7 +310,7 @@ class PostgresBackend final : public sql::SqlBackend {
         !s.ok()) {
       return s;
     }
-    pool_.AddIdle(*std::move(first));
+    if (!schema.locked()) pool_.AddIdle(*std::move(first));
     return absl::OkStatus();
   }
 
@@ -377,8 +500,8 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenPostgresStore(
         if (absl::Status s = CheckOptions(options); !s.ok()) return s;
         absl::StatusOr<ConnectOptions> connect = MakeConnectOptions(options);
         if (!connect.ok()) return connect.status();
-        auto backend = std::make_unique<PostgresBackend>(
-            *std::move(connect), options, clock, store_options);
+        auto backend = std::make_unique<PostgresBackend>(*std::move(connect),
+                                                         options, clock);
         if (absl::Status s = backend->Start(options.connect_timeout +
                                             options.statement_timeout);
             !s.ok()) {

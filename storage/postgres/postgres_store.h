@@ -36,7 +36,7 @@
 namespace sessiond::storage {
 
 // The newest schema version this binary knows and migrates to.
-inline constexpr int kPostgresSchemaVersion = 1;
+inline constexpr int kPostgresSchemaVersion = 3;
 
 struct PostgresOptions {
   // libpq connection string ("host=... dbname=...") or URI

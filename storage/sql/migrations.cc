@@ -7,9 +7,22 @@
 namespace sessiond::storage::sql {
 namespace {
 
+// Version 3's PostgreSQL steps: the indexes that lead with the tenant,
+// which every per-tenant statement uses (statements.cc). Built without
+// blocking writers. The user index of version 1 (user_id first) stays for
+// now: replicas of before tenants, still running during a rolling upgrade,
+// list, delete and evict a user's sessions by it (README.md).
+constexpr OnlineIndex kTenantIndexes[] = {
+    {"sessiond_sessions_by_tenant_user",
+     "ON sessiond_sessions (tenant, user_id, last_active_at DESC, id DESC)"},
+    {"sessiond_sessions_by_tenant_expiry",
+     "ON sessiond_sessions (tenant, expires_at)"},
+};
+
 // The columns are those of the statement catalogue (statements.cc). Ids
 // compare byte-wise in both dialects (COLLATE "C" in PostgreSQL, whatever
-// the database's collation).
+// the database's collation). Append only: a shipped migration is never
+// edited (a database that has it would never see the change).
 constexpr Migration kMigrations[] = {
     {1, "sessions table",
      R"sql(
@@ -51,6 +64,31 @@ constexpr Migration kMigrations[] = {
       CREATE INDEX sessiond_sessions_by_expiry
         ON sessiond_sessions (expires_at);
     )sql"},
+    // Every session belongs to a tenant; those stored before tenants, and
+    // those that replicas of before tenants insert during a rolling upgrade
+    // (their INSERTs name no tenant), to the default one (kDefaultTenant,
+    // session_record.h). A constant default: PostgreSQL 11 and later add
+    // the column without rewriting the table, SQLite without touching a
+    // row. Ids and token hashes stay unique across tenants (the primary key
+    // and the UNIQUE constraint of version 1).
+    {2, "sessions tenant",
+     R"sql(
+      ALTER TABLE sessions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    )sql",
+     R"sql(
+      ALTER TABLE sessiond_sessions
+        ADD COLUMN tenant text COLLATE "C" NOT NULL DEFAULT 'default';
+    )sql"},
+    // The per-tenant indexes: a user's sessions in listing order, and a
+    // tenant's sessions by expiry (CountLive, PruneExpired of one tenant;
+    // the expiry index of version 1 serves the prune of every tenant).
+    {3, "tenant indexes",
+     R"sql(
+      CREATE INDEX sessions_by_tenant_user
+        ON sessions (tenant, user_id, last_active_at DESC, id DESC);
+      CREATE INDEX sessions_by_tenant_expiry ON sessions (tenant, expires_at);
+    )sql",
+     nullptr, kTenantIndexes},
 };
 
 static_assert(kMigrations[std::size(kMigrations) - 1].version == kSchemaVersion,

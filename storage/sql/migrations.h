@@ -1,6 +1,8 @@
 // The schema of the SQL backends: one ordered list of migrations, each with
 // its SQLite and its PostgreSQL DDL, and the runner that brings a database
-// up to date over a small interface each backend implements.
+// up to date over a small interface each backend implements. README.md
+// describes how a live database is migrated (no downtime, rolling
+// upgrades).
 #ifndef SESSIOND_STORAGE_SQL_MIGRATIONS_H_
 #define SESSIOND_STORAGE_SQL_MIGRATIONS_H_
 
@@ -14,19 +16,41 @@
 
 namespace sessiond::storage::sql {
 
+// A PostgreSQL index that a migration builds or drops without blocking the
+// table's writers: CREATE / DROP INDEX CONCURRENTLY, each outside any
+// transaction. A build that was interrupted (the process died, the
+// statement timed out) leaves the index INVALID; the backend drops such an
+// index and builds it again, so every step can be run again until it has
+// succeeded once.
+struct OnlineIndex {
+  // The index (unqualified: in the table's schema, on the search path).
+  const char* name;
+  // What follows `CREATE INDEX CONCURRENTLY <name> `, e.g. "ON t (a, b)";
+  // nullptr: the step drops the index if it exists.
+  const char* definition;
+};
+
 struct Migration {
   // Moves the schema from version - 1 to version.
   int version;
   // Recorded beside the version where the backend keeps a history; no
   // quotes.
   const char* description;
-  // Fixed DDL; never contains values.
+  // Fixed DDL; never contains values. SQLite runs every pending migration
+  // in one write transaction.
   const char* sqlite;
+  // PostgreSQL DDL, run in one transaction with the record of the version
+  // (all or nothing); nullptr for a migration of online index steps only.
   const char* postgres;
+  // Exactly when `postgres` is nullptr: the PostgreSQL index steps, run in
+  // order each on its own, after which the version is recorded. A migration
+  // is one kind or the other, so that one that was interrupted can always
+  // be run again whole.
+  absl::Span<const OnlineIndex> postgres_online = {};
 };
 
 // The newest schema version, the last migration's.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 3;
 
 // Versions 1 to kSchemaVersion, in order. Append only: never edit a
 // migration that has shipped.
@@ -41,14 +65,17 @@ class SchemaTarget {
   // writes nothing.
   virtual absl::StatusOr<int64_t> ReadVersion() = 0;
 
-  // Runs `migrate` in one transaction that holds the lock every migrator of
-  // the database takes, committed if `migrate` returns OK and rolled back
-  // otherwise. `migrate` gets the version recorded under the lock.
+  // Runs `migrate` holding the lock every migrator of the database takes
+  // (released when it returns, or if the process dies). `migrate` gets the
+  // version recorded under the lock. Where the backend runs the whole of
+  // `migrate` in one transaction (SQLite), it is committed if `migrate`
+  // returns OK and rolled back otherwise; where each migration commits on
+  // its own (PostgreSQL), the migrations applied before a failure stay.
   virtual absl::Status WithMigrationLock(
       absl::FunctionRef<absl::Status(int64_t version)> migrate) = 0;
 
   // Within WithMigrationLock: runs the migration's DDL and records its
-  // version.
+  // version, the version only once all of the DDL has succeeded.
   virtual absl::Status Apply(const Migration& migration) = 0;
 };
 

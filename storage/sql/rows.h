@@ -19,9 +19,9 @@ inline absl::Time MicrosToTime(int64_t us) { return absl::FromUnixMicros(us); }
 
 // Durations: DurationToMicros and MicrosToDuration (session_record.h).
 
-// The record in `row`, whose columns are id, token_hash, user_id, sealed,
-// created_at, last_active_at, idle_timeout_us, absolute_lifetime_us and
-// version, in that order.
+// The record in `row`, whose columns are tenant, id, token_hash, user_id,
+// sealed, created_at, last_active_at, idle_timeout_us, absolute_lifetime_us
+// and version, in that order.
 SessionRecord RecordFromRow(const SqlRow& row);
 
 }  // namespace sessiond::storage::sql

@@ -32,11 +32,8 @@ absl::StatusOr<SessionRecord> LiveOrNotFound(std::optional<SessionRecord> found,
 
 }  // namespace
 
-SqlBackend::SqlBackend(const Clock* clock, const StoreOptions& options,
-                       int64_t prune_batch_size)
-    : clock_(clock),
-      max_sessions_per_user_(options.max_sessions_per_user),
-      prune_batch_size_(prune_batch_size) {}
+SqlBackend::SqlBackend(const Clock* clock, int64_t prune_batch_size)
+    : clock_(clock), prune_batch_size_(prune_batch_size) {}
 
 absl::Time SqlBackend::Now() const { return TruncateToMicros(clock_->Now()); }
 
@@ -47,23 +44,32 @@ absl::Status SqlBackend::RunTransaction(
                  [&](SqlSession& session) { return session.Transact(body); });
 }
 
-bool SqlBackend::Capped(absl::string_view user_id) const {
-  return max_sessions_per_user_ > 0 && !user_id.empty();
+namespace {
+
+// Whether `limits` cap the sessions of `user_id`.
+bool Capped(const TenantLimits& limits, absl::string_view user_id) {
+  return limits.max_sessions_per_user > 0 && !user_id.empty();
 }
 
+}  // namespace
+
 absl::Status SqlBackend::LockUserIfCapped(SqlTransaction& tx,
-                                          absl::string_view user_id) const {
-  if (!Capped(user_id)) return absl::OkStatus();
-  return tx.LockUser(user_id);
+                                          const TenantLimits& limits,
+                                          absl::string_view tenant,
+                                          absl::string_view user_id) {
+  if (!Capped(limits, user_id)) return absl::OkStatus();
+  return tx.LockUser(tenant, user_id);
 }
 
 absl::Status SqlBackend::EvictOverCap(SqlTransaction& tx,
+                                      const TenantLimits& limits,
                                       const SessionRecord& written,
                                       absl::Time now) const {
-  if (!Capped(written.user_id)) return absl::OkStatus();
+  if (!Capped(limits, written.user_id)) return absl::OkStatus();
   for (int round = 1;; ++round) {
-    absl::StatusOr<int64_t> skipped = tx.EvictOverCap(
-        written.user_id, now, written.id, max_sessions_per_user_ - 1);
+    absl::StatusOr<int64_t> skipped =
+        tx.EvictOverCap(written.tenant, written.user_id, now, written.id,
+                        limits.max_sessions_per_user - 1);
     if (!skipped.ok()) return skipped.status();
     if (*skipped == 0) return absl::OkStatus();
     if (round == kMaxEvictRounds) {
@@ -78,23 +84,28 @@ absl::Status SqlBackend::EvictOverCap(SqlTransaction& tx,
 }
 
 absl::StatusOr<SessionRecord> SqlBackend::SelectLiveForUpdate(
-    SqlTransaction& tx, absl::string_view token_hash, absl::Time* now) const {
+    SqlTransaction& tx, absl::string_view tenant, absl::string_view token_hash,
+    absl::Time* now) const {
   absl::StatusOr<std::optional<SessionRecord>> found =
-      tx.SelectByHash(token_hash, RowLock::kUpdate);
+      tx.SelectByHash(tenant, token_hash, RowLock::kUpdate);
   if (!found.ok()) return found.status();
   *now = Now();
   return LiveOrNotFound(*std::move(found), *now);
 }
 
-absl::StatusOr<SessionRecord> SqlBackend::Create(const SessionRecord& fresh) {
+absl::StatusOr<SessionRecord> SqlBackend::Create(const SessionRecord& fresh,
+                                                 const TenantLimits& limits) {
   SessionRecord stored;
   absl::Status status =
       RunTransaction("create", [&](SqlTransaction& tx) -> absl::Status {
-        if (absl::Status s = LockUserIfCapped(tx, fresh.user_id); !s.ok()) {
+        if (absl::Status s =
+                LockUserIfCapped(tx, limits, fresh.tenant, fresh.user_id);
+            !s.ok()) {
           return s;
         }
         const absl::Time now = Now();
         stored = NewSession(fresh, now);
+        // Of any tenant: ids and token hashes are unique across tenants.
         if (absl::Status s =
                 tx.DeleteExpiredConflicts(stored.id, stored.token_hash, now);
             !s.ok()) {
@@ -107,13 +118,14 @@ absl::StatusOr<SessionRecord> SqlBackend::Create(const SessionRecord& fresh) {
           }
           return s;
         }
-        return EvictOverCap(tx, stored, now);
+        return EvictOverCap(tx, limits, stored, now);
       });
   if (!status.ok()) return status;
   return stored;
 }
 
-absl::StatusOr<SessionRecord> SqlBackend::Load(absl::string_view token_hash) {
+absl::StatusOr<SessionRecord> SqlBackend::Load(absl::string_view tenant,
+                                               absl::string_view token_hash) {
   std::optional<SessionRecord> found;
   absl::Time now;
   absl::Status status =
@@ -121,7 +133,8 @@ absl::StatusOr<SessionRecord> SqlBackend::Load(absl::string_view token_hash) {
         // The common case: one read, no lock.
         absl::Status read = session.Read([&](SqlTransaction& tx) {
           now = Now();
-          return Keep(tx.SelectByHash(token_hash, RowLock::kNone), found);
+          return Keep(tx.SelectByHash(tenant, token_hash, RowLock::kNone),
+                      found);
         });
         if (!read.ok() || !found.has_value() || found->IsLiveAt(now)) {
           return read;
@@ -132,7 +145,7 @@ absl::StatusOr<SessionRecord> SqlBackend::Load(absl::string_view token_hash) {
         // here.
         return session.Transact([&](SqlTransaction& tx) {
           absl::Status s =
-              Keep(tx.SelectByHash(token_hash, RowLock::kShare), found);
+              Keep(tx.SelectByHash(tenant, token_hash, RowLock::kShare), found);
           now = Now();
           return s;
         });
@@ -142,7 +155,8 @@ absl::StatusOr<SessionRecord> SqlBackend::Load(absl::string_view token_hash) {
 }
 
 absl::StatusOr<SessionRecord> SqlBackend::LoadAndTouch(
-    absl::string_view token_hash, absl::Duration min_interval) {
+    absl::string_view tenant, absl::string_view token_hash,
+    absl::Duration min_interval) {
   std::optional<SessionRecord> found;
   absl::Time now;
   // A touch only moves last_active_at forward to now: repeating it is
@@ -152,7 +166,8 @@ absl::StatusOr<SessionRecord> SqlBackend::LoadAndTouch(
         // Most calls fall inside the interval: one read, no lock.
         absl::Status read = session.Read([&](SqlTransaction& tx) {
           now = Now();
-          return Keep(tx.SelectByHash(token_hash, RowLock::kNone), found);
+          return Keep(tx.SelectByHash(tenant, token_hash, RowLock::kNone),
+                      found);
         });
         if (!read.ok() || !found.has_value()) return read;
         if (found->IsLiveAt(now) &&
@@ -162,8 +177,8 @@ absl::StatusOr<SessionRecord> SqlBackend::LoadAndTouch(
         // To touch, or expired in this snapshot (not final, see Load):
         // both are decided holding the row.
         return session.Transact([&](SqlTransaction& tx) -> absl::Status {
-          if (absl::Status s =
-                  Keep(tx.SelectByHash(token_hash, RowLock::kUpdate), found);
+          if (absl::Status s = Keep(
+                  tx.SelectByHash(tenant, token_hash, RowLock::kUpdate), found);
               !s.ok()) {
             return s;
           }
@@ -180,17 +195,16 @@ absl::StatusOr<SessionRecord> SqlBackend::LoadAndTouch(
   return LiveOrNotFound(std::move(found), now);
 }
 
-absl::StatusOr<SessionRecord> SqlBackend::Update(absl::string_view token_hash,
+absl::StatusOr<SessionRecord> SqlBackend::Update(absl::string_view tenant,
+                                                 absl::string_view token_hash,
                                                  const SessionUpdate& update) {
   SessionRecord written;
   absl::Status status =
       RunTransaction("update", [&](SqlTransaction& tx) -> absl::Status {
-        if (absl::Status s = LockUserIfCapped(tx, update.user_id); !s.ok()) {
-          return s;
-        }
+        // No user lock and no eviction: an update never changes the user.
         absl::Time now;
         absl::StatusOr<SessionRecord> stored =
-            SelectLiveForUpdate(tx, token_hash, &now);
+            SelectLiveForUpdate(tx, tenant, token_hash, &now);
         if (!stored.ok()) return stored.status();
         const int64_t old_version = stored->version;
         if (absl::Status s =
@@ -198,23 +212,22 @@ absl::StatusOr<SessionRecord> SqlBackend::Update(absl::string_view token_hash,
             !s.ok()) {
           return s;
         }
-        if (absl::Status s = tx.Rewrite(written, old_version); !s.ok()) {
-          return s;
-        }
-        return EvictOverCap(tx, written, now);
+        return tx.Rewrite(written, old_version);
       });
   if (!status.ok()) return status;
   return written;
 }
 
 absl::StatusOr<SessionRecord> SqlBackend::Cycle(
-    absl::string_view old_token_hash, absl::string_view new_token_hash,
-    const std::optional<std::string>& user_id) {
+    absl::string_view tenant, absl::string_view old_token_hash,
+    const SessionCycle& cycle, const TenantLimits& limits) {
   SessionRecord written;
   absl::Status status =
       RunTransaction("cycle", [&](SqlTransaction& tx) -> absl::Status {
-        if (user_id.has_value()) {
-          if (absl::Status s = LockUserIfCapped(tx, *user_id); !s.ok()) {
+        if (cycle.user_id.has_value()) {
+          if (absl::Status s =
+                  LockUserIfCapped(tx, limits, tenant, *cycle.user_id);
+              !s.ok()) {
             return s;
           }
         }
@@ -222,14 +235,22 @@ absl::StatusOr<SessionRecord> SqlBackend::Cycle(
         // under the old hash.
         absl::Time now;
         absl::StatusOr<SessionRecord> stored =
-            SelectLiveForUpdate(tx, old_token_hash, &now);
-        if (!stored.ok()) return stored.status();
-        if (absl::Status s = tx.DeleteExpiredByHash(new_token_hash, now);
+            SelectLiveForUpdate(tx, tenant, old_token_hash, &now);
+        if (!stored.ok()) return stored.status();  // NOT_FOUND first
+        const int64_t old_version = stored->version;
+        // Then ABORTED, before anything is written.
+        if (absl::Status s =
+                Keep(ApplyCycle(*std::move(stored), cycle, now), written);
             !s.ok()) {
           return s;
         }
-        const int64_t old_version = stored->version;
-        written = ApplyCycle(*std::move(stored), new_token_hash, user_id, now);
+        // Of any tenant: an expired holder of the new hash must not block
+        // it, and a live one (of any tenant) makes the rewrite
+        // ALREADY_EXISTS.
+        if (absl::Status s = tx.DeleteExpiredByHash(cycle.new_token_hash, now);
+            !s.ok()) {
+          return s;
+        }
         if (absl::Status s = tx.Rewrite(written, old_version); !s.ok()) {
           if (absl::IsAlreadyExists(s)) {
             return absl::AlreadyExistsError(
@@ -237,8 +258,8 @@ absl::StatusOr<SessionRecord> SqlBackend::Cycle(
           }
           return s;
         }
-        if (!user_id.has_value()) return absl::OkStatus();
-        return EvictOverCap(tx, written, now);
+        if (!cycle.user_id.has_value()) return absl::OkStatus();
+        return EvictOverCap(tx, limits, written, now);
       });
   if (!status.ok()) return status;
   return written;
@@ -265,39 +286,56 @@ absl::StatusOr<int64_t> SqlBackend::DeleteCountingLive(
 }
 
 absl::StatusOr<int64_t> SqlBackend::DeleteByTokenHash(
-    absl::string_view token_hash) {
+    absl::string_view tenant, absl::string_view token_hash) {
   return DeleteCountingLive("delete by token hash", [&](SqlTransaction& tx) {
-    return tx.DeleteByHash(token_hash);
+    return tx.DeleteByHash(tenant, token_hash);
   });
 }
 
-absl::StatusOr<int64_t> SqlBackend::DeleteById(absl::string_view id) {
-  return DeleteCountingLive(
-      "delete by id", [&](SqlTransaction& tx) { return tx.DeleteById(id); });
+absl::StatusOr<int64_t> SqlBackend::DeleteById(absl::string_view tenant,
+                                               absl::string_view id) {
+  return DeleteCountingLive("delete by id", [&](SqlTransaction& tx) {
+    return tx.DeleteById(tenant, id);
+  });
 }
 
-absl::StatusOr<int64_t> SqlBackend::DeleteForUser(absl::string_view user_id,
+absl::StatusOr<int64_t> SqlBackend::DeleteForUser(absl::string_view tenant,
+                                                  absl::string_view user_id,
                                                   absl::string_view except_id) {
   return DeleteCountingLive("delete for user", [&](SqlTransaction& tx) {
-    return tx.DeleteForUser(user_id, except_id);
+    return tx.DeleteForUser(tenant, user_id, except_id);
   });
 }
 
 absl::StatusOr<std::vector<SessionRecord>> SqlBackend::ListForUser(
-    absl::string_view user_id, int count,
+    absl::string_view tenant, absl::string_view user_id, int count,
     const std::optional<ListCursor>& after) {
   std::vector<SessionRecord> records;
   absl::Status status =
       RunCall("list for user", CallKind::kIdempotent, [&](SqlSession& session) {
         return session.Read([&](SqlTransaction& tx) {
-          return Keep(tx.ListForUser(user_id, Now(), count, after), records);
+          return Keep(tx.ListForUser(tenant, user_id, Now(), count, after),
+                      records);
         });
       });
   if (!status.ok()) return status;
   return records;
 }
 
-absl::StatusOr<int64_t> SqlBackend::PruneExpired() {
+absl::StatusOr<int64_t> SqlBackend::CountLive(absl::string_view tenant) {
+  int64_t count = 0;
+  absl::Status status =
+      RunCall("count live", CallKind::kIdempotent, [&](SqlSession& session) {
+        return session.Read([&](SqlTransaction& tx) {
+          return Keep(tx.CountLive(tenant, Now()), count);
+        });
+      });
+  if (!status.ok()) return status;
+  return count;
+}
+
+absl::StatusOr<int64_t> SqlBackend::PruneExpired(
+    std::optional<absl::string_view> tenant) {
   int64_t total = 0;
   while (true) {
     // One short write per batch, each by its own now; other writers get in
@@ -306,7 +344,8 @@ absl::StatusOr<int64_t> SqlBackend::PruneExpired() {
     absl::Status status =
         RunCall("prune expired", CallKind::kWrite, [&](SqlSession& session) {
           return session.WriteAlone([&](SqlTransaction& tx) {
-            return Keep(tx.PruneBatch(Now(), prune_batch_size_), pruned);
+            return Keep(tx.PruneBatch(tenant, Now(), prune_batch_size_),
+                        pruned);
           });
         });
     if (!status.ok()) return status;

@@ -49,23 +49,33 @@ class SqlSession {
 
 class SqlBackend : public StorageBackend {
  public:
-  absl::StatusOr<SessionRecord> Create(const SessionRecord& fresh) final;
-  absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) final;
-  absl::StatusOr<SessionRecord> LoadAndTouch(absl::string_view token_hash,
+  absl::StatusOr<SessionRecord> Create(const SessionRecord& fresh,
+                                       const TenantLimits& limits) final;
+  absl::StatusOr<SessionRecord> Load(absl::string_view tenant,
+                                     absl::string_view token_hash) final;
+  absl::StatusOr<SessionRecord> LoadAndTouch(absl::string_view tenant,
+                                             absl::string_view token_hash,
                                              absl::Duration min_interval) final;
-  absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
+  absl::StatusOr<SessionRecord> Update(absl::string_view tenant,
+                                       absl::string_view token_hash,
                                        const SessionUpdate& update) final;
-  absl::StatusOr<SessionRecord> Cycle(
-      absl::string_view old_token_hash, absl::string_view new_token_hash,
-      const std::optional<std::string>& user_id) final;
-  absl::StatusOr<int64_t> DeleteByTokenHash(absl::string_view token_hash) final;
-  absl::StatusOr<int64_t> DeleteById(absl::string_view id) final;
-  absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
+  absl::StatusOr<SessionRecord> Cycle(absl::string_view tenant,
+                                      absl::string_view old_token_hash,
+                                      const SessionCycle& cycle,
+                                      const TenantLimits& limits) final;
+  absl::StatusOr<int64_t> DeleteByTokenHash(absl::string_view tenant,
+                                            absl::string_view token_hash) final;
+  absl::StatusOr<int64_t> DeleteById(absl::string_view tenant,
+                                     absl::string_view id) final;
+  absl::StatusOr<int64_t> DeleteForUser(absl::string_view tenant,
+                                        absl::string_view user_id,
                                         absl::string_view except_id) final;
   absl::StatusOr<std::vector<SessionRecord>> ListForUser(
-      absl::string_view user_id, int count,
+      absl::string_view tenant, absl::string_view user_id, int count,
       const std::optional<ListCursor>& after) final;
-  absl::StatusOr<int64_t> PruneExpired() final;
+  absl::StatusOr<int64_t> CountLive(absl::string_view tenant) final;
+  absl::StatusOr<int64_t> PruneExpired(
+      std::optional<absl::string_view> tenant) final;
   absl::Status Ping() final;
 
  protected:
@@ -78,11 +88,9 @@ class SqlBackend : public StorageBackend {
     kWrite,
   };
 
-  // `clock` must not be null and outlive the backend;
-  // options.max_sessions_per_user >= 0; prune_batch_size > 0 is the most
-  // rows one PruneExpired step deletes.
-  SqlBackend(const Clock* clock, const StoreOptions& options,
-             int64_t prune_batch_size);
+  // `clock` must not be null and outlive the backend; prune_batch_size > 0
+  // is the most rows one PruneExpired step deletes.
+  SqlBackend(const Clock* clock, int64_t prune_batch_size);
 
   // Carries out `body`, one call named `what` (in messages), on one
   // connection, or on a reader and the writer (SQLite).
@@ -100,22 +108,23 @@ class SqlBackend : public StorageBackend {
       absl::string_view what,
       absl::FunctionRef<absl::Status(SqlTransaction&)> body);
 
-  // Whether the per-user cap applies to sessions of `user_id`.
-  bool Capped(absl::string_view user_id) const;
-  // In a transaction about to make a session belong to `user_id`: takes
-  // the user's lock if the cap applies.
-  absl::Status LockUserIfCapped(SqlTransaction& tx,
-                                absl::string_view user_id) const;
+  // In a transaction about to make a session of `tenant` belong to
+  // `user_id`: takes the user's lock if `limits` cap its sessions.
+  static absl::Status LockUserIfCapped(SqlTransaction& tx,
+                                       const TenantLimits& limits,
+                                       absl::string_view tenant,
+                                       absl::string_view user_id);
   // The per-user cap, in the caller's transaction: keeps `written` and the
-  // max_sessions_per_user - 1 most recently active other live sessions of
-  // its user, deletes the rest.
-  absl::Status EvictOverCap(SqlTransaction& tx, const SessionRecord& written,
-                            absl::Time now) const;
+  // limits.max_sessions_per_user - 1 most recently active other live
+  // sessions of its tenant's user, deletes the rest.
+  absl::Status EvictOverCap(SqlTransaction& tx, const TenantLimits& limits,
+                            const SessionRecord& written, absl::Time now) const;
 
-  // Locks the row with `token_hash` for update, then reads the time into
-  // `now`: the record if it is live then, NOT_FOUND otherwise.
+  // Locks the tenant's row with `token_hash` for update, then reads the
+  // time into `now`: the record if it is live then, NOT_FOUND otherwise.
   absl::StatusOr<SessionRecord> SelectLiveForUpdate(
-      SqlTransaction& tx, absl::string_view token_hash, absl::Time* now) const;
+      SqlTransaction& tx, absl::string_view tenant,
+      absl::string_view token_hash, absl::Time* now) const;
 
   // A delete in one transaction: `remove` deletes the rows, returning
   // their expiries; then the time is read (while the rows are held) and the
@@ -127,7 +136,6 @@ class SqlBackend : public StorageBackend {
           remove);
 
   const Clock* const clock_;
-  const int max_sessions_per_user_;
   const int64_t prune_batch_size_;
 };
 

@@ -3,6 +3,12 @@
 // the same parameters, in the same order (?1.. in SQLite, $1.. in
 // PostgreSQL), and returns the same columns in both dialects, so that the
 // code binding and reading it (transaction.h) is written once.
+//
+// Every statement that finds, changes or counts sessions is scoped to one
+// tenant (its first parameter), except the few that must see the whole
+// table because ids and token hashes are unique across tenants (the
+// deletes of expired holders of an id or hash, which would otherwise block
+// a new one) and the prune of every tenant.
 #ifndef SESSIOND_STORAGE_SQL_STATEMENTS_H_
 #define SESSIOND_STORAGE_SQL_STATEMENTS_H_
 
@@ -32,7 +38,9 @@ enum class SqlStatement : int {
   kDeleteForUser,
   kListFirst,
   kListAfter,
+  kCountLive,
   kPruneBatch,
+  kPruneTenantBatch,
   kPing,
 };
 

@@ -6,12 +6,12 @@
 namespace sessiond::storage::sql {
 
 absl::StatusOr<std::optional<SessionRecord>> SqlTransaction::SelectByHash(
-    absl::string_view token_hash, RowLock lock) {
+    absl::string_view tenant, absl::string_view token_hash, RowLock lock) {
   const SqlStatement statement =
       lock == RowLock::kShare    ? SqlStatement::kSelectByHashForShare
       : lock == RowLock::kUpdate ? SqlStatement::kSelectByHashForUpdate
                                  : SqlStatement::kSelectByHash;
-  const SqlParam params[] = {BytesParam(token_hash)};
+  const SqlParam params[] = {TextParam(tenant), BytesParam(token_hash)};
   std::optional<SessionRecord> found;
   absl::StatusOr<int64_t> done =
       executor_.Execute(statement, params,
@@ -20,11 +20,12 @@ absl::StatusOr<std::optional<SessionRecord>> SqlTransaction::SelectByHash(
   return found;
 }
 
-absl::Status SqlTransaction::LockUser(absl::string_view user_id) {
+absl::Status SqlTransaction::LockUser(absl::string_view tenant,
+                                      absl::string_view user_id) {
   if (StatementText(SqlStatement::kLockUser, executor_.dialect()) == nullptr) {
     return absl::OkStatus();
   }
-  const SqlParam params[] = {TextParam(user_id)};
+  const SqlParam params[] = {TextParam(tenant), TextParam(user_id)};
   return CountChanges(SqlStatement::kLockUser, params).status();
 }
 
@@ -44,6 +45,7 @@ absl::Status SqlTransaction::DeleteExpiredByHash(absl::string_view token_hash,
 
 absl::Status SqlTransaction::Insert(const SessionRecord& r) {
   const SqlParam params[] = {
+      TextParam(r.tenant),
       TextParam(r.id),
       BytesParam(r.token_hash),
       TextParam(r.user_id),
@@ -59,7 +61,7 @@ absl::Status SqlTransaction::Insert(const SessionRecord& r) {
 }
 
 absl::Status SqlTransaction::Touch(const SessionRecord& r) {
-  const SqlParam params[] = {TextParam(r.id),
+  const SqlParam params[] = {TextParam(r.tenant), TextParam(r.id),
                              IntParam(TimeToMicros(r.last_active_at)),
                              IntParam(TimeToMicros(r.ExpiresAt()))};
   return CountChanges(SqlStatement::kTouch, params).status();
@@ -68,6 +70,7 @@ absl::Status SqlTransaction::Touch(const SessionRecord& r) {
 absl::Status SqlTransaction::Rewrite(const SessionRecord& r,
                                      int64_t old_version) {
   const SqlParam params[] = {
+      TextParam(r.tenant),
       TextParam(r.id),
       IntParam(old_version),
       BytesParam(r.token_hash),
@@ -92,12 +95,14 @@ absl::Status SqlTransaction::Rewrite(const SessionRecord& r,
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> SqlTransaction::EvictOverCap(absl::string_view user_id,
+absl::StatusOr<int64_t> SqlTransaction::EvictOverCap(absl::string_view tenant,
+                                                     absl::string_view user_id,
                                                      absl::Time now,
                                                      absl::string_view keep_id,
                                                      int64_t others_to_keep) {
-  const SqlParam params[] = {TextParam(user_id), IntParam(TimeToMicros(now)),
-                             TextParam(keep_id), IntParam(others_to_keep)};
+  const SqlParam params[] = {TextParam(tenant), TextParam(user_id),
+                             IntParam(TimeToMicros(now)), TextParam(keep_id),
+                             IntParam(others_to_keep)};
   int64_t skipped = 0;
   absl::StatusOr<int64_t> done =
       executor_.Execute(SqlStatement::kEvictOverCap, params,
@@ -107,27 +112,30 @@ absl::StatusOr<int64_t> SqlTransaction::EvictOverCap(absl::string_view user_id,
 }
 
 absl::StatusOr<std::vector<absl::Time>> SqlTransaction::DeleteByHash(
-    absl::string_view token_hash) {
-  const SqlParam params[] = {BytesParam(token_hash)};
+    absl::string_view tenant, absl::string_view token_hash) {
+  const SqlParam params[] = {TextParam(tenant), BytesParam(token_hash)};
   return DeleteReturningExpiries(SqlStatement::kDeleteByHash, params);
 }
 
 absl::StatusOr<std::vector<absl::Time>> SqlTransaction::DeleteById(
-    absl::string_view id) {
-  const SqlParam params[] = {TextParam(id)};
+    absl::string_view tenant, absl::string_view id) {
+  const SqlParam params[] = {TextParam(tenant), TextParam(id)};
   return DeleteReturningExpiries(SqlStatement::kDeleteById, params);
 }
 
 absl::StatusOr<std::vector<absl::Time>> SqlTransaction::DeleteForUser(
-    absl::string_view user_id, absl::string_view except_id) {
-  const SqlParam params[] = {TextParam(user_id), TextParam(except_id)};
+    absl::string_view tenant, absl::string_view user_id,
+    absl::string_view except_id) {
+  const SqlParam params[] = {TextParam(tenant), TextParam(user_id),
+                             TextParam(except_id)};
   return DeleteReturningExpiries(SqlStatement::kDeleteForUser, params);
 }
 
 absl::StatusOr<std::vector<SessionRecord>> SqlTransaction::ListForUser(
-    absl::string_view user_id, absl::Time now, int count,
-    const std::optional<ListCursor>& after) {
+    absl::string_view tenant, absl::string_view user_id, absl::Time now,
+    int count, const std::optional<ListCursor>& after) {
   const SqlParam params[] = {
+      TextParam(tenant),
       TextParam(user_id),
       IntParam(TimeToMicros(now)),
       IntParam(count),
@@ -137,16 +145,38 @@ absl::StatusOr<std::vector<SessionRecord>> SqlTransaction::ListForUser(
   std::vector<SessionRecord> records;
   absl::StatusOr<int64_t> done = executor_.Execute(
       after.has_value() ? SqlStatement::kListAfter : SqlStatement::kListFirst,
-      absl::MakeConstSpan(params).first(after.has_value() ? 5 : 3),
+      absl::MakeConstSpan(params).first(after.has_value() ? 6 : 4),
       [&](const SqlRow& row) { records.push_back(RecordFromRow(row)); });
   if (!done.ok()) return done.status();
   return records;
 }
 
-absl::StatusOr<int64_t> SqlTransaction::PruneBatch(absl::Time now,
-                                                   int64_t batch_size) {
-  const SqlParam params[] = {IntParam(TimeToMicros(now)), IntParam(batch_size)};
-  return CountChanges(SqlStatement::kPruneBatch, params);
+absl::StatusOr<int64_t> SqlTransaction::CountLive(absl::string_view tenant,
+                                                  absl::Time now) {
+  const SqlParam params[] = {TextParam(tenant), IntParam(TimeToMicros(now))};
+  std::optional<int64_t> count;
+  absl::StatusOr<int64_t> done =
+      executor_.Execute(SqlStatement::kCountLive, params,
+                        [&](const SqlRow& row) { count = row.Int(0); });
+  if (!done.ok()) return done.status();
+  if (!count.has_value()) {
+    return absl::InternalError(absl::StrCat(DialectName(executor_.dialect()),
+                                            ": count live: no row returned"));
+  }
+  return *count;
+}
+
+absl::StatusOr<int64_t> SqlTransaction::PruneBatch(
+    std::optional<absl::string_view> tenant, absl::Time now,
+    int64_t batch_size) {
+  if (!tenant.has_value()) {
+    const SqlParam params[] = {IntParam(TimeToMicros(now)),
+                               IntParam(batch_size)};
+    return CountChanges(SqlStatement::kPruneBatch, params);
+  }
+  const SqlParam params[] = {TextParam(*tenant), IntParam(TimeToMicros(now)),
+                             IntParam(batch_size)};
+  return CountChanges(SqlStatement::kPruneTenantBatch, params);
 }
 
 absl::Status SqlTransaction::Ping() {

@@ -336,10 +336,9 @@ class SqliteSchema final : public sql::SchemaTarget {
 
 class SqliteBackend final : public sql::SqlBackend {
  public:
-  SqliteBackend(std::string path, const Clock* clock,
-                const StoreOptions& options, int prune_batch_size,
+  SqliteBackend(std::string path, const Clock* clock, int prune_batch_size,
                 std::unique_ptr<Connection> writer)
-      : SqlBackend(clock, options, prune_batch_size),
+      : SqlBackend(clock, prune_batch_size),
         path_(std::move(path)),
         writer_(std::move(writer)),
         readers_("sqlite", MaxReaders(), absl::InfiniteDuration(),
@@ -442,9 +441,8 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenSqliteStore(
             !s.ok()) {
           return s;
         }
-        return std::make_unique<SqliteBackend>(path, clock, store_options,
-                                               options.prune_batch_size,
-                                               *std::move(writer));
+        return std::make_unique<SqliteBackend>(
+            path, clock, options.prune_batch_size, *std::move(writer));
       });
 }
 

@@ -28,7 +28,7 @@ namespace sessiond::storage {
 
 // The newest schema version this binary knows and migrates to (recorded in
 // `PRAGMA user_version`).
-inline constexpr int kSqliteSchemaVersion = 1;
+inline constexpr int kSqliteSchemaVersion = 3;
 
 struct SqliteOptions {
   // The database file.

@@ -7,11 +7,12 @@
 //
 // They carry out storage/backend.h's record rules, which the conformance
 // suite checks: Create stores NewSession (created_at = last_active_at =
-// now, version 1); Update and Cycle set last_active_at to ActiveAt
-// (active_at below: max(stored, now)) and add one to the version; Update
-// fails with ABORTED, writing nothing, exactly when CheckExpectedVersion
-// would; LoadAndTouch writes now only when TouchDue (now later than
-// last_active_at, and at least min_interval after it).
+// now, version 1); Update (ApplyUpdate) and Cycle (ApplyCycle) set
+// last_active_at to ActiveAt (active_at below: max(stored, now)) and add
+// one to the version, and fail with ABORTED, writing nothing, exactly when
+// CheckExpectedVersion would; Update never changes the user; LoadAndTouch
+// writes now only when TouchDue (now later than last_active_at, and at
+// least min_interval after it).
 //
 // valkey_store.cc assembles one library from them: the helpers below,
 // defined once when the library loads, then one registered function per
@@ -21,7 +22,8 @@
 //   ARGV[1]  the key base "{<prefix>}:" that every key name starts with;
 //   ARGV[2]  now, in Unix microseconds, from sessiond's Clock (the server's
 //            TIME is never used, so an injected clock decides expiry);
-//   ARGV[3]… the call's own arguments, listed above each body.
+//   ARGV[3]  the tenant the call is for (IsValidTenantName);
+//   ARGV[4]… the call's own arguments, listed above each body.
 //   KEYS     the keys the call is known to touch before it runs (always at
 //            least one), for routing; the function derives further keys of
 //            the same hash slot from ARGV[1].
@@ -31,11 +33,22 @@
 // that removing an expired session it met (which is as good as missing)
 // stays.
 //
+// Tenants: session hashes and token keys are shared by all tenants (ids and
+// token hashes are unique across them); a hash's `n` field names its
+// tenant, and a hash without one belongs to the default tenant (every
+// session stored before tenants existed). A call finds, changes and
+// removes only sessions of its tenant: one of another tenant is as good as
+// missing, except that Create and Cycle refuse an id or token hash that a
+// live session of any tenant holds (and remove an expired holder of any
+// tenant, with its own tenant's index entries). Index entries whose session
+// has gone, or now belongs to another user or tenant, are dead and dropped
+// where met.
+//
 // Calls can arrive with their times out of order (valkey_store.h). The
 // functions keep session_store.h's guarantees regardless: last_active_at
-// never moves back (active_at), and a session that any call has found
-// expired is removed at once (live_by_token, list, cap), so no call that
-// read an older time can bring it back.
+// never moves back (active_at), and a session that any call of its tenant
+// has found expired is removed at once (live_by_token, list, cap), so no
+// call that read an older time can bring it back.
 #ifndef SESSIOND_STORAGE_VALKEY_VALKEY_SCRIPTS_H_
 #define SESSIOND_STORAGE_VALKEY_VALKEY_SCRIPTS_H_
 
@@ -45,17 +58,35 @@ namespace sessiond::storage::valkey_internal {
 //
 // A session hash has the fields th (token hash, raw bytes), u (user id),
 // p (sealed payload), c (created_at), a (last_active_at), i (idle timeout),
-// l (absolute lifetime) and v (version); times are Unix microseconds and
-// durations microseconds (int64 max: infinite), all as decimal text.
+// l (absolute lifetime), v (version) and, for tenants other than the
+// default one only, n (tenant); times are Unix microseconds and durations
+// microseconds (int64 max: infinite), all as decimal text.
 //
 // Numbers handed to redis.call are formatted with int(): Lua's own
 // number-to-string conversion keeps only 14 digits.
 inline constexpr char kPrelude[] = R"lua(
+local DEFAULT = 'default'
 -- The calling convention's values for the call in progress; begin(args)
 -- sets them as each function starts (the server runs one at a time).
-local ARGV, B, NOW, XKEY
+-- T is the tenant, TB the start of its own key names (README.md), XKEY its
+-- expiry index, TENANTS the set of tenants other than the default one.
+local ARGV, B, NOW, T, TB, XKEY, TENANTS
+-- The start of the names of tenant t's user and expiry indexes: the key
+-- base itself for the default tenant (the names of the layout before
+-- tenants), 'n:<tenant>:' after it for the others (a tenant name holds no
+-- ':', so these cannot meet each other or any other name).
+local function base_of(t)
+  if t == DEFAULT then return B end
+  return B .. 'n:' .. t .. ':'
+end
+local function set_tenant(t)
+  T, TB = t, base_of(t)
+  XKEY = TB .. 'x'
+end
 local function begin(args)
-  ARGV, B, NOW, XKEY = args, args[1], tonumber(args[2]), args[1] .. 'x'
+  ARGV, B, NOW = args, args[1], tonumber(args[2])
+  TENANTS = B .. 'n'
+  set_tenant(args[3])
 end
 -- Native key expiry is a backstop only: it fires GRACE_MS after the
 -- session's expiry as computed from the `now` passed in, and is not set at
@@ -76,7 +107,9 @@ end
 -- Key names are plain concatenations (README.md).
 local function skey(id) return B .. 's:' .. id end
 local function tkey(th) return B .. 't:' .. th end
-local function ukey(u) return B .. 'u:' .. u end
+local function ukey_of(t, u) return base_of(t) .. 'u:' .. u end
+local function xkey_of(t) return base_of(t) .. 'x' end
+local function ukey(u) return TB .. 'u:' .. u end
 -- The expiry index member: user .. NUL .. id (neither holds a NUL), so
 -- that prune can find the user index entry of a session whose hash has
 -- already gone.
@@ -84,12 +117,12 @@ local function xmember(u, id) return u .. '\0' .. id end
 
 local function load(id)
   local f = redis.call('HMGET', skey(id), 'th', 'u', 'p', 'c', 'a', 'i', 'l',
-                       'v')
+                       'v', 'n')
   if not f[1] then return nil end
   return {id = id, th = f[1], u = f[2] or '', p = f[3] or '', c = f[4],
-          a = f[5], i = f[6], l = f[7], v = f[8]}
+          a = f[5], i = f[6], l = f[7], v = f[8], n = f[9] or DEFAULT}
 end
--- The session whose token hash is th, or nil.
+-- The session (of any tenant) whose token hash is th, or nil.
 local function by_token(th)
   local id = redis.call('GET', tkey(th))
   if not id then return nil end
@@ -97,24 +130,26 @@ local function by_token(th)
   if s == nil or s.th ~= th then return nil end
   return s
 end
+-- Whether s is a session of the call's tenant.
+local function mine(s) return s ~= nil and s.n == T end
 local function expires(s)
   return math.min(tonumber(s.a) + tonumber(s.i), tonumber(s.c) + tonumber(s.l))
 end
 local function live(s) return s ~= nil and NOW < expires(s) end
 local function reply(s)
-  return {s.id, s.th, s.u, s.p, s.c, s.a, s.i, s.l, s.v}
+  return {s.id, s.th, s.u, s.p, s.c, s.a, s.i, s.l, s.v, s.n}
 end
 local function fail(code, message)
   return redis.error_reply(code .. ' ' .. message)
 end
 
--- Deletes every key and index entry of s.
+-- Deletes every key and index entry of s (of whichever tenant).
 local function remove(s)
   redis.call('DEL', skey(s.id))
   local tk = tkey(s.th)
   if redis.call('GET', tk) == s.id then redis.call('DEL', tk) end
-  if s.u ~= '' then redis.call('ZREM', ukey(s.u), s.id) end
-  redis.call('ZREM', XKEY, xmember(s.u, s.id))
+  if s.u ~= '' then redis.call('ZREM', ukey_of(s.n, s.u), s.id) end
+  redis.call('ZREM', xkey_of(s.n), xmember(s.u, s.id))
 end
 -- Removes session s (if not nil); 1 if it was live, else 0.
 local function remove_counting(s)
@@ -124,12 +159,13 @@ local function remove_counting(s)
   return n
 end
 
--- The live session with token hash th, or nil. An expired one is removed
--- on the way: once a call has found a session expired, no later call, even
--- one whose clock reading is older, can find it live again.
+-- The tenant's live session with token hash th, or nil. An expired one is
+-- removed on the way: once a call has found a session expired, no later
+-- call, even one whose clock reading is older, can find it live again.
 local function live_by_token(th)
   local s = by_token(th)
-  if s ~= nil and not live(s) then
+  if not mine(s) then return nil end
+  if not live(s) then
     remove(s)
     return nil
   end
@@ -153,9 +189,9 @@ local function native_ms(e)
   return ms + GRACE_MS
 end
 
--- After s was written (old_user: its user as stored before, or nil for a
--- new session):
--- the token key, native expiry, the expiry index and the user index.
+-- After s (of the call's tenant) was written (old_user: its user as stored
+-- before, or nil for a new session): the token key, native expiry, the
+-- expiry index, the user index and the set of tenants.
 local function reindex(s, old_user)
   local e = expires(s)
   local ms = native_ms(e)
@@ -171,6 +207,7 @@ local function reindex(s, old_user)
     redis.call('ZREM', XKEY, xmember(old_user, s.id))
   end
   redis.call('ZADD', XKEY, int(e), xmember(s.u, s.id))
+  if T ~= DEFAULT then redis.call('ZADD', TENANTS, 'NX', 0, T) end
   if s.u ~= '' then
     -- The user index lives at least as long as its longest session.
     local uk = ukey(s.u)
@@ -190,8 +227,8 @@ end
 -- The per-user cap after s was written for its user: evicts the least
 -- recently active other live sessions (the user index orders by
 -- last_active_at, then id bytewise) until at most cap remain. Expired
--- sessions met on the way are removed, and index entries of vanished or
--- moved ones dropped.
+-- sessions met on the way are removed, and dead index entries (of vanished
+-- sessions, or ones of another user or tenant now) dropped.
 local function enforce_cap(s, cap)
   if cap <= 0 or s.u == '' then return end
   local uk = ukey(s.u)
@@ -199,7 +236,7 @@ local function enforce_cap(s, cap)
   for _, id in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
     if id ~= s.id then
       local o = load(id)
-      if o == nil or o.u ~= s.u then
+      if o == nil or o.u ~= s.u or o.n ~= T then
         redis.call('ZREM', uk, id)
       elseif not live(o) then
         remove(o)
@@ -212,21 +249,21 @@ local function enforce_cap(s, cap)
 end
 )lua";
 
-// ARGV[3] token hash. Returns the live session, unchanged (an expired one
+// ARGV[4] token hash. Returns the live session, unchanged (an expired one
 // is removed).
 inline constexpr char kLoadScript[] = R"lua(
-local s = live_by_token(ARGV[3])
+local s = live_by_token(ARGV[4])
 if s == nil then return fail('NOT_FOUND', 'no live session') end
 return reply(s)
 )lua";
 
-// ARGV[3] token hash, ARGV[4] min_interval (us, rounded up). Sets
+// ARGV[4] token hash, ARGV[5] min_interval (us, rounded up). Sets
 // last_active_at to now if TouchDue.
 inline constexpr char kLoadAndTouchScript[] = R"lua(
-local s = live_by_token(ARGV[3])
+local s = live_by_token(ARGV[4])
 if s == nil then return fail('NOT_FOUND', 'no live session') end
 local a = tonumber(s.a)
-local touch_due = NOW > a and NOW - a >= tonumber(ARGV[4])
+local touch_due = NOW > a and NOW - a >= tonumber(ARGV[5])
 if touch_due then
   s.a = ARGV[2]
   redis.call('HSET', skey(s.id), 'a', s.a)
@@ -235,87 +272,102 @@ end
 return reply(s)
 )lua";
 
-// ARGV[3] id, [4] token hash, [5] user, [6] payload, [7] idle (us),
-// [8] lifetime (us), [9] per-user cap. Expired holders of the id or the
-// token hash are removed first.
+// ARGV[4] id, [5] token hash, [6] user, [7] payload, [8] idle (us),
+// [9] lifetime (us), [10] per-user cap (0: none). ALREADY_EXISTS if a live
+// session of any tenant holds the id or the token hash; expired holders
+// are removed first.
 inline constexpr char kCreateScript[] = R"lua(
-local id, th = ARGV[3], ARGV[4]
+local id, th = ARGV[4], ARGV[5]
 local by_id = load(id)
 if live(by_id) then return fail('ALREADY_EXISTS', 'id in use') end
 local by_th = by_token(th)
 if live(by_th) then return fail('ALREADY_EXISTS', 'token hash in use') end
 if by_id ~= nil then remove(by_id) end
 if by_th ~= nil and by_th.id ~= id then remove(by_th) end
-local s = {id = id, th = th, u = ARGV[5], p = ARGV[6], c = ARGV[2],
-           a = ARGV[2], i = ARGV[7], l = ARGV[8], v = '1'}
+-- Nothing of an earlier hash by this name (say, its tenant) may remain.
+redis.call('DEL', skey(id))
+local s = {id = id, th = th, u = ARGV[6], p = ARGV[7], c = ARGV[2],
+           a = ARGV[2], i = ARGV[8], l = ARGV[9], v = '1', n = T}
 redis.call('HSET', skey(id), 'th', s.th, 'u', s.u, 'p', s.p, 'c', s.c,
            'a', s.a, 'i', s.i, 'l', s.l, 'v', s.v)
+-- The default tenant's hashes keep the shape they had before tenants.
+if T ~= DEFAULT then redis.call('HSET', skey(id), 'n', T) end
 reindex(s, nil)
-enforce_cap(s, tonumber(ARGV[9]))
+enforce_cap(s, tonumber(ARGV[10]))
 return reply(s)
 )lua";
 
-// ARGV[3] token hash, [4] user, [5] payload, [6] idle (us) or '',
-// [7] lifetime (us) or '', [8] expected version or '', [9] per-user cap.
-// ApplyUpdate; the one function that fails with ABORTED.
+// ARGV[4] token hash, [5] '1' to set the payload to [6], [7] idle (us) or
+// '', [8] lifetime (us) or '', [9] expected version or ''. ApplyUpdate:
+// the user stays, and no cap applies.
 inline constexpr char kUpdateScript[] = R"lua(
-local s = live_by_token(ARGV[3])
+local s = live_by_token(ARGV[4])
 if s == nil then return fail('NOT_FOUND', 'no live session') end
-if ARGV[8] ~= '' and ARGV[8] ~= s.v then
+if ARGV[9] ~= '' and ARGV[9] ~= s.v then
   return fail('ABORTED', 'version mismatch')
 end
-local old_user = s.u
-s.u, s.p, s.a = ARGV[4], ARGV[5], active_at(s)
-if ARGV[6] ~= '' then s.i = ARGV[6] end
-if ARGV[7] ~= '' then s.l = ARGV[7] end
+if ARGV[5] == '1' then s.p = ARGV[6] end
+s.a = active_at(s)
+if ARGV[7] ~= '' then s.i = ARGV[7] end
+if ARGV[8] ~= '' then s.l = ARGV[8] end
 s.v = int(tonumber(s.v) + 1)
-redis.call('HSET', skey(s.id), 'u', s.u, 'p', s.p, 'a', s.a, 'i', s.i,
-           'l', s.l, 'v', s.v)
-reindex(s, old_user)
-enforce_cap(s, tonumber(ARGV[9]))
+redis.call('HSET', skey(s.id), 'p', s.p, 'a', s.a, 'i', s.i, 'l', s.l,
+           'v', s.v)
+reindex(s, s.u)
 return reply(s)
 )lua";
 
-// ARGV[3] old token hash, [4] new token hash, [5] '1' to set the user,
-// [6] user, [7] per-user cap. ApplyCycle.
+// ARGV[4] old token hash, [5] new token hash, [6] '1' to set the user to
+// [7], [8] '1' to set the payload to [9], [10] expected version or '',
+// [11] per-user cap (0: none). ApplyCycle, with NOT_FOUND before ABORTED
+// before ALREADY_EXISTS (a live session of any tenant with the new hash).
 inline constexpr char kCycleScript[] = R"lua(
-local s = live_by_token(ARGV[3])
+local s = live_by_token(ARGV[4])
 if s == nil then return fail('NOT_FOUND', 'no live session') end
-local occupant = by_token(ARGV[4])
+if ARGV[10] ~= '' and ARGV[10] ~= s.v then
+  return fail('ABORTED', 'version mismatch')
+end
+local occupant = by_token(ARGV[5])
 if live(occupant) then
   return fail('ALREADY_EXISTS', 'new token hash in use')
 end
 if occupant ~= nil then remove(occupant) end
 local old_user = s.u
-redis.call('DEL', tkey(ARGV[3]))
-s.th, s.a = ARGV[4], active_at(s)
-if ARGV[5] == '1' then s.u = ARGV[6] end
+redis.call('DEL', tkey(ARGV[4]))
+s.th, s.a = ARGV[5], active_at(s)
+if ARGV[6] == '1' then s.u = ARGV[7] end
+if ARGV[8] == '1' then s.p = ARGV[9] end
 s.v = int(tonumber(s.v) + 1)
-redis.call('HSET', skey(s.id), 'th', s.th, 'u', s.u, 'a', s.a, 'v', s.v)
+redis.call('HSET', skey(s.id), 'th', s.th, 'u', s.u, 'p', s.p, 'a', s.a,
+           'v', s.v)
 reindex(s, old_user)
-if ARGV[5] == '1' then enforce_cap(s, tonumber(ARGV[7])) end
+if ARGV[6] == '1' then enforce_cap(s, tonumber(ARGV[11])) end
 return reply(s)
 )lua";
 
-// ARGV[3] token hash. Returns 1 if a live session was removed (an expired
-// one is removed too, and counts 0).
+// ARGV[4] token hash. Returns 1 if a live session of the tenant was removed
+// (an expired one is removed too, and counts 0).
 inline constexpr char kDeleteByTokenHashScript[] = R"lua(
-return remove_counting(by_token(ARGV[3]))
+local s = by_token(ARGV[4])
+if not mine(s) then return 0 end
+return remove_counting(s)
 )lua";
 
-// ARGV[3] id. As kDeleteByTokenHashScript.
+// ARGV[4] id. As kDeleteByTokenHashScript.
 inline constexpr char kDeleteByIdScript[] = R"lua(
-return remove_counting(load(ARGV[3]))
+local s = load(ARGV[4])
+if not mine(s) then return 0 end
+return remove_counting(s)
 )lua";
 
-// ARGV[3] user, [4] id to keep ('' keeps none), [5] batch size. Removes the
+// ARGV[4] user, [5] id to keep ('' keeps none), [6] batch size. Removes the
 // sessions of (at most) the first batch size + 1 entries of the user's
-// index, except the kept one, and drops entries of vanished or moved
-// sessions. Returns {live sessions removed, 1 if that was the last batch
-// else 0}. The caller runs it until the last batch, so that no run has to
-// go through all of a user's sessions at once.
+// index, except the kept one, and drops dead entries. Returns {live
+// sessions removed, 1 if that was the last batch else 0}. The caller runs
+// it until the last batch, so that no run has to go through all of a
+// user's sessions at once.
 inline constexpr char kDeleteForUserScript[] = R"lua(
-local u, keep, batch = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local u, keep, batch = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local uk = ukey(u)
 -- One entry more than the batch: the kept session is among them at most
 -- once, so every batch but the last removes at least batch entries.
@@ -323,7 +375,7 @@ local got = redis.call('ZRANGE', uk, 0, int(batch))
 local n = 0
 for _, id in ipairs(got) do
   local s = load(id)
-  if s == nil or s.u ~= u then
+  if s == nil or s.u ~= u or s.n ~= T then
     redis.call('ZREM', uk, id)
   elseif keep ~= '' and id == keep then
     if not live(s) then remove(s) end
@@ -335,8 +387,8 @@ end
 return {n, #got <= batch and 1 or 0}
 )lua";
 
-// ARGV[3] user, [4] count, [5] '' (from the start) or 'after' (strictly
-// after (ARGV[6], ARGV[7]) = (last_active_at, id)), [8] budget: the most
+// ARGV[4] user, [5] count, [6] '' (from the start) or 'after' (strictly
+// after (ARGV[7], ARGV[8]) = (last_active_at, id)), [9] budget: the most
 // index entries to look at (> count).
 //
 // The user index orders by (last_active_at, id bytewise), the reverse of
@@ -355,21 +407,21 @@ return {n, #got <= batch and 1 or 0}
 // the same position gets further, and in the end all the sessions come
 // from one run.
 inline constexpr char kListForUserScript[] = R"lua(
-local u, count, mode = ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local budget = tonumber(ARGV[8])
+local u, count, mode = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local budget = tonumber(ARGV[9])
 local uk = ukey(u)
 local total = redis.call('ZCARD', uk)
 -- Reverse rank of the first entry after the cursor.
 local pos = 0
 if mode ~= '' then
-  pos = redis.call('ZCOUNT', uk, '(' .. ARGV[6], '+inf')
+  pos = redis.call('ZCOUNT', uk, '(' .. ARGV[7], '+inf')
   -- Entries with the cursor's score come by id descending: skip those
   -- whose id is not below the cursor's.
-  local up = pos + redis.call('ZCOUNT', uk, ARGV[6], ARGV[6])
+  local up = pos + redis.call('ZCOUNT', uk, ARGV[7], ARGV[7])
   while pos < up do
     local mid = math.floor((pos + up) / 2)
     local id = redis.call('ZRANGE', uk, int(mid), int(mid), 'REV')[1]
-    if bytes_lt(id, ARGV[7]) then up = mid else pos = mid + 1 end
+    if bytes_lt(id, ARGV[8]) then up = mid else pos = mid + 1 end
   end
 end
 local out, dead, expired = {}, {}, {}
@@ -382,7 +434,7 @@ while pos < total and #out < count and looked < budget do
     looked = looked + 1
     pos = pos + 1
     local s = load(id)
-    if s == nil or s.u ~= u then
+    if s == nil or s.u ~= u or s.n ~= T then
       dead[#dead + 1] = id
     elseif not live(s) then
       expired[#expired + 1] = s
@@ -398,33 +450,61 @@ if #out < count and pos < total then return false end
 return out
 )lua";
 
-// ARGV[3] batch size. Looks at up to that many expiry index entries due by
-// now: removes their sessions if expired (counted), drops the entries of
-// sessions that are gone (native expiry) along with their user index entry,
-// and re-files entries of sessions that are still live. Returns
-// {removed, 1 if that was the last batch else 0}.
+// No arguments. The tenant's live sessions: the entries of its expiry
+// index due after now (every write keeps a session's entry at its expiry).
+inline constexpr char kCountLiveScript[] = R"lua(
+return redis.call('ZCOUNT', XKEY, '(' .. ARGV[2], '+inf')
+)lua";
+
+// ARGV[4] batch size, [5] '1' to go on to the following tenants (every
+// tenant: the default one first, then the others in the tenant set by
+// name), else only the tenant's own.
+//
+// Looks at up to batch size expiry index entries due by now: removes their
+// sessions if expired (counted), drops the entries of sessions that are
+// gone (native expiry) along with their user index entry, and re-files
+// entries of sessions that are still live. Each tenant it moves on to
+// counts as one entry, so a run visits at most batch size tenants. A
+// tenant whose expiry index it leaves empty leaves the tenant set (its
+// next write puts it back). Returns {removed, 1 if that was the last batch
+// else 0, the tenant to go on with}.
 inline constexpr char kPruneScript[] = R"lua(
-local got = redis.call('ZRANGEBYSCORE', XKEY, '-inf', ARGV[2], 'LIMIT', 0,
-                       tonumber(ARGV[3]))
+local budget, all = tonumber(ARGV[4]), ARGV[5] == '1'
 local removed = 0
-for _, m in ipairs(got) do
-  local sep = string.find(m, '\0', 1, true)
-  local u, id = '', m
-  if sep then u, id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1) end
-  local s = load(id)
-  if s ~= nil and s.u == u then
-    if live(s) then
-      redis.call('ZADD', XKEY, int(expires(s)), m)
+while true do
+  local got = redis.call('ZRANGEBYSCORE', XKEY, '-inf', ARGV[2], 'LIMIT', 0,
+                         int(budget))
+  for _, m in ipairs(got) do
+    local sep = string.find(m, '\0', 1, true)
+    local u, id = '', m
+    if sep then u, id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1) end
+    local s = load(id)
+    if s ~= nil and s.u == u and s.n == T then
+      if live(s) then
+        redis.call('ZADD', XKEY, int(expires(s)), m)
+      else
+        remove(s)
+        removed = removed + 1
+      end
     else
-      remove(s)
-      removed = removed + 1
+      redis.call('ZREM', XKEY, m)
+      if u ~= '' then redis.call('ZREM', ukey(u), id) end
     end
-  else
-    redis.call('ZREM', XKEY, m)
-    if u ~= '' then redis.call('ZREM', ukey(u), id) end
   end
+  if #got >= budget then return {removed, 0, T} end
+  budget = budget - #got
+  if T ~= DEFAULT and redis.call('EXISTS', XKEY) == 0 then
+    redis.call('ZREM', TENANTS, T)
+  end
+  if not all then return {removed, 1, T} end
+  local min = '-'
+  if T ~= DEFAULT then min = '(' .. T end
+  local nxt = redis.call('ZRANGE', TENANTS, min, '+', 'BYLEX', 'LIMIT', 0, 1)
+  if #nxt == 0 then return {removed, 1, T} end
+  budget = budget - 1
+  if budget <= 0 then return {removed, 0, nxt[1]} end
+  set_tenant(nxt[1])
 end
-return {removed, #got < tonumber(ARGV[3]) and 1 or 0}
 )lua";
 
 }  // namespace sessiond::storage::valkey_internal

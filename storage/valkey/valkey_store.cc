@@ -66,6 +66,7 @@ enum Function : int {
   kDeleteById,
   kDeleteForUser,
   kListForUser,
+  kCountLive,
   kPrune,
   kNumFunctions,
 };
@@ -90,6 +91,7 @@ constexpr std::array<FunctionSource, kNumFunctions> kFunctions = {{
     {"delete by id", "delete_by_id", true, scripts::kDeleteByIdScript},
     {"delete for user", "delete_for_user", true, scripts::kDeleteForUserScript},
     {"list for user", "list_for_user", true, scripts::kListForUserScript},
+    {"count live", "count_live", true, scripts::kCountLiveScript},
     {"prune", "prune", true, scripts::kPruneScript},
 }};
 
@@ -220,11 +222,11 @@ absl::Status FunctionError(absl::string_view error, absl::string_view what) {
   return ServerError(error, what);
 }
 
-// A session as the functions reply it: {id, th, u, p, c, a, i, l, v}.
+// A session as the functions reply it: {id, th, u, p, c, a, i, l, v, n}.
 absl::StatusOr<SessionRecord> RecordFromReply(const redisReply* r,
                                               absl::string_view what) {
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 9) return Malformed(what);
-  for (size_t k = 0; k < 9; ++k) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 10) return Malformed(what);
+  for (size_t k = 0; k < 10; ++k) {
     if (r->element[k]->type != REDIS_REPLY_STRING) return Malformed(what);
   }
   auto text = [r](size_t k) { return std::string(ReplyText(r->element[k])); };
@@ -235,6 +237,7 @@ absl::StatusOr<SessionRecord> RecordFromReply(const redisReply* r,
     }
   }
   SessionRecord rec;
+  rec.tenant = text(9);
   rec.id = text(0);
   rec.token_hash = text(1);
   rec.user_id = text(2);
@@ -511,11 +514,10 @@ class Connections {
 class ValkeyBackend final : public StorageBackend {
  public:
   ValkeyBackend(const ValkeyOptions& options, crypto::Secret password,
-                const Clock* clock, const StoreOptions& store_options)
+                const Clock* clock)
       : pool_(options, std::move(password), watchdog_),
         base_(absl::StrCat("{", options.key_prefix, "}:")),
         clock_(clock),
-        cap_(absl::StrCat(store_options.max_sessions_per_user)),
         prune_batch_size_(options.prune_batch_size) {}
 
   absl::string_view name() const override { return "valkey"; }
@@ -528,85 +530,95 @@ class ValkeyBackend final : public StorageBackend {
     return LoadLibrary(**lease, pool_.Deadline(start));
   }
 
-  absl::StatusOr<SessionRecord> Create(const SessionRecord& fresh) override {
+  absl::StatusOr<SessionRecord> Create(const SessionRecord& fresh,
+                                       const TenantLimits& limits) override {
     std::vector<std::string> keys = {SessionKey(fresh.id),
-                                     TokenKey(fresh.token_hash), ExpiryKey()};
-    if (!fresh.user_id.empty()) keys.push_back(UserKey(fresh.user_id));
+                                     TokenKey(fresh.token_hash),
+                                     ExpiryKey(fresh.tenant)};
+    if (!fresh.user_id.empty()) {
+      keys.push_back(UserKey(fresh.tenant, fresh.user_id));
+    }
     return CallForRecord(
-        kCreate, keys,
+        kCreate, fresh.tenant, keys,
         {fresh.id, fresh.token_hash, fresh.user_id, fresh.sealed_payload,
-         Micros(fresh.idle_timeout), Micros(fresh.absolute_lifetime), cap_});
+         Micros(fresh.idle_timeout), Micros(fresh.absolute_lifetime),
+         absl::StrCat(limits.max_sessions_per_user)});
   }
 
-  absl::StatusOr<SessionRecord> Load(absl::string_view token_hash) override {
-    return CallForRecord(kLoad, {TokenKey(token_hash)},
+  absl::StatusOr<SessionRecord> Load(absl::string_view tenant,
+                                     absl::string_view token_hash) override {
+    return CallForRecord(kLoad, tenant, {TokenKey(token_hash)},
                          {std::string(token_hash)});
   }
 
   absl::StatusOr<SessionRecord> LoadAndTouch(
-      absl::string_view token_hash, absl::Duration min_interval) override {
+      absl::string_view tenant, absl::string_view token_hash,
+      absl::Duration min_interval) override {
     // Times are whole microseconds, so now - last_active_at reaches
     // min_interval exactly when it reaches min_interval rounded up.
     return CallForRecord(
-        kLoadAndTouch, {TokenKey(token_hash)},
+        kLoadAndTouch, tenant, {TokenKey(token_hash)},
         {std::string(token_hash), absl::StrCat(CeilMicros(min_interval))});
   }
 
-  absl::StatusOr<SessionRecord> Update(absl::string_view token_hash,
+  absl::StatusOr<SessionRecord> Update(absl::string_view tenant,
+                                       absl::string_view token_hash,
                                        const SessionUpdate& update) override {
-    std::vector<std::string> keys = {TokenKey(token_hash), ExpiryKey()};
-    if (!update.user_id.empty()) keys.push_back(UserKey(update.user_id));
-    auto micros_or_empty = [](const std::optional<absl::Duration>& d) {
-      return d.has_value() ? Micros(*d) : std::string();
-    };
     return CallForRecord(
-        kUpdate, keys,
-        {std::string(token_hash), update.user_id, update.sealed_payload,
-         micros_or_empty(update.idle_timeout),
-         micros_or_empty(update.absolute_lifetime),
-         update.expected_version.has_value()
-             ? absl::StrCat(*update.expected_version)
-             : std::string(),
-         cap_});
+        kUpdate, tenant, {TokenKey(token_hash), ExpiryKey(tenant)},
+        {std::string(token_hash), Flag(update.sealed_payload.has_value()),
+         update.sealed_payload.value_or(""), MicrosOrEmpty(update.idle_timeout),
+         MicrosOrEmpty(update.absolute_lifetime),
+         VersionOrEmpty(update.expected_version)});
   }
 
-  absl::StatusOr<SessionRecord> Cycle(
-      absl::string_view old_token_hash, absl::string_view new_token_hash,
-      const std::optional<std::string>& user_id) override {
+  absl::StatusOr<SessionRecord> Cycle(absl::string_view tenant,
+                                      absl::string_view old_token_hash,
+                                      const SessionCycle& cycle,
+                                      const TenantLimits& limits) override {
     std::vector<std::string> keys = {TokenKey(old_token_hash),
-                                     TokenKey(new_token_hash), ExpiryKey()};
-    if (user_id.has_value() && !user_id->empty()) {
-      keys.push_back(UserKey(*user_id));
+                                     TokenKey(cycle.new_token_hash),
+                                     ExpiryKey(tenant)};
+    if (cycle.user_id.has_value() && !cycle.user_id->empty()) {
+      keys.push_back(UserKey(tenant, *cycle.user_id));
     }
     return CallForRecord(
-        kCycle, keys,
-        {std::string(old_token_hash), std::string(new_token_hash),
-         user_id.has_value() ? "1" : "0", user_id.value_or(""), cap_});
+        kCycle, tenant, keys,
+        {std::string(old_token_hash), cycle.new_token_hash,
+         Flag(cycle.user_id.has_value()), cycle.user_id.value_or(""),
+         Flag(cycle.sealed_payload.has_value()),
+         cycle.sealed_payload.value_or(""),
+         VersionOrEmpty(cycle.expected_version),
+         absl::StrCat(limits.max_sessions_per_user)});
   }
 
   absl::StatusOr<int64_t> DeleteByTokenHash(
-      absl::string_view token_hash) override {
-    return CallForCount(kDeleteByTokenHash, {TokenKey(token_hash), ExpiryKey()},
+      absl::string_view tenant, absl::string_view token_hash) override {
+    return CallForCount(kDeleteByTokenHash, tenant,
+                        {TokenKey(token_hash), ExpiryKey(tenant)},
                         {std::string(token_hash)});
   }
 
-  absl::StatusOr<int64_t> DeleteById(absl::string_view id) override {
-    return CallForCount(kDeleteById, {SessionKey(id), ExpiryKey()},
-                        {std::string(id)});
+  absl::StatusOr<int64_t> DeleteById(absl::string_view tenant,
+                                     absl::string_view id) override {
+    return CallForCount(kDeleteById, tenant,
+                        {SessionKey(id), ExpiryKey(tenant)}, {std::string(id)});
   }
 
   // Ends with a batch that leaves none of the user's sessions but the kept
   // one; sessions written for the user while the call runs may be removed
   // too, and are counted if so.
-  absl::StatusOr<int64_t> DeleteForUser(absl::string_view user_id,
+  absl::StatusOr<int64_t> DeleteForUser(absl::string_view tenant,
+                                        absl::string_view user_id,
                                         absl::string_view except_id) override {
-    return CallInBatches(kDeleteForUser, {UserKey(user_id), ExpiryKey()},
+    return CallInBatches(kDeleteForUser, tenant,
+                         {UserKey(tenant, user_id), ExpiryKey(tenant)},
                          {std::string(user_id), std::string(except_id),
                           absl::StrCat(kDeleteForUserBatchSize)});
   }
 
   absl::StatusOr<std::vector<SessionRecord>> ListForUser(
-      absl::string_view user_id, int count,
+      absl::string_view tenant, absl::string_view user_id, int count,
       const std::optional<ListCursor>& after) override {
     std::string mode, cursor_us, cursor_id;
     if (after.has_value()) {
@@ -614,7 +626,7 @@ class ValkeyBackend final : public StorageBackend {
       cursor_us = absl::StrCat(absl::ToUnixMicros(after->last_active_at));
       cursor_id = after->id;
     }
-    const std::vector<std::string> keys = {UserKey(user_id)};
+    const std::vector<std::string> keys = {UserKey(tenant, user_id)};
     const std::vector<std::string> args = {
         std::string(user_id),
         absl::StrCat(count),
@@ -623,7 +635,7 @@ class ValkeyBackend final : public StorageBackend {
         cursor_id,
         absl::StrCat(count + kListScanSlack)};
     for (;;) {
-      absl::StatusOr<Reply> r = CallFunction(kListForUser, keys, args);
+      absl::StatusOr<Reply> r = CallFunction(kListForUser, tenant, keys, args);
       if (!r.ok()) return r.status();
       const redisReply* list = r->get();
       // The run cleared dead index entries instead; the next gets further.
@@ -641,9 +653,38 @@ class ValkeyBackend final : public StorageBackend {
     }
   }
 
-  absl::StatusOr<int64_t> PruneExpired() override {
-    return CallInBatches(kPrune, {ExpiryKey()},
-                         {absl::StrCat(prune_batch_size_)});
+  // One ZCOUNT on the tenant's expiry index (README.md, "Tenants").
+  absl::StatusOr<int64_t> CountLive(absl::string_view tenant) override {
+    return CallForCount(kCountLive, tenant, {ExpiryKey(tenant)}, {});
+  }
+
+  // Batches of at most prune_batch_size entries, each one function run; for
+  // every tenant, the runs go through the default tenant and then the
+  // tenant set, each run going on where the last stopped.
+  absl::StatusOr<int64_t> PruneExpired(
+      std::optional<absl::string_view> tenant) override {
+    constexpr absl::string_view what = "prune";
+    std::string current(tenant.value_or(kDefaultTenant));
+    const std::string all = Flag(!tenant.has_value());
+    const std::string batch = absl::StrCat(prune_batch_size_);
+    int64_t total = 0;
+    for (;;) {
+      absl::StatusOr<Reply> r = CallFunction(
+          kPrune, current, {ExpiryKey(current), TenantsKey()}, {batch, all});
+      if (!r.ok()) return r.status();
+      const redisReply* reply = r->get();
+      if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+          reply->element[0]->type != REDIS_REPLY_INTEGER ||
+          reply->element[1]->type != REDIS_REPLY_INTEGER ||
+          reply->element[2]->type != REDIS_REPLY_STRING) {
+        return Malformed(what);
+      }
+      total += reply->element[0]->integer;
+      if (reply->element[1]->integer != 0) return total;
+      std::string next(ReplyText(reply->element[2]));
+      if (!IsValidTenantName(next)) return Malformed(what);
+      current = std::move(next);
+    }
   }
 
   absl::Status Ping() override {
@@ -683,12 +724,14 @@ class ValkeyBackend final : public StorageBackend {
     return absl::OkStatus();
   }
 
-  // Calls `function` with FCALL (ARGV: base, now, args...) and returns its
+  // Calls `function` with FCALL (ARGV: base, now, tenant, args...) and
+  // returns its
   // reply, which is not an error reply. The clock is read once a connection
   // is in hand, as late as the call allows. A server without the library
   // (restarted without persistence, FUNCTION FLUSH) gets it again, and the
   // call is retried once.
   absl::StatusOr<Reply> CallFunction(Function function,
+                                     absl::string_view tenant,
                                      const std::vector<std::string>& keys,
                                      const std::vector<std::string>& args) {
     const absl::string_view what = kFunctions[function].what;
@@ -702,6 +745,7 @@ class ValkeyBackend final : public StorageBackend {
     argv.insert(argv.end(), keys.begin(), keys.end());
     argv.push_back(base_);
     argv.push_back(now);
+    argv.push_back(tenant);
     argv.insert(argv.end(), args.begin(), args.end());
     const absl::Time deadline = pool_.Deadline(start);
     for (int attempt = 0;; ++attempt) {
@@ -717,17 +761,19 @@ class ValkeyBackend final : public StorageBackend {
   }
 
   absl::StatusOr<SessionRecord> CallForRecord(
-      Function function, const std::vector<std::string>& keys,
+      Function function, absl::string_view tenant,
+      const std::vector<std::string>& keys,
       const std::vector<std::string>& args) {
-    absl::StatusOr<Reply> r = CallFunction(function, keys, args);
+    absl::StatusOr<Reply> r = CallFunction(function, tenant, keys, args);
     if (!r.ok()) return r.status();
     return RecordFromReply(r->get(), kFunctions[function].what);
   }
 
   absl::StatusOr<int64_t> CallForCount(Function function,
+                                       absl::string_view tenant,
                                        const std::vector<std::string>& keys,
                                        const std::vector<std::string>& args) {
-    absl::StatusOr<Reply> r = CallFunction(function, keys, args);
+    absl::StatusOr<Reply> r = CallFunction(function, tenant, keys, args);
     if (!r.ok()) return r.status();
     if ((*r)->type != REDIS_REPLY_INTEGER) {
       return Malformed(kFunctions[function].what);
@@ -739,11 +785,12 @@ class ValkeyBackend final : public StorageBackend {
   // {count, 1 if no work is left else 0}, until no work is left; returns the
   // sum of the counts. Each batch is atomic, the whole not.
   absl::StatusOr<int64_t> CallInBatches(Function function,
+                                        absl::string_view tenant,
                                         const std::vector<std::string>& keys,
                                         const std::vector<std::string>& args) {
     int64_t total = 0;
     for (;;) {
-      absl::StatusOr<Reply> r = CallFunction(function, keys, args);
+      absl::StatusOr<Reply> r = CallFunction(function, tenant, keys, args);
       if (!r.ok()) return r.status();
       const redisReply* counts = r->get();
       if (counts->type != REDIS_REPLY_ARRAY || counts->elements != 2 ||
@@ -762,17 +809,35 @@ class ValkeyBackend final : public StorageBackend {
   std::string TokenKey(absl::string_view token_hash) const {
     return absl::StrCat(base_, "t:", token_hash);
   }
-  std::string UserKey(absl::string_view user_id) const {
-    return absl::StrCat(base_, "u:", user_id);
+  // The start of the names of a tenant's user and expiry indexes: the key
+  // base for the default tenant, "<base>n:<tenant>:" for the others.
+  std::string TenantBase(absl::string_view tenant) const {
+    if (tenant == kDefaultTenant) return base_;
+    return absl::StrCat(base_, "n:", tenant, ":");
   }
-  std::string ExpiryKey() const { return absl::StrCat(base_, "x"); }
+  std::string UserKey(absl::string_view tenant,
+                      absl::string_view user_id) const {
+    return absl::StrCat(TenantBase(tenant), "u:", user_id);
+  }
+  std::string ExpiryKey(absl::string_view tenant) const {
+    return absl::StrCat(TenantBase(tenant), "x");
+  }
+  // The set of tenants other than the default one.
+  std::string TenantsKey() const { return absl::StrCat(base_, "n"); }
+
+  static std::string Flag(bool set) { return set ? "1" : "0"; }
+  static std::string MicrosOrEmpty(const std::optional<absl::Duration>& d) {
+    return d.has_value() ? Micros(*d) : std::string();
+  }
+  static std::string VersionOrEmpty(const std::optional<int64_t>& v) {
+    return v.has_value() ? absl::StrCat(*v) : std::string();
+  }
 
   // Bounds every command of every connection; outlives the pool.
   Watchdog watchdog_;
   Connections pool_;
   const std::string base_;  // "{prefix}:"
   const Clock* const clock_;
-  const std::string cap_;  // max_sessions_per_user, as a function argument
   const int prune_batch_size_;
 };
 
@@ -825,7 +890,7 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenValkeyStore(
           password = *std::move(read);
         }
         auto backend = std::make_unique<ValkeyBackend>(
-            options, std::move(password), clock, store_options);
+            options, std::move(password), clock);
         if (absl::Status s = backend->LoadLibrary(); !s.ok()) return s;
         return backend;
       });

@@ -22,6 +22,14 @@
 // call finds it live. The server's clock is never used; native key expiry
 // is only a backstop that fires after the Clock says a session ended.
 //
+// Tenants: session hashes and token keys are shared by all tenants (ids and
+// token hashes are unique across them), each hash naming its tenant; user
+// and expiry indexes are per tenant, the default tenant's under the names
+// of the layout before tenants, so data stored before them is the default
+// tenant's as it is (README.md says why an old build may keep running
+// beside a new one, and why only the default tenant should be served until
+// none does). CountLive is one count of the tenant's expiry index.
+//
 // All keys of a store share the hash tag "{<key_prefix>}", so a cluster
 // routes them to one slot (and gives this store no sharding). An ACL user
 // needs FUNCTION LOAD, FCALL, PING, SELECT, the commands the functions run

@@ -70,8 +70,10 @@ absl::StatusOr<std::unique_ptr<SessiondProcess>> SessiondProcess::Start(
 absl::StatusOr<int> SessiondProcess::RunToExit(
     const std::vector<std::string>& flags, const std::string& log_path,
     absl::Duration timeout) {
+  std::vector<std::string> argv = Argv(flags);
+  argv.insert(argv.begin() + 1, "--listen=127.0.0.1:0");
   absl::StatusOr<std::unique_ptr<Subprocess>> process =
-      Subprocess::Spawn({Argv(flags), log_path, std::nullopt});
+      Subprocess::Spawn({argv, log_path, std::nullopt});
   if (!process.ok()) return process.status();
   absl::StatusOr<int> code = (*process)->WaitForExit(timeout);
   if (!code.ok()) (void)(*process)->Stop(SIGKILL, absl::Seconds(5));

@@ -24,8 +24,9 @@ class SessiondProcess {
   static absl::StatusOr<std::unique_ptr<SessiondProcess>> Start(
       const std::vector<std::string>& flags, const std::string& log_path);
 
-  // Runs sessiond with `flags` to completion (at most `timeout`) and returns
-  // its exit code; its output goes to `log_path`.
+  // Runs sessiond with `flags` to completion (at most `timeout`), listening
+  // on loopback unless `flags` say otherwise, and returns its exit code; its
+  // output goes to `log_path`.
   static absl::StatusOr<int> RunToExit(const std::vector<std::string>& flags,
                                        const std::string& log_path,
                                        absl::Duration timeout);

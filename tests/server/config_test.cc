@@ -37,6 +37,12 @@ class ConfigTest : public ::testing::Test {
           return it->second;
         });
   }
+  // Parse, listening on loopback, where no policy is needed (a --listen in
+  // `args` overrides it).
+  absl::StatusOr<ServerConfig> ParseLocal(std::vector<std::string> args) {
+    args.insert(args.begin(), "--listen=127.0.0.1:50051");
+    return Parse(std::move(args));
+  }
   std::map<std::string, std::string> env_;
 };
 
@@ -48,8 +54,41 @@ TEST_F(ConfigTest, DefaultsNeedAKeyOrAnExplicitOptOut) {
   EXPECT_THAT(config.status().message(), HasSubstr("--insecure_plaintext"));
 }
 
-TEST_F(ConfigTest, DocumentedDefaults) {
+TEST_F(ConfigTest, NoPolicyOnANonLoopbackAddressNeedsAnExplicitOptIn) {
   absl::StatusOr<ServerConfig> config = Parse({"--insecure_plaintext"});
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr("0.0.0.0:50051"));
+  EXPECT_THAT(config.status().message(), HasSubstr("--policy_file"));
+  EXPECT_THAT(config.status().message(), HasSubstr("--allow_unauthenticated"));
+  for (const char* ok : {"--allow_unauthenticated", "--listen=127.0.0.1:50051",
+                         "--listen=[::1]:50051", "--listen=localhost:1",
+                         "--policy_file=/etc/sessiond/policy.yaml"}) {
+    SCOPED_TRACE(ok);
+    config = Parse({"--insecure_plaintext", ok});
+    EXPECT_TRUE(config.ok()) << config.status();
+  }
+  config = Parse({"--insecure_plaintext", "--allow_unauthenticated",
+                  "--policy_file=/etc/sessiond/policy.yaml"});
+  EXPECT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("contradict"));
+}
+
+TEST(IsLoopbackAddressTest, OnlyAddressesNoOtherMachineReaches) {
+  for (const char* yes : {"127.0.0.1:50051", "127.1.2.3:1", "localhost:50051",
+                          "[::1]:50051", "unix:/run/sessiond.sock"}) {
+    EXPECT_TRUE(IsLoopbackAddress(yes)) << yes;
+  }
+  for (const char* no : {"0.0.0.0:50051", "[::]:50051", "10.0.0.1:50051",
+                         "128.0.0.1:1", "127.0.0.1.example.com:1",
+                         "127.0.0.256:1", "sessiond:50051", ":50051"}) {
+    EXPECT_FALSE(IsLoopbackAddress(no)) << no;
+  }
+}
+
+TEST_F(ConfigTest, DocumentedDefaults) {
+  absl::StatusOr<ServerConfig> config =
+      Parse({"--insecure_plaintext", "--allow_unauthenticated"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->grpc.listen_address, "0.0.0.0:50051");
   EXPECT_EQ(config->backend, "sqlite");
@@ -58,7 +97,7 @@ TEST_F(ConfigTest, DocumentedDefaults) {
   EXPECT_EQ(config->handler.default_absolute_lifetime, absl::Hours(12));
   EXPECT_EQ(config->handler.touch_interval, absl::Minutes(1));
   EXPECT_EQ(config->handler.max_payload_bytes, 65536);
-  EXPECT_EQ(config->store.max_sessions_per_user, 0);
+  EXPECT_EQ(config->handler.max_sessions_per_user, 0);
   EXPECT_EQ(config->prune_interval, absl::Minutes(5));
   EXPECT_EQ(config->shutdown_grace, absl::Seconds(10));
   EXPECT_EQ(config->grpc.threads, 0);
@@ -68,9 +107,11 @@ TEST_F(ConfigTest, DocumentedDefaults) {
 // The usage text states each default; passing that text back must change
 // nothing, so the two cannot drift apart.
 TEST_F(ConfigTest, UsageDefaultsMatchTheRealDefaults) {
-  absl::StatusOr<ServerConfig> plain = Parse({"--insecure_plaintext"});
-  ASSERT_TRUE(plain.ok());
-  std::vector<std::string> args = {"--insecure_plaintext"};
+  absl::StatusOr<ServerConfig> plain =
+      Parse({"--insecure_plaintext", "--allow_unauthenticated"});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  std::vector<std::string> args = {"--insecure_plaintext",
+                                   "--allow_unauthenticated"};
   const std::string usage = ConfigUsage();
   size_t pos = 0;
   int flags = 0;
@@ -82,7 +123,10 @@ TEST_F(ConfigTest, UsageDefaultsMatchTheRealDefaults) {
         usage.substr(quote, usage.find('"', quote) - quote);
     pos = quote;
     ++flags;
-    if (name == "key_files" || name == "insecure_plaintext") continue;
+    if (name == "key_files" || name == "insecure_plaintext" ||
+        name == "allow_unauthenticated") {
+      continue;
+    }
     args.push_back("--" + name + "=" + value);
   }
   EXPECT_GE(flags, 14);
@@ -99,8 +143,8 @@ TEST_F(ConfigTest, UsageDefaultsMatchTheRealDefaults) {
             plain->handler.touch_interval);
   EXPECT_EQ(explicit_defaults->handler.max_payload_bytes,
             plain->handler.max_payload_bytes);
-  EXPECT_EQ(explicit_defaults->store.max_sessions_per_user,
-            plain->store.max_sessions_per_user);
+  EXPECT_EQ(explicit_defaults->handler.max_sessions_per_user,
+            plain->handler.max_sessions_per_user);
   EXPECT_EQ(explicit_defaults->prune_interval, plain->prune_interval);
   EXPECT_EQ(explicit_defaults->shutdown_grace, plain->shutdown_grace);
   EXPECT_EQ(explicit_defaults->shutdown_drain_delay,
@@ -118,7 +162,7 @@ TEST_F(ConfigTest, FlagsInBothSpellingsAndBothForms) {
   EXPECT_EQ(config->key_files, (std::vector<std::string>{"/k/a", "/k/b"}));
   EXPECT_EQ(config->backend, "memory");
   EXPECT_EQ(config->handler.default_idle_timeout, absl::Seconds(150));
-  EXPECT_EQ(config->store.max_sessions_per_user, 5);
+  EXPECT_EQ(config->handler.max_sessions_per_user, 5);
   EXPECT_EQ(config->grpc.listen_address, "127.0.0.1:0");
 }
 
@@ -142,7 +186,7 @@ TEST_F(ConfigTest, PostgresAndValkeySettings) {
                                    "--backend=postgres"};
   args.insert(args.end(), postgres_flags.begin(), postgres_flags.end());
   args.insert(args.end(), valkey_flags.begin(), valkey_flags.end());
-  absl::StatusOr<ServerConfig> config = Parse(args);
+  absl::StatusOr<ServerConfig> config = ParseLocal(args);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->backend, "postgres");
   EXPECT_EQ(config->backend_settings,
@@ -154,7 +198,7 @@ TEST_F(ConfigTest, PostgresAndValkeySettings) {
   EXPECT_EQ(Describe(*config).find("secrets"), std::string::npos);
 
   args[1] = "--backend=valkey";
-  config = Parse(args);
+  config = ParseLocal(args);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->backend, "valkey");
   EXPECT_EQ(
@@ -173,17 +217,17 @@ TEST_F(ConfigTest, PostgresAndValkeySettings) {
 TEST_F(ConfigTest, BackendFlagsComeFromTheEnvironmentToo) {
   env_["SESSIOND_BACKEND"] = "sqlite";
   env_["SESSIOND_DB_PATH"] = "/env/sessions.db";
-  absl::StatusOr<ServerConfig> config = Parse({"--insecure_plaintext"});
+  absl::StatusOr<ServerConfig> config = ParseLocal({"--insecure_plaintext"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->backend_settings,
             (storage::BackendSettings{{"db_path", "/env/sessions.db"}}));
-  config = Parse({"--insecure_plaintext", "--db-path=/cli/sessions.db"});
+  config = ParseLocal({"--insecure_plaintext", "--db-path=/cli/sessions.db"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->backend_settings,
             (storage::BackendSettings{{"db_path", "/cli/sessions.db"}}));
 
   env_["SESSIOND_POSTGRES_POOL_SIZE"] = "many";
-  config = Parse({"--insecure_plaintext"});
+  config = ParseLocal({"--insecure_plaintext"});
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(config.status().message(),
@@ -237,7 +281,7 @@ TEST_F(ConfigTest, UsageShowsEveryBackendAndItsFlagsOnce) {
 
 TEST_F(ConfigTest, KeyFileListIgnoresSpacesAndEmptyEntries) {
   absl::StatusOr<ServerConfig> config =
-      Parse({"--key_files= /k/new.key , /k/old.key,,"});
+      ParseLocal({"--key_files= /k/new.key , /k/old.key,,"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->key_files,
             (std::vector<std::string>{"/k/new.key", "/k/old.key"}));
@@ -247,7 +291,7 @@ TEST_F(ConfigTest, EnvironmentAppliesAndCommandLineWins) {
   env_["SESSIOND_BACKEND"] = "memory";
   env_["SESSIOND_KEY_FILES"] = "/env/key";
   env_["SESSIOND_PRUNE_INTERVAL"] = "1m";
-  absl::StatusOr<ServerConfig> config = Parse({"--prune_interval=2m"});
+  absl::StatusOr<ServerConfig> config = ParseLocal({"--prune_interval=2m"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->backend, "memory");
   EXPECT_EQ(config->key_files, (std::vector<std::string>{"/env/key"}));
@@ -304,13 +348,13 @@ TEST_F(ConfigTest, BadValuesNameTheFlagOrVariable) {
        "--max_idle_timeout"},
   };
   for (const Case& c : cases) {
-    absl::StatusOr<ServerConfig> config = Parse(c.args);
+    absl::StatusOr<ServerConfig> config = ParseLocal(c.args);
     ASSERT_FALSE(config.ok()) << c.expected;
     EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(config.status().message(), HasSubstr(c.expected));
   }
   env_["SESSIOND_TOUCH_INTERVAL"] = "soon";
-  absl::StatusOr<ServerConfig> config = Parse({"--insecure_plaintext"});
+  absl::StatusOr<ServerConfig> config = ParseLocal({"--insecure_plaintext"});
   ASSERT_FALSE(config.ok());
   EXPECT_THAT(config.status().message(), HasSubstr("SESSIOND_TOUCH_INTERVAL"));
 }

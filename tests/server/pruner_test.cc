@@ -27,8 +27,16 @@ TEST(BackgroundPrunerTest, RemovesExpiredSessionsAtItsInterval) {
   SessionHandler handler(store.get(), sealer.get(), HandlerOptions{});
   v1::SaveRequest short_lived;
   short_lived.mutable_idle_timeout()->set_seconds(120);
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(handler.Save(short_lived).ok());
-  ASSERT_TRUE(handler.Save(v1::SaveRequest()).ok());  // default 30m
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(
+        handler
+            .Save(DefaultScope(storage::kDefaultTenant, HandlerOptions{}),
+                  short_lived)
+            .ok());
+  ASSERT_TRUE(handler
+                  .Save(DefaultScope(storage::kDefaultTenant, HandlerOptions{}),
+                        v1::SaveRequest())
+                  .ok());  // default 30m
   clock.Advance(absl::Minutes(5));
 
   BackgroundPruner pruner(&handler, absl::Milliseconds(10));

@@ -1,13 +1,16 @@
 // SessionHandler over a real memory store and a real AES-256-GCM sealer.
 #include "server/session_handler.h"
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "crypto/key_ring.h"
 #include "crypto/sealer.h"
 #include "crypto/token.h"
@@ -47,7 +50,7 @@ class SessionHandlerTest : public ::testing::Test {
     request.set_user_id(user);
     request.set_data(data);
     (*request.mutable_metadata())["ip"] = "203.0.113.7";
-    absl::StatusOr<v1::SaveResponse> response = handler_.Save(request);
+    absl::StatusOr<v1::SaveResponse> response = handler_.Save(Scope(), request);
     EXPECT_TRUE(response.ok()) << response.status();
     return *response;
   }
@@ -57,8 +60,10 @@ class SessionHandlerTest : public ::testing::Test {
     v1::LoadRequest request;
     request.set_token(token);
     request.set_touch(touch);
-    return handler_.Load(request);
+    return handler_.Load(Scope(), request);
   }
+
+  const TenantScope& Scope() const { return handler_.default_scope(); }
 
   static void ExpectInvalid(const absl::Status& status,
                             const std::string& field) {
@@ -96,7 +101,7 @@ TEST_F(SessionHandlerTest, TokensStartWithTheirSessionId) {
   EXPECT_EQ(crypto::SessionIdOfToken(created.token()), created.session().id());
   v1::CycleRequest cycle;
   cycle.set_token(created.token());
-  absl::StatusOr<v1::CycleResponse> cycled = handler_.Cycle(cycle);
+  absl::StatusOr<v1::CycleResponse> cycled = handler_.Cycle(Scope(), cycle);
   ASSERT_TRUE(cycled.ok());
   EXPECT_EQ(crypto::SessionIdOfToken(cycled->token()), created.session().id());
 }
@@ -113,7 +118,8 @@ TEST_F(SessionHandlerTest, TokenWithAnotherSessionsIdFindsNothing) {
   v1::SaveRequest update;
   update.set_token(forged);
   update.set_data("overwritten");
-  EXPECT_EQ(handler_.Save(update).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(handler_.Save(Scope(), update).status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_EQ(Load(a.token())->session().data(), "a-data");
   EXPECT_EQ(Load(b.token())->session().data(), "b-data");
 }
@@ -122,7 +128,7 @@ TEST_F(SessionHandlerTest, StoreHoldsNeitherTokenNorPlaintext) {
   const std::string data = "very-secret-session-data";
   v1::SaveResponse created = Create("alice", data);
   absl::StatusOr<storage::SessionRecord> record =
-      store_->Load(crypto::HashToken(created.token()));
+      store_->Load(storage::kDefaultTenant, crypto::HashToken(created.token()));
   ASSERT_TRUE(record.ok());
   EXPECT_EQ(record->token_hash.size(), 32u);
   EXPECT_NE(record->token_hash, created.token());
@@ -138,65 +144,65 @@ TEST_F(SessionHandlerTest, MalformedInputNamesTheField) {
 
   v1::SaveRequest save;
   save.set_user_id(std::string(257, 'u'));
-  ExpectInvalid(handler_.Save(save).status(), "user_id");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "user_id");
   save.set_user_id(std::string("al\0ice", 6));
-  ExpectInvalid(handler_.Save(save).status(), "user_id");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "user_id");
   save.Clear();
   for (int i = 0; i < 33; ++i) {
     (*save.mutable_metadata())[absl::StrCat("k", i)] = "v";
   }
-  ExpectInvalid(handler_.Save(save).status(), "metadata");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "metadata");
   save.Clear();
   (*save.mutable_metadata())["ua"] = std::string(1025, 'x');
-  ExpectInvalid(handler_.Save(save).status(), "metadata[ua]");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "metadata[ua]");
   save.Clear();
   (*save.mutable_metadata())[std::string(65, 'k')] = "v";
-  ExpectInvalid(handler_.Save(save).status(), "metadata");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "metadata");
   save.Clear();
   (*save.mutable_metadata())[""] = "v";
-  ExpectInvalid(handler_.Save(save).status(), "metadata");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "metadata");
   save.Clear();
   save.mutable_idle_timeout()->set_seconds(-5);
-  ExpectInvalid(handler_.Save(save).status(), "idle_timeout");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "idle_timeout");
   save.Clear();
   save.mutable_idle_timeout()->set_seconds(0);
-  ExpectInvalid(handler_.Save(save).status(), "idle_timeout");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "idle_timeout");
   save.Clear();
   save.mutable_absolute_lifetime()->set_seconds(int64_t{1} << 40);
-  ExpectInvalid(handler_.Save(save).status(), "absolute_lifetime");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "absolute_lifetime");
   save.Clear();
   save.set_expected_version(1);
-  ExpectInvalid(handler_.Save(save).status(), "expected_version");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "expected_version");
   save.Clear();
   save.set_token("short");
-  ExpectInvalid(handler_.Save(save).status(), "token");
+  ExpectInvalid(handler_.Save(Scope(), save).status(), "token");
 
   v1::CycleRequest cycle;
-  ExpectInvalid(handler_.Cycle(cycle).status(), "token");
+  ExpectInvalid(handler_.Cycle(Scope(), cycle).status(), "token");
 
   v1::DeleteRequest del;
-  ExpectInvalid(handler_.Delete(del).status(), "target");
+  ExpectInvalid(handler_.Delete(Scope(), del).status(), "target");
   del.set_id("bad id");
-  ExpectInvalid(handler_.Delete(del).status(), "id");
+  ExpectInvalid(handler_.Delete(Scope(), del).status(), "id");
   del.set_token(crypto::NewSessionToken(crypto::NewSessionId()));
   del.set_except_id(crypto::NewSessionId());
-  ExpectInvalid(handler_.Delete(del).status(), "except_id");
+  ExpectInvalid(handler_.Delete(Scope(), del).status(), "except_id");
   del.Clear();
   del.set_user_id("");
-  ExpectInvalid(handler_.Delete(del).status(), "user_id");
+  ExpectInvalid(handler_.Delete(Scope(), del).status(), "user_id");
 
   v1::ListForUserRequest list;
-  ExpectInvalid(handler_.ListForUser(list).status(), "user_id");
+  ExpectInvalid(handler_.ListForUser(Scope(), list).status(), "user_id");
   list.set_user_id("alice");
   list.set_page_size(-1);
-  ExpectInvalid(handler_.ListForUser(list).status(), "page_size");
+  ExpectInvalid(handler_.ListForUser(Scope(), list).status(), "page_size");
   list.set_page_size(1001);
-  ExpectInvalid(handler_.ListForUser(list).status(), "page_size");
+  ExpectInvalid(handler_.ListForUser(Scope(), list).status(), "page_size");
   list.set_page_size(10);
   list.set_page_token("%%%");
-  ExpectInvalid(handler_.ListForUser(list).status(), "page_token");
+  ExpectInvalid(handler_.ListForUser(Scope(), list).status(), "page_token");
   list.set_page_token("bm90LWEtY3Vyc29y");  // base64 of "not-a-cursor"
-  ExpectInvalid(handler_.ListForUser(list).status(), "page_token");
+  ExpectInvalid(handler_.ListForUser(Scope(), list).status(), "page_token");
 }
 
 // The server has the last word on how long a session may live.
@@ -212,19 +218,20 @@ TEST(SessionHandlerLimitsTest, TimeoutsAboveTheConfiguredMaximumAreInvalid) {
 
   v1::SaveRequest request;
   request.mutable_idle_timeout()->set_seconds(3601);
-  absl::Status status = handler.Save(request).status();
+  absl::Status status = handler.Save(handler.default_scope(), request).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("idle_timeout"));
   EXPECT_THAT(status.message(), HasSubstr("1h"));
 
   request.mutable_idle_timeout()->set_seconds(3600);
   request.mutable_absolute_lifetime()->set_seconds(24 * 3600 + 1);
-  status = handler.Save(request).status();
+  status = handler.Save(handler.default_scope(), request).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("absolute_lifetime"));
 
   request.mutable_absolute_lifetime()->set_seconds(24 * 3600);
-  absl::StatusOr<v1::SaveResponse> saved = handler.Save(request);
+  absl::StatusOr<v1::SaveResponse> saved =
+      handler.Save(handler.default_scope(), request);
   ASSERT_TRUE(saved.ok()) << saved.status();
   EXPECT_EQ(saved->session().idle_timeout().seconds(), 3600);
 }
@@ -235,11 +242,11 @@ TEST_F(SessionHandlerTest, IdleTimeoutMustOutlastTwoTouchIntervals) {
   // most once a minute.
   v1::SaveRequest request;
   request.mutable_idle_timeout()->set_seconds(119);
-  absl::StatusOr<v1::SaveResponse> short_idle = handler_.Save(request);
+  absl::StatusOr<v1::SaveResponse> short_idle = handler_.Save(Scope(), request);
   ExpectInvalid(short_idle.status(), "idle_timeout");
   EXPECT_THAT(short_idle.status().message(), HasSubstr("2m"));
   request.mutable_idle_timeout()->set_seconds(120);
-  EXPECT_TRUE(handler_.Save(request).ok());
+  EXPECT_TRUE(handler_.Save(Scope(), request).ok());
 }
 
 TEST_F(SessionHandlerTest, TimeoutsAreKeptInWholeMicroseconds) {
@@ -248,7 +255,7 @@ TEST_F(SessionHandlerTest, TimeoutsAreKeptInWholeMicroseconds) {
   request.mutable_idle_timeout()->set_nanos(1500);
   request.mutable_absolute_lifetime()->set_seconds(3600);
   request.mutable_absolute_lifetime()->set_nanos(999);
-  absl::StatusOr<v1::SaveResponse> created = handler_.Save(request);
+  absl::StatusOr<v1::SaveResponse> created = handler_.Save(Scope(), request);
   ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_EQ(created->session().idle_timeout().nanos(), 1000);
   EXPECT_EQ(created->session().absolute_lifetime().nanos(), 0);
@@ -270,7 +277,7 @@ TEST_F(SessionHandlerTest, ListPagesStopAtTheResponseByteBudget) {
   int pages = 0;
   do {
     absl::StatusOr<v1::ListForUserResponse> page =
-        small_pages.ListForUser(request);
+        small_pages.ListForUser(Scope(), request);
     ASSERT_TRUE(page.ok()) << page.status();
     ++pages;
     EXPECT_GE(page->sessions_size(), 1);
@@ -293,20 +300,20 @@ TEST_F(SessionHandlerTest, UnknownTokenIsNotFound) {
 TEST_F(SessionHandlerTest, PayloadLimitIsMeasuredAfterSealingAndNamed) {
   v1::SaveRequest request;
   request.set_data(std::string(64 * 1024, 'x'));  // + overhead: over.
-  absl::StatusOr<v1::SaveResponse> over = handler_.Save(request);
+  absl::StatusOr<v1::SaveResponse> over = handler_.Save(Scope(), request);
   EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(over.status().message(), HasSubstr("65536"));
-  EXPECT_THAT(over.status().message(), HasSubstr("--max_payload_bytes"));
+  EXPECT_THAT(over.status().message(), HasSubstr("(max_payload_bytes)"));
 
   request.set_data(std::string(64 * 1024 - 100, 'x'));
-  EXPECT_TRUE(handler_.Save(request).ok());
+  EXPECT_TRUE(handler_.Save(Scope(), request).ok());
 
   // An update over the limit writes nothing.
   v1::SaveResponse created = Create("alice", "small");
   v1::SaveRequest update;
   update.set_token(created.token());
   update.set_data(std::string(70000, 'y'));
-  EXPECT_EQ(handler_.Save(update).status().code(),
+  EXPECT_EQ(handler_.Save(Scope(), update).status().code(),
             absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(Load(created.token())->session().data(), "small");
 }
@@ -318,20 +325,22 @@ TEST_F(SessionHandlerTest, CompareAndSetUpdate) {
   update.set_user_id("alice");
   update.set_data("v2");
   update.set_expected_version(1);
-  absl::StatusOr<v1::SaveResponse> updated = handler_.Save(update);
+  absl::StatusOr<v1::SaveResponse> updated = handler_.Save(Scope(), update);
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_FALSE(updated->created());
   EXPECT_TRUE(updated->token().empty());
   EXPECT_EQ(updated->session().version(), 2);
   EXPECT_EQ(updated->session().data(), "v2");
-  EXPECT_TRUE(updated->session().metadata().empty());
+  // Metadata was not sent, so it stays.
+  EXPECT_EQ(updated->session().metadata().at("ip"), "203.0.113.7");
 
   update.set_data("stale");
-  EXPECT_EQ(handler_.Save(update).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(handler_.Save(Scope(), update).status().code(),
+            absl::StatusCode::kAborted);
   EXPECT_EQ(Load(created.token())->session().data(), "v2");
 
   update.set_expected_version(0);
-  ExpectInvalid(handler_.Save(update).status(), "expected_version");
+  ExpectInvalid(handler_.Save(Scope(), update).status(), "expected_version");
 }
 
 TEST_F(SessionHandlerTest, CycleReplacesTokenAndKeepsSession) {
@@ -339,7 +348,7 @@ TEST_F(SessionHandlerTest, CycleReplacesTokenAndKeepsSession) {
   v1::CycleRequest cycle;
   cycle.set_token(created.token());
   cycle.set_user_id("bob");
-  absl::StatusOr<v1::CycleResponse> cycled = handler_.Cycle(cycle);
+  absl::StatusOr<v1::CycleResponse> cycled = handler_.Cycle(Scope(), cycle);
   ASSERT_TRUE(cycled.ok()) << cycled.status();
   EXPECT_NE(cycled->token(), created.token());
   EXPECT_TRUE(crypto::IsWellFormedSessionToken(cycled->token()));
@@ -349,7 +358,8 @@ TEST_F(SessionHandlerTest, CycleReplacesTokenAndKeepsSession) {
   EXPECT_EQ(cycled->session().version(), 2);
   EXPECT_EQ(Load(created.token()).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Load(cycled->token())->session().data(), "anon-cart");
-  EXPECT_EQ(handler_.Cycle(cycle).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(handler_.Cycle(Scope(), cycle).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(SessionHandlerTest, TamperedOrSwappedPayloadReadsAsAbsentAndIsCounted) {
@@ -359,26 +369,26 @@ TEST_F(SessionHandlerTest, TamperedOrSwappedPayloadReadsAsAbsentAndIsCounted) {
   const std::string hash_b = crypto::HashToken(b.token());
 
   // Copy alice's sealed blob onto bob's row: bound to another id, it fails.
+  const absl::string_view tenant = storage::kDefaultTenant;
   storage::SessionUpdate swap;
-  swap.user_id = "bob";
-  swap.sealed_payload = store_->Load(hash_a)->sealed_payload;
-  ASSERT_TRUE(store_->Update(hash_b, swap).ok());
+  swap.sealed_payload = store_->Load(tenant, hash_a)->sealed_payload;
+  ASSERT_TRUE(store_->Update(tenant, hash_b, swap).ok());
   EXPECT_EQ(Load(b.token()).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(handler_.counters().unopenable_payloads.load(), 1);
 
   // Flip one bit of alice's ciphertext.
   storage::SessionUpdate flip;
-  flip.user_id = "alice";
-  flip.sealed_payload = store_->Load(hash_a)->sealed_payload;
-  flip.sealed_payload[flip.sealed_payload.size() / 2] ^= 0x01;
-  ASSERT_TRUE(store_->Update(hash_a, flip).ok());
+  flip.sealed_payload = store_->Load(tenant, hash_a)->sealed_payload;
+  (*flip.sealed_payload)[flip.sealed_payload->size() / 2] ^= 0x01;
+  ASSERT_TRUE(store_->Update(tenant, hash_a, flip).ok());
   EXPECT_EQ(Load(a.token()).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(handler_.counters().unopenable_payloads.load(), 2);
 
   // Listing leaves it out rather than failing.
   v1::ListForUserRequest list;
   list.set_user_id("alice");
-  absl::StatusOr<v1::ListForUserResponse> listed = handler_.ListForUser(list);
+  absl::StatusOr<v1::ListForUserResponse> listed =
+      handler_.ListForUser(Scope(), list);
   ASSERT_TRUE(listed.ok());
   EXPECT_EQ(listed->sessions_size(), 0);
 }
@@ -390,7 +400,7 @@ TEST_F(SessionHandlerTest, KeyRotationKeepsSessionsOpen) {
   SessionHandler after_rotation(store_.get(), rotated.get(), HandlerOptions{});
   v1::LoadRequest load;
   load.set_token(old_session.token());
-  absl::StatusOr<v1::LoadResponse> loaded = after_rotation.Load(load);
+  absl::StatusOr<v1::LoadResponse> loaded = after_rotation.Load(Scope(), load);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->session().data(), "sealed-under-a");
 
@@ -398,21 +408,22 @@ TEST_F(SessionHandlerTest, KeyRotationKeepsSessionsOpen) {
   v1::SaveRequest update;
   update.set_token(old_session.token());
   update.set_data("sealed-under-b");
-  ASSERT_TRUE(after_rotation.Save(update).ok());
+  ASSERT_TRUE(after_rotation.Save(Scope(), update).ok());
   v1::SaveResponse untouched = Create("carol", "still-under-a");
 
   std::unique_ptr<crypto::Sealer> only_b = SealerFor({kKeyB});
   SessionHandler a_dropped(store_.get(), only_b.get(), HandlerOptions{});
-  EXPECT_EQ(a_dropped.Load(load)->session().data(), "sealed-under-b");
+  EXPECT_EQ(a_dropped.Load(Scope(), load)->session().data(), "sealed-under-b");
   load.set_token(untouched.token());
-  EXPECT_EQ(a_dropped.Load(load).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(a_dropped.Load(Scope(), load).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(SessionHandlerTest, ExpiredSessionsAreNotFound) {
   // Idle timeout 120 s; touches write at most once a minute (the default).
   v1::SaveRequest request;
   request.mutable_idle_timeout()->set_seconds(120);
-  absl::StatusOr<v1::SaveResponse> created = handler_.Save(request);
+  absl::StatusOr<v1::SaveResponse> created = handler_.Save(Scope(), request);
   ASSERT_TRUE(created.ok());
   clock_.Advance(absl::Seconds(61));
   EXPECT_TRUE(Load(created->token(), /*touch=*/true).ok());
@@ -438,7 +449,7 @@ TEST_F(SessionHandlerTest, ListPagesThroughEverySessionOnce) {
   int64_t previous_active = INT64_MAX;
   do {
     absl::StatusOr<v1::ListForUserResponse> page =
-        handler_.ListForUser(request);
+        handler_.ListForUser(Scope(), request);
     ASSERT_TRUE(page.ok()) << page.status();
     ++pages;
     for (const v1::Session& session : page->sessions()) {
@@ -461,38 +472,403 @@ TEST_F(SessionHandlerTest, DeleteKinds) {
 
   v1::DeleteRequest by_id;
   by_id.set_id(a1.session().id());
-  EXPECT_EQ(handler_.Delete(by_id)->deleted(), 1);
-  EXPECT_EQ(handler_.Delete(by_id)->deleted(), 0);
+  EXPECT_EQ(handler_.Delete(Scope(), by_id)->deleted(), 1);
+  EXPECT_EQ(handler_.Delete(Scope(), by_id)->deleted(), 0);
 
   v1::DeleteRequest others;
   others.set_user_id("alice");
   others.set_except_id(a2.session().id());
-  EXPECT_EQ(handler_.Delete(others)->deleted(), 1);
+  EXPECT_EQ(handler_.Delete(Scope(), others)->deleted(), 1);
   EXPECT_TRUE(Load(a2.token()).ok());
   EXPECT_FALSE(Load(a3.token()).ok());
 
   v1::DeleteRequest by_token;
   by_token.set_token(a2.token());
-  EXPECT_EQ(handler_.Delete(by_token)->deleted(), 1);
+  EXPECT_EQ(handler_.Delete(Scope(), by_token)->deleted(), 1);
   EXPECT_TRUE(Load(b1.token()).ok());
 }
 
 TEST_F(SessionHandlerTest, PruneCountsAndHealthReports) {
   v1::SaveRequest request;
   request.mutable_idle_timeout()->set_seconds(120);
-  ASSERT_TRUE(handler_.Save(request).ok());
-  ASSERT_TRUE(handler_.Save(request).ok());
+  ASSERT_TRUE(handler_.Save(Scope(), request).ok());
+  ASSERT_TRUE(handler_.Save(Scope(), request).ok());
   Create("alice", "long-lived");
   clock_.Advance(absl::Seconds(121));
-  EXPECT_EQ(handler_.Prune({})->pruned(), 2);
-  EXPECT_EQ(handler_.Prune({})->pruned(), 0);
+  EXPECT_EQ(handler_.Prune(Scope(), {})->pruned(), 2);
+  EXPECT_EQ(handler_.Prune(Scope(), {})->pruned(), 0);
   EXPECT_EQ(handler_.counters().sessions_pruned.load(), 2);
 
-  absl::StatusOr<v1::HealthResponse> health = handler_.Health({});
+  absl::StatusOr<v1::HealthResponse> health = handler_.Health(Scope(), {});
   ASSERT_TRUE(health.ok());
   EXPECT_TRUE(health->serving());
   EXPECT_EQ(health->backend(), "memory");
   EXPECT_TRUE(health->message().empty());
+}
+
+// ---------------------------------------------------------------------------
+// Fixation-safe updates: Save never changes the user, and keeps what it is
+// not sent.
+
+TEST_F(SessionHandlerTest,
+       SaveNamingAnotherUserIsFailedPreconditionAndWritesNothing) {
+  v1::SaveResponse created = Create("alice", "cart");
+  v1::SaveRequest update;
+  update.set_token(created.token());
+  update.set_user_id("admin");
+  update.set_data("escalated");
+  absl::Status status = handler_.Save(Scope(), update).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("Cycle"));
+  absl::StatusOr<v1::LoadResponse> loaded = Load(created.token());
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->session().user_id(), "alice");
+  EXPECT_EQ(loaded->session().data(), "cart");
+  EXPECT_EQ(loaded->session().version(), 1);
+
+  // An anonymous session cannot be given a user by Save either.
+  v1::SaveResponse anonymous = Create("", "anon");
+  update.set_token(anonymous.token());
+  EXPECT_EQ(handler_.Save(Scope(), update).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Naming the session's own user is a check that passes.
+  update.set_token(created.token());
+  update.set_user_id("alice");
+  EXPECT_TRUE(handler_.Save(Scope(), update).ok());
+}
+
+TEST_F(SessionHandlerTest, SaveWithoutUserIdKeepsTheUser) {
+  v1::SaveResponse created = Create("alice", "cart");
+  v1::SaveRequest update;
+  update.set_token(created.token());
+  update.set_data("cart=2");
+  absl::StatusOr<v1::SaveResponse> saved = handler_.Save(Scope(), update);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->session().user_id(), "alice");
+  EXPECT_EQ(Load(created.token())->session().user_id(), "alice");
+}
+
+TEST_F(SessionHandlerTest, SaveKeepsTheFieldsItIsNotSent) {
+  v1::SaveResponse created = Create("alice", "cart");
+  v1::SaveRequest data_only;
+  data_only.set_token(created.token());
+  data_only.set_data("cart=2");
+  ASSERT_TRUE(handler_.Save(Scope(), data_only).ok());
+  absl::StatusOr<v1::LoadResponse> loaded = Load(created.token());
+  EXPECT_EQ(loaded->session().data(), "cart=2");
+  EXPECT_EQ(loaded->session().metadata().at("ip"), "203.0.113.7");
+
+  v1::SaveRequest metadata_only;
+  metadata_only.set_token(created.token());
+  (*metadata_only.mutable_metadata())["device"] = "phone";
+  ASSERT_TRUE(handler_.Save(Scope(), metadata_only).ok());
+  loaded = Load(created.token());
+  EXPECT_EQ(loaded->session().data(), "cart=2");
+  EXPECT_EQ(loaded->session().metadata().size(), 1u);
+  EXPECT_EQ(loaded->session().metadata().at("device"), "phone");
+
+  v1::SaveRequest timeout_only;
+  timeout_only.set_token(created.token());
+  timeout_only.mutable_idle_timeout()->set_seconds(600);
+  absl::StatusOr<v1::SaveResponse> saved = handler_.Save(Scope(), timeout_only);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->session().idle_timeout().seconds(), 600);
+  EXPECT_EQ(saved->session().data(), "cart=2");
+  EXPECT_EQ(saved->session().metadata().at("device"), "phone");
+  EXPECT_EQ(saved->session().version(), 4);
+}
+
+TEST_F(SessionHandlerTest, UpdateMaskClearsListedFieldsAndKeepsOthers) {
+  v1::SaveResponse created = Create("alice", "cart");
+  v1::SaveRequest clear_data;
+  clear_data.set_token(created.token());
+  clear_data.mutable_update_mask()->add_paths("data");
+  absl::StatusOr<v1::SaveResponse> saved = handler_.Save(Scope(), clear_data);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->session().data(), "");
+  EXPECT_EQ(saved->session().metadata().at("ip"), "203.0.113.7");
+
+  v1::SaveRequest clear_metadata;
+  clear_metadata.set_token(created.token());
+  clear_metadata.set_data("ignored: not in the mask");
+  clear_metadata.mutable_update_mask()->add_paths("metadata");
+  saved = handler_.Save(Scope(), clear_metadata);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->session().data(), "");
+  EXPECT_TRUE(saved->session().metadata().empty());
+
+  // "user_id" in the mask checks the user, even an empty one.
+  v1::SaveRequest check_user;
+  check_user.set_token(created.token());
+  check_user.mutable_update_mask()->add_paths("user_id");
+  EXPECT_EQ(handler_.Save(Scope(), check_user).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(SessionHandlerTest, UpdateMaskErrorsNameTheField) {
+  v1::SaveResponse created = Create("alice", "cart");
+  v1::SaveRequest request;
+  request.set_token(created.token());
+  request.mutable_update_mask()->add_paths("token");
+  absl::Status status = handler_.Save(Scope(), request).status();
+  ExpectInvalid(status, "update_mask");
+  EXPECT_THAT(status.message(), HasSubstr("\"token\""));
+
+  request.mutable_update_mask()->Clear();
+  request.mutable_update_mask()->add_paths("idle_timeout");
+  ExpectInvalid(handler_.Save(Scope(), request).status(), "idle_timeout");
+
+  v1::SaveRequest create;
+  create.mutable_update_mask()->add_paths("data");
+  ExpectInvalid(handler_.Save(Scope(), create).status(), "update_mask");
+  EXPECT_EQ(Load(created.token())->session().version(), 1);
+}
+
+// Two writers of different fields of one session: neither loses the other's
+// writes (each read-modify-write is a compare-and-set, retried).
+TEST_F(SessionHandlerTest, ConcurrentPartialUpdatesLoseNothing) {
+  v1::SaveResponse created = Create("alice", "d0");
+  constexpr int kWrites = 200;
+  std::atomic<int> failures{0};
+  auto writer = [&](bool data) {
+    for (int i = 1; i <= kWrites; ++i) {
+      v1::SaveRequest update;
+      update.set_token(created.token());
+      if (data) {
+        update.set_data(absl::StrCat("d", i));
+      } else {
+        (*update.mutable_metadata())["m"] = absl::StrCat(i);
+      }
+      for (;;) {
+        absl::Status status = handler_.Save(Scope(), update).status();
+        if (status.ok()) break;
+        if (!absl::IsAborted(status)) {
+          failures.fetch_add(1);
+          break;
+        }
+      }
+    }
+  };
+  std::thread a(writer, true);
+  std::thread b(writer, false);
+  a.join();
+  b.join();
+  EXPECT_EQ(failures.load(), 0);
+  absl::StatusOr<v1::LoadResponse> loaded = Load(created.token());
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->session().data(), absl::StrCat("d", kWrites));
+  EXPECT_EQ(loaded->session().metadata().at("m"), absl::StrCat(kWrites));
+  EXPECT_EQ(loaded->session().version(), 1 + 2 * kWrites);
+}
+
+TEST_F(SessionHandlerTest, CycleToAnotherUserKeepsDataAndRebindsIt) {
+  v1::SaveResponse created = Create("", "anon-cart");
+  v1::CycleRequest login;
+  login.set_token(created.token());
+  login.set_user_id("alice");
+  absl::StatusOr<v1::CycleResponse> cycled = handler_.Cycle(Scope(), login);
+  ASSERT_TRUE(cycled.ok()) << cycled.status();
+  EXPECT_EQ(cycled->session().user_id(), "alice");
+  EXPECT_EQ(cycled->session().data(), "anon-cart");
+  EXPECT_EQ(cycled->session().metadata().at("ip"), "203.0.113.7");
+  // The payload is bound to alice now: a row moved back to anonymous in the
+  // database (without the server) does not open.
+  const std::string token = crypto::NewSessionToken(cycled->session().id());
+  storage::SessionCycle rewrite;
+  rewrite.new_token_hash = crypto::HashToken(token);
+  rewrite.user_id = "";
+  ASSERT_TRUE(store_
+                  ->Cycle(storage::kDefaultTenant,
+                          crypto::HashToken(cycled->token()), rewrite, {})
+                  .ok());
+  EXPECT_EQ(Load(token).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(handler_.counters().unopenable_payloads.load(), 1);
+}
+
+TEST_F(SessionHandlerTest, RewrittenUserColumnDoesNotOpen) {
+  v1::SaveResponse created = Create("alice", "alice-data");
+  const std::string hash = crypto::HashToken(created.token());
+  // An attacker with write access to the database moves alice's session to
+  // "admin" without the server (the storage layer changes only the user).
+  const std::string token = crypto::NewSessionToken(created.session().id());
+  storage::SessionCycle rewrite;
+  rewrite.new_token_hash = crypto::HashToken(token);
+  rewrite.user_id = "admin";
+  ASSERT_TRUE(store_->Cycle(storage::kDefaultTenant, hash, rewrite, {}).ok());
+  EXPECT_EQ(Load(token).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(handler_.counters().unopenable_payloads.load(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Tenants.
+
+TEST_F(SessionHandlerTest, OtherTenantsSessionsAreExactlyLikeMissingOnes) {
+  const TenantScope shop = DefaultScope("shop", HandlerOptions{});
+  const TenantScope bank = DefaultScope("bank", HandlerOptions{});
+  v1::SaveRequest create;
+  create.set_user_id("alice");
+  create.set_data("shop-data");
+  absl::StatusOr<v1::SaveResponse> created = handler_.Save(shop, create);
+  ASSERT_TRUE(created.ok()) << created.status();
+
+  v1::LoadRequest load;
+  load.set_token(created->token());
+  absl::Status from_bank = handler_.Load(bank, load).status();
+  load.set_token(crypto::NewSessionToken(crypto::NewSessionId()));
+  absl::Status absent = handler_.Load(bank, load).status();
+  EXPECT_EQ(from_bank.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(from_bank, absent);
+
+  v1::SaveRequest update;
+  update.set_token(created->token());
+  update.set_data("bank-was-here");
+  EXPECT_EQ(handler_.Save(bank, update).status().code(),
+            absl::StatusCode::kNotFound);
+  v1::CycleRequest cycle;
+  cycle.set_token(created->token());
+  EXPECT_EQ(handler_.Cycle(bank, cycle).status().code(),
+            absl::StatusCode::kNotFound);
+  v1::ListForUserRequest list;
+  list.set_user_id("alice");
+  EXPECT_EQ(handler_.ListForUser(bank, list)->sessions_size(), 0);
+  v1::DeleteRequest by_id;
+  by_id.set_id(created->session().id());
+  EXPECT_EQ(handler_.Delete(bank, by_id)->deleted(), 0);
+  v1::DeleteRequest by_user;
+  by_user.set_user_id("alice");
+  EXPECT_EQ(handler_.Delete(bank, by_user)->deleted(), 0);
+
+  load.set_token(created->token());
+  absl::StatusOr<v1::LoadResponse> loaded = handler_.Load(shop, load);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->session().data(), "shop-data");
+  EXPECT_EQ(loaded->session().version(), 1);
+  EXPECT_EQ(handler_.ListForUser(shop, list)->sessions_size(), 1);
+}
+
+TEST_F(SessionHandlerTest, ARowCopiedToAnotherTenantDoesNotOpen) {
+  const TenantScope shop = DefaultScope("shop", HandlerOptions{});
+  const TenantScope bank = DefaultScope("bank", HandlerOptions{});
+  v1::SaveRequest create;
+  create.set_user_id("alice");
+  create.set_data("shop-secret");
+  absl::StatusOr<v1::SaveResponse> created = handler_.Save(shop, create);
+  ASSERT_TRUE(created.ok());
+  const std::string hash = crypto::HashToken(created->token());
+  absl::StatusOr<storage::SessionRecord> row = store_->Load("shop", hash);
+  ASSERT_TRUE(row.ok());
+  ASSERT_EQ(store_->DeleteById("shop", row->id).value_or(0), 1);
+  row->tenant = "bank";
+  ASSERT_TRUE(store_->Create(*row, {}).ok());
+  v1::LoadRequest load;
+  load.set_token(created->token());
+  EXPECT_EQ(handler_.Load(bank, load).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(handler_.counters().unopenable_payloads.load(), 1);
+}
+
+// Payloads sealed before tenants existed are bound to the id alone: they
+// open in the default tenant (and are sealed anew on their next write), and
+// nowhere else.
+TEST_F(SessionHandlerTest, LegacyPayloadsOpenInTheDefaultTenantOnly) {
+  v1::Session payload;
+  payload.set_data("from-before-tenants");
+  std::string plaintext;
+  ASSERT_TRUE(payload.SerializeToString(&plaintext));
+  for (const std::string tenant : {"default", "other"}) {
+    SCOPED_TRACE(tenant);
+    storage::SessionRecord record;
+    record.tenant = tenant;
+    record.id = crypto::NewSessionId();
+    const std::string token = crypto::NewSessionToken(record.id);
+    record.token_hash = crypto::HashToken(token);
+    record.user_id = "alice";
+    record.sealed_payload = *sealer_->Seal(plaintext, record.id);
+    record.idle_timeout = absl::Minutes(30);
+    record.absolute_lifetime = absl::Hours(1);
+    ASSERT_TRUE(store_->Create(record, {}).ok());
+    v1::LoadRequest load;
+    load.set_token(token);
+    absl::StatusOr<v1::LoadResponse> loaded =
+        handler_.Load(DefaultScope(tenant, HandlerOptions{}), load);
+    if (tenant == "default") {
+      ASSERT_TRUE(loaded.ok()) << loaded.status();
+      EXPECT_EQ(loaded->session().data(), "from-before-tenants");
+      v1::SaveRequest update;
+      update.set_token(token);
+      update.set_data("resealed");
+      ASSERT_TRUE(handler_.Save(Scope(), update).ok());
+      absl::StatusOr<storage::SessionRecord> stored =
+          store_->Load(tenant, record.token_hash);
+      ASSERT_TRUE(stored.ok());
+      EXPECT_FALSE(sealer_->Open(stored->sealed_payload, record.id).ok());
+      EXPECT_TRUE(sealer_
+                      ->Open(stored->sealed_payload,
+                             PayloadBinding(tenant, record.id, "alice"))
+                      .ok());
+    } else {
+      EXPECT_EQ(loaded.status().code(), absl::StatusCode::kNotFound);
+    }
+  }
+}
+
+TEST_F(SessionHandlerTest, TenantLimitsBoundItsCalls) {
+  TenantScope small = DefaultScope("small", HandlerOptions{});
+  small.max_payload_bytes = 200;
+  small.max_idle_timeout = absl::Hours(1);
+  small.limits.max_live_sessions = 2;
+  small.limits.max_sessions_per_user = 1;
+  v1::SaveRequest big;
+  big.set_data(std::string(300, 'x'));
+  EXPECT_EQ(handler_.Save(small, big).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  v1::SaveRequest long_idle;
+  long_idle.mutable_idle_timeout()->set_seconds(3601);
+  ExpectInvalid(handler_.Save(small, long_idle).status(), "idle_timeout");
+
+  v1::SaveRequest create;
+  create.set_user_id("alice");
+  absl::StatusOr<v1::SaveResponse> first = handler_.Save(small, create);
+  ASSERT_TRUE(first.ok());
+  // The per-user cap evicts the older one.
+  ASSERT_TRUE(handler_.Save(small, create).ok());
+  v1::LoadRequest load;
+  load.set_token(first->token());
+  EXPECT_EQ(handler_.Load(small, load).status().code(),
+            absl::StatusCode::kNotFound);
+  create.set_user_id("bob");
+  ASSERT_TRUE(handler_.Save(small, create).ok());
+  create.set_user_id("carol");
+  absl::Status full = handler_.Save(small, create).status();
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  EXPECT_THAT(full.message(), HasSubstr("small"));
+  // Other tenants are not bound by it.
+  EXPECT_TRUE(handler_.Save(Scope(), create).ok());
+}
+
+TEST(TenantScopeTest, ValidateNamesTheSetting) {
+  HandlerOptions options;
+  EXPECT_TRUE(ValidateScope(DefaultScope("shop", options), options).ok());
+  TenantScope scope = DefaultScope("shop", options);
+  scope.max_idle_timeout = absl::Minutes(10);  // under the default 30m
+  absl::Status status = ValidateScope(scope, options);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("default_idle_timeout"));
+  EXPECT_THAT(status.message(), HasSubstr("shop"));
+
+  scope = DefaultScope("shop", options);
+  scope.max_absolute_lifetime = kLongestTimeout + absl::Seconds(1);
+  EXPECT_THAT(ValidateScope(scope, options).message(),
+              HasSubstr("max_absolute_lifetime"));
+  scope = DefaultScope("shop", options);
+  scope.default_idle_timeout = absl::Seconds(90);  // touch interval is 1m
+  EXPECT_THAT(ValidateScope(scope, options).message(),
+              HasSubstr("default_idle_timeout"));
+  scope = DefaultScope("shop", options);
+  scope.max_payload_bytes = 0;
+  EXPECT_THAT(ValidateScope(scope, options).message(),
+              HasSubstr("max_payload_bytes"));
+  EXPECT_FALSE(ValidateScope(DefaultScope("no spaces", options), options).ok());
 }
 
 // ---------------------------------------------------------------------------
@@ -502,9 +878,10 @@ class SessionHandlerStorageErrorTest : public ::testing::Test {
  protected:
   SessionHandlerStorageErrorTest() {
     auto fake = std::make_unique<storage::FakeBackend>(
-        storage::NewMemoryBackend(&clock_, {}));
+        storage::NewMemoryBackend(&clock_));
     fake_ = fake.get();
-    store_ = std::make_unique<storage::SessionStore>(std::move(fake));
+    store_ = std::make_unique<storage::SessionStore>(
+        &clock_, storage::StoreOptions{}, std::move(fake));
     sealer_ = SealerFor({kKeyA});
     // Every storage failure logged, so that each test can see its own.
     HandlerOptions options;
@@ -517,11 +894,13 @@ class SessionHandlerStorageErrorTest : public ::testing::Test {
         std::make_unique<SessionHandler>(store_.get(), sealer_.get(), options);
   }
 
+  const TenantScope& Scope() const { return handler_->default_scope(); }
+
   // A live session's token.
   std::string NewToken() {
     v1::SaveRequest request;
     request.set_user_id("alice");
-    absl::StatusOr<v1::SaveResponse> saved = handler_->Save(request);
+    absl::StatusOr<v1::SaveResponse> saved = handler_->Save(Scope(), request);
     EXPECT_TRUE(saved.ok()) << saved.status();
     return saved.ok() ? saved->token() : "";
   }
@@ -531,52 +910,56 @@ class SessionHandlerStorageErrorTest : public ::testing::Test {
       const std::string& token) {
     return {
         {"Save (create)",
-         [this] { return handler_->Save(v1::SaveRequest()).status(); }},
+         [this] {
+           return handler_->Save(Scope(), v1::SaveRequest()).status();
+         }},
         {"Save (update)",
          [this, token] {
            v1::SaveRequest r;
            r.set_token(token);
-           return handler_->Save(r).status();
+           return handler_->Save(Scope(), r).status();
          }},
         {"Load",
          [this, token] {
            v1::LoadRequest r;
            r.set_token(token);
-           return handler_->Load(r).status();
+           return handler_->Load(Scope(), r).status();
          }},
         {"Load (touch)",
          [this, token] {
            v1::LoadRequest r;
            r.set_token(token);
            r.set_touch(true);
-           return handler_->Load(r).status();
+           return handler_->Load(Scope(), r).status();
          }},
         {"Cycle",
          [this, token] {
            v1::CycleRequest r;
            r.set_token(token);
-           return handler_->Cycle(r).status();
+           return handler_->Cycle(Scope(), r).status();
          }},
         {"Delete (token)",
          [this, token] {
            v1::DeleteRequest r;
            r.set_token(token);
-           return handler_->Delete(r).status();
+           return handler_->Delete(Scope(), r).status();
          }},
         {"Delete (user)",
          [this] {
            v1::DeleteRequest r;
            r.set_user_id("alice");
-           return handler_->Delete(r).status();
+           return handler_->Delete(Scope(), r).status();
          }},
         {"ListForUser",
          [this] {
            v1::ListForUserRequest r;
            r.set_user_id("alice");
-           return handler_->ListForUser(r).status();
+           return handler_->ListForUser(Scope(), r).status();
          }},
         {"Prune",
-         [this] { return handler_->Prune(v1::PruneRequest()).status(); }},
+         [this] {
+           return handler_->Prune(Scope(), v1::PruneRequest()).status();
+         }},
     };
   }
 
@@ -655,7 +1038,7 @@ TEST_F(SessionHandlerStorageErrorTest, StorageFailuresAreLoggedAtARate) {
 TEST_F(SessionHandlerStorageErrorTest, HealthReportsAFailingBackend) {
   fake_->FailCall("ping", absl::UnavailableError("backend down"));
   absl::StatusOr<v1::HealthResponse> health =
-      handler_->Health(v1::HealthRequest());
+      handler_->Health(Scope(), v1::HealthRequest());
   ASSERT_TRUE(health.ok()) << health.status();
   EXPECT_FALSE(health->serving());
   EXPECT_EQ(health->backend(), "fake");
@@ -668,12 +1051,13 @@ TEST_F(SessionHandlerStorageErrorTest, HealthReportsAFailingBackend) {
 TEST_F(SessionHandlerStorageErrorTest, CollisionsAreInternal) {
   const std::string token = NewToken();
   fake_->FailCall("create", absl::AlreadyExistsError("id taken"));
-  absl::StatusOr<v1::SaveResponse> saved = handler_->Save(v1::SaveRequest());
+  absl::StatusOr<v1::SaveResponse> saved =
+      handler_->Save(Scope(), v1::SaveRequest());
   EXPECT_EQ(saved.status().code(), absl::StatusCode::kInternal);
   fake_->FailCall("cycle", absl::AlreadyExistsError("hash taken"));
   v1::CycleRequest cycle;
   cycle.set_token(token);
-  absl::StatusOr<v1::CycleResponse> cycled = handler_->Cycle(cycle);
+  absl::StatusOr<v1::CycleResponse> cycled = handler_->Cycle(Scope(), cycle);
   EXPECT_EQ(cycled.status().code(), absl::StatusCode::kInternal);
 }
 
@@ -683,7 +1067,8 @@ TEST_F(SessionHandlerStorageErrorTest, VersionMismatchIsAborted) {
   update.set_token(token);
   update.set_expected_version(1);
   fake_->FailCall("update", absl::AbortedError("session version is 2"));
-  EXPECT_EQ(handler_->Save(update).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(handler_->Save(Scope(), update).status().code(),
+            absl::StatusCode::kAborted);
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ void PrintTo(const StoreFactory& factory, std::ostream* os) {
 }
 
 void PrintTo(const SessionRecord& r, std::ostream* os) {
-  *os << "SessionRecord{id=\"" << absl::CEscape(r.id) << "\" token_hash=\""
+  *os << "SessionRecord{tenant=\"" << absl::CEscape(r.tenant) << "\" id=\""
+      << absl::CEscape(r.id) << "\" token_hash=\""
       << absl::CEscape(r.token_hash) << "\" user_id=\""
       << absl::CEscape(r.user_id) << "\" sealed_payload=\""
       << absl::CEscape(r.sealed_payload)
@@ -113,6 +114,7 @@ SessionRecord SessionStoreConformanceTest::NewRecord(
     const std::string& id, int hash, const std::string& user_id,
     const std::string& payload, absl::Duration idle, absl::Duration lifetime) {
   SessionRecord r;
+  r.tenant = std::string(kTenant);
   r.id = id;
   r.token_hash = TokenHash(hash);
   r.user_id = user_id;
@@ -122,24 +124,41 @@ SessionRecord SessionStoreConformanceTest::NewRecord(
   return r;
 }
 
+SessionRecord SessionStoreConformanceTest::InTenant(absl::string_view tenant,
+                                                    SessionRecord record) {
+  record.tenant = std::string(tenant);
+  return record;
+}
+
 SessionRecord SessionStoreConformanceTest::MustCreate(
     const std::string& id, int hash, const std::string& user_id,
     absl::Duration idle, absl::Duration lifetime) {
+  return MustCreateIn(kTenant, id, hash, user_id, idle, lifetime);
+}
+
+SessionRecord SessionStoreConformanceTest::MustCreateIn(
+    absl::string_view tenant, const std::string& id, int hash,
+    const std::string& user_id, absl::Duration idle, absl::Duration lifetime) {
   absl::StatusOr<SessionRecord> r = store_->Create(
-      NewRecord(id, hash, user_id, "payload-" + id, idle, lifetime));
+      InTenant(tenant,
+               NewRecord(id, hash, user_id, "payload-" + id, idle, lifetime)),
+      limits_);
   if (!r.ok()) {
-    ADD_FAILURE() << "Create(" << id << ") failed: " << r.status();
+    ADD_FAILURE() << "Create(" << tenant << ", " << id
+                  << ") failed: " << r.status();
     return SessionRecord();
   }
   return *r;
 }
 
-std::vector<std::string> SessionStoreConformanceTest::ListIds(
-    const std::string& user) {
+std::vector<std::string> SessionStoreConformanceTest::ListIdsIn(
+    absl::string_view tenant, const std::string& user) {
   std::vector<std::string> ids;
-  absl::StatusOr<SessionPage> page = store_->ListForUser(user, 1000, {});
+  absl::StatusOr<SessionPage> page =
+      store_->ListForUser(tenant, user, 1000, {});
   if (!page.ok()) {
-    ADD_FAILURE() << "ListForUser(" << user << ") failed: " << page.status();
+    ADD_FAILURE() << "ListForUser(" << tenant << ", " << user
+                  << ") failed: " << page.status();
     return ids;
   }
   EXPECT_FALSE(page->next.has_value());
@@ -147,12 +166,21 @@ std::vector<std::string> SessionStoreConformanceTest::ListIds(
   return ids;
 }
 
-bool SessionStoreConformanceTest::Exists(int hash) {
-  absl::StatusOr<SessionRecord> r = store_->Load(TokenHash(hash));
+bool SessionStoreConformanceTest::ExistsIn(absl::string_view tenant, int hash) {
+  absl::StatusOr<SessionRecord> r = store_->Load(tenant, TokenHash(hash));
   if (!r.ok() && r.status().code() != StatusCode::kNotFound) {
     ADD_FAILURE() << "Load failed: " << r.status();
   }
   return r.ok();
+}
+
+int64_t SessionStoreConformanceTest::Live(absl::string_view tenant) {
+  absl::StatusOr<int64_t> n = store_->CountLive(tenant);
+  if (!n.ok()) {
+    ADD_FAILURE() << "CountLive(" << tenant << ") failed: " << n.status();
+    return -1;
+  }
+  return *n;
 }
 
 using Ids = std::vector<std::string>;
@@ -175,7 +203,7 @@ TEST_P(SessionStoreConformanceTest, CreateReturnsStoredRecord) {
   in.created_at = absl::UnixEpoch();
   in.last_active_at = absl::UnixEpoch() + absl::Hours(1);
   in.version = 42;
-  ASSERT_OK_AND_ASSIGN(SessionRecord out, store_->Create(in));
+  ASSERT_OK_AND_ASSIGN(SessionRecord out, store_->Create(in, limits_));
   EXPECT_EQ(out.id, "sess-1");
   EXPECT_EQ(out.token_hash, TokenHash(1));
   EXPECT_EQ(out.user_id, "alice");
@@ -190,10 +218,11 @@ TEST_P(SessionStoreConformanceTest, CreateReturnsStoredRecord) {
 TEST_P(SessionStoreConformanceTest, LoadReturnsWhatCreateStoredWithoutTouch) {
   SessionRecord created = MustCreate("sess-1", 1, "alice");
   clock_.Advance(absl::Minutes(5));
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, created);
   clock_.Advance(absl::Minutes(5));
-  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, created);
 }
 
@@ -205,38 +234,42 @@ TEST_P(SessionStoreConformanceTest, TokenHashAndPayloadAreBinarySafe) {
   SessionRecord r1 = NewRecord("a", 1, "", payload);
   SessionRecord r2 = NewRecord("b", 1, "", "other");
   r2.token_hash = h2;
-  ASSERT_OK_AND_ASSIGN(SessionRecord c1, store_->Create(r1));
-  ASSERT_OK_AND_ASSIGN(SessionRecord c2, store_->Create(r2));
+  ASSERT_OK_AND_ASSIGN(SessionRecord c1, store_->Create(r1, limits_));
+  ASSERT_OK_AND_ASSIGN(SessionRecord c2, store_->Create(r2, limits_));
   EXPECT_EQ(c1.sealed_payload, payload);
-  ASSERT_OK_AND_ASSIGN(SessionRecord l1, store_->Load(h1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord l1, store_->Load(kTenant, h1));
   EXPECT_EQ(l1.id, "a");
   EXPECT_EQ(l1.token_hash, h1);
   EXPECT_EQ(l1.sealed_payload, payload);
-  ASSERT_OK_AND_ASSIGN(SessionRecord l2, store_->Load(h2));
+  ASSERT_OK_AND_ASSIGN(SessionRecord l2, store_->Load(kTenant, h2));
   EXPECT_EQ(l2.id, "b");
   EXPECT_EQ(l2.token_hash, h2);
-  EXPECT_EQ(Code(store_->Load(h1.substr(0, 31))), StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Load(h1.substr(0, 5))), StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Load(kTenant, h1.substr(0, 31))),
+            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Load(kTenant, h1.substr(0, 5))),
+            StatusCode::kNotFound);
 }
 
 TEST_P(SessionStoreConformanceTest, CreateRejectsDuplicateId) {
   SessionRecord a = MustCreate("dup", 1, "alice");
-  EXPECT_EQ(Code(store_->Create(NewRecord("dup", 2, "bob"))),
+  EXPECT_EQ(Code(store_->Create(NewRecord("dup", 2, "bob"), limits_)),
             StatusCode::kAlreadyExists);
   EXPECT_FALSE(Exists(2));
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, a);
   EXPECT_EQ(ListIds("bob"), Ids{});
 }
 
 TEST_P(SessionStoreConformanceTest, CreateRejectsDuplicateTokenHash) {
   SessionRecord a = MustCreate("first", 1, "alice");
-  EXPECT_EQ(Code(store_->Create(NewRecord("second", 1, "bob"))),
+  EXPECT_EQ(Code(store_->Create(NewRecord("second", 1, "bob"), limits_)),
             StatusCode::kAlreadyExists);
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, a);
   EXPECT_EQ(ListIds("bob"), Ids{});
-  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById("second"));
+  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById(kTenant, "second"));
   EXPECT_EQ(deleted, 0);
 }
 
@@ -263,10 +296,11 @@ TEST_P(SessionStoreConformanceTest, CreateRejectsInvalidArguments) {
                    NewRecord("x", 1, "u", "p", kIdle, -absl::Seconds(1))});
   for (const auto& [what, record] : cases) {
     SCOPED_TRACE(what);
-    EXPECT_EQ(Code(store_->Create(record)), StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->Create(record, limits_)),
+              StatusCode::kInvalidArgument);
   }
   EXPECT_FALSE(Exists(1));
-  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById("x"));
+  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById(kTenant, "x"));
   EXPECT_EQ(deleted, 0);
   EXPECT_EQ(ListIds("u"), Ids{});
 }
@@ -297,17 +331,17 @@ std::vector<std::pair<std::string, std::string>> UnstorableTexts() {
 TEST_P(SessionStoreConformanceTest, CreateRejectsIdsAndUserIdsThatAreNotText) {
   for (const auto& [what, bad] : UnstorableTexts()) {
     SCOPED_TRACE(what);
-    EXPECT_EQ(Code(store_->Create(NewRecord(bad, 1, "alice"))),
+    EXPECT_EQ(Code(store_->Create(NewRecord(bad, 1, "alice"), limits_)),
               StatusCode::kInvalidArgument);
-    EXPECT_EQ(Code(store_->Create(NewRecord("x", 1, bad))),
+    EXPECT_EQ(Code(store_->Create(NewRecord("x", 1, bad), limits_)),
               StatusCode::kInvalidArgument);
   }
   // Nothing was written.
   EXPECT_FALSE(Exists(1));
   EXPECT_EQ(ListIds("alice"), Ids{});
-  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById("x"));
+  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById(kTenant, "x"));
   EXPECT_EQ(deleted, 0);
-  ASSERT_OK_AND_ASSIGN(int64_t pruned, store_->PruneExpired());
+  ASSERT_OK_AND_ASSIGN(int64_t pruned, store_->PruneExpired(kTenant));
   EXPECT_EQ(pruned, 0);
   // Valid UTF-8 beyond ASCII is fine, in ids and user ids alike.
   const std::string id =
@@ -315,38 +349,44 @@ TEST_P(SessionStoreConformanceTest, CreateRejectsIdsAndUserIdsThatAreNotText) {
       "ance-\xf0\x9f\x94\x91";  // séance-🔑
   const std::string user = "\xe2\x9c\x93-\xe6\x97\xa5\xe6\x9c\xac";
   ASSERT_OK_AND_ASSIGN(SessionRecord created,
-                       store_->Create(NewRecord(id, 1, user)));
+                       store_->Create(NewRecord(id, 1, user), limits_));
   EXPECT_EQ(created.id, id);
   EXPECT_EQ(created.user_id, user);
   EXPECT_EQ(ListIds(user), Ids{id});
 }
 
-TEST_P(SessionStoreConformanceTest, UpdateAndCycleRejectUserIdsThatAreNotText) {
+TEST_P(SessionStoreConformanceTest, CycleRejectsUserIdsThatAreNotText) {
   const SessionRecord a = MustCreate("a", 1, "alice");
   for (const auto& [what, bad] : UnstorableTexts()) {
     SCOPED_TRACE(what);
-    EXPECT_EQ(Code(store_->Update(TokenHash(1), MakeUpdate(bad, "new"))),
+    EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(1),
+                                 MakeCycle(TokenHash(2), bad), limits_)),
               StatusCode::kInvalidArgument);
-    EXPECT_EQ(Code(store_->Update(TokenHash(1), MakeUpdate(bad, "new", 1))),
-              StatusCode::kInvalidArgument);
-    EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(2), bad)),
-              StatusCode::kInvalidArgument);
+    EXPECT_EQ(
+        Code(store_->Cycle(kTenant, TokenHash(1),
+                           MakeCycle(TokenHash(2), bad, "p", 1), limits_)),
+        StatusCode::kInvalidArgument);
     // Argument errors come first, as for timeouts.
-    EXPECT_EQ(Code(store_->Update(TokenHash(9), MakeUpdate(bad, "new"))),
+    EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(9),
+                                 MakeCycle(TokenHash(2), bad), limits_)),
               StatusCode::kInvalidArgument);
-    EXPECT_EQ(Code(store_->Cycle(TokenHash(9), TokenHash(2), bad)),
-              StatusCode::kInvalidArgument);
+    EXPECT_EQ(
+        Code(store_->Cycle(kTenant, TokenHash(1),
+                           MakeCycle(TokenHash(2), bad, "p", 7), limits_)),
+        StatusCode::kInvalidArgument);
   }
   // Nothing was written: not the user, the payload, the version, the time
   // or the token hash.
   clock_.Advance(absl::Seconds(1));
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, a);
   EXPECT_FALSE(Exists(2));
   EXPECT_EQ(ListIds("alice"), Ids{"a"});
   // A Cycle that keeps the user (nullopt) is unaffected.
-  ASSERT_OK_AND_ASSIGN(SessionRecord cycled,
-                       store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord cycled,
+      store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(2)), limits_));
   EXPECT_EQ(cycled.user_id, "alice");
 }
 
@@ -363,23 +403,25 @@ TEST_P(SessionStoreConformanceTest,
   MustCreate("x", 3, "");
   for (const auto& [what, bad] : UnstorableTexts()) {
     SCOPED_TRACE(what);
-    ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser(bad, 10, {}));
+    ASSERT_OK_AND_ASSIGN(SessionPage page,
+                         store_->ListForUser(kTenant, bad, 10, {}));
     EXPECT_TRUE(page.sessions.empty());
     EXPECT_FALSE(page.next.has_value());
-    ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser(bad, ""));
+    ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser(kTenant, bad, ""));
     EXPECT_EQ(n, 0);
-    ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(bad, "a1"));
+    ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, bad, "a1"));
     EXPECT_EQ(n, 0);
-    ASSERT_OK_AND_ASSIGN(n, store_->DeleteById(bad));
+    ASSERT_OK_AND_ASSIGN(n, store_->DeleteById(kTenant, bad));
     EXPECT_EQ(n, 0);
   }
   // Bad arguments other than the text are still INVALID_ARGUMENT.
-  EXPECT_EQ(Code(store_->ListForUser(std::string("\0", 1), 0, {})),
+  EXPECT_EQ(Code(store_->ListForUser(kTenant, std::string("\0", 1), 0, {})),
             StatusCode::kInvalidArgument);
   for (int h : {1, 2, 3}) EXPECT_TRUE(Exists(h)) << h;
   EXPECT_EQ(ListIds("alice"), (Ids{"a2", "a1"}));
-  ASSERT_OK_AND_ASSIGN(int64_t n,
-                       store_->DeleteForUser("alice", std::string("a1\0", 3)));
+  ASSERT_OK_AND_ASSIGN(
+      int64_t n,
+      store_->DeleteForUser(kTenant, "alice", std::string("a1\0", 3)));
   EXPECT_EQ(n, 2);
   EXPECT_EQ(ListIds("alice"), Ids{});
   EXPECT_TRUE(Exists(3));
@@ -391,22 +433,25 @@ TEST_P(SessionStoreConformanceTest, CreateReusesIdAndTokenHashOfExpired) {
   clock_.Advance(absl::Minutes(1));
   ASSERT_FALSE(Exists(1));
 
-  ASSERT_OK_AND_ASSIGN(SessionRecord a,
-                       store_->Create(NewRecord("reuse-id", 3, "bob", "new")));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord a,
+      store_->Create(NewRecord("reuse-id", 3, "bob", "new"), limits_));
   EXPECT_EQ(a.version, 1);
   EXPECT_EQ(a.created_at, StoreNow());
   EXPECT_EQ(a.user_id, "bob");
-  ASSERT_OK_AND_ASSIGN(SessionRecord b,
-                       store_->Create(NewRecord("fresh", 2, "bob", "new")));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord b,
+      store_->Create(NewRecord("fresh", 2, "bob", "new"), limits_));
   EXPECT_EQ(b.version, 1);
 
   // The expired sessions stay gone: no resurrection under the old keys.
   EXPECT_FALSE(Exists(1));
-  ASSERT_OK_AND_ASSIGN(SessionRecord l3, store_->Load(TokenHash(3)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord l3, store_->Load(kTenant, TokenHash(3)));
   EXPECT_EQ(l3, a);
-  ASSERT_OK_AND_ASSIGN(SessionRecord l2, store_->Load(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord l2, store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(l2, b);
-  ASSERT_OK_AND_ASSIGN(int64_t deleted, store_->DeleteById("reuse-hash"));
+  ASSERT_OK_AND_ASSIGN(int64_t deleted,
+                       store_->DeleteById(kTenant, "reuse-hash"));
   EXPECT_EQ(deleted, 0);
   EXPECT_EQ(ListIds("alice"), Ids{});
   EXPECT_EQ(ListIds("bob"), (Ids{"reuse-id", "fresh"}));
@@ -414,9 +459,10 @@ TEST_P(SessionStoreConformanceTest, CreateReusesIdAndTokenHashOfExpired) {
 
 TEST_P(SessionStoreConformanceTest, LoadOfUnknownTokenHashIsNotFound) {
   MustCreate("present", 1);
-  EXPECT_EQ(Code(store_->Load(TokenHash(2))), StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(2), absl::ZeroDuration())),
-            StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Load(kTenant, TokenHash(2))), StatusCode::kNotFound);
+  EXPECT_EQ(
+      Code(store_->LoadAndTouch(kTenant, TokenHash(2), absl::ZeroDuration())),
+      StatusCode::kNotFound);
   EXPECT_FALSE(Exists(2));
   EXPECT_TRUE(Exists(1));
 }
@@ -428,12 +474,13 @@ TEST_P(SessionStoreConformanceTest, IdleExpiryIsExact) {
   SessionRecord s = MustCreate("idle", 1, "", absl::Minutes(30));
   ASSERT_EQ(s.ExpiresAt(), s.created_at + absl::Minutes(30));
   clock_.Set(s.ExpiresAt() - absl::Microseconds(1));
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, s);
   clock_.Set(s.ExpiresAt() - absl::Nanoseconds(1));
   EXPECT_TRUE(Exists(1));
   clock_.Set(s.ExpiresAt());
-  EXPECT_EQ(Code(store_->Load(TokenHash(1))), StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Load(kTenant, TokenHash(1))), StatusCode::kNotFound);
   clock_.Set(s.ExpiresAt() + absl::Nanoseconds(999));
   EXPECT_FALSE(Exists(1));
 }
@@ -449,24 +496,26 @@ TEST_P(SessionStoreConformanceTest,
     if (i % 2 == 0) {
       ASSERT_OK_AND_ASSIGN(
           SessionRecord t,
-          store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()));
+          store_->LoadAndTouch(kTenant, TokenHash(1), absl::ZeroDuration()));
       EXPECT_EQ(t.last_active_at, StoreNow());
     } else {
       ASSERT_OK_AND_ASSIGN(
           SessionRecord u,
-          store_->Update(TokenHash(1), MakeUpdate("alice", "p")));
+          store_->Update(kTenant, TokenHash(1), MakeUpdate("p")));
       EXPECT_EQ(u.created_at, s.created_at);
     }
   }
   clock_.Set(end - absl::Microseconds(1));
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded.ExpiresAt(), end);
   EXPECT_EQ(loaded.created_at, s.created_at);
   clock_.Set(end);
-  EXPECT_EQ(Code(store_->Load(TokenHash(1))), StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration())),
-            StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Update(TokenHash(1), MakeUpdate("alice", "q"))),
+  EXPECT_EQ(Code(store_->Load(kTenant, TokenHash(1))), StatusCode::kNotFound);
+  EXPECT_EQ(
+      Code(store_->LoadAndTouch(kTenant, TokenHash(1), absl::ZeroDuration())),
+      StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(1), MakeUpdate("q"))),
             StatusCode::kNotFound);
   EXPECT_EQ(ListIds("alice"), Ids{});
 }
@@ -485,9 +534,10 @@ TEST_P(SessionStoreConformanceTest, CreateTruncatesTimeoutsToWholeMicros) {
                  absl::Seconds(1800) + absl::Nanoseconds(999));
   EXPECT_EQ(fixed.idle_timeout, absl::Hours(2));
   EXPECT_EQ(fixed.absolute_lifetime, absl::Seconds(1800));
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, idle);
-  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(loaded, fixed);
 
   // Both expire exactly at the truncated ExpiresAt, one by the idle timeout
@@ -501,10 +551,11 @@ TEST_P(SessionStoreConformanceTest, CreateTruncatesTimeoutsToWholeMicros) {
   clock_.Set(end);
   for (int h : {1, 2}) {
     SCOPED_TRACE(h);
-    EXPECT_EQ(Code(store_->Load(TokenHash(h))), StatusCode::kNotFound);
-    EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(h), absl::ZeroDuration())),
-              StatusCode::kNotFound);
-    EXPECT_EQ(Code(store_->Update(TokenHash(h), MakeUpdate("alice", "x"))),
+    EXPECT_EQ(Code(store_->Load(kTenant, TokenHash(h))), StatusCode::kNotFound);
+    EXPECT_EQ(
+        Code(store_->LoadAndTouch(kTenant, TokenHash(h), absl::ZeroDuration())),
+        StatusCode::kNotFound);
+    EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(h), MakeUpdate("x"))),
               StatusCode::kNotFound);
   }
   EXPECT_EQ(ListIds("alice"), Ids{});
@@ -521,30 +572,34 @@ TEST_P(SessionStoreConformanceTest,
   MustCreate("doomed-by-user", 4, "alice", absl::Minutes(1));
   clock_.Advance(absl::Minutes(1));
 
-  EXPECT_EQ(Code(store_->Load(TokenHash(2))), StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(2), absl::ZeroDuration())),
+  EXPECT_EQ(Code(store_->Load(kTenant, TokenHash(2))), StatusCode::kNotFound);
+  EXPECT_EQ(
+      Code(store_->LoadAndTouch(kTenant, TokenHash(2), absl::ZeroDuration())),
+      StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(2), MakeUpdate("x"))),
             StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x"))),
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(2), MakeUpdate("x", 1))),
             StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x", 1))),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(2), MakeCycle(TokenHash(9)),
+                               limits_)),
             StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(2), TokenHash(9), std::nullopt)),
-            StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(2), TokenHash(9), "alice")),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(2),
+                               MakeCycle(TokenHash(9), "alice"), limits_)),
             StatusCode::kNotFound);
   EXPECT_FALSE(Exists(2));
   EXPECT_FALSE(Exists(9));
   EXPECT_EQ(ListIds("alice"), Ids{"control"});
 
   // Each delete meets its own expired session and counts 0 for it.
-  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteByTokenHash(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(int64_t n,
+                       store_->DeleteByTokenHash(kTenant, TokenHash(2)));
   EXPECT_EQ(n, 0);
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById("doomed-by-id"));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById(kTenant, "doomed-by-id"));
   EXPECT_EQ(n, 0);
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("alice", "control"));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, "alice", "control"));
   EXPECT_EQ(n, 0);
   EXPECT_TRUE(Exists(1));
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("alice", ""));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, "alice", ""));
   EXPECT_EQ(n, 1);
   EXPECT_FALSE(Exists(1));
 }
@@ -558,43 +613,48 @@ TEST_P(SessionStoreConformanceTest, LoadAndTouchIsThrottled) {
 
   clock_.Advance(absl::Seconds(59));
   ASSERT_OK_AND_ASSIGN(SessionRecord t,
-                       store_->LoadAndTouch(TokenHash(1), interval));
+                       store_->LoadAndTouch(kTenant, TokenHash(1), interval));
   EXPECT_EQ(t, s);
   clock_.Set(s.last_active_at + interval - absl::Microseconds(1));
-  ASSERT_OK_AND_ASSIGN(t, store_->LoadAndTouch(TokenHash(1), interval));
+  ASSERT_OK_AND_ASSIGN(t,
+                       store_->LoadAndTouch(kTenant, TokenHash(1), interval));
   EXPECT_EQ(t, s);
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, s);
 
   // Exactly `interval` old once truncated to microseconds: touched.
   clock_.Set(s.last_active_at + interval + absl::Nanoseconds(999));
-  ASSERT_OK_AND_ASSIGN(t, store_->LoadAndTouch(TokenHash(1), interval));
+  ASSERT_OK_AND_ASSIGN(t,
+                       store_->LoadAndTouch(kTenant, TokenHash(1), interval));
   SessionRecord expected = s;
   expected.last_active_at = s.last_active_at + interval;
   EXPECT_EQ(t, expected);  // version still 1
-  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, expected);
 
   // Within the interval of the new touch: not touched again.
   clock_.Advance(absl::Seconds(30));
-  ASSERT_OK_AND_ASSIGN(t, store_->LoadAndTouch(TokenHash(1), interval));
+  ASSERT_OK_AND_ASSIGN(t,
+                       store_->LoadAndTouch(kTenant, TokenHash(1), interval));
   EXPECT_EQ(t, expected);
 
   // A zero interval always touches.
   clock_.Advance(absl::Seconds(1));
   ASSERT_OK_AND_ASSIGN(
-      t, store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()));
+      t, store_->LoadAndTouch(kTenant, TokenHash(1), absl::ZeroDuration()));
   EXPECT_EQ(t.last_active_at, StoreNow());
   EXPECT_EQ(t.version, 1);
-  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, t);
 }
 
 TEST_P(SessionStoreConformanceTest, TouchExtendsIdleExpiry) {
   SessionRecord s = MustCreate("slide", 1, "", absl::Minutes(10));
   clock_.Advance(absl::Minutes(9));
-  ASSERT_OK_AND_ASSIGN(SessionRecord t,
-                       store_->LoadAndTouch(TokenHash(1), absl::Minutes(1)));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord t,
+      store_->LoadAndTouch(kTenant, TokenHash(1), absl::Minutes(1)));
   EXPECT_EQ(t.last_active_at, StoreNow());
   EXPECT_EQ(t.ExpiresAt(), StoreNow() + absl::Minutes(10));
   clock_.Set(s.ExpiresAt() + absl::Seconds(1));  // past the original expiry
@@ -612,36 +672,39 @@ TEST_P(SessionStoreConformanceTest,
   MustCreate("back", 1, "alice");
   clock_.Advance(absl::Minutes(10));
   ASSERT_OK_AND_ASSIGN(SessionRecord ahead,
-                       store_->Update(TokenHash(1), MakeUpdate("alice", "v2")));
+                       store_->Update(kTenant, TokenHash(1), MakeUpdate("v2")));
   const absl::Time high = ahead.last_active_at;
   clock_.Set(high - absl::Minutes(5));
 
   ASSERT_OK_AND_ASSIGN(
       SessionRecord touched,
-      store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()));
+      store_->LoadAndTouch(kTenant, TokenHash(1), absl::ZeroDuration()));
   EXPECT_EQ(touched.last_active_at, high);
   EXPECT_EQ(touched.version, 2);
 
   ASSERT_OK_AND_ASSIGN(SessionRecord updated,
-                       store_->Update(TokenHash(1), MakeUpdate("alice", "v3")));
+                       store_->Update(kTenant, TokenHash(1), MakeUpdate("v3")));
   EXPECT_EQ(updated.last_active_at, high);
   EXPECT_EQ(updated.version, 3);
 
-  ASSERT_OK_AND_ASSIGN(SessionRecord cycled,
-                       store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord cycled,
+      store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(2)), limits_));
   EXPECT_EQ(cycled.last_active_at, high);
   EXPECT_EQ(cycled.version, 4);
 
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(loaded, cycled);
-  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("alice", 10, {}));
+  ASSERT_OK_AND_ASSIGN(SessionPage page,
+                       store_->ListForUser(kTenant, "alice", 10, {}));
   ASSERT_EQ(page.sessions.size(), 1u);
   EXPECT_EQ(page.sessions[0].last_active_at, high);
 
   // Once the clock is past it again, writes move it forward as usual.
   clock_.Set(high + absl::Minutes(1));
   ASSERT_OK_AND_ASSIGN(updated,
-                       store_->Update(TokenHash(2), MakeUpdate("alice", "v5")));
+                       store_->Update(kTenant, TokenHash(2), MakeUpdate("v5")));
   EXPECT_EQ(updated.last_active_at, StoreNow());
 }
 
@@ -651,29 +714,28 @@ TEST_P(SessionStoreConformanceTest,
 TEST_P(SessionStoreConformanceTest, UpdateReplacesFieldsAndBumpsVersion) {
   SessionRecord s = MustCreate("upd", 1, "alice");
   clock_.Advance(absl::Minutes(1));
-  ASSERT_OK_AND_ASSIGN(SessionRecord r,
-                       store_->Update(TokenHash(1), MakeUpdate("bob", "new")));
+  ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Update(kTenant, TokenHash(1),
+                                                       MakeUpdate("new")));
   SessionRecord expected = s;
-  expected.user_id = "bob";
   expected.sealed_payload = "new";
   expected.last_active_at = StoreNow();
   expected.version = 2;
-  EXPECT_EQ(r, expected);  // timeouts kept, created_at kept
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  EXPECT_EQ(r, expected);  // user, timeouts and created_at kept
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, expected);
-  EXPECT_EQ(ListIds("alice"), Ids{});
-  EXPECT_EQ(ListIds("bob"), Ids{"upd"});
+  EXPECT_EQ(ListIds("alice"), Ids{"upd"});
 
   clock_.Advance(absl::Minutes(1));
-  SessionUpdate u = MakeUpdate("bob", "third");
+  SessionUpdate u = MakeUpdate("third");
   u.idle_timeout = absl::Minutes(5);
-  ASSERT_OK_AND_ASSIGN(r, store_->Update(TokenHash(1), u));
+  ASSERT_OK_AND_ASSIGN(r, store_->Update(kTenant, TokenHash(1), u));
   expected.sealed_payload = "third";
   expected.last_active_at = StoreNow();
   expected.idle_timeout = absl::Minutes(5);
   expected.version = 3;
   EXPECT_EQ(r, expected);  // absolute_lifetime kept
-  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, expected);
   clock_.Set(expected.last_active_at + absl::Minutes(5) -
              absl::Microseconds(1));
@@ -682,12 +744,50 @@ TEST_P(SessionStoreConformanceTest, UpdateReplacesFieldsAndBumpsVersion) {
   EXPECT_FALSE(Exists(1));
 }
 
+// A payload of nullopt keeps the stored one; the update is still a write
+// (version, last_active_at), and may change only the timeouts, or nothing
+// but those two.
+TEST_P(SessionStoreConformanceTest, UpdateWithoutPayloadKeepsIt) {
+  const std::string payload("\0sealed\xff", 8);
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord s,
+      store_->Create(NewRecord("keep", 1, "alice", payload), limits_));
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                       store_->Update(kTenant, TokenHash(1), SessionUpdate()));
+  SessionRecord expected = s;
+  expected.last_active_at = StoreNow();
+  expected.version = 2;
+  EXPECT_EQ(r, expected);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
+  EXPECT_EQ(loaded, expected);
+
+  clock_.Advance(absl::Minutes(1));
+  SessionUpdate u = MakeUpdate(std::nullopt, 2);
+  u.idle_timeout = absl::Minutes(7);
+  ASSERT_OK_AND_ASSIGN(r, store_->Update(kTenant, TokenHash(1), u));
+  expected.last_active_at = StoreNow();
+  expected.idle_timeout = absl::Minutes(7);
+  expected.version = 3;
+  EXPECT_EQ(r, expected);
+  EXPECT_EQ(r.sealed_payload, payload);
+  // An empty payload is a payload, not "keep".
+  ASSERT_OK_AND_ASSIGN(r,
+                       store_->Update(kTenant, TokenHash(1), MakeUpdate("")));
+  EXPECT_EQ(r.sealed_payload, "");
+  EXPECT_EQ(r.version, 4);
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(1)));
+  EXPECT_EQ(loaded, r);
+}
+
 TEST_P(SessionStoreConformanceTest, UpdateAbsoluteLifetimeCountsFromCreation) {
   SessionRecord s = MustCreate("upd", 1, "alice");
   clock_.Advance(absl::Minutes(2));
-  SessionUpdate u = MakeUpdate("alice", "p");
+  SessionUpdate u = MakeUpdate("p");
   u.absolute_lifetime = absl::Minutes(3);
-  ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Update(TokenHash(1), u));
+  ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                       store_->Update(kTenant, TokenHash(1), u));
   EXPECT_EQ(r.absolute_lifetime, absl::Minutes(3));
   EXPECT_EQ(r.idle_timeout, kIdle);
   EXPECT_EQ(r.version, 2);
@@ -702,20 +802,23 @@ TEST_P(SessionStoreConformanceTest, UpdateTruncatesTimeoutsToWholeMicros) {
   MustCreate("idle", 1, "alice");
   SessionRecord fixed = MustCreate("fixed", 2, "alice");
   clock_.Advance(absl::Minutes(1));
-  SessionUpdate u = MakeUpdate("alice", "p");
+  SessionUpdate u = MakeUpdate("p");
   u.idle_timeout = absl::Minutes(10) + absl::Nanoseconds(999);
   u.absolute_lifetime = absl::Hours(2) + absl::Nanoseconds(1);
-  ASSERT_OK_AND_ASSIGN(SessionRecord idle, store_->Update(TokenHash(1), u));
+  ASSERT_OK_AND_ASSIGN(SessionRecord idle,
+                       store_->Update(kTenant, TokenHash(1), u));
   EXPECT_EQ(idle.idle_timeout, absl::Minutes(10));
   EXPECT_EQ(idle.absolute_lifetime, absl::Hours(2));
   u.idle_timeout = absl::Hours(1) + absl::Nanoseconds(1);
   u.absolute_lifetime = absl::Minutes(11) + absl::Nanoseconds(500);
-  ASSERT_OK_AND_ASSIGN(SessionRecord upd, store_->Update(TokenHash(2), u));
+  ASSERT_OK_AND_ASSIGN(SessionRecord upd,
+                       store_->Update(kTenant, TokenHash(2), u));
   EXPECT_EQ(upd.idle_timeout, absl::Hours(1));
   EXPECT_EQ(upd.absolute_lifetime, absl::Minutes(11));
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, idle);
-  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(loaded, upd);
 
   // Both end exactly at the truncated ExpiresAt: 10 minutes after the
@@ -730,71 +833,80 @@ TEST_P(SessionStoreConformanceTest, UpdateTruncatesTimeoutsToWholeMicros) {
   clock_.Set(end);
   for (int h : {1, 2}) {
     SCOPED_TRACE(h);
-    EXPECT_EQ(Code(store_->Load(TokenHash(h))), StatusCode::kNotFound);
-    EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(h), absl::ZeroDuration())),
-              StatusCode::kNotFound);
-    EXPECT_EQ(Code(store_->Cycle(TokenHash(h), TokenHash(h + 10), "alice")),
-              StatusCode::kNotFound);
+    EXPECT_EQ(Code(store_->Load(kTenant, TokenHash(h))), StatusCode::kNotFound);
+    EXPECT_EQ(
+        Code(store_->LoadAndTouch(kTenant, TokenHash(h), absl::ZeroDuration())),
+        StatusCode::kNotFound);
+    EXPECT_EQ(
+        Code(store_->Cycle(kTenant, TokenHash(h),
+                           MakeCycle(TokenHash(h + 10), "alice"), limits_)),
+        StatusCode::kNotFound);
   }
   EXPECT_EQ(ListIds("alice"), Ids{});
 }
 
-TEST_P(SessionStoreConformanceTest, UpdateCanClearUser) {
+TEST_P(SessionStoreConformanceTest, CycleCanClearUser) {
   MustCreate("u", 1, "alice");
-  ASSERT_OK_AND_ASSIGN(SessionRecord r,
-                       store_->Update(TokenHash(1), MakeUpdate("", "anon")));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord r,
+      store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(2), "", "anon"),
+                    limits_));
   EXPECT_EQ(r.user_id, "");
+  EXPECT_EQ(r.sealed_payload, "anon");
   EXPECT_EQ(r.version, 2);
   EXPECT_EQ(ListIds("alice"), Ids{});
-  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser("alice", ""));
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser(kTenant, "alice", ""));
   EXPECT_EQ(n, 0);
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(loaded, r);
 }
 
 TEST_P(SessionStoreConformanceTest, UpdateOfUnknownSessionIsNotFound) {
   SessionRecord s = MustCreate("present", 1, "alice");
-  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x"))),
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(2), MakeUpdate("x"))),
             StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x", 1))),
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(2), MakeUpdate("x", 1))),
             StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Update(TokenHash(2), MakeUpdate("alice", "x", 7))),
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(2), MakeUpdate("x", 7))),
             StatusCode::kNotFound);
   EXPECT_FALSE(Exists(2));
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, s);
 }
 
 TEST_P(SessionStoreConformanceTest, UpdateRejectsNonPositiveTimeouts) {
   SessionRecord s = MustCreate("s", 1, "alice");
   clock_.Advance(absl::Minutes(1));
-  SessionUpdate u = MakeUpdate("bob", "x");
+  SessionUpdate u = MakeUpdate("x");
   u.idle_timeout = absl::ZeroDuration();
-  EXPECT_EQ(Code(store_->Update(TokenHash(1), u)),
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(1), u)),
             StatusCode::kInvalidArgument);
   u.idle_timeout = -absl::Seconds(1);
-  EXPECT_EQ(Code(store_->Update(TokenHash(1), u)),
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(1), u)),
             StatusCode::kInvalidArgument);
   u.idle_timeout.reset();
   u.absolute_lifetime = absl::ZeroDuration();
-  EXPECT_EQ(Code(store_->Update(TokenHash(1), u)),
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(1), u)),
             StatusCode::kInvalidArgument);
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, s);
 }
 
 TEST_P(SessionStoreConformanceTest, CompareAndSetSucceedsOnMatchingVersion) {
   MustCreate("cas", 1, "alice");
-  ASSERT_OK_AND_ASSIGN(
-      SessionRecord r,
-      store_->Update(TokenHash(1), MakeUpdate("alice", "v2", 1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Update(kTenant, TokenHash(1),
+                                                       MakeUpdate("v2", 1)));
   EXPECT_EQ(r.version, 2);
   EXPECT_EQ(r.sealed_payload, "v2");
   ASSERT_OK_AND_ASSIGN(
-      r, store_->Update(TokenHash(1), MakeUpdate("alice", "v3", 2)));
+      r, store_->Update(kTenant, TokenHash(1), MakeUpdate("v3", 2)));
   EXPECT_EQ(r.version, 3);
   EXPECT_EQ(r.sealed_payload, "v3");
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, r);
 }
 
@@ -802,16 +914,18 @@ TEST_P(SessionStoreConformanceTest,
        CompareAndSetMismatchIsAbortedAndWritesNothing) {
   MustCreate("cas", 1, "alice");
   ASSERT_OK_AND_ASSIGN(SessionRecord r,
-                       store_->Update(TokenHash(1), MakeUpdate("alice", "v2")));
+                       store_->Update(kTenant, TokenHash(1), MakeUpdate("v2")));
   ASSERT_EQ(r.version, 2);
   clock_.Advance(absl::Minutes(1));
   for (int64_t stale : {int64_t{1}, int64_t{3}, int64_t{0}, int64_t{-1}}) {
     SCOPED_TRACE(stale);
-    SessionUpdate u = MakeUpdate("bob", "lost", stale);
+    SessionUpdate u = MakeUpdate("lost", stale);
     u.idle_timeout = absl::Minutes(1);
-    EXPECT_EQ(Code(store_->Update(TokenHash(1), u)), StatusCode::kAborted);
+    EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(1), u)),
+              StatusCode::kAborted);
   }
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, r);  // payload, user, timeouts, last_active_at, version
   EXPECT_EQ(ListIds("bob"), Ids{});
 }
@@ -819,18 +933,19 @@ TEST_P(SessionStoreConformanceTest,
 TEST_P(SessionStoreConformanceTest, ConcurrentCompareAndSetLosesNoUpdate) {
   constexpr int kThreads = 8;
   constexpr int kIncrements = 50;
-  ASSERT_OK(store_->Create(NewRecord("counter", 1, "alice", "0")).status());
+  ASSERT_OK(
+      store_->Create(NewRecord("counter", 1, "alice", "0"), limits_).status());
   std::atomic<int> errors{0};
   std::atomic<int> aborts{0};
   RunThreads(kThreads, [&](int) {
     for (int k = 0; k < kIncrements; ++k) {
       bool done = false;
       for (int attempt = 0; attempt < 100000 && !done; ++attempt) {
-        absl::StatusOr<SessionRecord> r = store_->Load(TokenHash(1));
+        absl::StatusOr<SessionRecord> r = store_->Load(kTenant, TokenHash(1));
         int64_t n = 0;
         if (!r.ok() || !absl::SimpleAtoi(r->sealed_payload, &n)) break;
         absl::StatusOr<SessionRecord> u = store_->Update(
-            TokenHash(1), MakeUpdate("alice", absl::StrCat(n + 1), r->version));
+            kTenant, TokenHash(1), MakeUpdate(absl::StrCat(n + 1), r->version));
         if (u.ok()) {
           done = true;
         } else if (u.status().code() == StatusCode::kAborted) {
@@ -846,7 +961,7 @@ TEST_P(SessionStoreConformanceTest, ConcurrentCompareAndSetLosesNoUpdate) {
     }
   });
   EXPECT_EQ(errors.load(), 0);
-  ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(r.sealed_payload, absl::StrCat(kThreads * kIncrements));
   EXPECT_EQ(r.version, 1 + kThreads * kIncrements);
 }
@@ -889,7 +1004,8 @@ TEST_P(SessionStoreConformanceTest, ConcurrentCallsNeverRewindOrResurrect) {
     ASSERT_OK_AND_ASSIGN(
         SessionRecord created,
         store->Create(NewRecord(absl::StrCat("s", round), round, "alice", "0",
-                                idle, kLifetime)));
+                                idle, kLifetime),
+                      limits_));
 
     std::atomic<int64_t> newest_us{absl::ToUnixMicros(created.last_active_at)};
     std::atomic<bool> expired{false};
@@ -910,20 +1026,20 @@ TEST_P(SessionStoreConformanceTest, ConcurrentCallsNeverRewindOrResurrect) {
         case 1:
         case 2:
           op = "Load";
-          r = store->Load(hash);
+          r = store->Load(kTenant, hash);
           break;
         case 3:
         case 4:
           op = "LoadAndTouch(0)";
-          r = store->LoadAndTouch(hash, absl::ZeroDuration());
+          r = store->LoadAndTouch(kTenant, hash, absl::ZeroDuration());
           break;
         case 5:
           op = "LoadAndTouch(3 steps)";
-          r = store->LoadAndTouch(hash, kStep * 3);
+          r = store->LoadAndTouch(kTenant, hash, kStep * 3);
           break;
         default:
           op = "Update";
-          r = store->Update(hash, MakeUpdate("alice", absl::StrCat(t)));
+          r = store->Update(kTenant, hash, MakeUpdate(absl::StrCat(t)));
           break;
       }
       if (!r.ok()) {
@@ -976,8 +1092,8 @@ TEST_P(SessionStoreConformanceTest, ConcurrentCallsNeverRewindOrResurrect) {
     }
     EXPECT_EQ(failures.load(), 0);
     EXPECT_TRUE(expired.load());
-    EXPECT_EQ(Code(store->Load(hash)), StatusCode::kNotFound);
-    EXPECT_EQ(Code(store->Update(hash, MakeUpdate("alice", "late"))),
+    EXPECT_EQ(Code(store->Load(kTenant, hash)), StatusCode::kNotFound);
+    EXPECT_EQ(Code(store->Update(kTenant, hash, MakeUpdate("late"))),
               StatusCode::kNotFound);
     if (HasFailure()) break;
   }
@@ -989,33 +1105,39 @@ TEST_P(SessionStoreConformanceTest, ConcurrentCallsNeverRewindOrResurrect) {
 TEST_P(SessionStoreConformanceTest, CycleMovesSessionToNewTokenHash) {
   SessionRecord s = MustCreate("cyc", 1, "alice");
   clock_.Advance(absl::Minutes(1));
-  ASSERT_OK_AND_ASSIGN(SessionRecord c,
-                       store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord c,
+      store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(2)), limits_));
   SessionRecord expected = s;
   expected.token_hash = TokenHash(2);
   expected.last_active_at = StoreNow();
   expected.version = 2;
   EXPECT_EQ(c, expected);
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(loaded, expected);
 
-  EXPECT_EQ(Code(store_->Load(TokenHash(1))), StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration())),
+  EXPECT_EQ(Code(store_->Load(kTenant, TokenHash(1))), StatusCode::kNotFound);
+  EXPECT_EQ(
+      Code(store_->LoadAndTouch(kTenant, TokenHash(1), absl::ZeroDuration())),
+      StatusCode::kNotFound);
+  EXPECT_EQ(Code(store_->Update(kTenant, TokenHash(1), MakeUpdate("x"))),
             StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Update(TokenHash(1), MakeUpdate("alice", "x"))),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(3)),
+                               limits_)),
             StatusCode::kNotFound);
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(3), std::nullopt)),
-            StatusCode::kNotFound);
-  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteByTokenHash(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(int64_t n,
+                       store_->DeleteByTokenHash(kTenant, TokenHash(1)));
   EXPECT_EQ(n, 0);
 
-  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("alice", 10, {}));
+  ASSERT_OK_AND_ASSIGN(SessionPage page,
+                       store_->ListForUser(kTenant, "alice", 10, {}));
   ASSERT_EQ(page.sessions.size(), 1u);
   EXPECT_EQ(page.sessions[0], expected);
 
   clock_.Advance(absl::Minutes(1));
-  ASSERT_OK_AND_ASSIGN(c,
-                       store_->Cycle(TokenHash(2), TokenHash(3), std::nullopt));
+  ASSERT_OK_AND_ASSIGN(c, store_->Cycle(kTenant, TokenHash(2),
+                                        MakeCycle(TokenHash(3)), limits_));
   EXPECT_EQ(c.version, 3);
   EXPECT_EQ(c.id, "cyc");
   EXPECT_EQ(c.created_at, s.created_at);
@@ -1026,40 +1148,49 @@ TEST_P(SessionStoreConformanceTest, CycleMovesSessionToNewTokenHash) {
 
 TEST_P(SessionStoreConformanceTest, CycleReplacesUserOnlyWhenSet) {
   MustCreate("cyc", 1, "");
-  ASSERT_OK_AND_ASSIGN(SessionRecord c,
-                       store_->Cycle(TokenHash(1), TokenHash(2), "alice"));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord c,
+      store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(2), "alice"),
+                    limits_));
   EXPECT_EQ(c.user_id, "alice");
   EXPECT_EQ(c.version, 2);
   EXPECT_EQ(ListIds("alice"), Ids{"cyc"});
 
-  ASSERT_OK_AND_ASSIGN(c, store_->Cycle(TokenHash(2), TokenHash(3), "bob"));
+  ASSERT_OK_AND_ASSIGN(
+      c, store_->Cycle(kTenant, TokenHash(2), MakeCycle(TokenHash(3), "bob"),
+                       limits_));
   EXPECT_EQ(c.user_id, "bob");
   EXPECT_EQ(ListIds("alice"), Ids{});
   EXPECT_EQ(ListIds("bob"), Ids{"cyc"});
 
-  ASSERT_OK_AND_ASSIGN(c,
-                       store_->Cycle(TokenHash(3), TokenHash(4), std::nullopt));
+  ASSERT_OK_AND_ASSIGN(c, store_->Cycle(kTenant, TokenHash(3),
+                                        MakeCycle(TokenHash(4)), limits_));
   EXPECT_EQ(c.user_id, "bob");
   EXPECT_EQ(c.sealed_payload, "payload-cyc");
   EXPECT_EQ(ListIds("bob"), Ids{"cyc"});
 
-  ASSERT_OK_AND_ASSIGN(c, store_->Cycle(TokenHash(4), TokenHash(5), ""));
+  ASSERT_OK_AND_ASSIGN(c, store_->Cycle(kTenant, TokenHash(4),
+                                        MakeCycle(TokenHash(5), ""), limits_));
   EXPECT_EQ(c.user_id, "");
   EXPECT_EQ(c.version, 5);
   EXPECT_EQ(ListIds("bob"), Ids{});
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(5)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(5)));
   EXPECT_EQ(loaded, c);
 }
 
 TEST_P(SessionStoreConformanceTest, CycleOfUnknownSessionIsNotFound) {
   SessionRecord s = MustCreate("present", 1, "alice");
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(9), TokenHash(10), std::nullopt)),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(9), MakeCycle(TokenHash(10)),
+                               limits_)),
             StatusCode::kNotFound);
   EXPECT_FALSE(Exists(10));
   // NOT_FOUND wins over the new hash being taken.
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(9), TokenHash(1), "bob")),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(9),
+                               MakeCycle(TokenHash(1), "bob"), limits_)),
             StatusCode::kNotFound);
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, s);
 }
 
@@ -1067,42 +1198,196 @@ TEST_P(SessionStoreConformanceTest, CycleToTokenHashInUseIsAlreadyExists) {
   SessionRecord a = MustCreate("a", 1, "alice");
   SessionRecord b = MustCreate("b", 2, "bob");
   clock_.Advance(absl::Minutes(1));
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt)),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(2)),
+                               limits_)),
             StatusCode::kAlreadyExists);
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(2), "carol")),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(1),
+                               MakeCycle(TokenHash(2), "carol"), limits_)),
             StatusCode::kAlreadyExists);
-  ASSERT_OK_AND_ASSIGN(SessionRecord la, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord la, store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(la, a);
-  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(lb, b);
   EXPECT_EQ(ListIds("carol"), Ids{});
 }
 
 TEST_P(SessionStoreConformanceTest, CycleRejectsInvalidNewTokenHash) {
   SessionRecord a = MustCreate("a", 1, "alice");
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(1), std::nullopt)),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(1)),
+                               limits_)),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), TokenHash(2).substr(0, 31),
-                               std::nullopt)),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(1),
+                               MakeCycle(TokenHash(2).substr(0, 31)), limits_)),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(Code(store_->Cycle(TokenHash(1), "", std::nullopt)),
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(1), MakeCycle(""), limits_)),
             StatusCode::kInvalidArgument);
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
   EXPECT_EQ(loaded, a);
+}
+
+TEST_P(SessionStoreConformanceTest, CycleReplacesPayloadOnlyWhenSet) {
+  SessionRecord s = MustCreate("cyc", 1, "alice");
+  clock_.Advance(absl::Minutes(1));
+  const std::string resealed("\0resealed\xff", 10);
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord c,
+      store_->Cycle(kTenant, TokenHash(1),
+                    MakeCycle(TokenHash(2), std::nullopt, resealed), limits_));
+  SessionRecord expected = s;
+  expected.token_hash = TokenHash(2);
+  expected.sealed_payload = resealed;
+  expected.last_active_at = StoreNow();
+  expected.version = 2;
+  EXPECT_EQ(c, expected);  // user, timeouts and created_at kept
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(2)));
+  EXPECT_EQ(loaded, expected);
+
+  // A login: the user and the payload resealed for it, at once.
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_OK_AND_ASSIGN(
+      c, store_->Cycle(kTenant, TokenHash(2),
+                       MakeCycle(TokenHash(3), "bob", "for-bob"), limits_));
+  expected.token_hash = TokenHash(3);
+  expected.user_id = "bob";
+  expected.sealed_payload = "for-bob";
+  expected.last_active_at = StoreNow();
+  expected.version = 3;
+  EXPECT_EQ(c, expected);
+  EXPECT_EQ(ListIds("alice"), Ids{});
+  EXPECT_EQ(ListIds("bob"), Ids{"cyc"});
+
+  // No payload keeps it; an empty one replaces it.
+  ASSERT_OK_AND_ASSIGN(c, store_->Cycle(kTenant, TokenHash(3),
+                                        MakeCycle(TokenHash(4)), limits_));
+  EXPECT_EQ(c.sealed_payload, "for-bob");
+  ASSERT_OK_AND_ASSIGN(
+      c, store_->Cycle(kTenant, TokenHash(4),
+                       MakeCycle(TokenHash(5), std::nullopt, ""), limits_));
+  EXPECT_EQ(c.sealed_payload, "");
+  EXPECT_EQ(c.user_id, "bob");
+  EXPECT_EQ(c.version, 5);
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(5)));
+  EXPECT_EQ(loaded, c);
+}
+
+TEST_P(SessionStoreConformanceTest,
+       CycleCompareAndSetSucceedsOnMatchingVersion) {
+  MustCreate("cas", 1, "alice");
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord c,
+      store_->Cycle(kTenant, TokenHash(1),
+                    MakeCycle(TokenHash(2), "bob", "p2", 1), limits_));
+  EXPECT_EQ(c.version, 2);
+  EXPECT_EQ(c.user_id, "bob");
+  EXPECT_EQ(c.sealed_payload, "p2");
+  ASSERT_OK_AND_ASSIGN(
+      c, store_->Cycle(kTenant, TokenHash(2),
+                       MakeCycle(TokenHash(3), std::nullopt, std::nullopt, 2),
+                       limits_));
+  EXPECT_EQ(c.version, 3);
+  EXPECT_EQ(c.user_id, "bob");
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(3)));
+  EXPECT_EQ(loaded, c);
+  EXPECT_FALSE(Exists(1));
+  EXPECT_FALSE(Exists(2));
+}
+
+// A Cycle whose expected_version is not the stored one is ABORTED and
+// writes nothing: the old token still works, the new finds nothing, and
+// neither the user, the payload, the time, the version nor the user's other
+// sessions (the cap) change.
+TEST_P(SessionStoreConformanceTest,
+       CycleCompareAndSetMismatchIsAbortedAndWritesNothing) {
+  MustCreate("b1", 5, "bob");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("cas", 1, "alice");
+  ASSERT_OK_AND_ASSIGN(SessionRecord s,
+                       store_->Update(kTenant, TokenHash(1), MakeUpdate("v2")));
+  ASSERT_EQ(s.version, 2);
+  clock_.Advance(absl::Minutes(1));
+  limits_.max_sessions_per_user = 1;
+  for (int64_t stale : {int64_t{1}, int64_t{3}, int64_t{0}, int64_t{-1}}) {
+    SCOPED_TRACE(stale);
+    EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(1),
+                                 MakeCycle(TokenHash(2), "bob", "lost", stale),
+                                 limits_)),
+              StatusCode::kAborted);
+    EXPECT_EQ(Code(store_->Cycle(
+                  kTenant, TokenHash(1),
+                  MakeCycle(TokenHash(2), std::nullopt, std::nullopt, stale),
+                  limits_)),
+              StatusCode::kAborted);
+  }
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
+  EXPECT_EQ(loaded, s);
+  EXPECT_FALSE(Exists(2));
+  EXPECT_EQ(ListIds("alice"), Ids{"cas"});
+  EXPECT_EQ(ListIds("bob"), Ids{"b1"});
+  EXPECT_TRUE(Exists(5));
+}
+
+// NOT_FOUND takes precedence over ABORTED, and ABORTED over ALREADY_EXISTS.
+TEST_P(SessionStoreConformanceTest, CycleErrorPrecedence) {
+  SessionRecord a = MustCreate("a", 1, "alice");
+  SessionRecord b = MustCreate("b", 2, "bob");
+  MustCreate("gone", 3, "alice", absl::Minutes(1));
+  clock_.Advance(absl::Minutes(1));  // "gone" has expired
+  auto cycle = [&](int old_hash, int new_hash,
+                   std::optional<int64_t> expected_version) {
+    return Code(store_->Cycle(
+        kTenant, TokenHash(old_hash),
+        MakeCycle(TokenHash(new_hash), "carol", "x", expected_version),
+        limits_));
+  };
+  // No live session with the old hash: NOT_FOUND, whatever the version and
+  // whether the new hash is taken.
+  for (int old_hash : {3, 9}) {
+    SCOPED_TRACE(old_hash);
+    EXPECT_EQ(cycle(old_hash, 2, 7), StatusCode::kNotFound);
+    EXPECT_EQ(cycle(old_hash, 2, std::nullopt), StatusCode::kNotFound);
+    EXPECT_EQ(cycle(old_hash, 10, 7), StatusCode::kNotFound);
+  }
+  // A live session but another version: ABORTED, even onto a taken hash.
+  EXPECT_EQ(cycle(1, 2, 7), StatusCode::kAborted);
+  EXPECT_EQ(cycle(1, 10, 7), StatusCode::kAborted);
+  // The right version (or none) onto a taken hash: ALREADY_EXISTS.
+  EXPECT_EQ(cycle(1, 2, 1), StatusCode::kAlreadyExists);
+  EXPECT_EQ(cycle(1, 2, std::nullopt), StatusCode::kAlreadyExists);
+  // Nothing was written.
+  ASSERT_OK_AND_ASSIGN(SessionRecord la, store_->Load(kTenant, TokenHash(1)));
+  EXPECT_EQ(la, a);
+  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(kTenant, TokenHash(2)));
+  EXPECT_EQ(lb, b);
+  EXPECT_FALSE(Exists(3));
+  EXPECT_FALSE(Exists(10));
+  EXPECT_EQ(ListIds("carol"), Ids{});
+  // The new hash of an expired session is free: the cycle goes through.
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord c,
+      store_->Cycle(kTenant, TokenHash(1),
+                    MakeCycle(TokenHash(3), "carol", "x", 1), limits_));
+  EXPECT_EQ(c.id, "a");
+  EXPECT_EQ(ListIds("carol"), Ids{"a"});
 }
 
 TEST_P(SessionStoreConformanceTest, CycleMayTakeTokenHashOfExpiredSession) {
   MustCreate("a", 1, "alice");
   MustCreate("old", 2, "alice", absl::Minutes(1));
   clock_.Advance(absl::Minutes(1));
-  ASSERT_OK_AND_ASSIGN(SessionRecord c,
-                       store_->Cycle(TokenHash(1), TokenHash(2), std::nullopt));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord c,
+      store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(2)), limits_));
   EXPECT_EQ(c.id, "a");
   EXPECT_EQ(c.version, 2);
-  ASSERT_OK_AND_ASSIGN(SessionRecord loaded, store_->Load(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(loaded, c);
   EXPECT_FALSE(Exists(1));
-  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById("old"));
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById(kTenant, "old"));
   EXPECT_EQ(n, 0);
   EXPECT_EQ(ListIds("alice"), Ids{"a"});
 }
@@ -1113,15 +1398,16 @@ TEST_P(SessionStoreConformanceTest,
   MustCreate("race", 1, "alice");
   std::vector<StatusCode> codes(kThreads, StatusCode::kUnknown);
   RunThreads(kThreads, [&](int i) {
-    codes[i] =
-        Code(store_->Cycle(TokenHash(1), TokenHash(100 + i), std::nullopt));
+    codes[i] = Code(store_->Cycle(kTenant, TokenHash(1),
+                                  MakeCycle(TokenHash(100 + i)), limits_));
   });
   int winners = 0;
   for (int i = 0; i < kThreads; ++i) {
     SCOPED_TRACE(i);
     if (codes[i] == StatusCode::kOk) {
       ++winners;
-      ASSERT_OK_AND_ASSIGN(SessionRecord r, store_->Load(TokenHash(100 + i)));
+      ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                           store_->Load(kTenant, TokenHash(100 + i)));
       EXPECT_EQ(r.id, "race");
       EXPECT_EQ(r.version, 2);
     } else {
@@ -1152,9 +1438,11 @@ TEST_P(SessionStoreConformanceTest, ListersNeverSeeACycleHalfDone) {
   auto id_of = [](int c) { return absl::StrCat("moving-", c); };
   std::map<std::string, SessionRecord> created;
   for (int c = 0; c < kCyclers; ++c) {
-    ASSERT_OK_AND_ASSIGN(SessionRecord r,
-                         store_->Create(NewRecord(id_of(c), 0, "alice")));
-    ASSERT_OK_AND_ASSIGN(r, store_->Cycle(TokenHash(0), hash_of(c, 2), {}));
+    ASSERT_OK_AND_ASSIGN(
+        SessionRecord r,
+        store_->Create(NewRecord(id_of(c), 0, "alice"), limits_));
+    ASSERT_OK_AND_ASSIGN(r, store_->Cycle(kTenant, TokenHash(0),
+                                          MakeCycle(hash_of(c, 2)), limits_));
     ASSERT_EQ(r.version, 2);
     created[r.id] = r;
   }
@@ -1177,8 +1465,8 @@ TEST_P(SessionStoreConformanceTest, ListersNeverSeeACycleHalfDone) {
       while ((v < kMinCycles || listers_satisfied.load() < kListers) &&
              v < kHashSpace - 1) {
         clock_.Advance(absl::Microseconds(1));  // reorder the listing
-        absl::StatusOr<SessionRecord> r =
-            store_->Cycle(hash_of(c, v), hash_of(c, v + 1), std::nullopt);
+        absl::StatusOr<SessionRecord> r = store_->Cycle(
+            kTenant, hash_of(c, v), MakeCycle(hash_of(c, v + 1)), limits_);
         if (!r.ok() || r->version != v + 1 ||
             r->token_hash != hash_of(c, v + 1)) {
           if (cycle_errors.fetch_add(1) < 5) {
@@ -1198,7 +1486,8 @@ TEST_P(SessionStoreConformanceTest, ListersNeverSeeACycleHalfDone) {
     const int l = i - kCyclers;
     std::map<std::string, int64_t> last_version;
     while (cyclers_done.load() < kCyclers) {
-      absl::StatusOr<SessionPage> page = store_->ListForUser("alice", 100, {});
+      absl::StatusOr<SessionPage> page =
+          store_->ListForUser(kTenant, "alice", 100, {});
       if (++lists[l] == kMinLists) listers_satisfied.fetch_add(1);
       if (!page.ok()) {
         report(absl::StrCat("ListForUser: ", page.status().ToString()));
@@ -1254,10 +1543,10 @@ TEST_P(SessionStoreConformanceTest, ListersNeverSeeACycleHalfDone) {
     SCOPED_TRACE(c);
     EXPECT_GE(final_version[c], kMinCycles);
     ASSERT_OK_AND_ASSIGN(SessionRecord r,
-                         store_->Load(hash_of(c, final_version[c])));
+                         store_->Load(kTenant, hash_of(c, final_version[c])));
     EXPECT_EQ(r.id, id_of(c));
     EXPECT_EQ(r.version, final_version[c]);
-    EXPECT_EQ(Code(store_->Load(hash_of(c, final_version[c] - 1))),
+    EXPECT_EQ(Code(store_->Load(kTenant, hash_of(c, final_version[c] - 1))),
               StatusCode::kNotFound);
   }
   EXPECT_EQ(ListIds("alice").size(), created.size());
@@ -1267,16 +1556,15 @@ TEST_P(SessionStoreConformanceTest, ListersNeverSeeACycleHalfDone) {
 // Per-user cap.
 
 TEST_P(SessionStoreConformanceTest, PerUserCapEvictsLeastRecentlyActive) {
-  StoreOptions options;
-  options.max_sessions_per_user = 3;
-  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  limits_.max_sessions_per_user = 3;
   MustCreate("s1", 1, "alice");
   clock_.Advance(absl::Seconds(1));
   MustCreate("s2", 2, "alice");
   clock_.Advance(absl::Seconds(1));
   MustCreate("s3", 3, "alice");
   clock_.Advance(absl::Seconds(1));
-  ASSERT_OK(store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()).status());
+  ASSERT_OK(store_->LoadAndTouch(kTenant, TokenHash(1), absl::ZeroDuration())
+                .status());
   clock_.Advance(absl::Seconds(1));
   MustCreate("s4", 4, "alice");
   EXPECT_FALSE(Exists(2));
@@ -1291,9 +1579,7 @@ TEST_P(SessionStoreConformanceTest, PerUserCapEvictsLeastRecentlyActive) {
 }
 
 TEST_P(SessionStoreConformanceTest, PerUserCapNeverEvictsTheWrittenSession) {
-  StoreOptions options;
-  options.max_sessions_per_user = 2;
-  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  limits_.max_sessions_per_user = 2;
   // The clock stands still: all three are equally recently active, and the
   // new session has the smallest id, so it would be the first to go.
   MustCreate("c", 1, "alice");
@@ -1304,21 +1590,27 @@ TEST_P(SessionStoreConformanceTest, PerUserCapNeverEvictsTheWrittenSession) {
   EXPECT_TRUE(Exists(1));
   EXPECT_EQ(ListIds("alice"), (Ids{"c", "a"}));
 
-  options.max_sessions_per_user = 1;
-  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  ASSERT_NO_FATAL_FAILURE(ResetStore(StoreOptions()));
+  limits_.max_sessions_per_user = 1;
   MustCreate("z", 1, "bob");
   MustCreate("y", 2, "bob");
   EXPECT_EQ(ListIds("bob"), Ids{"y"});
-  ASSERT_OK(store_->Cycle(TokenHash(2), TokenHash(3), "bob").status());
+  ASSERT_OK(store_
+                ->Cycle(kTenant, TokenHash(2), MakeCycle(TokenHash(3), "bob"),
+                        limits_)
+                .status());
   EXPECT_EQ(ListIds("bob"), Ids{"y"});
-  ASSERT_OK(store_->Update(TokenHash(3), MakeUpdate("bob", "p")).status());
+  ASSERT_OK(store_->Update(kTenant, TokenHash(3), MakeUpdate("p")).status());
+  EXPECT_EQ(ListIds("bob"), Ids{"y"});
+  ASSERT_OK(store_
+                ->Cycle(kTenant, TokenHash(3),
+                        MakeCycle(TokenHash(4), "bob", "resealed"), limits_)
+                .status());
   EXPECT_EQ(ListIds("bob"), Ids{"y"});
 }
 
 TEST_P(SessionStoreConformanceTest, PerUserCapIgnoresExpiredSessions) {
-  StoreOptions options;
-  options.max_sessions_per_user = 2;
-  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  limits_.max_sessions_per_user = 2;
   MustCreate("long", 1, "alice");
   clock_.Advance(absl::Seconds(30));
   // More recently active than "long", but expired when "new" arrives.
@@ -1332,9 +1624,7 @@ TEST_P(SessionStoreConformanceTest, PerUserCapIgnoresExpiredSessions) {
 }
 
 TEST_P(SessionStoreConformanceTest, PerUserCapCountsOnlyThatUsersSessions) {
-  StoreOptions options;
-  options.max_sessions_per_user = 2;
-  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  limits_.max_sessions_per_user = 2;
   MustCreate("b1", 1, "bob");
   MustCreate("b2", 2, "bob");
   MustCreate("x1", 3, "");
@@ -1352,46 +1642,107 @@ TEST_P(SessionStoreConformanceTest, PerUserCapCountsOnlyThatUsersSessions) {
   EXPECT_FALSE(Exists(6));
 }
 
-TEST_P(SessionStoreConformanceTest, PerUserCapAppliesOnUpdate) {
-  StoreOptions options;
-  options.max_sessions_per_user = 2;
-  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+// The cap comes with each write: Create and Cycle apply the limits they are
+// given, and a write with no cap (0) evicts nothing, whatever earlier
+// writes were given.
+TEST_P(SessionStoreConformanceTest, PerUserCapIsTheOneEachWriteIsGiven) {
+  for (int i = 1; i <= 4; ++i) {
+    MustCreate(absl::StrCat("a", i), i, "alice");
+    clock_.Advance(absl::Seconds(1));
+  }
+  EXPECT_EQ(ListIds("alice"), (Ids{"a4", "a3", "a2", "a1"}));
+  TenantLimits cap3;
+  cap3.max_sessions_per_user = 3;
+  ASSERT_OK(store_->Create(NewRecord("a5", 5, "alice"), cap3).status());
+  EXPECT_EQ(ListIds("alice"), (Ids{"a5", "a4", "a3"}));
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("a6", 6, "alice");  // no cap
+  EXPECT_EQ(ListIds("alice"), (Ids{"a6", "a5", "a4", "a3"}));
+  clock_.Advance(absl::Seconds(1));
+  TenantLimits cap1;
+  cap1.max_sessions_per_user = 1;
+  ASSERT_OK_AND_ASSIGN(SessionRecord c,
+                       store_->Cycle(kTenant, TokenHash(3),
+                                     MakeCycle(TokenHash(13), "alice"), cap1));
+  EXPECT_EQ(c.id, "a3");
+  EXPECT_EQ(ListIds("alice"), Ids{"a3"});
+  for (int h : {4, 5, 6}) EXPECT_FALSE(Exists(h)) << h;
+  // The live cap is not the per-user one.
+  TenantLimits live_cap;
+  live_cap.max_live_sessions = 100;
+  ASSERT_OK(store_->Create(NewRecord("a7", 7, "alice"), live_cap).status());
+  EXPECT_EQ(ListIds("alice"), (Ids{"a7", "a3"}));
+}
+
+// Update has no limits: it never changes the user, so it never makes a
+// session count against a user's cap, and it evicts nothing.
+TEST_P(SessionStoreConformanceTest, UpdateNeverAppliesTheCap) {
   MustCreate("a1", 1, "alice");
   clock_.Advance(absl::Seconds(1));
   MustCreate("a2", 2, "alice");
   clock_.Advance(absl::Seconds(1));
-  MustCreate("x", 3, "");
+  MustCreate("a3", 3, "alice");
+  MustCreate("x", 4, "");
   clock_.Advance(absl::Seconds(1));
+  limits_.max_sessions_per_user = 1;
   ASSERT_OK_AND_ASSIGN(SessionRecord r,
-                       store_->Update(TokenHash(3), MakeUpdate("alice", "p")));
+                       store_->Update(kTenant, TokenHash(1), MakeUpdate("p")));
   EXPECT_EQ(r.user_id, "alice");
-  EXPECT_FALSE(Exists(1));
-  EXPECT_EQ(ListIds("alice"), (Ids{"x", "a2"}));
-  // Rewriting a session that already counts evicts nothing more.
+  ASSERT_OK_AND_ASSIGN(r,
+                       store_->Update(kTenant, TokenHash(4), MakeUpdate("q")));
+  EXPECT_EQ(r.user_id, "");
+  EXPECT_EQ(ListIds("alice"), (Ids{"a1", "a3", "a2"}));
+  for (int h : {1, 2, 3, 4}) EXPECT_TRUE(Exists(h)) << h;
+}
+
+// Only a Cycle that sets a user applies the cap; one that keeps the user
+// evicts nothing, whatever limits it is given.
+TEST_P(SessionStoreConformanceTest, PerUserCapAppliesOnlyWhenCycleSetsAUser) {
+  MustCreate("a1", 1, "alice");
   clock_.Advance(absl::Seconds(1));
-  ASSERT_OK(store_->Update(TokenHash(3), MakeUpdate("alice", "q")).status());
-  EXPECT_EQ(ListIds("alice"), (Ids{"x", "a2"}));
+  MustCreate("a2", 2, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreate("a3", 3, "alice");
+  clock_.Advance(absl::Seconds(1));
+  limits_.max_sessions_per_user = 2;
+  ASSERT_OK(
+      store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(11)), limits_)
+          .status());
+  EXPECT_EQ(ListIds("alice"), (Ids{"a1", "a3", "a2"}));
+  clock_.Advance(absl::Seconds(1));
+  // Setting the same user again is setting it: the cap applies.
+  ASSERT_OK(store_
+                ->Cycle(kTenant, TokenHash(11),
+                        MakeCycle(TokenHash(21), "alice"), limits_)
+                .status());
+  EXPECT_EQ(ListIds("alice"), (Ids{"a1", "a3"}));
+  EXPECT_FALSE(Exists(2));
 }
 
 TEST_P(SessionStoreConformanceTest, PerUserCapAppliesOnCycle) {
-  StoreOptions options;
-  options.max_sessions_per_user = 2;
-  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  limits_.max_sessions_per_user = 2;
   MustCreate("a1", 1, "alice");
   clock_.Advance(absl::Seconds(1));
   MustCreate("a2", 2, "alice");
   clock_.Advance(absl::Seconds(1));
   MustCreate("x", 3, "");
   clock_.Advance(absl::Seconds(1));
-  ASSERT_OK_AND_ASSIGN(SessionRecord c,
-                       store_->Cycle(TokenHash(3), TokenHash(4), "alice"));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord c,
+      store_->Cycle(kTenant, TokenHash(3), MakeCycle(TokenHash(4), "alice"),
+                    limits_));
   EXPECT_EQ(c.user_id, "alice");
   EXPECT_FALSE(Exists(1));
   EXPECT_TRUE(Exists(2));
   EXPECT_EQ(ListIds("alice"), (Ids{"x", "a2"}));
   clock_.Advance(absl::Seconds(1));
-  ASSERT_OK(store_->Cycle(TokenHash(4), TokenHash(5), "alice").status());
-  ASSERT_OK(store_->Cycle(TokenHash(5), TokenHash(6), std::nullopt).status());
+  ASSERT_OK(store_
+                ->Cycle(kTenant, TokenHash(4), MakeCycle(TokenHash(5), "alice"),
+                        limits_)
+                .status());
+  ASSERT_OK(
+      store_->Cycle(kTenant, TokenHash(5), MakeCycle(TokenHash(6)), limits_)
+          .status());
   EXPECT_EQ(ListIds("alice"), (Ids{"x", "a2"}));
 }
 
@@ -1405,16 +1756,15 @@ TEST_P(SessionStoreConformanceTest, ZeroCapIsUnlimited) {
 }
 
 TEST_P(SessionStoreConformanceTest, ConcurrentCreatesKeepTheCap) {
-  StoreOptions options;
-  options.max_sessions_per_user = 3;
-  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  limits_.max_sessions_per_user = 3;
   constexpr int kThreads = 8;
   constexpr int kPerThread = 20;
   std::atomic<int> errors{0};
   RunThreads(kThreads, [&](int t) {
     for (int k = 0; k < kPerThread; ++k) {
       const int n = t * kPerThread + k;
-      if (!store_->Create(NewRecord(absl::StrCat("s", n), n, "alice")).ok()) {
+      if (!store_->Create(NewRecord(absl::StrCat("s", n), n, "alice"), limits_)
+               .ok()) {
         errors.fetch_add(1);
       }
     }
@@ -1431,7 +1781,8 @@ TEST_P(SessionStoreConformanceTest, ConcurrentCreatesOfOneIdExactlyOneWins) {
   constexpr int kThreads = 8;
   std::vector<StatusCode> codes(kThreads, StatusCode::kUnknown);
   RunThreads(kThreads, [&](int i) {
-    codes[i] = Code(store_->Create(NewRecord("same", 10 + i, "alice")));
+    codes[i] =
+        Code(store_->Create(NewRecord("same", 10 + i, "alice"), limits_));
   });
   int winners = 0;
   for (int i = 0; i < kThreads; ++i) {
@@ -1461,16 +1812,18 @@ TEST_P(SessionStoreConformanceTest, ListForUserOrdersByLastActiveThenId) {
   MustCreate("bob1", 6, "bob");
   MustCreate("anon", 7, "");
   clock_.Advance(absl::Seconds(1));
-  ASSERT_OK(store_->LoadAndTouch(TokenHash(1), absl::ZeroDuration()).status());
+  ASSERT_OK(store_->LoadAndTouch(kTenant, TokenHash(1), absl::ZeroDuration())
+                .status());
 
-  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("alice", 10, {}));
+  ASSERT_OK_AND_ASSIGN(SessionPage page,
+                       store_->ListForUser(kTenant, "alice", 10, {}));
   EXPECT_FALSE(page.next.has_value());
   const std::vector<int> expected_hashes = {1, 5, 4, 2, 3};  // m k a z y
   ASSERT_EQ(page.sessions.size(), expected_hashes.size());
   for (size_t i = 0; i < expected_hashes.size(); ++i) {
     SCOPED_TRACE(i);
     ASSERT_OK_AND_ASSIGN(SessionRecord r,
-                         store_->Load(TokenHash(expected_hashes[i])));
+                         store_->Load(kTenant, TokenHash(expected_hashes[i])));
     EXPECT_EQ(page.sessions[i], r);
   }
 }
@@ -1490,8 +1843,9 @@ TEST_P(SessionStoreConformanceTest, ListForUserPagesCoverEverySessionOnce) {
     std::optional<ListCursor> cursor;
     int pages = 0;
     for (;;) {
-      ASSERT_OK_AND_ASSIGN(SessionPage page,
-                           store_->ListForUser("alice", limit, cursor));
+      ASSERT_OK_AND_ASSIGN(
+          SessionPage page,
+          store_->ListForUser(kTenant, "alice", limit, cursor));
       ++pages;
       ASSERT_LE(pages, 20);
       for (const SessionRecord& r : page.sessions) seen.push_back(r.id);
@@ -1517,14 +1871,15 @@ TEST_P(SessionStoreConformanceTest, ListForUserCursorIsAPosition) {
   clock_.Advance(absl::Seconds(1));
   MustCreate("s3", 3, "alice");
 
-  ASSERT_OK_AND_ASSIGN(SessionPage first, store_->ListForUser("alice", 1, {}));
+  ASSERT_OK_AND_ASSIGN(SessionPage first,
+                       store_->ListForUser(kTenant, "alice", 1, {}));
   ASSERT_EQ(first.sessions.size(), 1u);
   EXPECT_EQ(first.sessions[0].id, "s3");
   ASSERT_TRUE(first.next.has_value());
   // The cursor's session goes away; the listing continues after it.
-  ASSERT_OK(store_->DeleteById("s3").status());
+  ASSERT_OK(store_->DeleteById(kTenant, "s3").status());
   ASSERT_OK_AND_ASSIGN(SessionPage rest,
-                       store_->ListForUser("alice", 10, first.next));
+                       store_->ListForUser(kTenant, "alice", 10, first.next));
   ASSERT_EQ(rest.sessions.size(), 2u);
   EXPECT_EQ(rest.sessions[0], s2);
   EXPECT_EQ(rest.sessions[1], s1);
@@ -1534,7 +1889,7 @@ TEST_P(SessionStoreConformanceTest, ListForUserCursorIsAPosition) {
   auto ids_after = [&](absl::Time t, const std::string& id) {
     Ids ids;
     absl::StatusOr<SessionPage> page =
-        store_->ListForUser("alice", 10, ListCursor{t, id});
+        store_->ListForUser(kTenant, "alice", 10, ListCursor{t, id});
     EXPECT_TRUE(page.ok()) << page.status();
     if (page.ok()) {
       for (const SessionRecord& r : page->sessions) ids.push_back(r.id);
@@ -1565,12 +1920,13 @@ TEST_P(SessionStoreConformanceTest, ListForUserExcludesExpiredSessions) {
   clock_.Advance(absl::Seconds(10));
   MustCreate("live2", 3, "alice");
   clock_.Advance(absl::Seconds(40));  // "doomed" has just expired
-  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("alice", 2, {}));
+  ASSERT_OK_AND_ASSIGN(SessionPage page,
+                       store_->ListForUser(kTenant, "alice", 2, {}));
   ASSERT_EQ(page.sessions.size(), 2u);
   EXPECT_EQ(page.sessions[0].id, "live2");
   EXPECT_EQ(page.sessions[1].id, "live1");
   EXPECT_FALSE(page.next.has_value());  // only an expired session follows
-  ASSERT_OK_AND_ASSIGN(page, store_->ListForUser("alice", 1, {}));
+  ASSERT_OK_AND_ASSIGN(page, store_->ListForUser(kTenant, "alice", 1, {}));
   ASSERT_EQ(page.sessions.size(), 1u);
   EXPECT_TRUE(page.next.has_value());
 }
@@ -1578,11 +1934,11 @@ TEST_P(SessionStoreConformanceTest, ListForUserExcludesExpiredSessions) {
 TEST_P(SessionStoreConformanceTest, ListForUserRejectsBadArguments) {
   MustCreate("a", 1, "alice");
   MustCreate("x", 2, "");
-  EXPECT_EQ(Code(store_->ListForUser("alice", 0, {})),
+  EXPECT_EQ(Code(store_->ListForUser(kTenant, "alice", 0, {})),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(Code(store_->ListForUser("alice", -1, {})),
+  EXPECT_EQ(Code(store_->ListForUser(kTenant, "alice", -1, {})),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(Code(store_->ListForUser("", 10, {})),
+  EXPECT_EQ(Code(store_->ListForUser(kTenant, "", 10, {})),
             StatusCode::kInvalidArgument);
 }
 
@@ -1593,10 +1949,10 @@ TEST_P(SessionStoreConformanceTest, ListForUserRejectsCursorIdThatIsNotText) {
   for (const std::string& id :
        {std::string("a\0b", 3), std::string("\xff"), std::string("\xc0\x80")}) {
     const ListCursor cursor{StoreNow(), id};
-    EXPECT_EQ(Code(store_->ListForUser("alice", 10, cursor)),
+    EXPECT_EQ(Code(store_->ListForUser(kTenant, "alice", 10, cursor)),
               StatusCode::kInvalidArgument)
         << absl::CEscape(id);
-    EXPECT_EQ(Code(store_->ListForUser("nobody", 10, cursor)),
+    EXPECT_EQ(Code(store_->ListForUser(kTenant, "nobody", 10, cursor)),
               StatusCode::kInvalidArgument)
         << absl::CEscape(id);
   }
@@ -1604,7 +1960,8 @@ TEST_P(SessionStoreConformanceTest, ListForUserRejectsCursorIdThatIsNotText) {
 
 TEST_P(SessionStoreConformanceTest, ListForUserOfUnknownUserIsEmpty) {
   MustCreate("a", 1, "alice");
-  ASSERT_OK_AND_ASSIGN(SessionPage page, store_->ListForUser("nobody", 10, {}));
+  ASSERT_OK_AND_ASSIGN(SessionPage page,
+                       store_->ListForUser(kTenant, "nobody", 10, {}));
   EXPECT_TRUE(page.sessions.empty());
   EXPECT_FALSE(page.next.has_value());
 }
@@ -1615,14 +1972,15 @@ TEST_P(SessionStoreConformanceTest, ListForUserOfUnknownUserIsEmpty) {
 TEST_P(SessionStoreConformanceTest, DeleteByTokenHashRemovesOneSession) {
   MustCreate("a", 1, "alice");
   SessionRecord b = MustCreate("b", 2, "alice");
-  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteByTokenHash(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(int64_t n,
+                       store_->DeleteByTokenHash(kTenant, TokenHash(1)));
   EXPECT_EQ(n, 1);
   EXPECT_FALSE(Exists(1));
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteByTokenHash(TokenHash(1)));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteByTokenHash(kTenant, TokenHash(1)));
   EXPECT_EQ(n, 0);
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteByTokenHash(TokenHash(9)));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteByTokenHash(kTenant, TokenHash(9)));
   EXPECT_EQ(n, 0);
-  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(lb, b);
   EXPECT_EQ(ListIds("alice"), Ids{"b"});
   // Both the id and the hash are free again.
@@ -1633,14 +1991,14 @@ TEST_P(SessionStoreConformanceTest, DeleteByTokenHashRemovesOneSession) {
 TEST_P(SessionStoreConformanceTest, DeleteByIdRemovesOneSession) {
   MustCreate("a", 1, "alice");
   SessionRecord b = MustCreate("b", 2, "alice");
-  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById("a"));
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById(kTenant, "a"));
   EXPECT_EQ(n, 1);
   EXPECT_FALSE(Exists(1));
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById("a"));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById(kTenant, "a"));
   EXPECT_EQ(n, 0);
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById("nope"));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById(kTenant, "nope"));
   EXPECT_EQ(n, 0);
-  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(TokenHash(2)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord lb, store_->Load(kTenant, TokenHash(2)));
   EXPECT_EQ(lb, b);
   EXPECT_EQ(ListIds("alice"), Ids{"b"});
   MustCreate("a", 1, "alice");
@@ -1654,14 +2012,14 @@ TEST_P(SessionStoreConformanceTest, DeleteForUserRemovesOnlyThatUsersSessions) {
   MustCreate("b1", 4, "bob");
   MustCreate("b2", 5, "bob");
   MustCreate("x", 6, "");
-  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser("alice", ""));
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser(kTenant, "alice", ""));
   EXPECT_EQ(n, 3);
   EXPECT_EQ(ListIds("alice"), Ids{});
   for (int h : {1, 2, 3}) EXPECT_FALSE(Exists(h)) << h;
   for (int h : {4, 5, 6}) EXPECT_TRUE(Exists(h)) << h;
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("alice", ""));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, "alice", ""));
   EXPECT_EQ(n, 0);
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("nobody", ""));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, "nobody", ""));
   EXPECT_EQ(n, 0);
   EXPECT_EQ(ListIds("bob"), (Ids{"b2", "b1"}));
 }
@@ -1671,17 +2029,18 @@ TEST_P(SessionStoreConformanceTest, DeleteForUserKeepsExceptId) {
   MustCreate("a2", 2, "alice");
   MustCreate("a3", 3, "alice");
   MustCreate("b1", 4, "bob");
-  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser("alice", "a2"));
+  ASSERT_OK_AND_ASSIGN(int64_t n,
+                       store_->DeleteForUser(kTenant, "alice", "a2"));
   EXPECT_EQ(n, 2);
   EXPECT_EQ(ListIds("alice"), Ids{"a2"});
   EXPECT_TRUE(Exists(2));
   // except_id naming another user's session protects nothing of alice's and
   // does not touch bob's.
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("alice", "b1"));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, "alice", "b1"));
   EXPECT_EQ(n, 1);
   EXPECT_EQ(ListIds("alice"), Ids{});
   EXPECT_TRUE(Exists(4));
-  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser("bob", "missing"));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, "bob", "missing"));
   EXPECT_EQ(n, 1);
   EXPECT_FALSE(Exists(4));
 }
@@ -1689,13 +2048,14 @@ TEST_P(SessionStoreConformanceTest, DeleteForUserKeepsExceptId) {
 TEST_P(SessionStoreConformanceTest, DeleteForUserRejectsEmptyUser) {
   MustCreate("x", 1, "");
   MustCreate("a", 2, "alice");
-  EXPECT_EQ(Code(store_->DeleteForUser("", "")), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(store_->DeleteForUser(kTenant, "", "")),
+            StatusCode::kInvalidArgument);
   EXPECT_TRUE(Exists(1));
   EXPECT_TRUE(Exists(2));
 }
 
 TEST_P(SessionStoreConformanceTest, PruneExpiredRemovesOnlyExpiredSessions) {
-  ASSERT_OK_AND_ASSIGN(int64_t n, store_->PruneExpired());
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->PruneExpired(kTenant));
   EXPECT_EQ(n, 0);
   MustCreate("e1", 1, "alice", absl::Minutes(1));
   MustCreate("e2", 2, "", absl::Minutes(1));
@@ -1706,27 +2066,669 @@ TEST_P(SessionStoreConformanceTest, PruneExpiredRemovesOnlyExpiredSessions) {
   constexpr int kLive = 200;
   for (int i = 0; i < kLive; ++i) MustCreate(absl::StrCat("live", i), 100 + i);
   clock_.Advance(absl::Seconds(59));
-  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired());
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired(kTenant));
   EXPECT_EQ(n, 0);
   clock_.Set(l1.created_at + absl::Minutes(1));  // e1, e2, e3 expire exactly
-  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired());
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired(kTenant));
   EXPECT_EQ(n, 3);
-  ASSERT_OK_AND_ASSIGN(SessionRecord r1, store_->Load(TokenHash(4)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord r1, store_->Load(kTenant, TokenHash(4)));
   EXPECT_EQ(r1, l1);
-  ASSERT_OK_AND_ASSIGN(SessionRecord r2, store_->Load(TokenHash(5)));
+  ASSERT_OK_AND_ASSIGN(SessionRecord r2, store_->Load(kTenant, TokenHash(5)));
   EXPECT_EQ(r2, l2);
-  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired());
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired(kTenant));
   EXPECT_EQ(n, 0);
   EXPECT_EQ(ListIds("alice"), Ids{"l1"});
   EXPECT_EQ(ListIds("bob"), Ids{"l2"});
   MustCreate("e1", 1, "alice");
   clock_.Set(l2.created_at + absl::Minutes(2));
-  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired());
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired(kTenant));
   EXPECT_EQ(n, 1);
   EXPECT_TRUE(Exists(1));
   EXPECT_TRUE(Exists(4));
   EXPECT_FALSE(Exists(5));
   for (int i = 0; i < kLive; ++i) EXPECT_TRUE(Exists(100 + i)) << i;
+}
+
+// ---------------------------------------------------------------------------
+// Tenants.
+
+namespace {
+
+// Names IsValidTenantName rejects, each labelled.
+std::vector<std::pair<std::string, std::string>> InvalidTenantNames() {
+  return {
+      {"empty", ""},          {"65 characters", std::string(65, 't')},
+      {"space", "acme corp"}, {"colon", "acme:eu"},
+      {"slash", "acme/eu"},   {"braces", "{acme}"},
+      {"asterisk", "acme*"},  {"percent", "acme%"},
+      {"quote", "acme'"},     {"NUL", std::string("ac\0me", 5)},
+      {"newline", "acme\n"},  {"non-ASCII", "acm\xc3\xa9"},
+  };
+}
+
+}  // namespace
+
+// A session is its tenant's alone: every call of another tenant on its
+// token hash, id or user finds nothing, changes nothing and removes
+// nothing, exactly as for a missing session, and counts only its own.
+TEST_P(SessionStoreConformanceTest, AnotherTenantsSessionIsLikeAMissingOne) {
+  const SessionRecord a1 = MustCreateIn(kTenant, "a1", 1, "alice");
+  const SessionRecord a2 = MustCreateIn(kTenant, "a2", 2, "carol");
+  EXPECT_EQ(a1.tenant, kTenant);
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
+  EXPECT_EQ(loaded, a1);
+  EXPECT_EQ(loaded.tenant, kTenant);
+  const SessionRecord b1 = MustCreateIn(kOther, "b1", 11, "alice");
+  EXPECT_EQ(b1.tenant, kOther);
+  clock_.Advance(absl::Minutes(1));
+
+  for (int h : {1, 2}) {
+    SCOPED_TRACE(h);
+    const std::string hash = TokenHash(h);
+    EXPECT_EQ(Code(store_->Load(kOther, hash)), StatusCode::kNotFound);
+    EXPECT_EQ(Code(store_->LoadAndTouch(kOther, hash, absl::ZeroDuration())),
+              StatusCode::kNotFound);
+    EXPECT_EQ(Code(store_->Update(kOther, hash, MakeUpdate("stolen"))),
+              StatusCode::kNotFound);
+    // NOT_FOUND, not ABORTED: to tenant B there is no version to compare.
+    EXPECT_EQ(Code(store_->Update(kOther, hash, MakeUpdate("stolen", 7))),
+              StatusCode::kNotFound);
+    SessionUpdate timeouts;
+    timeouts.idle_timeout = absl::Seconds(1);
+    EXPECT_EQ(Code(store_->Update(kOther, hash, timeouts)),
+              StatusCode::kNotFound);
+    EXPECT_EQ(
+        Code(store_->Cycle(kOther, hash,
+                           MakeCycle(TokenHash(20), "mallory", "x"), limits_)),
+        StatusCode::kNotFound);
+    EXPECT_EQ(
+        Code(store_->Cycle(
+            kOther, hash,
+            MakeCycle(TokenHash(20), std::nullopt, std::nullopt, 7), limits_)),
+        StatusCode::kNotFound);
+    // NOT_FOUND, not ALREADY_EXISTS, onto a hash that is taken (in either
+    // tenant).
+    EXPECT_EQ(
+        Code(store_->Cycle(kOther, hash, MakeCycle(TokenHash(3 - h)), limits_)),
+        StatusCode::kNotFound);
+    EXPECT_EQ(
+        Code(store_->Cycle(kOther, hash, MakeCycle(TokenHash(11)), limits_)),
+        StatusCode::kNotFound);
+    ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteByTokenHash(kOther, hash));
+    EXPECT_EQ(n, 0);
+  }
+  for (const char* id : {"a1", "a2"}) {
+    ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById(kOther, id));
+    EXPECT_EQ(n, 0) << id;
+  }
+  // carol is a user of kTenant only; alice of both.
+  ASSERT_OK_AND_ASSIGN(SessionPage page,
+                       store_->ListForUser(kOther, "carol", 10, {}));
+  EXPECT_TRUE(page.sessions.empty());
+  EXPECT_FALSE(page.next.has_value());
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser(kOther, "carol", ""));
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(ListIdsIn(kOther, "alice"), Ids{"b1"});
+  EXPECT_EQ(Live(kOther), 1);
+
+  // Nothing of kTenant changed: not a touch, a write, a cycle or a delete.
+  EXPECT_FALSE(Exists(20));
+  EXPECT_FALSE(ExistsIn(kOther, 20));
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(1)));
+  EXPECT_EQ(loaded, a1);
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kTenant, TokenHash(2)));
+  EXPECT_EQ(loaded, a2);
+  EXPECT_EQ(ListIds("alice"), Ids{"a1"});
+  EXPECT_EQ(ListIds("carol"), Ids{"a2"});
+  EXPECT_EQ(Live(kTenant), 2);
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kOther, TokenHash(11)));
+  EXPECT_EQ(loaded, b1);
+  // And kTenant's calls on kOther's session are as blind.
+  EXPECT_EQ(Code(store_->Load(kTenant, TokenHash(11))), StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById(kTenant, "b1"));
+  EXPECT_EQ(n, 0);
+  EXPECT_TRUE(ExistsIn(kOther, 11));
+}
+
+// User ids are per tenant: alice of one tenant is not alice of another.
+TEST_P(SessionStoreConformanceTest, UserIdsArePerTenant) {
+  MustCreateIn(kTenant, "a1", 1, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreateIn(kTenant, "a2", 2, "alice");
+  MustCreateIn(kOther, "b1", 11, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreateIn(kOther, "b2", 12, "alice");
+  MustCreateIn(kOther, "b3", 13, "alice");
+  EXPECT_EQ(ListIdsIn(kTenant, "alice"), (Ids{"a2", "a1"}));
+  EXPECT_EQ(ListIdsIn(kOther, "alice"), (Ids{"b3", "b2", "b1"}));
+
+  // Pages of one tenant's listing hold only its sessions.
+  ASSERT_OK_AND_ASSIGN(SessionPage page,
+                       store_->ListForUser(kOther, "alice", 2, {}));
+  ASSERT_EQ(page.sessions.size(), 2u);
+  ASSERT_TRUE(page.next.has_value());
+  for (const SessionRecord& r : page.sessions) EXPECT_EQ(r.tenant, kOther);
+  ASSERT_OK_AND_ASSIGN(page,
+                       store_->ListForUser(kOther, "alice", 2, page.next));
+  ASSERT_EQ(page.sessions.size(), 1u);
+  EXPECT_EQ(page.sessions[0].id, "b1");
+  EXPECT_FALSE(page.next.has_value());
+
+  // DeleteForUser removes the user's sessions in its tenant only; an
+  // except_id of another tenant's session protects nothing.
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteForUser(kOther, "alice", "a1"));
+  EXPECT_EQ(n, 3);
+  EXPECT_EQ(ListIdsIn(kOther, "alice"), Ids{});
+  EXPECT_EQ(ListIdsIn(kTenant, "alice"), (Ids{"a2", "a1"}));
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, "alice", "a1"));
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(ListIdsIn(kTenant, "alice"), Ids{"a1"});
+}
+
+// The per-user cap counts the user's sessions of the tenant written to.
+TEST_P(SessionStoreConformanceTest, PerUserCapIsPerTenant) {
+  limits_.max_sessions_per_user = 2;
+  MustCreateIn(kTenant, "a1", 1, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreateIn(kOther, "b1", 11, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreateIn(kTenant, "a2", 2, "alice");
+  clock_.Advance(absl::Seconds(1));
+  MustCreateIn(kOther, "b2", 12, "alice");
+  clock_.Advance(absl::Seconds(1));
+  // Four sessions of "alice", but two per tenant: nothing evicted.
+  EXPECT_EQ(ListIdsIn(kTenant, "alice"), (Ids{"a2", "a1"}));
+  EXPECT_EQ(ListIdsIn(kOther, "alice"), (Ids{"b2", "b1"}));
+
+  // A third in kTenant evicts kTenant's least recently active, although
+  // kOther's b1 is less recently active still.
+  MustCreateIn(kTenant, "a3", 3, "alice");
+  EXPECT_EQ(ListIdsIn(kTenant, "alice"), (Ids{"a3", "a2"}));
+  EXPECT_EQ(ListIdsIn(kOther, "alice"), (Ids{"b2", "b1"}));
+  clock_.Advance(absl::Seconds(1));
+
+  // A login by Cycle in kOther evicts kOther's only.
+  MustCreateIn(kOther, "b3", 13, "");
+  clock_.Advance(absl::Seconds(1));
+  limits_.max_sessions_per_user = 1;
+  ASSERT_OK(store_
+                ->Cycle(kOther, TokenHash(13),
+                        MakeCycle(TokenHash(14), "alice"), limits_)
+                .status());
+  EXPECT_EQ(ListIdsIn(kOther, "alice"), Ids{"b3"});
+  EXPECT_EQ(ListIdsIn(kTenant, "alice"), (Ids{"a3", "a2"}));
+  EXPECT_EQ(Live(kTenant), 2);
+  EXPECT_EQ(Live(kOther), 1);
+}
+
+// Ids and token hashes are unique across tenants: Create and Cycle onto
+// one that a live session of another tenant holds are ALREADY_EXISTS and
+// write nothing.
+TEST_P(SessionStoreConformanceTest, IdsAndTokenHashesAreUniqueAcrossTenants) {
+  const SessionRecord a = MustCreateIn(kTenant, "shared-id", 1, "alice");
+  const SessionRecord b = MustCreateIn(kOther, "b", 11, "bob");
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ(Code(store_->Create(
+                InTenant(kOther, NewRecord("shared-id", 12, "bob")), limits_)),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(Code(store_->Create(
+                InTenant(kOther, NewRecord("other-id", 1, "bob")), limits_)),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(Code(store_->Cycle(kOther, TokenHash(11), MakeCycle(TokenHash(1)),
+                               limits_)),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(
+      Code(store_->Cycle(kOther, TokenHash(11),
+                         MakeCycle(TokenHash(1), "carol", "x", 1), limits_)),
+      StatusCode::kAlreadyExists);
+  // ... and the other way round.
+  EXPECT_EQ(Code(store_->Create(NewRecord("b", 13, "alice"), limits_)),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(Code(store_->Create(NewRecord("a-new", 11, "alice"), limits_)),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(Code(store_->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(11)),
+                               limits_)),
+            StatusCode::kAlreadyExists);
+
+  // Nothing was written in either tenant.
+  for (int h : {12, 13}) {
+    EXPECT_FALSE(Exists(h)) << h;
+    EXPECT_FALSE(ExistsIn(kOther, h)) << h;
+  }
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
+  EXPECT_EQ(loaded, a);
+  ASSERT_OK_AND_ASSIGN(loaded, store_->Load(kOther, TokenHash(11)));
+  EXPECT_EQ(loaded, b);
+  EXPECT_EQ(ListIdsIn(kOther, "bob"), Ids{"b"});
+  EXPECT_EQ(ListIdsIn(kOther, "carol"), Ids{});
+  EXPECT_EQ(ListIdsIn(kTenant, "alice"), Ids{"shared-id"});
+  EXPECT_EQ(Live(kTenant), 1);
+  EXPECT_EQ(Live(kOther), 1);
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById(kOther, "shared-id"));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteById(kOther, "other-id"));
+  EXPECT_EQ(n, 0);
+  EXPECT_TRUE(Exists(1));
+}
+
+// Expired is missing across tenants too: a session of another tenant may
+// take the id or token hash of an expired one, which stays gone.
+TEST_P(SessionStoreConformanceTest,
+       AnotherTenantMayReuseIdsAndHashesOfExpired) {
+  MustCreateIn(kTenant, "e1", 1, "alice", absl::Minutes(1));
+  MustCreateIn(kTenant, "e2", 2, "alice", absl::Minutes(1));
+  MustCreateIn(kTenant, "e3", 3, "alice", absl::Minutes(1));
+  MustCreateIn(kOther, "b", 11, "alice");
+  clock_.Advance(absl::Minutes(1));
+
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord by_id,
+      store_->Create(InTenant(kOther, NewRecord("e1", 21, "alice")), limits_));
+  EXPECT_EQ(by_id.tenant, kOther);
+  EXPECT_EQ(by_id.version, 1);
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord by_hash,
+      store_->Create(InTenant(kOther, NewRecord("new", 2, "alice")), limits_));
+  EXPECT_EQ(by_hash.token_hash, TokenHash(2));
+  ASSERT_OK_AND_ASSIGN(
+      SessionRecord cycled,
+      store_->Cycle(kOther, TokenHash(11), MakeCycle(TokenHash(3)), limits_));
+  EXPECT_EQ(cycled.id, "b");
+
+  // kOther has them; kTenant's expired sessions stay gone.
+  for (int h : {21, 2, 3}) {
+    EXPECT_TRUE(ExistsIn(kOther, h)) << h;
+    EXPECT_FALSE(Exists(h)) << h;
+  }
+  EXPECT_FALSE(Exists(1));
+  EXPECT_EQ(ListIdsIn(kTenant, "alice"), Ids{});
+  EXPECT_EQ(ListIdsIn(kOther, "alice"), (Ids{"new", "e1", "b"}));
+  EXPECT_EQ(Live(kTenant), 0);
+  EXPECT_EQ(Live(kOther), 3);
+  // kTenant's deletes by those ids and hashes remove nothing of kOther's.
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById(kTenant, "e1"));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteByTokenHash(kTenant, TokenHash(2)));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, "alice", ""));
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(ListIdsIn(kOther, "alice"), (Ids{"new", "e1", "b"}));
+  // And kTenant may take them back once kOther's sessions have expired.
+  clock_.Advance(kIdle);
+  MustCreateIn(kTenant, "e1", 2, "alice");
+  EXPECT_TRUE(Exists(2));
+  EXPECT_FALSE(ExistsIn(kOther, 2));
+}
+
+TEST_P(SessionStoreConformanceTest, CountLiveCountsTheTenantsLiveSessions) {
+  EXPECT_EQ(Live(kTenant), 0);
+  EXPECT_EQ(Live(kOther), 0);
+  MustCreateIn(kTenant, "a1", 1, "alice");
+  MustCreateIn(kTenant, "a2", 2, "");
+  MustCreateIn(kTenant, "short", 3, "alice", absl::Minutes(1));
+  MustCreateIn(kOther, "b1", 11, "alice");
+  EXPECT_EQ(Live(kTenant), 3);
+  EXPECT_EQ(Live(kOther), 1);
+  EXPECT_EQ(Live("nobody"), 0);
+  // Expired sessions do not count, pruned or not.
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ(Live(kTenant), 2);
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById(kTenant, "a2"));
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(Live(kTenant), 1);
+  // Cycles and updates move no session between tenants.
+  ASSERT_OK(store_
+                ->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(4), "bob"),
+                        limits_)
+                .status());
+  ASSERT_OK(store_->Update(kTenant, TokenHash(4), MakeUpdate("x")).status());
+  EXPECT_EQ(Live(kTenant), 1);
+  EXPECT_EQ(Live(kOther), 1);
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired(kTenant));
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(Live(kTenant), 1);
+}
+
+TEST_P(SessionStoreConformanceTest, PruneExpiredOfATenantRemovesOnlyItsOwn) {
+  constexpr absl::string_view kThird = "third-tenant";
+  MustCreateIn(kTenant, "a-e1", 1, "alice", absl::Minutes(1));
+  MustCreateIn(kTenant, "a-e2", 2, "", absl::Minutes(1));
+  MustCreateIn(kTenant, "a-live", 3, "alice");
+  MustCreateIn(kOther, "b-e1", 11, "alice", absl::Minutes(1));
+  MustCreateIn(kOther, "b-e2", 12, "alice", absl::Minutes(1));
+  MustCreateIn(kOther, "b-e3", 13, "", kIdle, absl::Minutes(1));
+  MustCreateIn(kOther, "b-live", 14, "alice");
+  MustCreateIn(kThird, "c-e1", 21, "alice", absl::Minutes(1));
+  clock_.Advance(absl::Minutes(1));
+
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->PruneExpired(kOther));
+  EXPECT_EQ(n, 3);
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired(kOther));
+  EXPECT_EQ(n, 0);
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired("nobody"));
+  EXPECT_EQ(n, 0);
+  // kTenant's and kThird's expired sessions are still there to prune.
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired(kTenant));
+  EXPECT_EQ(n, 2);
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneAllExpired());
+  EXPECT_EQ(n, 1);
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneAllExpired());
+  EXPECT_EQ(n, 0);
+  EXPECT_TRUE(Exists(3));
+  EXPECT_TRUE(ExistsIn(kOther, 14));
+  EXPECT_EQ(Live(kTenant), 1);
+  EXPECT_EQ(Live(kOther), 1);
+  EXPECT_EQ(Live(kThird), 0);
+}
+
+TEST_P(SessionStoreConformanceTest, PruneAllExpiredRemovesEveryTenantsExpired) {
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->PruneAllExpired());
+  EXPECT_EQ(n, 0);
+  const std::vector<std::string> tenants = {
+      std::string(kTenant), std::string(kOther), "t2", "T2", "t2.x", "t_2"};
+  int hash = 0;
+  for (const std::string& tenant : tenants) {
+    for (int i = 0; i < 3; ++i) {
+      ++hash;
+      MustCreateIn(tenant, absl::StrCat(tenant, "-e", i), hash, "alice",
+                   absl::Minutes(1));
+    }
+    ++hash;
+    MustCreateIn(tenant, absl::StrCat(tenant, "-live"), hash, "alice");
+  }
+  clock_.Advance(absl::Seconds(59));
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneAllExpired());
+  EXPECT_EQ(n, 0);
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneAllExpired());
+  EXPECT_EQ(n, static_cast<int64_t>(3 * tenants.size()));
+  ASSERT_OK_AND_ASSIGN(n, store_->PruneAllExpired());
+  EXPECT_EQ(n, 0);
+  for (const std::string& tenant : tenants) {
+    SCOPED_TRACE(tenant);
+    EXPECT_EQ(ListIdsIn(tenant, "alice"), Ids{absl::StrCat(tenant, "-live")});
+    EXPECT_EQ(Live(tenant), 1);
+    ASSERT_OK_AND_ASSIGN(n, store_->PruneExpired(tenant));
+    EXPECT_EQ(n, 0);
+  }
+}
+
+// A tenant is its name exactly: names that differ only in case, in a
+// character SQL patterns treat as a wildcard ('_'), or by a suffix, are
+// different tenants. Valid names at the edges (one character, 64, every
+// punctuation allowed) work like any other.
+TEST_P(SessionStoreConformanceTest, TenantsAreTheirNamesExactly) {
+  const std::vector<std::string> tenants = {
+      "acme",
+      "Acme",
+      "ACME",
+      "acme.eu",
+      "acme-eu",
+      "acme_eu",
+      "acmeXeu",
+      "acm",
+      "a",
+      "_",
+      ".",
+      "-",
+      "0",
+      "9.9_9-9",
+      std::string(64, 'z'),
+      std::string(63, 'z'),
+  };
+  for (size_t i = 0; i < tenants.size(); ++i) {
+    SCOPED_TRACE(tenants[i]);
+    const SessionRecord r = MustCreateIn(tenants[i], absl::StrCat("s", i),
+                                         static_cast<int>(i), "alice");
+    EXPECT_EQ(r.tenant, tenants[i]);
+  }
+  clock_.Advance(absl::Seconds(1));
+  for (size_t i = 0; i < tenants.size(); ++i) {
+    SCOPED_TRACE(tenants[i]);
+    const std::string& tenant = tenants[i];
+    EXPECT_EQ(ListIdsIn(tenant, "alice"), Ids{absl::StrCat("s", i)});
+    EXPECT_EQ(Live(tenant), 1);
+    for (size_t j = 0; j < tenants.size(); ++j) {
+      EXPECT_EQ(ExistsIn(tenant, static_cast<int>(j)), i == j) << j;
+    }
+    ASSERT_OK_AND_ASSIGN(
+        SessionRecord touched,
+        store_->LoadAndTouch(tenant, TokenHash(static_cast<int>(i)),
+                             absl::ZeroDuration()));
+    EXPECT_EQ(touched.tenant, tenant);
+    EXPECT_EQ(touched.last_active_at, StoreNow());
+  }
+  // Removing each tenant's sessions leaves the others'.
+  for (size_t i = 0; i < tenants.size(); ++i) {
+    SCOPED_TRACE(tenants[i]);
+    ASSERT_OK_AND_ASSIGN(int64_t n,
+                         store_->DeleteForUser(tenants[i], "alice", ""));
+    EXPECT_EQ(n, 1);
+    for (size_t j = i + 1; j < tenants.size(); ++j) {
+      EXPECT_EQ(Live(tenants[j]), 1) << tenants[j];
+    }
+  }
+}
+
+// A tenant name IsValidTenantName rejects is INVALID_ARGUMENT in every call,
+// before anything else (a token hash of the wrong size, a missing session),
+// and writes nothing.
+TEST_P(SessionStoreConformanceTest, InvalidTenantNamesAreInvalidArgument) {
+  const SessionRecord a = MustCreate("a", 1, "alice");
+  for (const auto& [what, bad] : InvalidTenantNames()) {
+    SCOPED_TRACE(what);
+    ASSERT_FALSE(IsValidTenantName(bad));
+    EXPECT_EQ(Code(store_->Create(InTenant(bad, NewRecord("new", 2, "alice")),
+                                  limits_)),
+              StatusCode::kInvalidArgument);
+    TenantLimits live_cap;
+    live_cap.max_live_sessions = 1;
+    EXPECT_EQ(Code(store_->Create(InTenant(bad, NewRecord("new", 2, "alice")),
+                                  live_cap)),
+              StatusCode::kInvalidArgument);
+    for (const std::string& hash :
+         {TokenHash(1), TokenHash(9), TokenHash(1).substr(0, 31)}) {
+      SCOPED_TRACE(absl::CEscape(hash));
+      EXPECT_EQ(Code(store_->Load(bad, hash)), StatusCode::kInvalidArgument);
+      EXPECT_EQ(Code(store_->LoadAndTouch(bad, hash, absl::ZeroDuration())),
+                StatusCode::kInvalidArgument);
+      EXPECT_EQ(Code(store_->Update(bad, hash, MakeUpdate("x"))),
+                StatusCode::kInvalidArgument);
+      EXPECT_EQ(Code(store_->Update(bad, hash, MakeUpdate("x", 7))),
+                StatusCode::kInvalidArgument);
+      EXPECT_EQ(Code(store_->Cycle(bad, hash, MakeCycle(TokenHash(2), "bob"),
+                                   limits_)),
+                StatusCode::kInvalidArgument);
+      EXPECT_EQ(Code(store_->DeleteByTokenHash(bad, hash)),
+                StatusCode::kInvalidArgument);
+    }
+    EXPECT_EQ(Code(store_->DeleteById(bad, "a")), StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->DeleteById(bad, std::string("\xff"))),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->DeleteForUser(bad, "alice", "")),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->DeleteForUser(bad, "\xff", "")),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->ListForUser(bad, "alice", 10, {})),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->ListForUser(bad, "\xff", 10, {})),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->CountLive(bad)), StatusCode::kInvalidArgument);
+    EXPECT_EQ(Code(store_->PruneExpired(bad)), StatusCode::kInvalidArgument);
+  }
+  // Nothing was written or removed.
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(SessionRecord loaded,
+                       store_->Load(kTenant, TokenHash(1)));
+  EXPECT_EQ(loaded, a);
+  EXPECT_FALSE(Exists(2));
+  EXPECT_EQ(ListIds("alice"), Ids{"a"});
+  EXPECT_EQ(ListIds("bob"), Ids{});
+  EXPECT_EQ(Live(kTenant), 1);
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->PruneAllExpired());
+  EXPECT_EQ(n, 0);
+}
+
+TEST_P(SessionStoreConformanceTest,
+       ConcurrentCreatesOfOneIdInManyTenantsExactlyOneWins) {
+  constexpr int kThreads = 8;
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE(round);
+    std::vector<StatusCode> codes(kThreads, StatusCode::kUnknown);
+    const std::string id = absl::StrCat("same-", round);
+    // Threads of two tenants race for one id, each with its own hash; then
+    // for one hash, each with its own id.
+    RunThreads(kThreads, [&](int i) {
+      const std::string tenant =
+          i % 2 == 0 ? std::string(kTenant) : absl::StrCat("tenant-", i);
+      codes[i] = Code(store_->Create(
+          InTenant(tenant, NewRecord(id, 1000 * round + i, "alice")), limits_));
+    });
+    int winners = 0;
+    for (int i = 0; i < kThreads; ++i) {
+      if (codes[i] == StatusCode::kOk) {
+        ++winners;
+      } else {
+        EXPECT_EQ(codes[i], StatusCode::kAlreadyExists) << i;
+      }
+    }
+    EXPECT_EQ(winners, 1);
+    RunThreads(kThreads, [&](int i) {
+      const std::string tenant =
+          i % 2 == 0 ? std::string(kTenant) : absl::StrCat("tenant-", i);
+      codes[i] = Code(store_->Create(
+          InTenant(tenant,
+                   NewRecord(absl::StrCat(id, "-", i), 100 + round, "bob")),
+          limits_));
+    });
+    winners = 0;
+    int64_t bobs = 0;
+    for (int i = 0; i < kThreads; ++i) {
+      const std::string tenant =
+          i % 2 == 0 ? std::string(kTenant) : absl::StrCat("tenant-", i);
+      if (codes[i] == StatusCode::kOk) {
+        ++winners;
+      } else {
+        EXPECT_EQ(codes[i], StatusCode::kAlreadyExists) << i;
+      }
+      if (i % 2 == 1 || i == 0) {
+        bobs += static_cast<int64_t>(ListIdsIn(tenant, "bob").size());
+      }
+    }
+    EXPECT_EQ(winners, 1);
+    EXPECT_EQ(bobs, round + 1);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The live-session cap (TenantLimits::max_live_sessions). With
+// live_count_max_age zero the count Create checks is exact here: one store,
+// and the clock moves only between calls.
+
+TEST_P(SessionStoreConformanceTest, LiveCapMakesCreateResourceExhausted) {
+  StoreOptions options;
+  options.live_count_max_age = absl::ZeroDuration();
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  limits_.max_live_sessions = 3;
+  MustCreate("a1", 1, "alice");
+  MustCreate("a2", 2, "");
+  MustCreate("a3", 3, "bob");
+  EXPECT_EQ(Code(store_->Create(NewRecord("a4", 4, "carol"), limits_)),
+            StatusCode::kResourceExhausted);
+  // Nothing was written, and nothing evicted to make room.
+  EXPECT_FALSE(Exists(4));
+  EXPECT_EQ(ListIds("carol"), Ids{});
+  for (int h : {1, 2, 3}) EXPECT_TRUE(Exists(h)) << h;
+  EXPECT_EQ(Live(kTenant), 3);
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById(kTenant, "a4"));
+  EXPECT_EQ(n, 0);
+  // The other writes are not capped: they add no session.
+  ASSERT_OK(store_->Update(kTenant, TokenHash(1), MakeUpdate("x")).status());
+  ASSERT_OK(store_
+                ->Cycle(kTenant, TokenHash(1), MakeCycle(TokenHash(5), "dave"),
+                        limits_)
+                .status());
+  EXPECT_EQ(Code(store_->Create(NewRecord("a4", 4, "carol"), limits_)),
+            StatusCode::kResourceExhausted);
+  // A larger cap, or none, lets it through: the limits are the call's.
+  TenantLimits larger = limits_;
+  larger.max_live_sessions = 4;
+  ASSERT_OK(store_->Create(NewRecord("a4", 4, "carol"), larger).status());
+  ASSERT_OK(
+      store_->Create(NewRecord("a5", 6, "carol"), TenantLimits()).status());
+  EXPECT_EQ(Live(kTenant), 5);
+  EXPECT_EQ(Code(store_->Create(NewRecord("a6", 7), larger)),
+            StatusCode::kResourceExhausted);
+}
+
+TEST_P(SessionStoreConformanceTest, LiveCapCountsOnlyLiveSessionsOfTheTenant) {
+  StoreOptions options;
+  options.live_count_max_age = absl::ZeroDuration();
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  limits_.max_live_sessions = 2;
+  MustCreateIn(kTenant, "a1", 1, "alice", absl::Minutes(1));
+  MustCreateIn(kTenant, "a2", 2, "alice");
+  // kOther has its own count: kTenant's sessions take none of its room.
+  MustCreateIn(kOther, "b1", 11, "alice");
+  MustCreateIn(kOther, "b2", 12, "alice");
+  EXPECT_EQ(
+      Code(store_->Create(InTenant(kOther, NewRecord("b3", 13)), limits_)),
+      StatusCode::kResourceExhausted);
+  EXPECT_EQ(Code(store_->Create(NewRecord("a3", 3), limits_)),
+            StatusCode::kResourceExhausted);
+  MustCreateIn("third", "c1", 21, "alice");
+
+  // A delete makes room in its tenant only.
+  ASSERT_OK_AND_ASSIGN(int64_t n, store_->DeleteById(kOther, "b2"));
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(Code(store_->Create(NewRecord("a3", 3), limits_)),
+            StatusCode::kResourceExhausted);
+  MustCreateIn(kOther, "b3", 13, "alice");
+  EXPECT_EQ(
+      Code(store_->Create(InTenant(kOther, NewRecord("b4", 14)), limits_)),
+      StatusCode::kResourceExhausted);
+
+  // An expired session does not count, pruned or not.
+  clock_.Advance(absl::Minutes(1));
+  MustCreateIn(kTenant, "a3", 3, "alice");
+  EXPECT_EQ(Code(store_->Create(NewRecord("a4", 4), limits_)),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(Live(kTenant), 2);
+  EXPECT_EQ(Live(kOther), 2);
+  EXPECT_EQ(Live("third"), 1);
+
+  // Every kind of delete makes room.
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteByTokenHash(kTenant, TokenHash(2)));
+  EXPECT_EQ(n, 1);
+  MustCreateIn(kTenant, "a4", 4, "alice");
+  ASSERT_OK_AND_ASSIGN(n, store_->DeleteForUser(kTenant, "alice", ""));
+  EXPECT_EQ(n, 2);
+  MustCreateIn(kTenant, "a5", 5, "");
+  MustCreateIn(kTenant, "a6", 6, "");
+  EXPECT_EQ(Code(store_->Create(NewRecord("a7", 7), limits_)),
+            StatusCode::kResourceExhausted);
+}
+
+// Invalid arguments come before the cap.
+TEST_P(SessionStoreConformanceTest, LiveCapComesAfterArgumentChecks) {
+  StoreOptions options;
+  options.live_count_max_age = absl::ZeroDuration();
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  limits_.max_live_sessions = 1;
+  MustCreate("a1", 1, "alice");
+  EXPECT_EQ(Code(store_->Create(NewRecord("", 2), limits_)),
+            StatusCode::kInvalidArgument);
+  SessionRecord short_hash = NewRecord("a2", 2);
+  short_hash.token_hash.resize(31);
+  EXPECT_EQ(Code(store_->Create(short_hash, limits_)),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(store_->Create(NewRecord("a2", 2, "\xff"), limits_)),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(store_->Create(NewRecord("a2", 2), limits_)),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(Live(kTenant), 1);
 }
 
 }  // namespace sessiond::storage

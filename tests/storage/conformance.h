@@ -19,8 +19,9 @@
 // and links "//tests/storage:conformance" (alwayslink) and gtest_main.
 //
 // The rules it checks, including the fine print (error precedence, which
-// arguments are invalid, cap ties, touch threshold), are stated in
-// storage/session_store.h.
+// arguments are invalid, cap ties, touch threshold, tenant isolation), are
+// stated in storage/session_store.h. Most tests work in one tenant,
+// kTenant; the tenant tests add others, the default tenant among them.
 #ifndef SESSIOND_TESTS_STORAGE_CONFORMANCE_H_
 #define SESSIOND_TESTS_STORAGE_CONFORMANCE_H_
 
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "storage/clock.h"
@@ -70,6 +72,11 @@ class SessionStoreConformanceTest
   static absl::Time StartTime();
   static constexpr absl::Duration kIdle = absl::Minutes(30);
   static constexpr absl::Duration kLifetime = absl::Hours(24);
+  // The tenant of most tests (not the default one, so that a backend's
+  // tenant-qualified names and keys are used throughout), and a second one
+  // for the tenant tests.
+  static constexpr absl::string_view kTenant = "acme";
+  static constexpr absl::string_view kOther = kDefaultTenant;
 
   SessionStoreConformanceTest() : clock_(StartTime()) {}
 
@@ -85,25 +92,44 @@ class SessionStoreConformanceTest
   // A distinct 32-byte token hash per n, containing 0x00 and 0xff bytes.
   static std::string TokenHash(int n);
 
+  // A record of kTenant.
   static SessionRecord NewRecord(const std::string& id, int hash,
                                  const std::string& user_id = "",
                                  const std::string& payload = "payload",
                                  absl::Duration idle = kIdle,
                                  absl::Duration lifetime = kLifetime);
+  // `record` in `tenant`.
+  static SessionRecord InTenant(absl::string_view tenant, SessionRecord record);
 
-  // Creates NewRecord(...) and returns what the store returned; fails the
-  // test if Create fails.
+  // Creates NewRecord(...) with limits_ and returns what the store
+  // returned; fails the test if Create fails.
   SessionRecord MustCreate(const std::string& id, int hash,
                            const std::string& user_id = "",
                            absl::Duration idle = kIdle,
                            absl::Duration lifetime = kLifetime);
+  // The same in `tenant`.
+  SessionRecord MustCreateIn(absl::string_view tenant, const std::string& id,
+                             int hash, const std::string& user_id = "",
+                             absl::Duration idle = kIdle,
+                             absl::Duration lifetime = kLifetime);
 
-  // Ids of ListForUser(user, 1000, nullopt), in order.
-  std::vector<std::string> ListIds(const std::string& user);
+  // Ids of ListForUser(tenant, user, 1000, nullopt), in order.
+  std::vector<std::string> ListIds(const std::string& user) {
+    return ListIdsIn(kTenant, user);
+  }
+  std::vector<std::string> ListIdsIn(absl::string_view tenant,
+                                     const std::string& user);
 
-  // True if a live session has this token hash (Load is OK).
-  bool Exists(int hash);
+  // True if a live session of the tenant has this token hash (Load is OK).
+  bool Exists(int hash) { return ExistsIn(kTenant, hash); }
+  bool ExistsIn(absl::string_view tenant, int hash);
 
+  // CountLive(tenant); fails the test (and returns -1) if it fails.
+  int64_t Live(absl::string_view tenant = kTenant);
+
+  // The limits every Create and Cycle of the suite's helpers passes; the
+  // per-user cap tests set them.
+  TenantLimits limits_;
   ManualClock clock_;
   std::unique_ptr<SessionStore> store_;
 };

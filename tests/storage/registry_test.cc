@@ -70,6 +70,7 @@ BackendSettings AllDefaults(absl::string_view backend) {
 
 SessionRecord NewRecord() {
   SessionRecord record;
+  record.tenant = std::string(kDefaultTenant);
   record.id = "id-1";
   record.token_hash = std::string(kTokenHashSize, 'h');
   record.user_id = "alice";
@@ -322,28 +323,47 @@ TEST(RegistryTest, NoFlagBelongsToTwoBackends) {
 TEST(RegistryTest, MemoryOpensAndWorks) {
   ManualClock clock;
   StoreOptions options;
-  options.max_sessions_per_user = 1;
+  options.live_count_max_age = absl::ZeroDuration();
   absl::StatusOr<std::unique_ptr<SessionStore>> store =
       OpenBackend("memory", {}, &clock, options);
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->backend_name(), "memory");
   const SessionRecord record = NewRecord();
-  ASSERT_TRUE((*store)->Create(record).ok());
-  absl::StatusOr<SessionRecord> loaded = (*store)->Load(record.token_hash);
+  ASSERT_TRUE((*store)->Create(record, TenantLimits{}).ok());
+  absl::StatusOr<SessionRecord> loaded =
+      (*store)->Load(kDefaultTenant, record.token_hash);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->id, record.id);
   EXPECT_EQ(loaded->sealed_payload, record.sealed_payload);
-  // The store options reach the store: a second session of the user evicts
-  // the first.
+  // The limits of the call reach the store: the tenant is full, and a
+  // second session of the user evicts the first.
+  TenantLimits live_cap;
+  live_cap.max_live_sessions = 1;
   SessionRecord second = NewRecord();
   second.id = "id-2";
   second.token_hash = std::string(kTokenHashSize, 'g');
-  ASSERT_TRUE((*store)->Create(second).ok());
-  EXPECT_EQ((*store)->Load(record.token_hash).status().code(),
+  EXPECT_EQ((*store)->Create(second, live_cap).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  TenantLimits per_user;
+  per_user.max_sessions_per_user = 1;
+  ASSERT_TRUE((*store)->Create(second, per_user).ok());
+  EXPECT_EQ((*store)->Load(kDefaultTenant, record.token_hash).status().code(),
             absl::StatusCode::kNotFound);
+  // The store options reach the store: with live_count_max_age zero the
+  // count is read anew a second later, and finds the one live session (the
+  // eviction was behind the count kept since the first read).
+  clock.Advance(absl::Seconds(1));
+  SessionRecord third = NewRecord();
+  third.id = "id-3";
+  third.user_id = "bob";
+  third.token_hash = std::string(kTokenHashSize, 'f');
+  live_cap.max_live_sessions = 2;
+  ASSERT_TRUE((*store)->Create(third, live_cap).ok());
   // The clock reaches the store.
   clock.Advance(absl::Minutes(31));
-  EXPECT_EQ((*store)->Load(second.token_hash).status().code(),
+  EXPECT_EQ((*store)->Load(kDefaultTenant, second.token_hash).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store)->Load(kDefaultTenant, third.token_hash).status().code(),
             absl::StatusCode::kNotFound);
 }
 
@@ -357,8 +377,9 @@ TEST(RegistryTest, SqliteOpensInATempDir) {
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->backend_name(), "sqlite");
   const SessionRecord record = NewRecord();
-  ASSERT_TRUE((*store)->Create(record).ok());
-  absl::StatusOr<SessionRecord> loaded = (*store)->Load(record.token_hash);
+  ASSERT_TRUE((*store)->Create(record, TenantLimits{}).ok());
+  absl::StatusOr<SessionRecord> loaded =
+      (*store)->Load(kDefaultTenant, record.token_hash);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->id, record.id);
   struct stat info;

@@ -3,10 +3,11 @@
 // provides: several stores over one data set, a lock held behind the
 // store's back, and a server that stops, crashes or hangs.
 //
-//   SharedStoreTest  two stores over the same data: compare-and-set and the
-//                    per-user cap hold across them; pruning goes in batches,
-//                    counts exactly, and stores pruning at once remove each
-//                    session once.
+//   SharedStoreTest  two stores over the same data: compare-and-set, the
+//                    per-user cap and the live-session cap (per tenant)
+//                    hold across them; pruning, of one tenant or of all,
+//                    goes in batches, counts exactly, and stores pruning at
+//                    once remove each session once.
 //   LockWaitTest     a write that waits for a lock longer than its bound
 //                    fails with UNAVAILABLE and writes nothing; one that
 //                    gets the lock reads the time only then.

@@ -35,6 +35,8 @@
 #include "storage/postgres/postgres_conn.h"
 #include "storage/session_record.h"
 #include "storage/session_store.h"
+#include "storage/sql/migrations.h"
+#include "storage/sql/statements.h"
 #include "tests/storage/conformance.h"
 #include "tests/storage/numbered_record.h"
 #include "tests/storage/shared_backend_suite.h"
@@ -48,6 +50,32 @@ namespace {
 using ::sessiond::testing::PostgresServer;
 using ::testing::HasSubstr;
 using ::testing::Not;
+
+// The tenant of the sessions the tests store.
+constexpr absl::string_view kTenant = kDefaultTenant;
+
+// NumberedRecord(i, ...) of the default tenant.
+SessionRecord Rec(int i, const std::string& user = "",
+                  absl::Duration idle = absl::Minutes(30)) {
+  SessionRecord r = NumberedRecord(i, user, idle);
+  r.tenant = std::string(kDefaultTenant);
+  return r;
+}
+
+// A cycle to NumberedRecord(i)'s token hash.
+SessionCycle CycleTo(int i, std::optional<std::string> user = std::nullopt) {
+  SessionCycle c;
+  c.new_token_hash = NumberedTokenHash(i);
+  c.user_id = std::move(user);
+  return c;
+}
+
+// Limits with this per-user cap.
+TenantLimits CapOf(int max_sessions_per_user) {
+  TenantLimits limits;
+  limits.max_sessions_per_user = max_sessions_per_user;
+  return limits;
+}
 
 // ---------------------------------------------------------------------------
 // One server for the whole binary.
@@ -115,6 +143,29 @@ class RawConn {
     if (PQntuples(res) > 0 && PQnfields(res) > 0) value = PQgetvalue(res, 0, 0);
     PQclear(res);
     return value;
+  }
+
+  // Runs `sql`, which is to fail; returns the error message ("" if it did
+  // not fail).
+  std::string ExecFailing(const std::string& sql) {
+    PGresult* res = PQexec(conn_, sql.c_str());
+    const ExecStatusType status = PQresultStatus(res);
+    PQclear(res);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return "";
+    return PQerrorMessage(conn_);
+  }
+
+  // Every row's first column, joined by "\n".
+  std::string ExecAll(const std::string& sql) {
+    PGresult* res = PQexec(conn_, sql.c_str());
+    EXPECT_EQ(PQresultStatus(res), PGRES_TUPLES_OK)
+        << sql << ": " << PQerrorMessage(conn_);
+    std::string all;
+    for (int i = 0; i < PQntuples(res); ++i) {
+      absl::StrAppend(&all, i > 0 ? "\n" : "", PQgetvalue(res, i, 0));
+    }
+    PQclear(res);
+    return all;
   }
 
  private:
@@ -253,7 +304,7 @@ TEST_F(PostgresStoreTest, RejectsBadOptions) {
   const absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
   EXPECT_EQ(code(Options(), nullptr), kInvalid);
   StoreOptions negative;
-  negative.max_sessions_per_user = -1;
+  negative.live_count_max_age = -absl::Seconds(1);
   EXPECT_EQ(code(Options(), &clock_, negative), kInvalid);
   PostgresOptions o = Options();
   o.pool_size = 0;
@@ -291,16 +342,16 @@ TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
   for (const std::string& bad :
        {std::string("a\0b", 3), std::string("\xff"), std::string("\xc3\x28"),
         std::string("\xed\xa0\x80")}) {
-    SessionRecord r = NumberedRecord(1);
+    SessionRecord r = Rec(1);
     r.id = bad;
-    EXPECT_EQ(store->Create(r).status().code(),
+    EXPECT_EQ(store->Create(r, {}).status().code(),
               absl::StatusCode::kInvalidArgument);
-    r = NumberedRecord(1, bad);
-    EXPECT_EQ(store->Create(r).status().code(),
+    r = Rec(1, bad);
+    EXPECT_EQ(store->Create(r, {}).status().code(),
               absl::StatusCode::kInvalidArgument);
-    EXPECT_EQ(store->DeleteById(bad).value_or(-1), 0);
-    EXPECT_EQ(store->DeleteForUser(bad, "").value_or(-1), 0);
-    absl::StatusOr<SessionPage> none = store->ListForUser(bad, 10, {});
+    EXPECT_EQ(store->DeleteById(kTenant, bad).value_or(-1), 0);
+    EXPECT_EQ(store->DeleteForUser(kTenant, bad, "").value_or(-1), 0);
+    absl::StatusOr<SessionPage> none = store->ListForUser(kTenant, bad, 10, {});
     ASSERT_TRUE(none.ok()) << none.status();
     EXPECT_TRUE(none->sessions.empty());
   }
@@ -308,26 +359,22 @@ TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
   // collation: "é" (0xc3 0xa9) > "z" > "a" > "B".
   for (const auto& [i, id] : std::vector<std::pair<int, std::string>>{
            {1, "B"}, {2, "a"}, {3, "z"}, {4, "\xc3\xa9"}}) {
-    SessionRecord r = NumberedRecord(i, "\xe2\x9c\x93-user");
+    SessionRecord r = Rec(i, "\xe2\x9c\x93-user");
     r.id = id;
-    ASSERT_TRUE(store->Create(r).ok());
+    ASSERT_TRUE(store->Create(r, {}).ok());
   }
   absl::StatusOr<SessionPage> page =
-      store->ListForUser("\xe2\x9c\x93-user", 10, {});
+      store->ListForUser(kTenant, "\xe2\x9c\x93-user", 10, {});
   ASSERT_TRUE(page.ok()) << page.status();
   std::vector<std::string> ids;
   for (const SessionRecord& r : page->sessions) ids.push_back(r.id);
   EXPECT_EQ(ids, (std::vector<std::string>{"\xc3\xa9", "z", "a", "B"}));
-  SessionUpdate update;
-  update.user_id = std::string("\0", 1);
-  EXPECT_EQ(store->Update(NumberedTokenHash(1), update).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store
-                ->Cycle(NumberedTokenHash(1), NumberedTokenHash(9),
-                        std::string("\xff"))
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  for (const std::string& bad : {std::string("\0", 1), std::string("\xff")}) {
+    EXPECT_EQ(store->Cycle(kTenant, NumberedTokenHash(1), CycleTo(9, bad), {})
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument);
+  }
 }
 
 // SQLSTATEs that the store's statements do not provoke by themselves,
@@ -362,13 +409,13 @@ TEST_F(PostgresStoreTest, ServerErrorsMapToTheContract) {
         "CREATE TRIGGER sessiond_test_fail BEFORE INSERT ON sessiond_sessions"
         " FOR EACH ROW EXECUTE FUNCTION sessiond_test_fail('",
         c.state, "')"));
-    const absl::Status status = store->Create(NumberedRecord(1)).status();
+    const absl::Status status = store->Create(Rec(1), {}).status();
     EXPECT_EQ(status.code(), c.want) << status;
     EXPECT_THAT(status.message(), HasSubstr(c.state));
     Exec("DROP TRIGGER sessiond_test_fail ON sessiond_sessions");
   }
   EXPECT_EQ(CountRows(), 0);
-  EXPECT_TRUE(store->Create(NumberedRecord(1)).ok());
+  EXPECT_TRUE(store->Create(Rec(1), {}).ok());
 }
 
 // FAILED_PRECONDITION is OpenPostgresStore's answer to a database that is
@@ -393,7 +440,7 @@ TEST_F(PostgresStoreTest, NonUtf8DatabaseIsFailedPreconditionOnlyAtOpen) {
 
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NumberedRecord(1)).ok());
+  ASSERT_TRUE(store->Create(Rec(1), {}).ok());
   // Terminates the store's pooled connection too.
   ASSERT_TRUE(server_
                   ->Exec(absl::StrCat("DROP DATABASE ", db_, " WITH (FORCE)"),
@@ -406,16 +453,16 @@ TEST_F(PostgresStoreTest, NonUtf8DatabaseIsFailedPreconditionOnlyAtOpen) {
       calls = {
           {"Cycle",
            [&] {
-             return store
-                 ->Cycle(NumberedTokenHash(1), NumberedTokenHash(2),
-                         std::nullopt)
+             return store->Cycle(kTenant, NumberedTokenHash(1), CycleTo(2), {})
                  .status();
            }},
-          {"Create", [&] { return store->Create(NumberedRecord(3)).status(); }},
-          {"Load", [&] { return store->Load(NumberedTokenHash(1)).status(); }},
+          {"Create", [&] { return store->Create(Rec(3), {}).status(); }},
+          {"Load",
+           [&] { return store->Load(kTenant, NumberedTokenHash(1)).status(); }},
           {"Update",
            [&] {
-             return store->Update(NumberedTokenHash(1), update).status();
+             return store->Update(kTenant, NumberedTokenHash(1), update)
+                 .status();
            }},
           {"Ping", [&] { return store->Ping(); }},
       };
@@ -435,14 +482,33 @@ TEST_F(PostgresStoreTest, RecordsSchemaVersionAndIndexes) {
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(Query("SELECT string_agg(version::text, ',' ORDER BY version)"
                   " FROM sessiond_schema_migrations"),
-            "1");
+            "1,2,3");
   EXPECT_EQ(QueryInt("SELECT max(version) FROM sessiond_schema_migrations"),
             kPostgresSchemaVersion);
   EXPECT_EQ(QueryInt("SELECT count(*) FROM pg_indexes WHERE tablename ="
                      " 'sessiond_sessions' AND indexname IN"
                      " ('sessiond_sessions_by_user',"
-                     " 'sessiond_sessions_by_expiry')"),
-            2);
+                     " 'sessiond_sessions_by_expiry',"
+                     " 'sessiond_sessions_by_tenant_user',"
+                     " 'sessiond_sessions_by_tenant_expiry')"),
+            4);
+  EXPECT_EQ(Query("SELECT indexdef FROM pg_indexes WHERE indexname ="
+                  " 'sessiond_sessions_by_tenant_user'"),
+            "CREATE INDEX sessiond_sessions_by_tenant_user ON"
+            " public.sessiond_sessions USING btree (tenant, user_id,"
+            " last_active_at DESC, id DESC)");
+  EXPECT_EQ(Query("SELECT indexdef FROM pg_indexes WHERE indexname ="
+                  " 'sessiond_sessions_by_tenant_expiry'"),
+            "CREATE INDEX sessiond_sessions_by_tenant_expiry ON"
+            " public.sessiond_sessions USING btree (tenant, expires_at)");
+  EXPECT_EQ(QueryInt("SELECT count(*) FROM pg_index WHERE indrelid ="
+                     " 'sessiond_sessions'::regclass AND NOT indisvalid"),
+            0);
+  EXPECT_EQ(Query("SELECT collation_name || ' ' || column_default"
+                  " FROM information_schema.columns"
+                  " WHERE table_name = 'sessiond_sessions'"
+                  " AND column_name = 'tenant'"),
+            "C 'default'::text");
   EXPECT_EQ(Query("SELECT indexdef FROM pg_indexes WHERE indexname ="
                   " 'sessiond_sessions_by_user'"),
             "CREATE INDEX sessiond_sessions_by_user ON public.sessiond_sessions"
@@ -469,7 +535,8 @@ TEST_F(PostgresStoreTest, ReopeningUpToDateDatabaseTakesNoLockWritesNothing) {
   const absl::Duration took = Timed([&] { store = Open(); });
   ASSERT_NE(store, nullptr);
   EXPECT_LT(took, absl::Seconds(2));
-  EXPECT_TRUE(absl::IsNotFound(store->Load(NumberedTokenHash(1)).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(store->Load(kTenant, NumberedTokenHash(1)).status()));
   raw.Exec("SELECT pg_advisory_unlock_all()");
   EXPECT_EQ(Query("SELECT string_agg(version || '@' || applied_at, ',')"
                   " FROM sessiond_schema_migrations"),
@@ -496,11 +563,267 @@ TEST_F(PostgresStoreTest, ConcurrentFirstOpensMigrateOnce) {
             1);
   // They all work on the one table.
   for (int i = 0; i < kStores; ++i) {
-    ASSERT_TRUE(stores[i]->Create(NumberedRecord(i)).ok());
+    ASSERT_TRUE(stores[i]->Create(Rec(i), {}).ok());
   }
   for (int i = 0; i < kStores; ++i) {
-    EXPECT_TRUE(stores[0]->Load(NumberedTokenHash(i)).ok()) << i;
+    EXPECT_TRUE(stores[0]->Load(kTenant, NumberedTokenHash(i)).ok()) << i;
   }
+}
+
+// Databases that sessiond before tenants (schema version 1) left, with
+// sessions in them, migrated by this one.
+class PostgresMigrationTest : public PostgresStoreTest {
+ protected:
+  // The schema as the migrations up to `version` left it, as a binary of
+  // then would have: version 1's table and history, then the later
+  // migrations' DDL (each shipped migration is kept as it was).
+  void MakeSchema(int version) {
+    Exec(absl::StrCat(sql::Migrations()[0].postgres,
+                      "; CREATE TABLE sessiond_schema_migrations ("
+                      " version integer PRIMARY KEY, description text NOT NULL,"
+                      " applied_at timestamptz NOT NULL DEFAULT now());"
+                      " INSERT INTO sessiond_schema_migrations VALUES (1, "
+                      "'sessions table')"));
+    for (int v = 2; v <= version; ++v) {
+      const sql::Migration& m = sql::Migrations()[v - 1];
+      ASSERT_NE(m.postgres, nullptr) << v;
+      Exec(absl::StrCat(m.postgres,
+                        "; INSERT INTO sessiond_schema_migrations"
+                        " VALUES (",
+                        v, ", '", m.description, "')"));
+    }
+  }
+
+  // Inserts `n` sessions "old-1".."old-n" live at the test clock's now, of
+  // users "u0".."u4", with the columns and the INSERT of version 1 (no
+  // tenant), as a replica of before tenants does; returns what Load must
+  // find for each.
+  std::vector<SessionRecord> InsertVersion1(int n) {
+    const absl::Time now = TruncateToMicros(clock_.Now());
+    const int64_t us = absl::ToUnixMicros(now);
+    Exec(absl::StrCat(
+        "INSERT INTO sessiond_sessions (id, token_hash, user_id, sealed,"
+        " created_at, last_active_at, idle_timeout_us, absolute_lifetime_us,"
+        " version, expires_at) SELECT 'old-' || g, sha256(('old-' || "
+        "g)::bytea),"
+        " 'u' || (g % 5), ('payload-' || g)::bytea, ",
+        us, ", ", us, ", 1800000000, 86400000000, 1, ", us + 1'800'000'000,
+        " FROM generate_series(1, ", n, ") g"));
+    std::vector<SessionRecord> want;
+    for (int g = 1; g <= n; ++g) {
+      SessionRecord r;
+      r.tenant = std::string(kDefaultTenant);
+      r.id = absl::StrCat("old-", g);
+      r.token_hash = TokenHashOf(r.id);
+      r.user_id = absl::StrCat("u", g % 5);
+      r.sealed_payload = absl::StrCat("payload-", g);
+      r.created_at = r.last_active_at = now;
+      r.idle_timeout = absl::Minutes(30);
+      r.absolute_lifetime = absl::Hours(24);
+      r.version = 1;
+      want.push_back(r);
+    }
+    return want;
+  }
+
+  // sha256(id) as the server computes it.
+  std::string TokenHashOf(const std::string& id) {
+    std::string hex =
+        Query(absl::StrCat("SELECT encode(sha256('", id, "'::bytea), 'hex')"));
+    std::string raw;
+    for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+      raw.push_back(
+          static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    }
+    return raw;
+  }
+
+  // Every session of `want` is there, in the default tenant only, as it
+  // was.
+  void ExpectAllThere(SessionStore& store,
+                      const std::vector<SessionRecord>& want) {
+    for (const SessionRecord& r : want) {
+      SCOPED_TRACE(r.id);
+      absl::StatusOr<SessionRecord> got = store.Load(kTenant, r.token_hash);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, r);
+      EXPECT_TRUE(absl::IsNotFound(store.Load("other", r.token_hash).status()));
+    }
+    absl::StatusOr<int64_t> live = store.CountLive(kTenant);
+    ASSERT_TRUE(live.ok()) << live.status();
+    EXPECT_EQ(*live, static_cast<int64_t>(want.size()));
+  }
+
+  std::string Versions() {
+    return Query(
+        "SELECT string_agg(version::text, ',' ORDER BY version)"
+        " FROM sessiond_schema_migrations");
+  }
+  int64_t InvalidIndexes() {
+    return QueryInt(
+        "SELECT count(*) FROM pg_index WHERE indrelid ="
+        " 'sessiond_sessions'::regclass AND NOT indisvalid");
+  }
+};
+
+TEST_F(PostgresMigrationTest, Version1DatabaseKeepsEverySessionInTheDefault) {
+  MakeSchema(1);
+  const std::vector<SessionRecord> want = InsertVersion1(300);
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(Versions(), "1,2,3");
+  EXPECT_EQ(InvalidIndexes(), 0);
+  EXPECT_EQ(CountRows(), 300);
+  ExpectAllThere(*store, want);
+  absl::StatusOr<SessionPage> page = store->ListForUser(kTenant, "u1", 100, {});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->sessions.size(), 60u);
+  // A replica of before tenants, still running, goes on inserting with its
+  // own statement: its sessions are the default tenant's.
+  clock_.Advance(absl::Seconds(1));
+  std::vector<SessionRecord> more = want;
+  Exec("DELETE FROM sessiond_sessions WHERE id LIKE 'old-%'");
+  more = InsertVersion1(10);
+  ExpectAllThere(*store, more);
+  // And the sessions take writes as any other.
+  absl::StatusOr<SessionRecord> cycled =
+      store->Cycle(kTenant, more[0].token_hash, CycleTo(1, "carol"), {});
+  ASSERT_TRUE(cycled.ok()) << cycled.status();
+  EXPECT_EQ(cycled->version, 2);
+}
+
+// An index build that was interrupted (here: by its statement timeout,
+// while a writer's transaction kept it waiting) leaves an INVALID index
+// behind, which a plain IF NOT EXISTS would take for done. The next
+// migrator drops it and builds it again.
+TEST_F(PostgresMigrationTest, InterruptedIndexBuildIsDroppedAndBuiltAgain) {
+  MakeSchema(2);
+  const std::vector<SessionRecord> want = InsertVersion1(50);
+  {
+    RawConn writer(server_->dsn(db_));
+    writer.Exec("BEGIN");
+    writer.Exec(
+        "UPDATE sessiond_sessions SET version = version WHERE id = 'old-1'");
+    RawConn migrator(server_->dsn(db_));
+    migrator.Exec("SET statement_timeout = '300ms'");
+    const std::string error = migrator.ExecFailing(
+        absl::StrCat("CREATE INDEX CONCURRENTLY ",
+                     sql::Migrations()[2].postgres_online[0].name, " ",
+                     sql::Migrations()[2].postgres_online[0].definition));
+    EXPECT_THAT(error, HasSubstr("statement timeout"));
+    writer.Exec("ROLLBACK");
+  }
+  ASSERT_EQ(InvalidIndexes(), 1);
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(Versions(), "1,2,3");
+  EXPECT_EQ(InvalidIndexes(), 0);
+  EXPECT_EQ(QueryInt("SELECT count(*) FROM pg_indexes WHERE indexname LIKE"
+                     " 'sessiond_sessions_by_tenant_%'"),
+            2);
+  ExpectAllThere(*store, want);
+  // A valid index of a step is kept as it is.
+  const std::string oid =
+      Query("SELECT 'sessiond_sessions_by_tenant_user'::regclass::oid::text");
+  Exec("DELETE FROM sessiond_schema_migrations WHERE version = 3");
+  auto again = Open();
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(Versions(), "1,2,3");
+  EXPECT_EQ(Query("SELECT 'sessiond_sessions_by_tenant_user'::regclass::oid"
+                  "::text"),
+            oid);
+}
+
+// The ALTER TABLE of version 2 needs the table to itself for an instant. A
+// transaction that holds the table must not make it wait in the queue (and
+// every statement after it queue behind it): it gives up after its lock
+// timeout and tries again, while writers get through in between.
+TEST_F(PostgresMigrationTest, AddingTheColumnRetriesInsteadOfQueueingWriters) {
+  MakeSchema(1);
+  const std::vector<SessionRecord> want = InsertVersion1(5);
+  RawConn reader(server_->dsn(db_));
+  reader.Exec("BEGIN");
+  reader.Exec("SELECT count(*) FROM sessiond_sessions");
+  absl::StatusOr<std::unique_ptr<SessionStore>> opened;
+  std::thread opener(
+      [&] { opened = OpenPostgresStore(Options(), &clock_, {}); });
+  // The migration is waiting for the table; an old replica's write gets
+  // through within the lock timeout (2 s) at the latest.
+  ASSERT_TRUE(WaitForLockWaiters(1));
+  RawConn old_replica(server_->dsn(db_));
+  const absl::Duration took = Timed([&] {
+    old_replica.Exec(
+        "UPDATE sessiond_sessions SET version = version WHERE id = 'old-2'");
+  });
+  EXPECT_LT(took, absl::Seconds(3));
+  absl::SleepFor(absl::Seconds(1));
+  reader.Exec("COMMIT");
+  opener.join();
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(Versions(), "1,2,3");
+  ExpectAllThere(**opened, want);
+}
+
+// The per-user lock of the default tenant's users is the one replicas of
+// before tenants take (the user id alone), so that capped writes of both
+// serialise during a rolling upgrade; another tenant's same user id is
+// another lock.
+TEST_F(PostgresStoreTest, DefaultTenantUsersKeepTheirLockOfBeforeTenants) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  RawConn old_replica(server_->dsn(db_));
+  old_replica.Exec("BEGIN");
+  old_replica.Exec(
+      "SELECT pg_advisory_xact_lock(x'73657373'::int, hashtext('alice'))");
+  SessionRecord other = Rec(2, "alice");
+  other.tenant = "other";
+  EXPECT_TRUE(store->Create(other, CapOf(1)).ok());
+  absl::StatusOr<SessionRecord> created;
+  std::thread creator(
+      [&] { created = store->Create(Rec(1, "alice"), CapOf(1)); });
+  const bool waited = WaitForLockWaiters(1);
+  old_replica.Exec("COMMIT");
+  creator.join();
+  EXPECT_TRUE(waited) << "the capped Create did not wait for the user's lock";
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_TRUE(store->Load("other", NumberedTokenHash(2)).ok());
+}
+
+// With many tenants that share user ids, the per-tenant statements are
+// ranges of the per-tenant indexes (not of version 1's user and expiry
+// indexes, which hold every tenant's sessions).
+TEST_F(PostgresStoreTest, TenantStatementsUseTheTenantIndexes) {
+  { ASSERT_NE(Open(), nullptr); }
+  Exec(
+      "INSERT INTO sessiond_sessions (tenant, id, token_hash, user_id, sealed,"
+      " created_at, last_active_at, idle_timeout_us, absolute_lifetime_us,"
+      " version, expires_at) SELECT 't' || ((g / 100) % 50), 'id-' || g,"
+      " sha256(('id-' || g)::bytea), 'u' || (g % 100), '\\x00'::bytea,"
+      " g, g, 1000, 1000, 1, g + 1000 FROM generate_series(1, 50000) g;"
+      " ANALYZE sessiond_sessions");
+  RawConn raw(server_->dsn(db_));
+  auto plan = [&](sql::SqlStatement statement, const std::string& args) {
+    const std::string name(sql::StatementName(statement));
+    raw.Exec(absl::StrCat(
+        "PREPARE ", name, " AS ",
+        sql::StatementText(statement, sql::SqlDialect::kPostgres)));
+    return raw.ExecAll(absl::StrCat("EXPLAIN EXECUTE ", name, "(", args, ")"));
+  };
+  for (const auto& [statement, args] :
+       std::vector<std::pair<sql::SqlStatement, std::string>>{
+           {sql::SqlStatement::kListFirst, "'t7', 'u7', 10, 20"},
+           {sql::SqlStatement::kListAfter, "'t7', 'u7', 10, 20, 40000, 'id-9'"},
+           {sql::SqlStatement::kDeleteForUser, "'t7', 'u7', ''"},
+           {sql::SqlStatement::kEvictOverCap, "'t7', 'u7', 10, 'id-7', 1"},
+       }) {
+    SCOPED_TRACE(sql::StatementName(statement));
+    EXPECT_THAT(plan(statement, args),
+                HasSubstr("sessiond_sessions_by_tenant_user"));
+  }
+  EXPECT_THAT(plan(sql::SqlStatement::kCountLive, "'t7', 40000"),
+              HasSubstr("sessiond_sessions_by_tenant_expiry"));
+  EXPECT_THAT(plan(sql::SqlStatement::kPruneTenantBatch, "'t7', 40000, 1000"),
+              HasSubstr("sessiond_sessions_by_tenant_expiry"));
 }
 
 TEST_F(PostgresStoreTest, NewerSchemaIsFailedPrecondition) {
@@ -528,10 +851,9 @@ TEST_F(PostgresStoreTest, NewerSchemaIsFailedPrecondition) {
 // deadlocks, and the store retries the victim. No call fails for it, and
 // the cap holds.
 TEST_F(PostgresStoreTest, CrossUserMovesSurviveDeadlocks) {
-  StoreOptions options;
-  options.max_sessions_per_user = 2;
-  auto a = Open(options);
-  auto b = Open(options);
+  const TenantLimits limits = CapOf(2);
+  auto a = Open();
+  auto b = Open();
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   constexpr int kThreads = 4;
@@ -545,14 +867,14 @@ TEST_F(PostgresStoreTest, CrossUserMovesSurviveDeadlocks) {
       const int n = 1 + t * 1000 + k;
       const std::string from = (t + k) % 2 == 0 ? "alice" : "bob";
       const std::string to = from == "alice" ? "bob" : "alice";
-      if (!store->Create(NumberedRecord(n, from)).ok()) {
+      if (!store->Create(Rec(n, from), limits).ok()) {
         errors.fetch_add(1);
         continue;
       }
-      SessionUpdate update;
-      update.user_id = to;
-      update.sealed_payload = "moved";
-      absl::Status s = store->Update(NumberedTokenHash(n), update).status();
+      SessionCycle cycle = CycleTo(n + 100'000, to);
+      cycle.sealed_payload = "moved";
+      absl::Status s =
+          store->Cycle(kTenant, NumberedTokenHash(n), cycle, limits).status();
       if (!s.ok() && !absl::IsNotFound(s)) {
         ADD_FAILURE() << s;
         errors.fetch_add(1);
@@ -584,21 +906,20 @@ TEST_F(PostgresStoreTest, WriteFromAProcessWhoseClockIsBehindKeepsLastActive) {
     return QueryInt(absl::StrCat("SELECT ", column,
                                  " FROM sessiond_sessions WHERE id = 'id-1'"));
   };
-  ASSERT_TRUE(a->Create(NumberedRecord(1, "alice")).ok());
+  ASSERT_TRUE(a->Create(Rec(1, "alice"), {}).ok());
   clock_.Advance(absl::Seconds(1));
   behind.Advance(absl::Seconds(1));
 
   absl::StatusOr<SessionRecord> touched =
-      a->LoadAndTouch(NumberedTokenHash(1), absl::ZeroDuration());
+      a->LoadAndTouch(kTenant, NumberedTokenHash(1), absl::ZeroDuration());
   ASSERT_TRUE(touched.ok()) << touched.status();
   const absl::Time last_active = clock_.Now();
   ASSERT_EQ(touched->last_active_at, last_active);
 
   SessionUpdate update;
-  update.user_id = "alice";
   update.sealed_payload = "from b";
   absl::StatusOr<SessionRecord> updated =
-      b->Update(NumberedTokenHash(1), update);
+      b->Update(kTenant, NumberedTokenHash(1), update);
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(updated->version, 2);
   EXPECT_EQ(updated->last_active_at, last_active);
@@ -606,19 +927,19 @@ TEST_F(PostgresStoreTest, WriteFromAProcessWhoseClockIsBehindKeepsLastActive) {
   EXPECT_EQ(stored("expires_at"), absl::ToUnixMicros(updated->ExpiresAt()));
 
   absl::StatusOr<SessionRecord> cycled =
-      b->Cycle(NumberedTokenHash(1), NumberedTokenHash(2), std::nullopt);
+      b->Cycle(kTenant, NumberedTokenHash(1), CycleTo(2), {});
   ASSERT_TRUE(cycled.ok()) << cycled.status();
   EXPECT_EQ(cycled->version, 3);
   EXPECT_EQ(cycled->last_active_at, last_active);
   EXPECT_EQ(stored("last_active_at"), absl::ToUnixMicros(last_active));
   EXPECT_EQ(stored("expires_at"), absl::ToUnixMicros(cycled->ExpiresAt()));
-  absl::StatusOr<SessionRecord> loaded = a->Load(NumberedTokenHash(2));
+  absl::StatusOr<SessionRecord> loaded = a->Load(kTenant, NumberedTokenHash(2));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(*loaded, *cycled);
 
   // Once B's clock has passed it, B's writes move it forward again.
   behind.Advance(absl::Milliseconds(100));
-  updated = b->Update(NumberedTokenHash(2), update);
+  updated = b->Update(kTenant, NumberedTokenHash(2), update);
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(updated->last_active_at, behind.Now());
 }
@@ -630,13 +951,12 @@ TEST_F(PostgresStoreTest, WriteFromAProcessWhoseClockIsBehindKeepsLastActive) {
 // it first, then the eviction (whose snapshot still has the old order);
 // then the row is let go.
 TEST_F(PostgresStoreTest, CapEvictionRacingATouchEvictsTheLeastRecentlyActive) {
-  StoreOptions options;
-  options.max_sessions_per_user = 2;
-  auto store = Open(options);
+  const TenantLimits limits = CapOf(2);
+  auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(Rec(1, "alice"), limits).ok());
   clock_.Advance(absl::Seconds(1));
-  ASSERT_TRUE(store->Create(NumberedRecord(2, "alice")).ok());
+  ASSERT_TRUE(store->Create(Rec(2, "alice"), limits).ok());
   clock_.Advance(absl::Seconds(1));
   // id-1 is the least recently active, until the touch below.
 
@@ -645,12 +965,13 @@ TEST_F(PostgresStoreTest, CapEvictionRacingATouchEvictsTheLeastRecentlyActive) {
   raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'id-1' FOR UPDATE");
   absl::StatusOr<SessionRecord> touched;
   std::thread toucher([&] {
-    touched = store->LoadAndTouch(NumberedTokenHash(1), absl::ZeroDuration());
+    touched = store->LoadAndTouch(kTenant, NumberedTokenHash(1),
+                                  absl::ZeroDuration());
   });
   const bool touch_waited = WaitForLockWaiters(1);
   absl::StatusOr<SessionRecord> created;
   std::thread creator(
-      [&] { created = store->Create(NumberedRecord(3, "alice")); });
+      [&] { created = store->Create(Rec(3, "alice"), limits); });
   const bool eviction_waited = touch_waited && WaitForLockWaiters(2);
   raw.Exec("ROLLBACK");
   toucher.join();
@@ -663,9 +984,10 @@ TEST_F(PostgresStoreTest, CapEvictionRacingATouchEvictsTheLeastRecentlyActive) {
   ASSERT_TRUE(created.ok()) << created.status();
   // id-1 was touched before the eviction got to it: id-2 is the least
   // recently active one now, and the one to go.
-  EXPECT_TRUE(store->Load(NumberedTokenHash(1)).ok());
-  EXPECT_TRUE(absl::IsNotFound(store->Load(NumberedTokenHash(2)).status()));
-  EXPECT_TRUE(store->Load(NumberedTokenHash(3)).ok());
+  EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(1)).ok());
+  EXPECT_TRUE(
+      absl::IsNotFound(store->Load(kTenant, NumberedTokenHash(2)).status()));
+  EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(3)).ok());
   EXPECT_EQ(QueryInt("SELECT count(*) FROM sessiond_sessions"
                      " WHERE user_id = 'alice'"),
             2);
@@ -692,13 +1014,13 @@ TEST_F(PostgresStoreTest, PruneDeletesBatchesOfTheConfiguredSize) {
     constexpr int kExpired = 2500;
     InsertExpired(kExpired, absl::StrCat("b", batch));
     for (int i = 0; i < 3; ++i) {
-      ASSERT_TRUE(store->Create(NumberedRecord(batch * 10 + i, "u")).ok());
+      ASSERT_TRUE(store->Create(Rec(batch * 10 + i, "u"), {}).ok());
     }
     Exec(
         "CREATE TRIGGER log_prune AFTER DELETE ON sessiond_sessions"
         " REFERENCING OLD TABLE AS gone FOR EACH STATEMENT"
         " EXECUTE FUNCTION log_prune()");
-    absl::StatusOr<int64_t> pruned = store->PruneExpired();
+    absl::StatusOr<int64_t> pruned = store->PruneAllExpired();
     ASSERT_TRUE(pruned.ok()) << pruned.status();
     EXPECT_EQ(*pruned, kExpired);
     // Full batches, then the short one that ends the prune.
@@ -711,7 +1033,7 @@ TEST_F(PostgresStoreTest, PruneDeletesBatchesOfTheConfiguredSize) {
                     " FROM prune_log"),
               want);
     Exec("DROP TRIGGER log_prune ON sessiond_sessions; TRUNCATE prune_log");
-    pruned = store->PruneExpired();
+    pruned = store->PruneAllExpired();
     ASSERT_TRUE(pruned.ok()) << pruned.status();
     EXPECT_EQ(*pruned, 0);
     EXPECT_EQ(QueryInt(absl::StrCat("SELECT count(*) FROM sessiond_sessions"
@@ -719,7 +1041,7 @@ TEST_F(PostgresStoreTest, PruneDeletesBatchesOfTheConfiguredSize) {
                                     batch, "-%'")),
               0);
     for (int i = 0; i < 3; ++i) {
-      EXPECT_TRUE(store->Load(NumberedTokenHash(batch * 10 + i)).ok());
+      EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(batch * 10 + i)).ok());
     }
   }
   EXPECT_EQ(CountRows(), 6);
@@ -733,12 +1055,12 @@ TEST_F(PostgresStoreTest, PruneSkipsRowsOthersHoldInsteadOfWaiting) {
   raw.Exec("BEGIN");
   raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'held-3' FOR UPDATE");
   absl::StatusOr<int64_t> pruned;
-  const absl::Duration took = Timed([&] { pruned = store->PruneExpired(); });
+  const absl::Duration took = Timed([&] { pruned = store->PruneAllExpired(); });
   ASSERT_TRUE(pruned.ok()) << pruned.status();
   EXPECT_EQ(*pruned, 9);
   EXPECT_LT(took, absl::Seconds(2));
   raw.Exec("ROLLBACK");
-  pruned = store->PruneExpired();
+  pruned = store->PruneAllExpired();
   ASSERT_TRUE(pruned.ok()) << pruned.status();
   EXPECT_EQ(*pruned, 1);
 }
@@ -753,7 +1075,7 @@ TEST_F(PostgresStoreTest, LoadWaitsForAWriterBeforeReportingExpired) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   absl::StatusOr<SessionRecord> created =
-      store->Create(NumberedRecord(1, "alice", absl::Minutes(1)));
+      store->Create(Rec(1, "alice", absl::Minutes(1)), {});
   ASSERT_TRUE(created.ok()) << created.status();
   const int64_t later = absl::ToUnixMicros(created->ExpiresAt()) - 1;
   RawConn raw(server_->dsn(db_));
@@ -766,7 +1088,7 @@ TEST_F(PostgresStoreTest, LoadWaitsForAWriterBeforeReportingExpired) {
   absl::StatusOr<SessionRecord> loaded;
   std::atomic<bool> returned{false};
   std::thread reader([&] {
-    loaded = store->Load(NumberedTokenHash(1));
+    loaded = store->Load(kTenant, NumberedTokenHash(1));
     returned.store(true);
   });
   const bool waited = WaitForLockWaiters(1);
@@ -789,8 +1111,8 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
   o.statement_timeout = absl::Seconds(8);
   auto store = Open(o);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NumberedRecord(1)).ok());
-  ASSERT_TRUE(store->Create(NumberedRecord(2)).ok());
+  ASSERT_TRUE(store->Create(Rec(1), {}).ok());
+  ASSERT_TRUE(store->Create(Rec(2), {}).ok());
   RawConn raw(server_->dsn(db_));
   raw.Exec("BEGIN");
   raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'id-1' FOR UPDATE");
@@ -799,7 +1121,7 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
   std::thread writer([&] {
     SessionUpdate update;
     update.sealed_payload = "after";
-    blocked = store->Update(NumberedTokenHash(1), update);
+    blocked = store->Update(kTenant, NumberedTokenHash(1), update);
   });
   if (!WaitForLockWaiters(1)) {
     raw.Exec("ROLLBACK");
@@ -807,8 +1129,8 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
     FAIL() << "the Update never waited for the row";
   }
   absl::Status waited;
-  const absl::Duration took =
-      Timed([&] { waited = store->Load(NumberedTokenHash(2)).status(); });
+  const absl::Duration took = Timed(
+      [&] { waited = store->Load(kTenant, NumberedTokenHash(2)).status(); });
   EXPECT_EQ(waited.code(), absl::StatusCode::kUnavailable) << waited;
   EXPECT_THAT(waited.message(), HasSubstr("connections stayed busy"));
   EXPECT_GE(took, absl::Milliseconds(900));
@@ -817,7 +1139,7 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
   writer.join();
   ASSERT_TRUE(blocked.ok()) << blocked.status();
   EXPECT_EQ(blocked->version, 2);
-  EXPECT_TRUE(store->Load(NumberedTokenHash(2)).ok());
+  EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(2)).ok());
 }
 
 TEST_F(PostgresStoreTest, TerminatedConnectionsAreReplacedTransparently) {
@@ -825,11 +1147,11 @@ TEST_F(PostgresStoreTest, TerminatedConnectionsAreReplacedTransparently) {
   o.pool_size = 4;
   auto store = Open(o);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice")).ok());
+  ASSERT_TRUE(store->Create(Rec(1, "alice"), {}).ok());
   // Open all four connections.
   RunThreads(4, [&](int) {
     for (int i = 0; i < 20; ++i)
-      EXPECT_TRUE(store->Load(NumberedTokenHash(1)).ok());
+      EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(1)).ok());
   });
   EXPECT_GE(QueryInt(absl::StrCat("SELECT count(*) FROM pg_stat_activity"
                                   " WHERE application_name = 'sessiond'"
@@ -845,9 +1167,9 @@ TEST_F(PostgresStoreTest, TerminatedConnectionsAreReplacedTransparently) {
   // connections are replaced on the way, and a read (or a transaction that
   // did not get to COMMIT) that meets one is retried on a new connection.
   for (int i = 0; i < 8; ++i) {
-    EXPECT_TRUE(store->Load(NumberedTokenHash(1)).ok()) << i;
+    EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(1)).ok()) << i;
   }
-  EXPECT_TRUE(store->Create(NumberedRecord(2, "alice")).ok());
+  EXPECT_TRUE(store->Create(Rec(2, "alice"), {}).ok());
   EXPECT_TRUE(store->Ping().ok());
 }
 
@@ -870,7 +1192,7 @@ TEST_F(PostgresStoreTest, WritesRacingACrashKeepEveryAcknowledgedOne) {
     writers.emplace_back([&, t] {
       for (int i = 0; !stop.load(); ++i) {
         absl::StatusOr<SessionRecord> r =
-            store->Create(NumberedRecord(1000 * (t + 1) + i, "bob"));
+            store->Create(Rec(1000 * (t + 1) + i, "bob"), {});
         if (r.ok()) per_thread[t].push_back(*r);
       }
     });
@@ -890,9 +1212,12 @@ TEST_F(PostgresStoreTest, WritesRacingACrashKeepEveryAcknowledgedOne) {
   // same, and fail in time.
   for (const auto& [name, call] :
        std::vector<std::pair<std::string, std::function<absl::Status()>>>{
-           {"Load", [&] { return store->Load(NumberedTokenHash(1)).status(); }},
+           {"Load",
+            [&] {
+              return store->Load(kTenant, NumberedTokenHash(1)).status();
+            }},
            {"Create",
-            [&] { return store->Create(NumberedRecord(2, "bob")).status(); }},
+            [&] { return store->Create(Rec(2, "bob"), {}).status(); }},
            {"Ping", [&] { return store->Ping(); }},
        }) {
     absl::Status status;
@@ -904,11 +1229,11 @@ TEST_F(PostgresStoreTest, WritesRacingACrashKeepEveryAcknowledgedOne) {
 
   ASSERT_TRUE(server_->Restart().ok());
   for (const SessionRecord& want : acked) {
-    absl::StatusOr<SessionRecord> got = store->Load(want.token_hash);
+    absl::StatusOr<SessionRecord> got = store->Load(kTenant, want.token_hash);
     ASSERT_TRUE(got.ok()) << want.id << ": " << got.status();
     EXPECT_EQ(*got, want);
   }
-  EXPECT_TRUE(store->Create(NumberedRecord(1, "bob")).ok());
+  EXPECT_TRUE(store->Create(Rec(1, "bob"), {}).ok());
 }
 
 // ---------------------------------------------------------------------------
@@ -939,8 +1264,8 @@ TEST_F(PostgresStoreTest, PasswordFromFile) {
   {
     auto store = Open(o);
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->Create(NumberedRecord(1)).ok());
-    EXPECT_TRUE(store->Load(NumberedTokenHash(1)).ok());
+    ASSERT_TRUE(store->Create(Rec(1), {}).ok());
+    EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(1)).ok());
   }
   EXPECT_EQ(Query("SELECT tableowner FROM pg_tables"
                   " WHERE tablename = 'sessiond_sessions'"),

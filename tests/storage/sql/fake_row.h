@@ -35,7 +35,8 @@ class FakeRow final : public SqlRow {
 };
 
 inline std::vector<FakeValue> RecordRow(const SessionRecord& r) {
-  return {r.id,
+  return {r.tenant,
+          r.id,
           r.token_hash,
           r.user_id,
           r.sealed_payload,

@@ -2,6 +2,7 @@
 // a fake schema that records what the runner asks of it.
 #include "storage/sql/migrations.h"
 
+#include <cctype>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -11,12 +12,14 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "storage/session_record.h"
 
 namespace sessiond::storage::sql {
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 constexpr Migration kThree[] = {
     {1, "one", "sqlite 1", "postgres 1"},
@@ -140,14 +143,64 @@ TEST(MigrateSchemaTest, ErrorReadingTheVersionIsReturned) {
 TEST(MigrationsTest, VersionsRunFromOneToTheLatestWithTextForBothDialects) {
   int expected = 1;
   for (const Migration& m : Migrations()) {
+    SCOPED_TRACE(m.version);
     EXPECT_EQ(m.version, expected++);
     EXPECT_NE(m.sqlite, nullptr);
-    EXPECT_NE(m.postgres, nullptr);
+    // PostgreSQL: transactional DDL or online index steps, never both, so
+    // that an interrupted migration can be run again whole.
+    EXPECT_NE(m.postgres == nullptr, m.postgres_online.empty());
+    for (const OnlineIndex& index : m.postgres_online) {
+      EXPECT_NE(index.name, nullptr);
+      // Spliced into a quoted literal and into DDL: a plain identifier.
+      for (const char* c = index.name; *c != '\0'; ++c) {
+        EXPECT_TRUE(std::islower(static_cast<unsigned char>(*c)) || *c == '_')
+            << index.name;
+      }
+      if (index.definition != nullptr) {
+        EXPECT_THAT(index.definition, StartsWith("ON sessiond_sessions ("));
+      }
+    }
     // Recorded inside a quoted SQL literal.
     EXPECT_EQ(absl::string_view(m.description).find('\''),
               absl::string_view::npos);
   }
   EXPECT_EQ(expected - 1, kSchemaVersion);
+}
+
+// Sessions stored before tenants, and those that replicas of before tenants
+// insert during a rolling upgrade, join the default tenant.
+TEST(MigrationsTest, TheTenantColumnDefaultsToTheDefaultTenant) {
+  ASSERT_GE(Migrations().size(), 2u);
+  const Migration& m = Migrations()[1];
+  const std::string default_clause =
+      absl::StrCat("NOT NULL DEFAULT '", kDefaultTenant, "'");
+  EXPECT_THAT(m.sqlite, HasSubstr("ADD COLUMN tenant TEXT"));
+  EXPECT_THAT(m.sqlite, HasSubstr(default_clause));
+  ASSERT_NE(m.postgres, nullptr);
+  EXPECT_THAT(m.postgres, HasSubstr("ADD COLUMN tenant text COLLATE \"C\""));
+  EXPECT_THAT(m.postgres, HasSubstr(default_clause));
+}
+
+// The indexes the per-tenant statements use, in both dialects; PostgreSQL
+// builds them online.
+TEST(MigrationsTest, TenantIndexesLeadWithTheTenant) {
+  ASSERT_GE(Migrations().size(), 3u);
+  const Migration& m = Migrations()[2];
+  EXPECT_THAT(m.sqlite,
+              HasSubstr("ON sessions (tenant, user_id, last_active_at DESC, "
+                        "id DESC)"));
+  EXPECT_THAT(m.sqlite, HasSubstr("ON sessions (tenant, expires_at)"));
+  EXPECT_EQ(m.postgres, nullptr);
+  std::vector<std::string> built;
+  for (const OnlineIndex& index : m.postgres_online) {
+    ASSERT_NE(index.definition, nullptr);
+    built.push_back(absl::StrCat(index.name, " ", index.definition));
+  }
+  EXPECT_THAT(built, ElementsAre("sessiond_sessions_by_tenant_user ON "
+                                 "sessiond_sessions (tenant, user_id, "
+                                 "last_active_at DESC, id DESC)",
+                                 "sessiond_sessions_by_tenant_expiry ON "
+                                 "sessiond_sessions (tenant, expires_at)"));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -70,6 +71,37 @@ TEST(StatementsTest, OnlyThePerUserLockIsMissingInSqlite) {
   }
 }
 
+// Only the statements that must see every tenant's rows are unscoped:
+// the deletes of expired holders of an id or token hash (unique across
+// tenants), the prune of every tenant, and the ping. The others take the
+// tenant as their first parameter and filter on it (the INSERT stores it).
+TEST(StatementsTest, EveryStatementOnSessionsIsScopedToItsTenant) {
+  const std::set<SqlStatement> unscoped = {
+      SqlStatement::kDeleteExpiredConflicts, SqlStatement::kDeleteExpiredByHash,
+      SqlStatement::kPruneBatch, SqlStatement::kPing};
+  for (SqlStatement s : AllStatements()) {
+    SCOPED_TRACE(StatementName(s));
+    const std::string postgres = StatementText(s, SqlDialect::kPostgres);
+    const char* sqlite_text = StatementText(s, SqlDialect::kSqlite);
+    const std::string sqlite = sqlite_text != nullptr ? sqlite_text : "";
+    if (unscoped.count(s) > 0) {
+      EXPECT_EQ(postgres.find("tenant"), std::string::npos);
+      EXPECT_EQ(sqlite.find("tenant"), std::string::npos);
+    } else if (s == SqlStatement::kInsert) {
+      EXPECT_NE(postgres.find("(tenant, id,"), std::string::npos);
+      EXPECT_NE(sqlite.find("(tenant, id,"), std::string::npos);
+    } else if (s == SqlStatement::kLockUser) {
+      EXPECT_NE(
+          postgres.find(absl::StrCat("$1::text = '", kDefaultTenant, "'")),
+          std::string::npos);
+    } else {
+      EXPECT_NE(postgres.find("WHERE tenant = $1::text AND "),
+                std::string::npos);
+      EXPECT_NE(sqlite.find("WHERE tenant = ?1 AND "), std::string::npos);
+    }
+  }
+}
+
 TEST(StatementsTest, NamesAreDistinctIdentifiers) {
   std::set<std::string> names;
   for (SqlStatement s : AllStatements()) {
@@ -87,11 +119,12 @@ TEST(StatementsTest, NamesAreDistinctIdentifiers) {
 
 TEST(RowsTest, RecordFromRowReadsTheRecordColumnsInOrder) {
   const std::string hash = std::string("\x00\xff", 2) + std::string(30, 'h');
-  const FakeRow row({std::string("id-1"), hash, std::string("alice"),
-                     std::string("sealed\0bytes", 12), int64_t{1'000'000},
-                     int64_t{2'000'001}, int64_t{30'000'000},
-                     std::numeric_limits<int64_t>::max(), int64_t{7}});
+  const FakeRow row(
+      {std::string("acme"), std::string("id-1"), hash, std::string("alice"),
+       std::string("sealed\0bytes", 12), int64_t{1'000'000}, int64_t{2'000'001},
+       int64_t{30'000'000}, std::numeric_limits<int64_t>::max(), int64_t{7}});
   const SessionRecord r = RecordFromRow(row);
+  EXPECT_EQ(r.tenant, "acme");
   EXPECT_EQ(r.id, "id-1");
   EXPECT_EQ(r.token_hash, hash);
   EXPECT_EQ(r.user_id, "alice");

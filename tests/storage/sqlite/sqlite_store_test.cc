@@ -6,11 +6,13 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -27,6 +29,8 @@
 #include "storage/clock.h"
 #include "storage/session_record.h"
 #include "storage/session_store.h"
+#include "storage/sql/migrations.h"
+#include "storage/sql/statements.h"
 #include "tests/storage/conformance.h"
 #include "tests/storage/numbered_record.h"
 #include "tests/storage/shared_backend_suite.h"
@@ -35,6 +39,25 @@ namespace sessiond::storage {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
+
+// NumberedRecord(i, ...) of the default tenant.
+SessionRecord Rec(int i, const std::string& user = "",
+                  absl::Duration idle = absl::Minutes(30)) {
+  SessionRecord r = NumberedRecord(i, user, idle);
+  r.tenant = std::string(kDefaultTenant);
+  return r;
+}
+
+// A cycle to NumberedRecord(i)'s token hash.
+SessionCycle CycleTo(int i, std::optional<std::string> user = std::nullopt) {
+  SessionCycle c;
+  c.new_token_hash = NumberedTokenHash(i);
+  c.user_id = std::move(user);
+  return c;
+}
+
+constexpr absl::string_view kTenant = kDefaultTenant;
 
 std::string TempDir() {
   const char* dir = std::getenv("TEST_TMPDIR");
@@ -161,32 +184,31 @@ TEST_F(SqliteStoreTest, ReopenKeepsSessions) {
     auto store = Open();
     ASSERT_NE(store, nullptr);
     for (int i = 0; i < 5; ++i) {
-      absl::StatusOr<SessionRecord> r =
-          store->Create(NumberedRecord(i, "alice"));
+      absl::StatusOr<SessionRecord> r = store->Create(Rec(i, "alice"), {});
       ASSERT_TRUE(r.ok()) << r.status();
       created.push_back(*r);
       clock_.Advance(absl::Seconds(1));
     }
     SessionUpdate update;
-    update.user_id = "alice";
     update.sealed_payload = "changed";
     absl::StatusOr<SessionRecord> updated =
-        store->Update(created[2].token_hash, update);
+        store->Update(kTenant, created[2].token_hash, update);
     ASSERT_TRUE(updated.ok()) << updated.status();
     created[2] = *updated;
-    ASSERT_EQ(*store->DeleteById(created[4].id), 1);
+    ASSERT_EQ(*store->DeleteById(kTenant, created[4].id), 1);
     created.pop_back();
   }
   auto store = Open();
   ASSERT_NE(store, nullptr);
   for (const SessionRecord& want : created) {
-    absl::StatusOr<SessionRecord> got = store->Load(want.token_hash);
+    absl::StatusOr<SessionRecord> got = store->Load(kTenant, want.token_hash);
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ(*got, want);
   }
-  EXPECT_TRUE(
-      absl::IsNotFound(store->Load(NumberedRecord(4).token_hash).status()));
-  absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
+  EXPECT_TRUE(absl::IsNotFound(
+      store->Load(kTenant, NumberedRecord(4).token_hash).status()));
+  absl::StatusOr<SessionPage> page =
+      store->ListForUser(kTenant, "alice", 10, {});
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_EQ(page->sessions.size(), 4u);
   EXPECT_FALSE(page->next.has_value());
@@ -198,8 +220,12 @@ TEST_F(SqliteStoreTest, RecordsSchemaVersion) {
   RawDb raw(path_);
   EXPECT_EQ(raw.Int("PRAGMA user_version"), kSqliteSchemaVersion);
   EXPECT_EQ(raw.Int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
-                    " AND name IN ('sessions_by_user', 'sessions_by_expiry')"),
-            2);
+                    " AND name IN ('sessions_by_user', 'sessions_by_expiry',"
+                    " 'sessions_by_tenant_user', 'sessions_by_tenant_expiry')"),
+            4);
+  EXPECT_EQ(raw.Text("SELECT dflt_value FROM pragma_table_info('sessions')"
+                     " WHERE name = 'tenant'"),
+            "'default'");
 }
 
 TEST_F(SqliteStoreTest, ReopeningUpToDateDatabaseWritesNothing) {
@@ -216,8 +242,9 @@ TEST_F(SqliteStoreTest, ReopeningUpToDateDatabaseWritesNothing) {
   auto store = Open();
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
   ASSERT_NE(store, nullptr);
-  EXPECT_TRUE(store->Load(NumberedRecord(1).token_hash).status().code() ==
-              absl::StatusCode::kNotFound);
+  EXPECT_TRUE(
+      store->Load(kTenant, NumberedRecord(1).token_hash).status().code() ==
+      absl::StatusCode::kNotFound);
   raw.Exec("COMMIT");
   EXPECT_EQ(raw.Int("PRAGMA data_version"), data_version);
   EXPECT_EQ(raw.Int("PRAGMA user_version"), kSqliteSchemaVersion);
@@ -289,7 +316,7 @@ TEST_F(SqliteStoreTest, RejectsInMemoryAndBadArguments) {
   EXPECT_EQ(OpenSqliteStore(At(path_), nullptr, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
   StoreOptions negative;
-  negative.max_sessions_per_user = -1;
+  negative.live_count_max_age = -absl::Seconds(1);
   EXPECT_EQ(OpenSqliteStore(At(path_), &clock_, negative).status().code(),
             absl::StatusCode::kInvalidArgument);
   for (const int batch : {0, -1}) {
@@ -312,8 +339,7 @@ TEST_F(SqliteStoreTest, PruneCommitsEachBatchOfTheConfiguredSize) {
   ASSERT_TRUE(store.ok()) << store.status();
   constexpr int kExpired = 100;
   for (int i = 0; i < kExpired; ++i) {
-    ASSERT_TRUE(
-        (*store)->Create(NumberedRecord(i, "u", absl::Minutes(1))).ok());
+    ASSERT_TRUE((*store)->Create(Rec(i, "u", absl::Minutes(1)), {}).ok());
   }
   clock_.Advance(absl::Minutes(2));
   RawDb raw(path_);
@@ -322,12 +348,12 @@ TEST_F(SqliteStoreTest, PruneCommitsEachBatchOfTheConfiguredSize) {
       "CREATE TRIGGER stop_after_50 AFTER DELETE ON sessions BEGIN"
       " UPDATE pruned SET n = n + 1;"
       " SELECT RAISE(ABORT, 'stop') WHERE (SELECT n FROM pruned) > 50; END");
-  EXPECT_FALSE((*store)->PruneExpired().ok());
+  EXPECT_FALSE((*store)->PruneAllExpired().ok());
   // Seven batches of 7 committed; the eighth rolled back.
   EXPECT_EQ(raw.Int("SELECT n FROM pruned"), 49);
   EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), kExpired - 49);
   raw.Exec("DROP TRIGGER stop_after_50");
-  absl::StatusOr<int64_t> pruned = (*store)->PruneExpired();
+  absl::StatusOr<int64_t> pruned = (*store)->PruneAllExpired();
   ASSERT_TRUE(pruned.ok()) << pruned.status();
   EXPECT_EQ(*pruned, kExpired - 49);
   EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 0);
@@ -336,23 +362,19 @@ TEST_F(SqliteStoreTest, PruneCommitsEachBatchOfTheConfiguredSize) {
 TEST_F(SqliteStoreTest, ExpiredRowsDoNotBlockNewOnes) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NumberedRecord(1, "", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NumberedRecord(2, "", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NumberedRecord(3, "", absl::Hours(1))).ok());
+  ASSERT_TRUE(store->Create(Rec(1, "", absl::Minutes(1)), {}).ok());
+  ASSERT_TRUE(store->Create(Rec(2, "", absl::Minutes(1)), {}).ok());
+  ASSERT_TRUE(store->Create(Rec(3, "", absl::Hours(1)), {}).ok());
   clock_.Advance(absl::Minutes(2));
   // Same id and token hash as the expired session 1, unpruned.
-  EXPECT_TRUE(store->Create(NumberedRecord(1)).ok());
+  EXPECT_TRUE(store->Create(Rec(1), {}).ok());
   // Cycling onto the expired session 2's token hash.
-  EXPECT_TRUE(store
-                  ->Cycle(NumberedRecord(3).token_hash,
-                          NumberedRecord(2).token_hash, {})
-                  .ok());
+  EXPECT_TRUE(
+      store->Cycle(kTenant, NumberedRecord(3).token_hash, CycleTo(2), {}).ok());
   // But a live one does block.
-  EXPECT_EQ(store->Create(NumberedRecord(1)).status().code(),
+  EXPECT_EQ(store->Create(Rec(1), {}).status().code(),
             absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(store
-                ->Cycle(NumberedRecord(1).token_hash,
-                        NumberedRecord(2).token_hash, {})
+  EXPECT_EQ(store->Cycle(kTenant, NumberedRecord(1).token_hash, CycleTo(2), {})
                 .status()
                 .code(),
             absl::StatusCode::kAlreadyExists);
@@ -362,17 +384,18 @@ TEST_F(SqliteStoreTest, ExpiredRowsDoNotBlockNewOnes) {
 TEST_F(SqliteStoreTest, DeletesRemoveExpiredRowsButCountOnlyLiveOnes) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NumberedRecord(2, "alice", absl::Hours(1))).ok());
-  ASSERT_TRUE(store->Create(NumberedRecord(3, "", absl::Minutes(1))).ok());
-  ASSERT_TRUE(store->Create(NumberedRecord(4, "", absl::Minutes(1))).ok());
+  ASSERT_TRUE(store->Create(Rec(1, "alice", absl::Minutes(1)), {}).ok());
+  ASSERT_TRUE(store->Create(Rec(2, "alice", absl::Hours(1)), {}).ok());
+  ASSERT_TRUE(store->Create(Rec(3, "", absl::Minutes(1)), {}).ok());
+  ASSERT_TRUE(store->Create(Rec(4, "", absl::Minutes(1)), {}).ok());
   clock_.Advance(absl::Minutes(2));
   RawDb raw(path_);
-  EXPECT_EQ(*store->DeleteForUser("alice", ""), 1);
+  EXPECT_EQ(*store->DeleteForUser(kTenant, "alice", ""), 1);
   EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions WHERE user_id = 'alice'"),
             0);
-  EXPECT_EQ(*store->DeleteById("id-3"), 0);
-  EXPECT_EQ(*store->DeleteByTokenHash(NumberedRecord(4).token_hash), 0);
+  EXPECT_EQ(*store->DeleteById(kTenant, "id-3"), 0);
+  EXPECT_EQ(*store->DeleteByTokenHash(kTenant, NumberedRecord(4).token_hash),
+            0);
   EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 0);
 }
 
@@ -381,16 +404,17 @@ TEST_F(SqliteStoreTest, DeletesRemoveExpiredRowsButCountOnlyLiveOnes) {
 TEST_F(SqliteStoreTest, ReadsGoOnWhileAnotherConnectionHoldsTheWriteLock) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  absl::StatusOr<SessionRecord> created =
-      store->Create(NumberedRecord(1, "alice"));
+  absl::StatusOr<SessionRecord> created = store->Create(Rec(1, "alice"), {});
   ASSERT_TRUE(created.ok()) << created.status();
   absl::StatusOr<std::shared_ptr<void>> lock = HoldWriteLock(path_);
   ASSERT_TRUE(lock.ok()) << lock.status();
   const absl::Time start = absl::Now();
-  absl::StatusOr<SessionRecord> loaded = store->Load(created->token_hash);
+  absl::StatusOr<SessionRecord> loaded =
+      store->Load(kTenant, created->token_hash);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(*loaded, *created);
-  absl::StatusOr<SessionPage> page = store->ListForUser("alice", 10, {});
+  absl::StatusOr<SessionPage> page =
+      store->ListForUser(kTenant, "alice", 10, {});
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_EQ(page->sessions.size(), 1u);
   EXPECT_TRUE(store->Ping().ok());
@@ -399,27 +423,235 @@ TEST_F(SqliteStoreTest, ReadsGoOnWhileAnotherConnectionHoldsTheWriteLock) {
 }
 
 TEST_F(SqliteStoreTest, PerUserCapEvictsLeastRecentlyActive) {
-  StoreOptions options;
-  options.max_sessions_per_user = 2;
-  auto store = Open(options);
+  auto store = Open();
   ASSERT_NE(store, nullptr);
+  TenantLimits limits;
+  limits.max_sessions_per_user = 2;
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(store->Create(NumberedRecord(i, "bob")).ok());
+    ASSERT_TRUE(store->Create(Rec(i, "bob"), limits).ok());
     clock_.Advance(absl::Seconds(1));
   }
-  EXPECT_TRUE(
-      absl::IsNotFound(store->Load(NumberedRecord(0).token_hash).status()));
-  EXPECT_TRUE(store->Load(NumberedRecord(1).token_hash).ok());
-  EXPECT_TRUE(store->Load(NumberedRecord(2).token_hash).ok());
-  // Moving an anonymous session to bob keeps it and evicts the oldest other.
-  ASSERT_TRUE(store->Create(NumberedRecord(3)).ok());
-  SessionUpdate update;
-  update.user_id = "bob";
-  ASSERT_TRUE(store->Update(NumberedRecord(3).token_hash, update).ok());
-  EXPECT_TRUE(
-      absl::IsNotFound(store->Load(NumberedRecord(1).token_hash).status()));
-  EXPECT_TRUE(store->Load(NumberedRecord(2).token_hash).ok());
-  EXPECT_TRUE(store->Load(NumberedRecord(3).token_hash).ok());
+  EXPECT_TRUE(absl::IsNotFound(
+      store->Load(kTenant, NumberedRecord(0).token_hash).status()));
+  EXPECT_TRUE(store->Load(kTenant, NumberedRecord(1).token_hash).ok());
+  EXPECT_TRUE(store->Load(kTenant, NumberedRecord(2).token_hash).ok());
+  // A login (Cycle to bob) of an anonymous session keeps it and evicts the
+  // oldest other.
+  ASSERT_TRUE(store->Create(Rec(3), limits).ok());
+  ASSERT_TRUE(
+      store->Cycle(kTenant, NumberedTokenHash(3), CycleTo(4, "bob"), limits)
+          .ok());
+  EXPECT_TRUE(absl::IsNotFound(
+      store->Load(kTenant, NumberedRecord(1).token_hash).status()));
+  EXPECT_TRUE(store->Load(kTenant, NumberedRecord(2).token_hash).ok());
+  EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(4)).ok());
+}
+
+// ---------------------------------------------------------------------------
+// Schema migrations of a database with sessions in it.
+
+// A database file as sessiond before tenants (schema version 1) left it,
+// with sessions stored by its statements.
+void MakeVersion1Database(const std::string& path) {
+  RawDb raw(path);
+  raw.Exec("PRAGMA journal_mode=WAL");
+  raw.Exec(absl::StrCat("BEGIN IMMEDIATE;", sql::Migrations()[0].sqlite,
+                        "PRAGMA user_version = 1; COMMIT"));
+}
+
+// Inserts `r`, live at `now` (created and last active then), with the
+// columns and the statement of schema version 1: no tenant.
+void InsertVersion1(RawDb& raw, const SessionRecord& r, absl::Time now) {
+  std::string hash_hex;
+  for (unsigned char c : r.token_hash) {
+    absl::StrAppend(&hash_hex, absl::Hex(c, absl::kZeroPad2));
+  }
+  std::string payload_hex;
+  for (unsigned char c : r.sealed_payload) {
+    absl::StrAppend(&payload_hex, absl::Hex(c, absl::kZeroPad2));
+  }
+  const int64_t us = absl::ToUnixMicros(now);
+  raw.Exec(absl::StrCat(
+      "INSERT INTO sessions (id, token_hash, user_id, sealed, created_at,"
+      " last_active_at, idle_timeout_us, absolute_lifetime_us, version,"
+      " expires_at) VALUES ('",
+      r.id, "', x'", hash_hex, "', '", r.user_id, "', x'", payload_hex, "', ",
+      us, ", ", us, ", ", absl::ToInt64Microseconds(r.idle_timeout), ", ",
+      absl::ToInt64Microseconds(r.absolute_lifetime), ", 1, ",
+      us + absl::ToInt64Microseconds(
+               std::min(r.idle_timeout, r.absolute_lifetime)),
+      ")"));
+}
+
+// What NumberedRecord(i, user) is once stored by version 1 at `now`.
+SessionRecord StoredVersion1(int i, const std::string& user, absl::Time now) {
+  SessionRecord r = Rec(i, user);
+  r.created_at = r.last_active_at = TruncateToMicros(now);
+  r.version = 1;
+  return r;
+}
+
+TEST_F(SqliteStoreTest, MigratesAVersion1DatabaseKeepingEverySession) {
+  MakeVersion1Database(path_);
+  const absl::Time now = TruncateToMicros(clock_.Now());
+  std::vector<SessionRecord> want;
+  {
+    RawDb raw(path_);
+    for (int i = 1; i <= 20; ++i) {
+      const std::string user = i % 3 == 0 ? "" : (i % 2 == 0 ? "bob" : "al");
+      SessionRecord r = StoredVersion1(i, user, now);
+      InsertVersion1(raw, r, now);
+      want.push_back(r);
+    }
+  }
+  clock_.Advance(absl::Seconds(1));
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Int("PRAGMA user_version"), kSqliteSchemaVersion);
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 20);
+  // Every session is in the default tenant, as it was.
+  for (const SessionRecord& r : want) {
+    SCOPED_TRACE(r.id);
+    absl::StatusOr<SessionRecord> got = store->Load(kTenant, r.token_hash);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, r);
+    EXPECT_TRUE(absl::IsNotFound(store->Load("other", r.token_hash).status()));
+  }
+  absl::StatusOr<SessionPage> bob = store->ListForUser(kTenant, "bob", 100, {});
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  EXPECT_EQ(bob->sessions.size(), 7u);
+  EXPECT_EQ(*store->CountLive(kTenant), 20);
+  EXPECT_EQ(*store->CountLive("other"), 0);
+  // And they take writes as any other.
+  absl::StatusOr<SessionRecord> cycled =
+      store->Cycle(kTenant, want[0].token_hash, CycleTo(100, "carol"), {});
+  ASSERT_TRUE(cycled.ok()) << cycled.status();
+  EXPECT_EQ(cycled->version, 2);
+}
+
+// During an upgrade a process of before tenants may still write to the
+// file (it prepared its statements before the migration; SQLite prepares
+// them again on the new schema): its sessions join the default tenant.
+TEST_F(SqliteStoreTest,
+       SessionsAnOldProcessInsertsAfterTheMigrationAreDefault) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const absl::Time now = TruncateToMicros(clock_.Now());
+  {
+    RawDb raw(path_);
+    InsertVersion1(raw, StoredVersion1(1, "alice", now), now);
+  }
+  absl::StatusOr<SessionRecord> got =
+      store->Load(kTenant, NumberedTokenHash(1));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, StoredVersion1(1, "alice", now));
+}
+
+TEST_F(SqliteStoreTest, AFailedMigrationLeavesTheVersion1DatabaseAsItWas) {
+  MakeVersion1Database(path_);
+  const absl::Time now = TruncateToMicros(clock_.Now());
+  {
+    RawDb raw(path_);
+    InsertVersion1(raw, StoredVersion1(1, "alice", now), now);
+    // Version 3 cannot create its index over this one.
+    raw.Exec("CREATE INDEX sessions_by_tenant_expiry ON sessions (expires_at)");
+  }
+  absl::StatusOr<std::unique_ptr<SessionStore>> failed =
+      OpenSqliteStore(At(path_), &clock_, {});
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInternal)
+      << failed.status();
+  {
+    RawDb raw(path_);
+    EXPECT_EQ(raw.Int("PRAGMA user_version"), 1);
+    EXPECT_EQ(raw.Int("SELECT count(*) FROM pragma_table_info('sessions')"
+                      " WHERE name = 'tenant'"),
+              0);
+    raw.Exec("DROP INDEX sessions_by_tenant_expiry");
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(1)).ok());
+}
+
+// The per-tenant statements are ranges of the per-tenant indexes, not
+// scans of the table or of another tenant's sessions.
+TEST_F(SqliteStoreTest, TenantStatementsUseTheTenantIndexes) {
+  { ASSERT_NE(Open(), nullptr); }
+  RawDb raw(path_);
+  auto plan = [&](sql::SqlStatement statement) {
+    const std::string text =
+        sql::StatementText(statement, sql::SqlDialect::kSqlite);
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + text).c_str(), -1,
+                                 &stmt, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    std::string details;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      absl::StrAppend(
+          &details, reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3)),
+          "; ");
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return details;
+  };
+  for (sql::SqlStatement s :
+       {sql::SqlStatement::kListFirst, sql::SqlStatement::kListAfter,
+        sql::SqlStatement::kEvictOverCap, sql::SqlStatement::kDeleteForUser}) {
+    SCOPED_TRACE(sql::StatementName(s));
+    const std::string details = plan(s);
+    EXPECT_THAT(details, HasSubstr("INDEX sessions_by_tenant_user (tenant=? "
+                                   "AND user_id=?"));
+    EXPECT_THAT(details, Not(HasSubstr("TEMP B-TREE")));
+  }
+  for (sql::SqlStatement s :
+       {sql::SqlStatement::kCountLive, sql::SqlStatement::kPruneTenantBatch}) {
+    SCOPED_TRACE(sql::StatementName(s));
+    EXPECT_THAT(plan(s), HasSubstr("INDEX sessions_by_tenant_expiry (tenant=? "
+                                   "AND expires_at"));
+  }
+  EXPECT_THAT(plan(sql::SqlStatement::kCountLive), HasSubstr("COVERING INDEX"));
+  EXPECT_THAT(plan(sql::SqlStatement::kPruneBatch),
+              HasSubstr("INDEX sessions_by_expiry (expires_at"));
+}
+
+// Ids and token hashes are unique across tenants: a live session of one
+// tenant blocks them for another (ALREADY_EXISTS), an expired one does not,
+// and it goes when the other tenant takes them. Users are per tenant.
+TEST_F(SqliteStoreTest, TenantsShareTheKeysButNotTheSessions) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  SessionRecord a = Rec(1, "alice", absl::Minutes(1));
+  a.tenant = "a";
+  ASSERT_TRUE(store->Create(a, {}).ok());
+  SessionRecord b = Rec(1, "alice");
+  b.tenant = "b";
+  EXPECT_EQ(store->Create(b, {}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  clock_.Advance(absl::Minutes(2));  // a's session expires, unpruned
+  absl::StatusOr<SessionRecord> created = store->Create(b, {});
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->tenant, "b");
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Text("SELECT group_concat(tenant) FROM sessions"), "b");
+  EXPECT_TRUE(absl::IsNotFound(store->Load("a", b.token_hash).status()));
+  EXPECT_EQ(*store->DeleteForUser("a", "alice", ""), 0);
+  EXPECT_EQ(*store->DeleteById("a", b.id), 0);
+  EXPECT_EQ(raw.Int("SELECT count(*) FROM sessions"), 1);
+  // The cap of one tenant's alice leaves the other's alone.
+  TenantLimits one;
+  one.max_sessions_per_user = 1;
+  SessionRecord a2 = Rec(2, "alice");
+  a2.tenant = "a";
+  ASSERT_TRUE(store->Create(a2, one).ok());
+  EXPECT_TRUE(store->Load("b", b.token_hash).ok());
+  EXPECT_EQ(*store->PruneExpired("a"), 0);
+  EXPECT_EQ(*store->CountLive("a"), 1);
+  EXPECT_EQ(*store->CountLive("b"), 1);
 }
 
 // The shared-backend suites' hooks: each test on a fresh database file,

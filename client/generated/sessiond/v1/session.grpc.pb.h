@@ -11,11 +11,24 @@
 // returned only by Save (on create) and Cycle; the server stores only its
 // hash. Every RPC treats an expired session exactly like a missing one.
 //
+// Every call is made by a caller that the server identifies (its client
+// certificate or API key, when the server has a policy file) and is scoped
+// to that caller's tenant: a session of another tenant is exactly like a
+// missing one.
+//
 // Errors are gRPC status codes:
 //   INVALID_ARGUMENT     bad input; the message names the field.
-//   NOT_FOUND            no live session for that token.
-//   ABORTED              Save's expected_version did not match; nothing written.
-//   RESOURCE_EXHAUSTED   the sealed payload is over the server's limit.
+//   UNAUTHENTICATED      the server does not know the caller.
+//   PERMISSION_DENIED    the caller may not make this call; the message names
+//                        it.
+//   NOT_FOUND            no live session for that token (in the caller's
+//                        tenant).
+//   FAILED_PRECONDITION  Save on an existing session named another user; only
+//                        Cycle changes a session's user.
+//   ABORTED              Save's expected_version did not match, or Cycle met
+//                        a concurrent write; nothing written.
+//   RESOURCE_EXHAUSTED   the sealed payload is over the tenant's limit, or
+//                        the tenant has as many live sessions as it may.
 //   UNAVAILABLE          the storage backend did not answer; safe to retry
 //                        Load, ListForUser, Delete, Prune and Health.
 #ifndef GRPC_sessiond_2fv1_2fsession_2eproto__INCLUDED
@@ -61,7 +74,8 @@ class SessionService final {
     std::unique_ptr< ::grpc::ClientAsyncResponseReaderInterface< ::sessiond::v1::LoadResponse>> PrepareAsyncLoad(::grpc::ClientContext* context, const ::sessiond::v1::LoadRequest& request, ::grpc::CompletionQueue* cq) {
       return std::unique_ptr< ::grpc::ClientAsyncResponseReaderInterface< ::sessiond::v1::LoadResponse>>(PrepareAsyncLoadRaw(context, request, cq));
     }
-    // Creates a session (no token) or replaces one's user, data and metadata.
+    // Creates a session (no token), or changes an existing one's data,
+    // metadata and timeouts. Never changes an existing session's user.
     virtual ::grpc::Status Save(::grpc::ClientContext* context, const ::sessiond::v1::SaveRequest& request, ::sessiond::v1::SaveResponse* response) = 0;
     std::unique_ptr< ::grpc::ClientAsyncResponseReaderInterface< ::sessiond::v1::SaveResponse>> AsyncSave(::grpc::ClientContext* context, const ::sessiond::v1::SaveRequest& request, ::grpc::CompletionQueue* cq) {
       return std::unique_ptr< ::grpc::ClientAsyncResponseReaderInterface< ::sessiond::v1::SaveResponse>>(AsyncSaveRaw(context, request, cq));
@@ -69,7 +83,8 @@ class SessionService final {
     std::unique_ptr< ::grpc::ClientAsyncResponseReaderInterface< ::sessiond::v1::SaveResponse>> PrepareAsyncSave(::grpc::ClientContext* context, const ::sessiond::v1::SaveRequest& request, ::grpc::CompletionQueue* cq) {
       return std::unique_ptr< ::grpc::ClientAsyncResponseReaderInterface< ::sessiond::v1::SaveResponse>>(PrepareAsyncSaveRaw(context, request, cq));
     }
-    // Replaces a session's token atomically (defence against session fixation).
+    // Replaces a session's token atomically, and optionally its user (login):
+    // the defence against session fixation.
     virtual ::grpc::Status Cycle(::grpc::ClientContext* context, const ::sessiond::v1::CycleRequest& request, ::sessiond::v1::CycleResponse* response) = 0;
     std::unique_ptr< ::grpc::ClientAsyncResponseReaderInterface< ::sessiond::v1::CycleResponse>> AsyncCycle(::grpc::ClientContext* context, const ::sessiond::v1::CycleRequest& request, ::grpc::CompletionQueue* cq) {
       return std::unique_ptr< ::grpc::ClientAsyncResponseReaderInterface< ::sessiond::v1::CycleResponse>>(AsyncCycleRaw(context, request, cq));
@@ -115,10 +130,12 @@ class SessionService final {
       // Returns the live session for a token; optionally extends its idle expiry.
       virtual void Load(::grpc::ClientContext* context, const ::sessiond::v1::LoadRequest* request, ::sessiond::v1::LoadResponse* response, std::function<void(::grpc::Status)>) = 0;
       virtual void Load(::grpc::ClientContext* context, const ::sessiond::v1::LoadRequest* request, ::sessiond::v1::LoadResponse* response, ::grpc::ClientUnaryReactor* reactor) = 0;
-      // Creates a session (no token) or replaces one's user, data and metadata.
+      // Creates a session (no token), or changes an existing one's data,
+      // metadata and timeouts. Never changes an existing session's user.
       virtual void Save(::grpc::ClientContext* context, const ::sessiond::v1::SaveRequest* request, ::sessiond::v1::SaveResponse* response, std::function<void(::grpc::Status)>) = 0;
       virtual void Save(::grpc::ClientContext* context, const ::sessiond::v1::SaveRequest* request, ::sessiond::v1::SaveResponse* response, ::grpc::ClientUnaryReactor* reactor) = 0;
-      // Replaces a session's token atomically (defence against session fixation).
+      // Replaces a session's token atomically, and optionally its user (login):
+      // the defence against session fixation.
       virtual void Cycle(::grpc::ClientContext* context, const ::sessiond::v1::CycleRequest* request, ::sessiond::v1::CycleResponse* response, std::function<void(::grpc::Status)>) = 0;
       virtual void Cycle(::grpc::ClientContext* context, const ::sessiond::v1::CycleRequest* request, ::sessiond::v1::CycleResponse* response, ::grpc::ClientUnaryReactor* reactor) = 0;
       // Deletes by token, by id, or every session of a user.
@@ -263,9 +280,11 @@ class SessionService final {
     virtual ~Service();
     // Returns the live session for a token; optionally extends its idle expiry.
     virtual ::grpc::Status Load(::grpc::ServerContext* context, const ::sessiond::v1::LoadRequest* request, ::sessiond::v1::LoadResponse* response);
-    // Creates a session (no token) or replaces one's user, data and metadata.
+    // Creates a session (no token), or changes an existing one's data,
+    // metadata and timeouts. Never changes an existing session's user.
     virtual ::grpc::Status Save(::grpc::ServerContext* context, const ::sessiond::v1::SaveRequest* request, ::sessiond::v1::SaveResponse* response);
-    // Replaces a session's token atomically (defence against session fixation).
+    // Replaces a session's token atomically, and optionally its user (login):
+    // the defence against session fixation.
     virtual ::grpc::Status Cycle(::grpc::ServerContext* context, const ::sessiond::v1::CycleRequest* request, ::sessiond::v1::CycleResponse* response);
     // Deletes by token, by id, or every session of a user.
     virtual ::grpc::Status Delete(::grpc::ServerContext* context, const ::sessiond::v1::DeleteRequest* request, ::sessiond::v1::DeleteResponse* response);

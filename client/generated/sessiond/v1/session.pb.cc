@@ -103,6 +103,7 @@ PROTOBUF_CONSTEXPR SaveRequest::SaveRequest(
   , /*decltype(_impl_.data_)*/{&::_pbi::fixed_address_empty_string, ::_pbi::ConstantInitialized{}}
   , /*decltype(_impl_.idle_timeout_)*/nullptr
   , /*decltype(_impl_.absolute_lifetime_)*/nullptr
+  , /*decltype(_impl_.update_mask_)*/nullptr
   , /*decltype(_impl_.expected_version_)*/int64_t{0}} {}
 struct SaveRequestDefaultTypeInternal {
   PROTOBUF_CONSTEXPR SaveRequestDefaultTypeInternal()
@@ -336,11 +337,13 @@ const uint32_t TableStruct_sessiond_2fv1_2fsession_2eproto::offsets[] PROTOBUF_S
   PROTOBUF_FIELD_OFFSET(::sessiond::v1::SaveRequest, _impl_.expected_version_),
   PROTOBUF_FIELD_OFFSET(::sessiond::v1::SaveRequest, _impl_.idle_timeout_),
   PROTOBUF_FIELD_OFFSET(::sessiond::v1::SaveRequest, _impl_.absolute_lifetime_),
+  PROTOBUF_FIELD_OFFSET(::sessiond::v1::SaveRequest, _impl_.update_mask_),
   ~0u,
   ~0u,
   ~0u,
   ~0u,
   0,
+  ~0u,
   ~0u,
   ~0u,
   ~0u,  // no _has_bits_
@@ -441,18 +444,18 @@ static const ::_pbi::MigrationSchema schemas[] PROTOBUF_SECTION_VARIABLE(protode
   { 26, -1, -1, sizeof(::sessiond::v1::LoadRequest)},
   { 34, -1, -1, sizeof(::sessiond::v1::LoadResponse)},
   { 41, 49, -1, sizeof(::sessiond::v1::SaveRequest_MetadataEntry_DoNotUse)},
-  { 51, 64, -1, sizeof(::sessiond::v1::SaveRequest)},
-  { 71, -1, -1, sizeof(::sessiond::v1::SaveResponse)},
-  { 80, 88, -1, sizeof(::sessiond::v1::CycleRequest)},
-  { 90, -1, -1, sizeof(::sessiond::v1::CycleResponse)},
-  { 98, -1, -1, sizeof(::sessiond::v1::DeleteRequest)},
-  { 109, -1, -1, sizeof(::sessiond::v1::DeleteResponse)},
-  { 116, -1, -1, sizeof(::sessiond::v1::ListForUserRequest)},
-  { 125, -1, -1, sizeof(::sessiond::v1::ListForUserResponse)},
-  { 133, -1, -1, sizeof(::sessiond::v1::PruneRequest)},
-  { 139, -1, -1, sizeof(::sessiond::v1::PruneResponse)},
-  { 146, -1, -1, sizeof(::sessiond::v1::HealthRequest)},
-  { 152, -1, -1, sizeof(::sessiond::v1::HealthResponse)},
+  { 51, 65, -1, sizeof(::sessiond::v1::SaveRequest)},
+  { 73, -1, -1, sizeof(::sessiond::v1::SaveResponse)},
+  { 82, 90, -1, sizeof(::sessiond::v1::CycleRequest)},
+  { 92, -1, -1, sizeof(::sessiond::v1::CycleResponse)},
+  { 100, -1, -1, sizeof(::sessiond::v1::DeleteRequest)},
+  { 111, -1, -1, sizeof(::sessiond::v1::DeleteResponse)},
+  { 118, -1, -1, sizeof(::sessiond::v1::ListForUserRequest)},
+  { 127, -1, -1, sizeof(::sessiond::v1::ListForUserResponse)},
+  { 135, -1, -1, sizeof(::sessiond::v1::PruneRequest)},
+  { 141, -1, -1, sizeof(::sessiond::v1::PruneResponse)},
+  { 148, -1, -1, sizeof(::sessiond::v1::HealthRequest)},
+  { 154, -1, -1, sizeof(::sessiond::v1::HealthResponse)},
 };
 
 static const ::_pb::Message* const file_default_instances[] = {
@@ -477,71 +480,74 @@ static const ::_pb::Message* const file_default_instances[] = {
 
 const char descriptor_table_protodef_sessiond_2fv1_2fsession_2eproto[] PROTOBUF_SECTION_VARIABLE(protodesc_cold) =
   "\n\031sessiond/v1/session.proto\022\013sessiond.v1"
-  "\032\036google/protobuf/duration.proto\032\037google"
-  "/protobuf/timestamp.proto\"\247\003\n\007Session\022\n\n"
-  "\002id\030\001 \001(\t\022\017\n\007user_id\030\002 \001(\t\022\014\n\004data\030\003 \001(\014"
-  "\0224\n\010metadata\030\004 \003(\0132\".sessiond.v1.Session"
-  ".MetadataEntry\022.\n\ncreated_at\030\005 \001(\0132\032.goo"
-  "gle.protobuf.Timestamp\0222\n\016last_active_at"
-  "\030\006 \001(\0132\032.google.protobuf.Timestamp\022.\n\nex"
-  "pires_at\030\007 \001(\0132\032.google.protobuf.Timesta"
-  "mp\022\017\n\007version\030\010 \001(\003\022/\n\014idle_timeout\030\t \001("
-  "\0132\031.google.protobuf.Duration\0224\n\021absolute"
-  "_lifetime\030\n \001(\0132\031.google.protobuf.Durati"
-  "on\032/\n\rMetadataEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005valu"
-  "e\030\002 \001(\t:\0028\001\"+\n\013LoadRequest\022\r\n\005token\030\001 \001("
-  "\t\022\r\n\005touch\030\002 \001(\010\"5\n\014LoadResponse\022%\n\007sess"
-  "ion\030\001 \001(\0132\024.sessiond.v1.Session\"\301\002\n\013Save"
-  "Request\022\r\n\005token\030\001 \001(\t\022\017\n\007user_id\030\002 \001(\t\022"
-  "\014\n\004data\030\003 \001(\014\0228\n\010metadata\030\004 \003(\0132&.sessio"
-  "nd.v1.SaveRequest.MetadataEntry\022\035\n\020expec"
-  "ted_version\030\005 \001(\003H\000\210\001\001\022/\n\014idle_timeout\030\006"
-  " \001(\0132\031.google.protobuf.Duration\0224\n\021absol"
-  "ute_lifetime\030\007 \001(\0132\031.google.protobuf.Dur"
-  "ation\032/\n\rMetadataEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005v"
-  "alue\030\002 \001(\t:\0028\001B\023\n\021_expected_version\"U\n\014S"
-  "aveResponse\022%\n\007session\030\001 \001(\0132\024.sessiond."
-  "v1.Session\022\r\n\005token\030\002 \001(\t\022\017\n\007created\030\003 \001"
-  "(\010\"\?\n\014CycleRequest\022\r\n\005token\030\001 \001(\t\022\024\n\007use"
-  "r_id\030\002 \001(\tH\000\210\001\001B\n\n\010_user_id\"E\n\rCycleResp"
-  "onse\022%\n\007session\030\001 \001(\0132\024.sessiond.v1.Sess"
-  "ion\022\r\n\005token\030\002 \001(\t\"^\n\rDeleteRequest\022\017\n\005t"
-  "oken\030\001 \001(\tH\000\022\014\n\002id\030\002 \001(\tH\000\022\021\n\007user_id\030\003 "
-  "\001(\tH\000\022\021\n\texcept_id\030\004 \001(\tB\010\n\006target\"!\n\016De"
-  "leteResponse\022\017\n\007deleted\030\001 \001(\003\"L\n\022ListFor"
-  "UserRequest\022\017\n\007user_id\030\001 \001(\t\022\021\n\tpage_siz"
-  "e\030\002 \001(\005\022\022\n\npage_token\030\003 \001(\t\"V\n\023ListForUs"
-  "erResponse\022&\n\010sessions\030\001 \003(\0132\024.sessiond."
-  "v1.Session\022\027\n\017next_page_token\030\002 \001(\t\"\016\n\014P"
-  "runeRequest\"\037\n\rPruneResponse\022\016\n\006pruned\030\001"
-  " \001(\003\"\017\n\rHealthRequest\"o\n\016HealthResponse\022"
-  "\017\n\007serving\030\001 \001(\010\022\017\n\007backend\030\002 \001(\t\022*\n\007lat"
-  "ency\030\003 \001(\0132\031.google.protobuf.Duration\022\017\n"
-  "\007message\030\004 \001(\t2\342\003\n\016SessionService\022;\n\004Loa"
-  "d\022\030.sessiond.v1.LoadRequest\032\031.sessiond.v"
-  "1.LoadResponse\022;\n\004Save\022\030.sessiond.v1.Sav"
-  "eRequest\032\031.sessiond.v1.SaveResponse\022>\n\005C"
-  "ycle\022\031.sessiond.v1.CycleRequest\032\032.sessio"
-  "nd.v1.CycleResponse\022A\n\006Delete\022\032.sessiond"
-  ".v1.DeleteRequest\032\033.sessiond.v1.DeleteRe"
-  "sponse\022P\n\013ListForUser\022\037.sessiond.v1.List"
-  "ForUserRequest\032 .sessiond.v1.ListForUser"
-  "Response\022>\n\005Prune\022\031.sessiond.v1.PruneReq"
-  "uest\032\032.sessiond.v1.PruneResponse\022A\n\006Heal"
-  "th\022\032.sessiond.v1.HealthRequest\032\033.session"
-  "d.v1.HealthResponseB<Z:github.com/sessio"
-  "nd/sessiond/gen/go/sessiond/v1;sessiondv"
-  "1b\006proto3"
+  "\032\036google/protobuf/duration.proto\032 google"
+  "/protobuf/field_mask.proto\032\037google/proto"
+  "buf/timestamp.proto\"\247\003\n\007Session\022\n\n\002id\030\001 "
+  "\001(\t\022\017\n\007user_id\030\002 \001(\t\022\014\n\004data\030\003 \001(\014\0224\n\010me"
+  "tadata\030\004 \003(\0132\".sessiond.v1.Session.Metad"
+  "ataEntry\022.\n\ncreated_at\030\005 \001(\0132\032.google.pr"
+  "otobuf.Timestamp\0222\n\016last_active_at\030\006 \001(\013"
+  "2\032.google.protobuf.Timestamp\022.\n\nexpires_"
+  "at\030\007 \001(\0132\032.google.protobuf.Timestamp\022\017\n\007"
+  "version\030\010 \001(\003\022/\n\014idle_timeout\030\t \001(\0132\031.go"
+  "ogle.protobuf.Duration\0224\n\021absolute_lifet"
+  "ime\030\n \001(\0132\031.google.protobuf.Duration\032/\n\r"
+  "MetadataEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001("
+  "\t:\0028\001\"+\n\013LoadRequest\022\r\n\005token\030\001 \001(\t\022\r\n\005t"
+  "ouch\030\002 \001(\010\"5\n\014LoadResponse\022%\n\007session\030\001 "
+  "\001(\0132\024.sessiond.v1.Session\"\362\002\n\013SaveReques"
+  "t\022\r\n\005token\030\001 \001(\t\022\017\n\007user_id\030\002 \001(\t\022\014\n\004dat"
+  "a\030\003 \001(\014\0228\n\010metadata\030\004 \003(\0132&.sessiond.v1."
+  "SaveRequest.MetadataEntry\022\035\n\020expected_ve"
+  "rsion\030\005 \001(\003H\000\210\001\001\022/\n\014idle_timeout\030\006 \001(\0132\031"
+  ".google.protobuf.Duration\0224\n\021absolute_li"
+  "fetime\030\007 \001(\0132\031.google.protobuf.Duration\022"
+  "/\n\013update_mask\030\010 \001(\0132\032.google.protobuf.F"
+  "ieldMask\032/\n\rMetadataEntry\022\013\n\003key\030\001 \001(\t\022\r"
+  "\n\005value\030\002 \001(\t:\0028\001B\023\n\021_expected_version\"U"
+  "\n\014SaveResponse\022%\n\007session\030\001 \001(\0132\024.sessio"
+  "nd.v1.Session\022\r\n\005token\030\002 \001(\t\022\017\n\007created\030"
+  "\003 \001(\010\"\?\n\014CycleRequest\022\r\n\005token\030\001 \001(\t\022\024\n\007"
+  "user_id\030\002 \001(\tH\000\210\001\001B\n\n\010_user_id\"E\n\rCycleR"
+  "esponse\022%\n\007session\030\001 \001(\0132\024.sessiond.v1.S"
+  "ession\022\r\n\005token\030\002 \001(\t\"^\n\rDeleteRequest\022\017"
+  "\n\005token\030\001 \001(\tH\000\022\014\n\002id\030\002 \001(\tH\000\022\021\n\007user_id"
+  "\030\003 \001(\tH\000\022\021\n\texcept_id\030\004 \001(\tB\010\n\006target\"!\n"
+  "\016DeleteResponse\022\017\n\007deleted\030\001 \001(\003\"L\n\022List"
+  "ForUserRequest\022\017\n\007user_id\030\001 \001(\t\022\021\n\tpage_"
+  "size\030\002 \001(\005\022\022\n\npage_token\030\003 \001(\t\"V\n\023ListFo"
+  "rUserResponse\022&\n\010sessions\030\001 \003(\0132\024.sessio"
+  "nd.v1.Session\022\027\n\017next_page_token\030\002 \001(\t\"\016"
+  "\n\014PruneRequest\"\037\n\rPruneResponse\022\016\n\006prune"
+  "d\030\001 \001(\003\"\017\n\rHealthRequest\"o\n\016HealthRespon"
+  "se\022\017\n\007serving\030\001 \001(\010\022\017\n\007backend\030\002 \001(\t\022*\n\007"
+  "latency\030\003 \001(\0132\031.google.protobuf.Duration"
+  "\022\017\n\007message\030\004 \001(\t2\342\003\n\016SessionService\022;\n\004"
+  "Load\022\030.sessiond.v1.LoadRequest\032\031.session"
+  "d.v1.LoadResponse\022;\n\004Save\022\030.sessiond.v1."
+  "SaveRequest\032\031.sessiond.v1.SaveResponse\022>"
+  "\n\005Cycle\022\031.sessiond.v1.CycleRequest\032\032.ses"
+  "siond.v1.CycleResponse\022A\n\006Delete\022\032.sessi"
+  "ond.v1.DeleteRequest\032\033.sessiond.v1.Delet"
+  "eResponse\022P\n\013ListForUser\022\037.sessiond.v1.L"
+  "istForUserRequest\032 .sessiond.v1.ListForU"
+  "serResponse\022>\n\005Prune\022\031.sessiond.v1.Prune"
+  "Request\032\032.sessiond.v1.PruneResponse\022A\n\006H"
+  "ealth\022\032.sessiond.v1.HealthRequest\032\033.sess"
+  "iond.v1.HealthResponseB<Z:github.com/ses"
+  "siond/sessiond/gen/go/sessiond/v1;sessio"
+  "ndv1b\006proto3"
   ;
-static const ::_pbi::DescriptorTable* const descriptor_table_sessiond_2fv1_2fsession_2eproto_deps[2] = {
+static const ::_pbi::DescriptorTable* const descriptor_table_sessiond_2fv1_2fsession_2eproto_deps[3] = {
   &::descriptor_table_google_2fprotobuf_2fduration_2eproto,
+  &::descriptor_table_google_2fprotobuf_2ffield_5fmask_2eproto,
   &::descriptor_table_google_2fprotobuf_2ftimestamp_2eproto,
 };
 static ::_pbi::once_flag descriptor_table_sessiond_2fv1_2fsession_2eproto_once;
 const ::_pbi::DescriptorTable descriptor_table_sessiond_2fv1_2fsession_2eproto = {
-    false, false, 2209, descriptor_table_protodef_sessiond_2fv1_2fsession_2eproto,
+    false, false, 2292, descriptor_table_protodef_sessiond_2fv1_2fsession_2eproto,
     "sessiond/v1/session.proto",
-    &descriptor_table_sessiond_2fv1_2fsession_2eproto_once, descriptor_table_sessiond_2fv1_2fsession_2eproto_deps, 2, 17,
+    &descriptor_table_sessiond_2fv1_2fsession_2eproto_once, descriptor_table_sessiond_2fv1_2fsession_2eproto_deps, 3, 17,
     schemas, file_default_instances, TableStruct_sessiond_2fv1_2fsession_2eproto::offsets,
     file_level_metadata_sessiond_2fv1_2fsession_2eproto, file_level_enum_descriptors_sessiond_2fv1_2fsession_2eproto,
     file_level_service_descriptors_sessiond_2fv1_2fsession_2eproto,
@@ -1649,6 +1655,7 @@ class SaveRequest::_Internal {
   }
   static const ::PROTOBUF_NAMESPACE_ID::Duration& idle_timeout(const SaveRequest* msg);
   static const ::PROTOBUF_NAMESPACE_ID::Duration& absolute_lifetime(const SaveRequest* msg);
+  static const ::PROTOBUF_NAMESPACE_ID::FieldMask& update_mask(const SaveRequest* msg);
 };
 
 const ::PROTOBUF_NAMESPACE_ID::Duration&
@@ -1658,6 +1665,10 @@ SaveRequest::_Internal::idle_timeout(const SaveRequest* msg) {
 const ::PROTOBUF_NAMESPACE_ID::Duration&
 SaveRequest::_Internal::absolute_lifetime(const SaveRequest* msg) {
   return *msg->_impl_.absolute_lifetime_;
+}
+const ::PROTOBUF_NAMESPACE_ID::FieldMask&
+SaveRequest::_Internal::update_mask(const SaveRequest* msg) {
+  return *msg->_impl_.update_mask_;
 }
 void SaveRequest::clear_idle_timeout() {
   if (GetArenaForAllocation() == nullptr && _impl_.idle_timeout_ != nullptr) {
@@ -1670,6 +1681,12 @@ void SaveRequest::clear_absolute_lifetime() {
     delete _impl_.absolute_lifetime_;
   }
   _impl_.absolute_lifetime_ = nullptr;
+}
+void SaveRequest::clear_update_mask() {
+  if (GetArenaForAllocation() == nullptr && _impl_.update_mask_ != nullptr) {
+    delete _impl_.update_mask_;
+  }
+  _impl_.update_mask_ = nullptr;
 }
 SaveRequest::SaveRequest(::PROTOBUF_NAMESPACE_ID::Arena* arena,
                          bool is_message_owned)
@@ -1692,6 +1709,7 @@ SaveRequest::SaveRequest(const SaveRequest& from)
     , decltype(_impl_.data_){}
     , decltype(_impl_.idle_timeout_){nullptr}
     , decltype(_impl_.absolute_lifetime_){nullptr}
+    , decltype(_impl_.update_mask_){nullptr}
     , decltype(_impl_.expected_version_){}};
 
   _internal_metadata_.MergeFrom<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(from._internal_metadata_);
@@ -1726,6 +1744,9 @@ SaveRequest::SaveRequest(const SaveRequest& from)
   if (from._internal_has_absolute_lifetime()) {
     _this->_impl_.absolute_lifetime_ = new ::PROTOBUF_NAMESPACE_ID::Duration(*from._impl_.absolute_lifetime_);
   }
+  if (from._internal_has_update_mask()) {
+    _this->_impl_.update_mask_ = new ::PROTOBUF_NAMESPACE_ID::FieldMask(*from._impl_.update_mask_);
+  }
   _this->_impl_.expected_version_ = from._impl_.expected_version_;
   // @@protoc_insertion_point(copy_constructor:sessiond.v1.SaveRequest)
 }
@@ -1743,6 +1764,7 @@ inline void SaveRequest::SharedCtor(
     , decltype(_impl_.data_){}
     , decltype(_impl_.idle_timeout_){nullptr}
     , decltype(_impl_.absolute_lifetime_){nullptr}
+    , decltype(_impl_.update_mask_){nullptr}
     , decltype(_impl_.expected_version_){int64_t{0}}
   };
   _impl_.token_.InitDefault();
@@ -1778,6 +1800,7 @@ inline void SaveRequest::SharedDtor() {
   _impl_.data_.Destroy();
   if (this != internal_default_instance()) delete _impl_.idle_timeout_;
   if (this != internal_default_instance()) delete _impl_.absolute_lifetime_;
+  if (this != internal_default_instance()) delete _impl_.update_mask_;
 }
 
 void SaveRequest::ArenaDtor(void* object) {
@@ -1806,6 +1829,10 @@ void SaveRequest::Clear() {
     delete _impl_.absolute_lifetime_;
   }
   _impl_.absolute_lifetime_ = nullptr;
+  if (GetArenaForAllocation() == nullptr && _impl_.update_mask_ != nullptr) {
+    delete _impl_.update_mask_;
+  }
+  _impl_.update_mask_ = nullptr;
   _impl_.expected_version_ = int64_t{0};
   _impl_._has_bits_.Clear();
   _internal_metadata_.Clear<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>();
@@ -1881,6 +1908,14 @@ const char* SaveRequest::_InternalParse(const char* ptr, ::_pbi::ParseContext* c
       case 7:
         if (PROTOBUF_PREDICT_TRUE(static_cast<uint8_t>(tag) == 58)) {
           ptr = ctx->ParseMessage(_internal_mutable_absolute_lifetime(), ptr);
+          CHK_(ptr);
+        } else
+          goto handle_unusual;
+        continue;
+      // .google.protobuf.FieldMask update_mask = 8;
+      case 8:
+        if (PROTOBUF_PREDICT_TRUE(static_cast<uint8_t>(tag) == 66)) {
+          ptr = ctx->ParseMessage(_internal_mutable_update_mask(), ptr);
           CHK_(ptr);
         } else
           goto handle_unusual;
@@ -1991,6 +2026,13 @@ uint8_t* SaveRequest::_InternalSerialize(
         _Internal::absolute_lifetime(this).GetCachedSize(), target, stream);
   }
 
+  // .google.protobuf.FieldMask update_mask = 8;
+  if (this->_internal_has_update_mask()) {
+    target = ::PROTOBUF_NAMESPACE_ID::internal::WireFormatLite::
+      InternalWriteMessage(8, _Internal::update_mask(this),
+        _Internal::update_mask(this).GetCachedSize(), target, stream);
+  }
+
   if (PROTOBUF_PREDICT_FALSE(_internal_metadata_.have_unknown_fields())) {
     target = ::_pbi::WireFormat::InternalSerializeUnknownFieldsToArray(
         _internal_metadata_.unknown_fields<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(::PROTOBUF_NAMESPACE_ID::UnknownFieldSet::default_instance), target, stream);
@@ -2051,6 +2093,13 @@ size_t SaveRequest::ByteSizeLong() const {
         *_impl_.absolute_lifetime_);
   }
 
+  // .google.protobuf.FieldMask update_mask = 8;
+  if (this->_internal_has_update_mask()) {
+    total_size += 1 +
+      ::PROTOBUF_NAMESPACE_ID::internal::WireFormatLite::MessageSize(
+        *_impl_.update_mask_);
+  }
+
   // optional int64 expected_version = 5;
   cached_has_bits = _impl_._has_bits_[0];
   if (cached_has_bits & 0x00000001u) {
@@ -2092,6 +2141,10 @@ void SaveRequest::MergeImpl(::PROTOBUF_NAMESPACE_ID::Message& to_msg, const ::PR
   if (from._internal_has_absolute_lifetime()) {
     _this->_internal_mutable_absolute_lifetime()->::PROTOBUF_NAMESPACE_ID::Duration::MergeFrom(
         from._internal_absolute_lifetime());
+  }
+  if (from._internal_has_update_mask()) {
+    _this->_internal_mutable_update_mask()->::PROTOBUF_NAMESPACE_ID::FieldMask::MergeFrom(
+        from._internal_update_mask());
   }
   if (from._internal_has_expected_version()) {
     _this->_internal_set_expected_version(from._internal_expected_version());

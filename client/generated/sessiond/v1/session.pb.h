@@ -35,6 +35,7 @@
 #include <google/protobuf/map_field_inl.h>
 #include <google/protobuf/unknown_field_set.h>
 #include <google/protobuf/duration.pb.h>
+#include <google/protobuf/field_mask.pb.h>
 #include <google/protobuf/timestamp.pb.h>
 // @@protoc_insertion_point(includes)
 #include <google/protobuf/port_def.inc>
@@ -958,6 +959,7 @@ class SaveRequest final :
     kDataFieldNumber = 3,
     kIdleTimeoutFieldNumber = 6,
     kAbsoluteLifetimeFieldNumber = 7,
+    kUpdateMaskFieldNumber = 8,
     kExpectedVersionFieldNumber = 5,
   };
   // map<string, string> metadata = 4;
@@ -1055,6 +1057,24 @@ class SaveRequest final :
       ::PROTOBUF_NAMESPACE_ID::Duration* absolute_lifetime);
   ::PROTOBUF_NAMESPACE_ID::Duration* unsafe_arena_release_absolute_lifetime();
 
+  // .google.protobuf.FieldMask update_mask = 8;
+  bool has_update_mask() const;
+  private:
+  bool _internal_has_update_mask() const;
+  public:
+  void clear_update_mask();
+  const ::PROTOBUF_NAMESPACE_ID::FieldMask& update_mask() const;
+  PROTOBUF_NODISCARD ::PROTOBUF_NAMESPACE_ID::FieldMask* release_update_mask();
+  ::PROTOBUF_NAMESPACE_ID::FieldMask* mutable_update_mask();
+  void set_allocated_update_mask(::PROTOBUF_NAMESPACE_ID::FieldMask* update_mask);
+  private:
+  const ::PROTOBUF_NAMESPACE_ID::FieldMask& _internal_update_mask() const;
+  ::PROTOBUF_NAMESPACE_ID::FieldMask* _internal_mutable_update_mask();
+  public:
+  void unsafe_arena_set_allocated_update_mask(
+      ::PROTOBUF_NAMESPACE_ID::FieldMask* update_mask);
+  ::PROTOBUF_NAMESPACE_ID::FieldMask* unsafe_arena_release_update_mask();
+
   // optional int64 expected_version = 5;
   bool has_expected_version() const;
   private:
@@ -1088,6 +1108,7 @@ class SaveRequest final :
     ::PROTOBUF_NAMESPACE_ID::internal::ArenaStringPtr data_;
     ::PROTOBUF_NAMESPACE_ID::Duration* idle_timeout_;
     ::PROTOBUF_NAMESPACE_ID::Duration* absolute_lifetime_;
+    ::PROTOBUF_NAMESPACE_ID::FieldMask* update_mask_;
     int64_t expected_version_;
   };
   union { Impl_ _impl_; };
@@ -4129,6 +4150,91 @@ inline void SaveRequest::set_allocated_absolute_lifetime(::PROTOBUF_NAMESPACE_ID
   }
   _impl_.absolute_lifetime_ = absolute_lifetime;
   // @@protoc_insertion_point(field_set_allocated:sessiond.v1.SaveRequest.absolute_lifetime)
+}
+
+// .google.protobuf.FieldMask update_mask = 8;
+inline bool SaveRequest::_internal_has_update_mask() const {
+  return this != internal_default_instance() && _impl_.update_mask_ != nullptr;
+}
+inline bool SaveRequest::has_update_mask() const {
+  return _internal_has_update_mask();
+}
+inline const ::PROTOBUF_NAMESPACE_ID::FieldMask& SaveRequest::_internal_update_mask() const {
+  const ::PROTOBUF_NAMESPACE_ID::FieldMask* p = _impl_.update_mask_;
+  return p != nullptr ? *p : reinterpret_cast<const ::PROTOBUF_NAMESPACE_ID::FieldMask&>(
+      ::PROTOBUF_NAMESPACE_ID::_FieldMask_default_instance_);
+}
+inline const ::PROTOBUF_NAMESPACE_ID::FieldMask& SaveRequest::update_mask() const {
+  // @@protoc_insertion_point(field_get:sessiond.v1.SaveRequest.update_mask)
+  return _internal_update_mask();
+}
+inline void SaveRequest::unsafe_arena_set_allocated_update_mask(
+    ::PROTOBUF_NAMESPACE_ID::FieldMask* update_mask) {
+  if (GetArenaForAllocation() == nullptr) {
+    delete reinterpret_cast<::PROTOBUF_NAMESPACE_ID::MessageLite*>(_impl_.update_mask_);
+  }
+  _impl_.update_mask_ = update_mask;
+  if (update_mask) {
+    
+  } else {
+    
+  }
+  // @@protoc_insertion_point(field_unsafe_arena_set_allocated:sessiond.v1.SaveRequest.update_mask)
+}
+inline ::PROTOBUF_NAMESPACE_ID::FieldMask* SaveRequest::release_update_mask() {
+  
+  ::PROTOBUF_NAMESPACE_ID::FieldMask* temp = _impl_.update_mask_;
+  _impl_.update_mask_ = nullptr;
+#ifdef PROTOBUF_FORCE_COPY_IN_RELEASE
+  auto* old =  reinterpret_cast<::PROTOBUF_NAMESPACE_ID::MessageLite*>(temp);
+  temp = ::PROTOBUF_NAMESPACE_ID::internal::DuplicateIfNonNull(temp);
+  if (GetArenaForAllocation() == nullptr) { delete old; }
+#else  // PROTOBUF_FORCE_COPY_IN_RELEASE
+  if (GetArenaForAllocation() != nullptr) {
+    temp = ::PROTOBUF_NAMESPACE_ID::internal::DuplicateIfNonNull(temp);
+  }
+#endif  // !PROTOBUF_FORCE_COPY_IN_RELEASE
+  return temp;
+}
+inline ::PROTOBUF_NAMESPACE_ID::FieldMask* SaveRequest::unsafe_arena_release_update_mask() {
+  // @@protoc_insertion_point(field_release:sessiond.v1.SaveRequest.update_mask)
+  
+  ::PROTOBUF_NAMESPACE_ID::FieldMask* temp = _impl_.update_mask_;
+  _impl_.update_mask_ = nullptr;
+  return temp;
+}
+inline ::PROTOBUF_NAMESPACE_ID::FieldMask* SaveRequest::_internal_mutable_update_mask() {
+  
+  if (_impl_.update_mask_ == nullptr) {
+    auto* p = CreateMaybeMessage<::PROTOBUF_NAMESPACE_ID::FieldMask>(GetArenaForAllocation());
+    _impl_.update_mask_ = p;
+  }
+  return _impl_.update_mask_;
+}
+inline ::PROTOBUF_NAMESPACE_ID::FieldMask* SaveRequest::mutable_update_mask() {
+  ::PROTOBUF_NAMESPACE_ID::FieldMask* _msg = _internal_mutable_update_mask();
+  // @@protoc_insertion_point(field_mutable:sessiond.v1.SaveRequest.update_mask)
+  return _msg;
+}
+inline void SaveRequest::set_allocated_update_mask(::PROTOBUF_NAMESPACE_ID::FieldMask* update_mask) {
+  ::PROTOBUF_NAMESPACE_ID::Arena* message_arena = GetArenaForAllocation();
+  if (message_arena == nullptr) {
+    delete reinterpret_cast< ::PROTOBUF_NAMESPACE_ID::MessageLite*>(_impl_.update_mask_);
+  }
+  if (update_mask) {
+    ::PROTOBUF_NAMESPACE_ID::Arena* submessage_arena =
+        ::PROTOBUF_NAMESPACE_ID::Arena::InternalGetOwningArena(
+                reinterpret_cast<::PROTOBUF_NAMESPACE_ID::MessageLite*>(update_mask));
+    if (message_arena != submessage_arena) {
+      update_mask = ::PROTOBUF_NAMESPACE_ID::internal::GetOwnedMessage(
+          message_arena, update_mask, submessage_arena);
+    }
+    
+  } else {
+    
+  }
+  _impl_.update_mask_ = update_mask;
+  // @@protoc_insertion_point(field_set_allocated:sessiond.v1.SaveRequest.update_mask)
 }
 
 // -------------------------------------------------------------------

@@ -1,0 +1,438 @@
+// The functions of the Valkey backend as built before tenants existed
+// (storage/valkey/valkey_scripts.h at commit 266e400, unchanged but for the
+// namespace), for tests of a rolling upgrade: an old build's library loaded
+// beside the new one, on the same keys. Not to be edited: it is what old
+// builds still running have on the server.
+//
+// The server-side Lua functions of the Valkey backend (private to
+// valkey_store.cc), one per StorageBackend call. Each runs atomically on
+// the server; the calls whose work grows with the data (PruneExpired,
+// DeleteForUser, and ListForUser when it meets many dead index entries) run
+// theirs, each a bounded share of the work, until it is done. README.md
+// describes the key layout they maintain.
+//
+// They carry out storage/backend.h's record rules, which the conformance
+// suite checks: Create stores NewSession (created_at = last_active_at =
+// now, version 1); Update and Cycle set last_active_at to ActiveAt
+// (active_at below: max(stored, now)) and add one to the version; Update
+// fails with ABORTED, writing nothing, exactly when CheckExpectedVersion
+// would; LoadAndTouch writes now only when TouchDue (now later than
+// last_active_at, and at least min_interval after it).
+//
+// valkey_store.cc assembles one library from them: the helpers below,
+// defined once when the library loads, then one registered function per
+// body below.
+//
+// Calling convention (every function):
+//   ARGV[1]  the key base "{<prefix>}:" that every key name starts with;
+//   ARGV[2]  now, in Unix microseconds, from sessiond's Clock (the server's
+//            TIME is never used, so an injected clock decides expiry);
+//   ARGV[3]… the call's own arguments, listed above each body.
+//   KEYS     the keys the call is known to touch before it runs (always at
+//            least one), for routing; the function derives further keys of
+//            the same hash slot from ARGV[1].
+// Expected failures are error replies whose first word is a status code
+// (NOT_FOUND, ABORTED, ALREADY_EXISTS). The server does not roll back a
+// function's writes, so a function fails before writing anything, except
+// that removing an expired session it met (which is as good as missing)
+// stays.
+//
+// Calls can arrive with their times out of order (valkey_store.h). The
+// functions keep session_store.h's guarantees regardless: last_active_at
+// never moves back (active_at), and a session that any call has found
+// expired is removed at once (live_by_token, list, cap), so no call that
+// read an older time can bring it back.
+#ifndef SESSIOND_TESTS_STORAGE_VALKEY_V1_SCRIPTS_H_
+#define SESSIOND_TESTS_STORAGE_VALKEY_V1_SCRIPTS_H_
+
+namespace sessiond::storage::valkey_v1 {
+
+// Helpers shared by every function: the start of the library.
+//
+// A session hash has the fields th (token hash, raw bytes), u (user id),
+// p (sealed payload), c (created_at), a (last_active_at), i (idle timeout),
+// l (absolute lifetime) and v (version); times are Unix microseconds and
+// durations microseconds (int64 max: infinite), all as decimal text.
+//
+// Numbers handed to redis.call are formatted with int(): Lua's own
+// number-to-string conversion keeps only 14 digits.
+inline constexpr char kPrelude[] = R"lua(
+-- The calling convention's values for the call in progress; begin(args)
+-- sets them as each function starts (the server runs one at a time).
+local ARGV, B, NOW, XKEY
+local function begin(args)
+  ARGV, B, NOW, XKEY = args, args[1], tonumber(args[2]), args[1] .. 'x'
+end
+-- Native key expiry is a backstop only: it fires GRACE_MS after the
+-- session's expiry as computed from the `now` passed in, and is not set at
+-- all for sessions that outlive MAX_NATIVE_MS.
+local GRACE_MS = 1000
+local MAX_NATIVE_MS = 315360000000
+
+local function int(n) return string.format('%.0f', n) end
+-- Bytewise s < t (Lua's own < on strings follows the locale).
+local function bytes_lt(s, t)
+  local n = math.min(#s, #t)
+  for k = 1, n do
+    local x, y = string.byte(s, k), string.byte(t, k)
+    if x ~= y then return x < y end
+  end
+  return #s < #t
+end
+-- Key names are plain concatenations (README.md).
+local function skey(id) return B .. 's:' .. id end
+local function tkey(th) return B .. 't:' .. th end
+local function ukey(u) return B .. 'u:' .. u end
+-- The expiry index member: user .. NUL .. id (neither holds a NUL), so
+-- that prune can find the user index entry of a session whose hash has
+-- already gone.
+local function xmember(u, id) return u .. '\0' .. id end
+
+local function load(id)
+  local f = redis.call('HMGET', skey(id), 'th', 'u', 'p', 'c', 'a', 'i', 'l',
+                       'v')
+  if not f[1] then return nil end
+  return {id = id, th = f[1], u = f[2] or '', p = f[3] or '', c = f[4],
+          a = f[5], i = f[6], l = f[7], v = f[8]}
+end
+-- The session whose token hash is th, or nil.
+local function by_token(th)
+  local id = redis.call('GET', tkey(th))
+  if not id then return nil end
+  local s = load(id)
+  if s == nil or s.th ~= th then return nil end
+  return s
+end
+local function expires(s)
+  return math.min(tonumber(s.a) + tonumber(s.i), tonumber(s.c) + tonumber(s.l))
+end
+local function live(s) return s ~= nil and NOW < expires(s) end
+local function reply(s)
+  return {s.id, s.th, s.u, s.p, s.c, s.a, s.i, s.l, s.v}
+end
+local function fail(code, message)
+  return redis.error_reply(code .. ' ' .. message)
+end
+
+-- Deletes every key and index entry of s.
+local function remove(s)
+  redis.call('DEL', skey(s.id))
+  local tk = tkey(s.th)
+  if redis.call('GET', tk) == s.id then redis.call('DEL', tk) end
+  if s.u ~= '' then redis.call('ZREM', ukey(s.u), s.id) end
+  redis.call('ZREM', XKEY, xmember(s.u, s.id))
+end
+-- Removes session s (if not nil); 1 if it was live, else 0.
+local function remove_counting(s)
+  if s == nil then return 0 end
+  local n = live(s) and 1 or 0
+  remove(s)
+  return n
+end
+
+-- The live session with token hash th, or nil. An expired one is removed
+-- on the way: once a call has found a session expired, no later call, even
+-- one whose clock reading is older, can find it live again.
+local function live_by_token(th)
+  local s = by_token(th)
+  if s ~= nil and not live(s) then
+    remove(s)
+    return nil
+  end
+  return s
+end
+
+-- ActiveAt: last_active_at for a write now, max(stored, NOW), so that it
+-- never moves back when a call with a later clock reading got here first.
+local function active_at(s)
+  if NOW > tonumber(s.a) then return ARGV[2] end
+  return s.a
+end
+
+-- Milliseconds until the native expiry of a session expiring at e, or nil
+-- for none. Relative to NOW, so a clock that differs from the server's
+-- cannot make it fire early.
+local function native_ms(e)
+  local ms = math.ceil((e - NOW) / 1000)
+  if ms > MAX_NATIVE_MS then return nil end
+  if ms < 0 then ms = 0 end
+  return ms + GRACE_MS
+end
+
+-- After s was written (old_user: its user as stored before, or nil for a
+-- new session):
+-- the token key, native expiry, the expiry index and the user index.
+local function reindex(s, old_user)
+  local e = expires(s)
+  local ms = native_ms(e)
+  if ms then
+    redis.call('PEXPIRE', skey(s.id), int(ms))
+    redis.call('SET', tkey(s.th), s.id, 'PX', int(ms))
+  else
+    redis.call('PERSIST', skey(s.id))
+    redis.call('SET', tkey(s.th), s.id)
+  end
+  if old_user ~= nil and old_user ~= s.u then
+    if old_user ~= '' then redis.call('ZREM', ukey(old_user), s.id) end
+    redis.call('ZREM', XKEY, xmember(old_user, s.id))
+  end
+  redis.call('ZADD', XKEY, int(e), xmember(s.u, s.id))
+  if s.u ~= '' then
+    -- The user index lives at least as long as its longest session.
+    local uk = ukey(s.u)
+    local existed = redis.call('EXISTS', uk) == 1
+    redis.call('ZADD', uk, s.a, s.id)
+    if ms == nil then
+      redis.call('PERSIST', uk)
+    elseif not existed then
+      redis.call('PEXPIRE', uk, int(ms))
+    else
+      local ttl = redis.call('PTTL', uk)
+      if ttl >= 0 and ttl < ms then redis.call('PEXPIRE', uk, int(ms)) end
+    end
+  end
+end
+
+-- The per-user cap after s was written for its user: evicts the least
+-- recently active other live sessions (the user index orders by
+-- last_active_at, then id bytewise) until at most cap remain. Expired
+-- sessions met on the way are removed, and index entries of vanished or
+-- moved ones dropped.
+local function enforce_cap(s, cap)
+  if cap <= 0 or s.u == '' then return end
+  local uk = ukey(s.u)
+  local others = {}
+  for _, id in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
+    if id ~= s.id then
+      local o = load(id)
+      if o == nil or o.u ~= s.u then
+        redis.call('ZREM', uk, id)
+      elseif not live(o) then
+        remove(o)
+      else
+        others[#others + 1] = o
+      end
+    end
+  end
+  for k = 1, #others - (cap - 1) do remove(others[k]) end
+end
+)lua";
+
+// ARGV[3] token hash. Returns the live session, unchanged (an expired one
+// is removed).
+inline constexpr char kLoadScript[] = R"lua(
+local s = live_by_token(ARGV[3])
+if s == nil then return fail('NOT_FOUND', 'no live session') end
+return reply(s)
+)lua";
+
+// ARGV[3] token hash, ARGV[4] min_interval (us, rounded up). Sets
+// last_active_at to now if TouchDue.
+inline constexpr char kLoadAndTouchScript[] = R"lua(
+local s = live_by_token(ARGV[3])
+if s == nil then return fail('NOT_FOUND', 'no live session') end
+local a = tonumber(s.a)
+local touch_due = NOW > a and NOW - a >= tonumber(ARGV[4])
+if touch_due then
+  s.a = ARGV[2]
+  redis.call('HSET', skey(s.id), 'a', s.a)
+  reindex(s, s.u)
+end
+return reply(s)
+)lua";
+
+// ARGV[3] id, [4] token hash, [5] user, [6] payload, [7] idle (us),
+// [8] lifetime (us), [9] per-user cap. Expired holders of the id or the
+// token hash are removed first.
+inline constexpr char kCreateScript[] = R"lua(
+local id, th = ARGV[3], ARGV[4]
+local by_id = load(id)
+if live(by_id) then return fail('ALREADY_EXISTS', 'id in use') end
+local by_th = by_token(th)
+if live(by_th) then return fail('ALREADY_EXISTS', 'token hash in use') end
+if by_id ~= nil then remove(by_id) end
+if by_th ~= nil and by_th.id ~= id then remove(by_th) end
+local s = {id = id, th = th, u = ARGV[5], p = ARGV[6], c = ARGV[2],
+           a = ARGV[2], i = ARGV[7], l = ARGV[8], v = '1'}
+redis.call('HSET', skey(id), 'th', s.th, 'u', s.u, 'p', s.p, 'c', s.c,
+           'a', s.a, 'i', s.i, 'l', s.l, 'v', s.v)
+reindex(s, nil)
+enforce_cap(s, tonumber(ARGV[9]))
+return reply(s)
+)lua";
+
+// ARGV[3] token hash, [4] user, [5] payload, [6] idle (us) or '',
+// [7] lifetime (us) or '', [8] expected version or '', [9] per-user cap.
+// ApplyUpdate; the one function that fails with ABORTED.
+inline constexpr char kUpdateScript[] = R"lua(
+local s = live_by_token(ARGV[3])
+if s == nil then return fail('NOT_FOUND', 'no live session') end
+if ARGV[8] ~= '' and ARGV[8] ~= s.v then
+  return fail('ABORTED', 'version mismatch')
+end
+local old_user = s.u
+s.u, s.p, s.a = ARGV[4], ARGV[5], active_at(s)
+if ARGV[6] ~= '' then s.i = ARGV[6] end
+if ARGV[7] ~= '' then s.l = ARGV[7] end
+s.v = int(tonumber(s.v) + 1)
+redis.call('HSET', skey(s.id), 'u', s.u, 'p', s.p, 'a', s.a, 'i', s.i,
+           'l', s.l, 'v', s.v)
+reindex(s, old_user)
+enforce_cap(s, tonumber(ARGV[9]))
+return reply(s)
+)lua";
+
+// ARGV[3] old token hash, [4] new token hash, [5] '1' to set the user,
+// [6] user, [7] per-user cap. ApplyCycle.
+inline constexpr char kCycleScript[] = R"lua(
+local s = live_by_token(ARGV[3])
+if s == nil then return fail('NOT_FOUND', 'no live session') end
+local occupant = by_token(ARGV[4])
+if live(occupant) then
+  return fail('ALREADY_EXISTS', 'new token hash in use')
+end
+if occupant ~= nil then remove(occupant) end
+local old_user = s.u
+redis.call('DEL', tkey(ARGV[3]))
+s.th, s.a = ARGV[4], active_at(s)
+if ARGV[5] == '1' then s.u = ARGV[6] end
+s.v = int(tonumber(s.v) + 1)
+redis.call('HSET', skey(s.id), 'th', s.th, 'u', s.u, 'a', s.a, 'v', s.v)
+reindex(s, old_user)
+if ARGV[5] == '1' then enforce_cap(s, tonumber(ARGV[7])) end
+return reply(s)
+)lua";
+
+// ARGV[3] token hash. Returns 1 if a live session was removed (an expired
+// one is removed too, and counts 0).
+inline constexpr char kDeleteByTokenHashScript[] = R"lua(
+return remove_counting(by_token(ARGV[3]))
+)lua";
+
+// ARGV[3] id. As kDeleteByTokenHashScript.
+inline constexpr char kDeleteByIdScript[] = R"lua(
+return remove_counting(load(ARGV[3]))
+)lua";
+
+// ARGV[3] user, [4] id to keep ('' keeps none), [5] batch size. Removes the
+// sessions of (at most) the first batch size + 1 entries of the user's
+// index, except the kept one, and drops entries of vanished or moved
+// sessions. Returns {live sessions removed, 1 if that was the last batch
+// else 0}. The caller runs it until the last batch, so that no run has to
+// go through all of a user's sessions at once.
+inline constexpr char kDeleteForUserScript[] = R"lua(
+local u, keep, batch = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local uk = ukey(u)
+-- One entry more than the batch: the kept session is among them at most
+-- once, so every batch but the last removes at least batch entries.
+local got = redis.call('ZRANGE', uk, 0, int(batch))
+local n = 0
+for _, id in ipairs(got) do
+  local s = load(id)
+  if s == nil or s.u ~= u then
+    redis.call('ZREM', uk, id)
+  elseif keep ~= '' and id == keep then
+    if not live(s) then remove(s) end
+  else
+    if live(s) then n = n + 1 end
+    remove(s)
+  end
+end
+return {n, #got <= batch and 1 or 0}
+)lua";
+
+// ARGV[3] user, [4] count, [5] '' (from the start) or 'after' (strictly
+// after (ARGV[6], ARGV[7]) = (last_active_at, id)), [8] budget: the most
+// index entries to look at (> count).
+//
+// The user index orders by (last_active_at, id bytewise), the reverse of
+// the listing order. The function finds where the cursor's position falls
+// in it by score (ZCOUNT with an exclusive bound) and, within the entries
+// that share the cursor's score, by a binary search on id; then it reads
+// entries by rank from there, in batches: each read costs O(log n + batch),
+// never a walk over the entries before it (as a growing LIMIT offset
+// would).
+// Ranks stay put while the function runs: it removes nothing until the end.
+//
+// Returns up to count live sessions in listing order; or nil (false) when
+// it used up its budget before it had count sessions or reached the end of
+// the index: the dead entries it met (of expired sessions, removed with
+// them, and of vanished or moved ones) are gone, so running it again from
+// the same position gets further, and in the end all the sessions come
+// from one run.
+inline constexpr char kListForUserScript[] = R"lua(
+local u, count, mode = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local budget = tonumber(ARGV[8])
+local uk = ukey(u)
+local total = redis.call('ZCARD', uk)
+-- Reverse rank of the first entry after the cursor.
+local pos = 0
+if mode ~= '' then
+  pos = redis.call('ZCOUNT', uk, '(' .. ARGV[6], '+inf')
+  -- Entries with the cursor's score come by id descending: skip those
+  -- whose id is not below the cursor's.
+  local up = pos + redis.call('ZCOUNT', uk, ARGV[6], ARGV[6])
+  while pos < up do
+    local mid = math.floor((pos + up) / 2)
+    local id = redis.call('ZRANGE', uk, int(mid), int(mid), 'REV')[1]
+    if bytes_lt(id, ARGV[7]) then up = mid else pos = mid + 1 end
+  end
+end
+local out, dead, expired = {}, {}, {}
+local looked = 0
+while pos < total and #out < count and looked < budget do
+  local n = math.min(128, budget - looked)
+  local got = redis.call('ZRANGE', uk, int(pos), int(pos + n - 1), 'REV')
+  if #got == 0 then pos = total end  -- cannot happen: nothing changed
+  for _, id in ipairs(got) do
+    looked = looked + 1
+    pos = pos + 1
+    local s = load(id)
+    if s == nil or s.u ~= u then
+      dead[#dead + 1] = id
+    elseif not live(s) then
+      expired[#expired + 1] = s
+    else
+      out[#out + 1] = reply(s)
+      if #out == count then break end
+    end
+  end
+end
+for _, id in ipairs(dead) do redis.call('ZREM', uk, id) end
+for _, s in ipairs(expired) do remove(s) end
+if #out < count and pos < total then return false end
+return out
+)lua";
+
+// ARGV[3] batch size. Looks at up to that many expiry index entries due by
+// now: removes their sessions if expired (counted), drops the entries of
+// sessions that are gone (native expiry) along with their user index entry,
+// and re-files entries of sessions that are still live. Returns
+// {removed, 1 if that was the last batch else 0}.
+inline constexpr char kPruneScript[] = R"lua(
+local got = redis.call('ZRANGEBYSCORE', XKEY, '-inf', ARGV[2], 'LIMIT', 0,
+                       tonumber(ARGV[3]))
+local removed = 0
+for _, m in ipairs(got) do
+  local sep = string.find(m, '\0', 1, true)
+  local u, id = '', m
+  if sep then u, id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1) end
+  local s = load(id)
+  if s ~= nil and s.u == u then
+    if live(s) then
+      redis.call('ZADD', XKEY, int(expires(s)), m)
+    else
+      remove(s)
+      removed = removed + 1
+    end
+  else
+    redis.call('ZREM', XKEY, m)
+    if u ~= '' then redis.call('ZREM', ukey(u), id) end
+  end
+end
+return {removed, #got < tonumber(ARGV[3]) and 1 or 0}
+)lua";
+
+}  // namespace sessiond::storage::valkey_v1
+
+#endif  // SESSIOND_TESTS_STORAGE_VALKEY_V1_SCRIPTS_H_
