@@ -281,7 +281,9 @@ class PostgresBackend final : public sql::SqlBackend {
  public:
   PostgresBackend(ConnectOptions connect, const PostgresOptions& options,
                   const Clock* clock)
-      : SqlBackend(clock, options.prune_batch_size),
+      : SqlBackend(clock, options.prune_batch_size,
+                   options.follow_database_clock ? TimeSource::kDatabase
+                                                 : TimeSource::kLocal),
         connect_(std::move(connect)),
         connect_timeout_(options.connect_timeout),
         call_budget_(options.connect_timeout + options.statement_timeout +
@@ -311,7 +313,7 @@ class PostgresBackend final : public sql::SqlBackend {
       return s;
     }
     if (!schema.locked()) pool_.AddIdle(*std::move(first));
-    return absl::OkStatus();
+    return MeasureDatabaseClock();
   }
 
  protected:

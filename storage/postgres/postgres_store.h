@@ -55,6 +55,11 @@ struct PostgresOptions {
   absl::Duration statement_timeout = absl::Seconds(5);
   // Most rows one PruneExpired statement deletes.
   int prune_batch_size = 1000;
+  // Decide expiry by the database's clock (measured at open, and again at
+  // each ping and prune), so that replicas whose clocks differ agree; the
+  // server sets it. Otherwise by the clock OpenPostgresStore is given, as
+  // tests want.
+  bool follow_database_clock = false;
 };
 
 // Connects, creates or migrates the schema, and returns the store.

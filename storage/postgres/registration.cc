@@ -61,7 +61,12 @@ BackendSpec<PostgresOptions> PostgresSpec() {
     return absl::StrCat("postgres (", options.dsn, ", pool ", options.pool_size,
                         ")");
   };
-  spec.open = OpenPostgresStore;
+  // Replicas share the database: they decide expiry by its clock.
+  spec.open = [](PostgresOptions options, const Clock* clock,
+                 const StoreOptions& store_options) {
+    options.follow_database_clock = true;
+    return OpenPostgresStore(options, clock, store_options);
+  };
   return spec;
 }
 

@@ -32,8 +32,23 @@ absl::StatusOr<SessionRecord> LiveOrNotFound(std::optional<SessionRecord> found,
 
 }  // namespace
 
-SqlBackend::SqlBackend(const Clock* clock, int64_t prune_batch_size)
-    : clock_(clock), prune_batch_size_(prune_batch_size) {}
+SqlBackend::SqlBackend(const Clock* clock, int64_t prune_batch_size,
+                       TimeSource time_source)
+    : database_clock_(time_source == TimeSource::kDatabase
+                          ? std::make_unique<DatabaseClock>(clock)
+                          : nullptr),
+      clock_(database_clock_ != nullptr ? database_clock_.get() : clock),
+      prune_batch_size_(prune_batch_size) {}
+
+absl::Status SqlBackend::MeasureDatabaseClock() {
+  if (database_clock_ == nullptr) return absl::OkStatus();
+  return RunCall("measure the clock", CallKind::kIdempotent,
+                 [&](SqlSession& session) {
+                   return session.Read([&](SqlTransaction& tx) {
+                     return database_clock_->Measure([&] { return tx.Ping(); });
+                   });
+                 });
+}
 
 absl::Time SqlBackend::Now() const { return TruncateToMicros(clock_->Now()); }
 
@@ -336,6 +351,7 @@ absl::StatusOr<int64_t> SqlBackend::CountLive(absl::string_view tenant) {
 
 absl::StatusOr<int64_t> SqlBackend::PruneExpired(
     std::optional<absl::string_view> tenant) {
+  if (absl::Status s = MeasureDatabaseClock(); !s.ok()) return s;
   int64_t total = 0;
   while (true) {
     // One short write per batch, each by its own now; other writers get in
@@ -355,8 +371,9 @@ absl::StatusOr<int64_t> SqlBackend::PruneExpired(
 }
 
 absl::Status SqlBackend::Ping() {
+  if (database_clock_ != nullptr) return MeasureDatabaseClock();
   return RunCall("ping", CallKind::kIdempotent, [](SqlSession& session) {
-    return session.Read([](SqlTransaction& tx) { return tx.Ping(); });
+    return session.Read([](SqlTransaction& tx) { return tx.Ping().status(); });
   });
 }
 

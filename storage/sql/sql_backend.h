@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "storage/backend.h"
 #include "storage/clock.h"
+#include "storage/common/database_clock.h"
 #include "storage/session_record.h"
 #include "storage/sql/transaction.h"
 
@@ -88,9 +89,19 @@ class SqlBackend : public StorageBackend {
     kWrite,
   };
 
+  // Where the calls read the time: `clock` itself, or the database's clock
+  // as measured with `clock` (a database that replicas share), measured
+  // again at each Ping and PruneExpired.
+  enum class TimeSource { kLocal, kDatabase };
+
   // `clock` must not be null and outlive the backend; prune_batch_size > 0
   // is the most rows one PruneExpired step deletes.
-  SqlBackend(const Clock* clock, int64_t prune_batch_size);
+  SqlBackend(const Clock* clock, int64_t prune_batch_size,
+             TimeSource time_source = TimeSource::kLocal);
+
+  // With TimeSource::kDatabase, measures the database's clock again; OK
+  // otherwise.
+  absl::Status MeasureDatabaseClock();
 
   // Carries out `body`, one call named `what` (in messages), on one
   // connection, or on a reader and the writer (SQLite).
@@ -135,6 +146,8 @@ class SqlBackend : public StorageBackend {
           absl::StatusOr<std::vector<absl::Time>>(SqlTransaction&)>
           remove);
 
+  // Set with TimeSource::kDatabase.
+  const std::unique_ptr<DatabaseClock> database_clock_;
   const Clock* const clock_;
   const int64_t prune_batch_size_;
 };

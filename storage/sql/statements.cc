@@ -200,9 +200,12 @@ constexpr std::array<Entry, kNumStatements> kCatalogue = {{
      "SELECT ctid FROM sessiond_sessions WHERE tenant = $1::text"
      " AND expires_at <= $2::bigint LIMIT $3::bigint FOR UPDATE SKIP LOCKED))"
      " AND tenant = $1::text AND expires_at <= $2::bigint"},
-    // SQLite reads the schema, so that it touches the file.
-    {SqlStatement::kPing, "ping", "SELECT count(*) FROM sqlite_schema",
-     "SELECT 1"},
+    // The database's time, in microseconds since the epoch; SQLite reads
+    // the schema too, so that it touches the file.
+    {SqlStatement::kPing, "ping",
+     "SELECT (SELECT count(*) FROM sqlite_schema) * 0"
+     " + CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+     "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"},
 }};
 
 #undef SESSIOND_SQL_RECORD_COLUMNS

@@ -179,8 +179,16 @@ absl::StatusOr<int64_t> SqlTransaction::PruneBatch(
   return CountChanges(SqlStatement::kPruneTenantBatch, params);
 }
 
-absl::Status SqlTransaction::Ping() {
-  return CountChanges(SqlStatement::kPing, {}).status();
+absl::StatusOr<absl::Time> SqlTransaction::Ping() {
+  std::optional<int64_t> micros;
+  absl::StatusOr<int64_t> done = executor_.Execute(
+      SqlStatement::kPing, {}, [&](const SqlRow& row) { micros = row.Int(0); });
+  if (!done.ok()) return done.status();
+  if (!micros.has_value()) {
+    return absl::InternalError(absl::StrCat(DialectName(executor_.dialect()),
+                                            ": ping: no row returned"));
+  }
+  return MicrosToTime(*micros);
 }
 
 absl::StatusOr<int64_t> SqlTransaction::CountChanges(

@@ -103,8 +103,8 @@ class SqlTransaction {
   absl::StatusOr<int64_t> PruneBatch(std::optional<absl::string_view> tenant,
                                      absl::Time now, int64_t batch_size);
 
-  // One round trip that reads nothing of the sessions.
-  absl::Status Ping();
+  // One round trip that reads nothing of the sessions: the database's time.
+  absl::StatusOr<absl::Time> Ping();
 
  private:
   // Runs a statement whose rows (if any) do not matter; returns how many

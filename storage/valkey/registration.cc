@@ -79,7 +79,12 @@ BackendSpec<ValkeyOptions> ValkeySpec() {
                         options.database, ", prefix ", options.key_prefix,
                         ", pool ", options.pool_size, ")");
   };
-  spec.open = OpenValkeyStore;
+  // Replicas share the server: they decide expiry by its clock.
+  spec.open = [](ValkeyOptions options, const Clock* clock,
+                 const StoreOptions& store_options) {
+    options.follow_database_clock = true;
+    return OpenValkeyStore(options, clock, store_options);
+  };
   return spec;
 }
 

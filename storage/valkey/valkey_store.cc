@@ -33,6 +33,7 @@
 #include "crypto/secret_file.h"
 #include "storage/backend.h"
 #include "storage/common/connection_pool.h"
+#include "storage/common/database_clock.h"
 #include "storage/common/password_file.h"
 #include "storage/common/socket_watchdog.h"
 #include "storage/session_record.h"
@@ -517,7 +518,10 @@ class ValkeyBackend final : public StorageBackend {
                 const Clock* clock)
       : pool_(options, std::move(password), watchdog_),
         base_(absl::StrCat("{", options.key_prefix, "}:")),
-        clock_(clock),
+        database_clock_(options.follow_database_clock
+                            ? std::make_unique<DatabaseClock>(clock)
+                            : nullptr),
+        clock_(database_clock_ != nullptr ? database_clock_.get() : clock),
         prune_batch_size_(options.prune_batch_size) {}
 
   absl::string_view name() const override { return "valkey"; }
@@ -664,6 +668,7 @@ class ValkeyBackend final : public StorageBackend {
   absl::StatusOr<int64_t> PruneExpired(
       std::optional<absl::string_view> tenant) override {
     constexpr absl::string_view what = "prune";
+    if (absl::Status s = MeasureDatabaseClock(); !s.ok()) return s;
     std::string current(tenant.value_or(kDefaultTenant));
     const std::string all = Flag(!tenant.has_value());
     const std::string batch = absl::StrCat(prune_batch_size_);
@@ -688,6 +693,7 @@ class ValkeyBackend final : public StorageBackend {
   }
 
   absl::Status Ping() override {
+    if (database_clock_ != nullptr) return MeasureDatabaseClock();
     const absl::Time start = absl::Now();
     absl::StatusOr<Connections::Lease> lease = pool_.Acquire(start);
     if (!lease.ok()) return lease.status();
@@ -701,6 +707,35 @@ class ValkeyBackend final : public StorageBackend {
       return Malformed("ping");
     }
     return absl::OkStatus();
+  }
+
+  // With follow_database_clock, measures the server's clock (TIME) again;
+  // OK otherwise.
+  absl::Status MeasureDatabaseClock() {
+    if (database_clock_ == nullptr) return absl::OkStatus();
+    constexpr absl::string_view what = "time";
+    const absl::Time start = absl::Now();
+    absl::StatusOr<Connections::Lease> lease = pool_.Acquire(start);
+    if (!lease.ok()) return lease.status();
+    const absl::Time deadline = pool_.CommandDeadline(pool_.Deadline(start));
+    return database_clock_->Measure([&]() -> absl::StatusOr<absl::Time> {
+      absl::StatusOr<Reply> r = (*lease)->SendCommand({"TIME"}, deadline, what);
+      if (!r.ok()) return r.status();
+      const redisReply* reply = r->get();
+      if (reply->type == REDIS_REPLY_ERROR) {
+        return ServerError(ReplyText(reply), what);
+      }
+      int64_t seconds = 0;
+      int64_t micros = 0;
+      if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+          reply->element[0]->type != REDIS_REPLY_STRING ||
+          reply->element[1]->type != REDIS_REPLY_STRING ||
+          !absl::SimpleAtoi(ReplyText(reply->element[0]), &seconds) ||
+          !absl::SimpleAtoi(ReplyText(reply->element[1]), &micros)) {
+        return Malformed(what);
+      }
+      return absl::FromUnixSeconds(seconds) + absl::Microseconds(micros);
+    });
   }
 
  private:
@@ -837,6 +872,8 @@ class ValkeyBackend final : public StorageBackend {
   Watchdog watchdog_;
   Connections pool_;
   const std::string base_;  // "{prefix}:"
+  // Set with follow_database_clock.
+  const std::unique_ptr<DatabaseClock> database_clock_;
   const Clock* const clock_;
   const int prune_batch_size_;
 };
@@ -892,6 +929,9 @@ absl::StatusOr<std::unique_ptr<SessionStore>> OpenValkeyStore(
         auto backend = std::make_unique<ValkeyBackend>(
             options, std::move(password), clock);
         if (absl::Status s = backend->LoadLibrary(); !s.ok()) return s;
+        if (absl::Status s = backend->MeasureDatabaseClock(); !s.ok()) {
+          return s;
+        }
         return backend;
       });
 }

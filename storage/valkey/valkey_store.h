@@ -77,6 +77,11 @@ struct ValkeyOptions {
   // Most expired sessions one PruneExpired function run looks at (each run
   // holds the server, so it is kept short).
   int prune_batch_size = 500;
+  // Decide expiry by the server's clock (TIME, measured at open and again
+  // at each ping and prune), so that replicas whose clocks differ agree; the
+  // server sets it. Otherwise by the clock OpenValkeyStore is given, as
+  // tests want.
+  bool follow_database_clock = false;
 };
 
 // Whether `prefix` may be ValkeyOptions::key_prefix: non-empty, without '{'

@@ -435,6 +435,40 @@ TEST_P(LockWaitTest, WriteWaitingForTheLockReadsTheTimeOnceItHasIt) {
 // ---------------------------------------------------------------------------
 // Outages.
 
+// ---------------------------------------------------------------------------
+// DatabaseClockTest. The database runs on this machine: its clock is
+// absl::Now(), while the test clock of this "replica" is an hour off.
+
+// Whether `t` is within a few seconds of the real time.
+bool IsAboutNow(absl::Time t) {
+  return absl::AbsDuration(t - absl::Now()) < absl::Seconds(10);
+}
+
+TEST_P(DatabaseClockTest, ExpiryFollowsTheDatabasesClock) {
+  clock_.Set(absl::Now() + absl::Hours(1));  // a replica an hour fast
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      GetParam().open_by_database_clock(&clock_, StoreOptions{});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_OK_AND_ASSIGN(SessionRecord created,
+                       (*store)->Create(NumberedRecord(1), TenantLimits{}));
+  EXPECT_TRUE(IsAboutNow(created.created_at)) << created.created_at;
+  // A store by the local clock would have stamped it an hour later.
+  std::unique_ptr<SessionStore> local = Open();
+  ASSERT_NE(local, nullptr);
+  ASSERT_OK_AND_ASSIGN(SessionRecord stamped,
+                       local->Create(NumberedRecord(2), TenantLimits{}));
+  EXPECT_FALSE(IsAboutNow(stamped.created_at)) << stamped.created_at;
+
+  // The local clock steps two hours back; a ping measures it again.
+  clock_.Set(absl::Now() - absl::Hours(1));
+  ASSERT_OK((*store)->Ping());
+  ASSERT_OK_AND_ASSIGN(SessionRecord later,
+                       (*store)->Create(NumberedRecord(3), TenantLimits{}));
+  EXPECT_TRUE(IsAboutNow(later.created_at)) << later.created_at;
+  // By the database's clock, the first session is still live.
+  ASSERT_OK((*store)->Load(kDefaultTenant, NumberedTokenHash(1)).status());
+}
+
 namespace {
 
 // Every kind of call, each expected to fail with UNAVAILABLE within
@@ -642,5 +676,6 @@ TEST_P(OutageTest, HungServerFailsEveryCallInTimeThenTheSameStoreWorks) {
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(LockWaitTest);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(OutageTest);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(StoredExpiryTest);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(DatabaseClockTest);
 
 }  // namespace sessiond::storage

@@ -14,6 +14,9 @@
 //   StoredExpiryTest the expiry a backend keeps beside each session (its
 //                    expiry index) follows every write, int64 max for
 //                    infinite.
+//   DatabaseClockTest a store that follows the database's clock decides
+//                    expiry by it, whatever the local clock says, and
+//                    measures it again when pinged.
 //   OutageTest       while the server is stopped or hung every call fails
 //                    with UNAVAILABLE within its bound; the same store works
 //                    again when the server is back; acknowledged writes
@@ -58,6 +61,12 @@ struct SharedBackend {
       open;
   absl::Duration bound;
   int prune_batch_size = 0;
+
+  // DatabaseClockTest: as `open`, deciding expiry by the database's clock
+  // (the server's setting) instead of by `clock`.
+  std::function<absl::StatusOr<std::unique_ptr<SessionStore>>(
+      const Clock* clock, const StoreOptions& options)>
+      open_by_database_clock;
 
   // LockWaitTest: holds, until the returned object is destroyed, a lock
   // that a write of the session with `token_hash` must wait for.
@@ -104,6 +113,7 @@ class SharedBackendTest : public ::testing::TestWithParam<SharedBackend> {
 class SharedStoreTest : public SharedBackendTest {};
 class LockWaitTest : public SharedBackendTest {};
 class StoredExpiryTest : public SharedBackendTest {};
+class DatabaseClockTest : public SharedBackendTest {};
 class OutageTest : public SharedBackendTest {
  protected:
   // Starts the server again if a test left it stopped or paused.

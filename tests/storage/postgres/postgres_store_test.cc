@@ -1423,18 +1423,24 @@ SharedBackend PostgresBackendHooks() {
     *database = *db;
     return absl::OkStatus();
   };
-  b.open = [](const Clock* clock, const StoreOptions& options)
-      -> absl::StatusOr<std::unique_ptr<SessionStore>> {
-    absl::StatusOr<PostgresServer*> server = kEnv->server();
-    if (!server.ok()) return server.status();
-    PostgresOptions o;
-    o.dsn = (*server)->dsn(*database);
-    o.connect_timeout = kSharedConnectTimeout;
-    o.statement_timeout = kSharedStatementTimeout;
-    o.pool_size = 4;
-    o.prune_batch_size = kSharedPruneBatchSize;
-    return OpenPostgresStore(o, clock, options);
+  auto open = [](bool follow_database_clock) {
+    return
+        [follow_database_clock](const Clock* clock, const StoreOptions& options)
+            -> absl::StatusOr<std::unique_ptr<SessionStore>> {
+          absl::StatusOr<PostgresServer*> server = kEnv->server();
+          if (!server.ok()) return server.status();
+          PostgresOptions o;
+          o.dsn = (*server)->dsn(*database);
+          o.connect_timeout = kSharedConnectTimeout;
+          o.statement_timeout = kSharedStatementTimeout;
+          o.pool_size = 4;
+          o.prune_batch_size = kSharedPruneBatchSize;
+          o.follow_database_clock = follow_database_clock;
+          return OpenPostgresStore(o, clock, options);
+        };
   };
+  b.open = open(false);
+  b.open_by_database_clock = open(true);
   b.hold_lock = [](absl::string_view token_hash)
       -> absl::StatusOr<std::shared_ptr<void>> {
     absl::StatusOr<PostgresServer*> server = kEnv->server();
@@ -1474,6 +1480,9 @@ INSTANTIATE_TEST_SUITE_P(Postgres, SharedStoreTest,
                          ::testing::Values(PostgresBackendHooks()),
                          SharedBackendName());
 INSTANTIATE_TEST_SUITE_P(Postgres, StoredExpiryTest,
+                         ::testing::Values(PostgresBackendHooks()),
+                         SharedBackendName());
+INSTANTIATE_TEST_SUITE_P(Postgres, DatabaseClockTest,
                          ::testing::Values(PostgresBackendHooks()),
                          SharedBackendName());
 INSTANTIATE_TEST_SUITE_P(Postgres, LockWaitTest,

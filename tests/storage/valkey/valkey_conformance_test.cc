@@ -67,19 +67,25 @@ SharedBackend ValkeyBackendHooks() {
     *prefix = NewPrefix("shared");
     return absl::OkStatus();
   };
-  b.open = [server](const Clock* clock, const StoreOptions& options)
-      -> absl::StatusOr<std::unique_ptr<SessionStore>> {
-    absl::Status status;
-    RedisServer* s = server(&status);
-    if (s == nullptr) return status;
-    ValkeyOptions o = OptionsFor(*s, "shared");
-    o.key_prefix = *prefix;
-    o.connect_timeout = absl::Milliseconds(500);
-    o.command_timeout = absl::Milliseconds(500);
-    o.pool_size = 4;
-    o.prune_batch_size = 50;
-    return OpenValkeyStore(o, clock, options);
+  auto open = [server](bool follow_database_clock) {
+    return [server, follow_database_clock](const Clock* clock,
+                                           const StoreOptions& options)
+               -> absl::StatusOr<std::unique_ptr<SessionStore>> {
+      absl::Status status;
+      RedisServer* s = server(&status);
+      if (s == nullptr) return status;
+      ValkeyOptions o = OptionsFor(*s, "shared");
+      o.key_prefix = *prefix;
+      o.connect_timeout = absl::Milliseconds(500);
+      o.command_timeout = absl::Milliseconds(500);
+      o.pool_size = 4;
+      o.prune_batch_size = 50;
+      o.follow_database_clock = follow_database_clock;
+      return OpenValkeyStore(o, clock, options);
+    };
   };
+  b.open = open(false);
+  b.open_by_database_clock = open(true);
   b.stop = control(&RedisServer::Stop);
   b.kill = control(&RedisServer::Kill);
   b.start = control(&RedisServer::Restart);
@@ -91,6 +97,9 @@ SharedBackend ValkeyBackendHooks() {
 
 // The shared-backend suites, on the fault server.
 INSTANTIATE_TEST_SUITE_P(Valkey, SharedStoreTest,
+                         ::testing::Values(ValkeyBackendHooks()),
+                         SharedBackendName());
+INSTANTIATE_TEST_SUITE_P(Valkey, DatabaseClockTest,
                          ::testing::Values(ValkeyBackendHooks()),
                          SharedBackendName());
 INSTANTIATE_TEST_SUITE_P(Valkey, OutageTest,
