@@ -233,29 +233,12 @@ absl::Status Validate(ServerConfig* config) {
         "unencrypted); to start with a new key, pass --key_files=PATH "
         "--create_key_if_missing");
   }
-  if (config->handler.touch_interval * 2 >
-      config->handler.default_idle_timeout) {
-    return Bad(
-        absl::StrCat("--touch_interval (",
-                     absl::FormatDuration(config->handler.touch_interval),
-                     ") must be at most half of --idle_timeout (",
-                     absl::FormatDuration(config->handler.default_idle_timeout),
-                     "), or touched sessions could expire between writes"));
-  }
-  if (config->handler.default_idle_timeout > config->handler.max_idle_timeout) {
-    return Bad(absl::StrCat(
-        "--idle_timeout (",
-        absl::FormatDuration(config->handler.default_idle_timeout),
-        ") must not be longer than --max_idle_timeout (",
-        absl::FormatDuration(config->handler.max_idle_timeout), ")"));
-  }
-  if (config->handler.default_absolute_lifetime >
-      config->handler.max_absolute_lifetime) {
-    return Bad(absl::StrCat(
-        "--absolute_lifetime (",
-        absl::FormatDuration(config->handler.default_absolute_lifetime),
-        ") must not be longer than --max_absolute_lifetime (",
-        absl::FormatDuration(config->handler.max_absolute_lifetime), ")"));
+  // The server's settings obey the rule each tenant's do.
+  if (absl::Status s =
+          ValidateScope(DefaultScope(storage::kDefaultTenant, config->handler),
+                        config->handler, kFlagSettingNames);
+      !s.ok()) {
+    return s;
   }
   if (!config->policy_file.empty() && config->allow_unauthenticated) {
     return Bad(

@@ -202,8 +202,11 @@ TenantScope DefaultScope(absl::string_view name,
 }
 
 absl::Status ValidateScope(const TenantScope& scope,
-                           const HandlerOptions& options) {
-  const std::string where = absl::StrCat("tenant \"", scope.name, "\": ");
+                           const HandlerOptions& options,
+                           const SettingNames& names) {
+  const std::string where = names.name_the_tenant
+                                ? absl::StrCat("tenant \"", scope.name, "\": ")
+                                : std::string();
   if (!storage::IsValidTenantName(scope.name)) {
     return absl::InvalidArgumentError(
         absl::StrCat(where,
@@ -216,12 +219,16 @@ absl::Status ValidateScope(const TenantScope& scope,
     const char* max_name;
     absl::Duration max_value;
     absl::Duration minimum;
+    std::string why_minimum;
   };
   const Bound bounds[] = {
-      {"default_idle_timeout", scope.default_idle_timeout, "max_idle_timeout",
-       scope.max_idle_timeout, MinIdleTimeout(options)},
-      {"default_absolute_lifetime", scope.default_absolute_lifetime,
-       "max_absolute_lifetime", scope.max_absolute_lifetime, absl::Seconds(1)},
+      {names.default_idle_timeout, scope.default_idle_timeout,
+       names.max_idle_timeout, scope.max_idle_timeout, MinIdleTimeout(options),
+       absl::StrCat(" (twice ", names.touch_interval,
+                    ", or touched sessions could expire between writes)")},
+      {names.default_absolute_lifetime, scope.default_absolute_lifetime,
+       names.max_absolute_lifetime, scope.max_absolute_lifetime,
+       absl::Seconds(1), ""},
   };
   for (const Bound& b : bounds) {
     if (b.max_value > kLongestTimeout) {
@@ -230,9 +237,10 @@ absl::Status ValidateScope(const TenantScope& scope,
                        absl::FormatDuration(kLongestTimeout)));
     }
     if (b.default_value < b.minimum) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, b.name, " is under the minimum of ",
-                       absl::FormatDuration(b.minimum)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, b.name, " (", absl::FormatDuration(b.default_value),
+          ") is under the minimum of ", absl::FormatDuration(b.minimum),
+          b.why_minimum));
     }
     if (b.default_value > b.max_value) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -243,7 +251,7 @@ absl::Status ValidateScope(const TenantScope& scope,
   }
   if (scope.max_payload_bytes <= 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(where, "max_payload_bytes must be positive"));
+        absl::StrCat(where, names.max_payload_bytes, " must be positive"));
   }
   if (scope.limits.max_sessions_per_user < 0 ||
       scope.limits.max_live_sessions < 0) {

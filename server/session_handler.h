@@ -79,13 +79,42 @@ struct TenantScope {
 // server's options.
 TenantScope DefaultScope(absl::string_view name, const HandlerOptions& options);
 
+// How ValidateScope's messages name the settings: as a policy file's tenant
+// settings (kTenantSettingNames, after "tenant \"NAME\": "), or as the
+// server's flags (kFlagSettingNames).
+struct SettingNames {
+  bool name_the_tenant;
+  const char* default_idle_timeout;
+  const char* max_idle_timeout;
+  const char* default_absolute_lifetime;
+  const char* max_absolute_lifetime;
+  const char* touch_interval;
+  const char* max_payload_bytes;
+};
+inline constexpr SettingNames kTenantSettingNames = {
+    true,
+    "default_idle_timeout",
+    "max_idle_timeout",
+    "default_absolute_lifetime",
+    "max_absolute_lifetime",
+    "the server's --touch_interval",
+    "max_payload_bytes"};
+inline constexpr SettingNames kFlagSettingNames = {false,
+                                                   "--idle_timeout",
+                                                   "--max_idle_timeout",
+                                                   "--absolute_lifetime",
+                                                   "--max_absolute_lifetime",
+                                                   "--touch_interval",
+                                                   "--max_payload_bytes"};
+
 // INVALID_ARGUMENT, naming the setting, unless `scope` is consistent: a
 // valid tenant name; defaults within their maximums; maximums at most
 // kLongestTimeout; an idle timeout that a touching Load keeps alive (at
 // least twice options.touch_interval); a positive payload limit; limits not
-// negative.
+// negative. The one rule for the server's flags and for each tenant.
 absl::Status ValidateScope(const TenantScope& scope,
-                           const HandlerOptions& options);
+                           const HandlerOptions& options,
+                           const SettingNames& names = kTenantSettingNames);
 
 // The associated data a session's payload is sealed with.
 std::string PayloadBinding(absl::string_view tenant, absl::string_view id,
