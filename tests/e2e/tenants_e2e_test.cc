@@ -5,9 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include <array>
 #include <atomic>
-#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <string>
@@ -21,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/sessiond_process.h"
+#include "tests/e2e/test_certificates.h"
 
 namespace sessiond::testing {
 namespace {
@@ -35,36 +34,6 @@ constexpr char kApiKeySha256[] =
 
 constexpr char kEveryRpc[] =
     "[Load, Save, Cycle, Delete, ListForUser, Prune, Health]";
-
-// A CA, a server certificate for 127.0.0.1, and one client certificate per
-// entry of `clients` (file stem, subject, subjectAltName or ""), all signed
-// by the CA, in `dir`. False if openssl failed.
-bool MakeCertificates(const std::string& dir,
-                      const std::vector<std::array<std::string, 3>>& clients) {
-  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1";
-  auto sign = [&](const std::string& stem, const std::string& subject,
-                  const std::string& san, bool client) {
-    {
-      std::ofstream ext(dir + "/" + stem + ".ext");
-      if (!san.empty()) ext << "subjectAltName=" << san << "\n";
-      if (client) ext << "extendedKeyUsage=clientAuth\n";
-    }
-    return absl::StrCat("openssl req ", ec, " -nodes -keyout ", stem,
-                        ".key -out ", stem, ".csr -subj ", subject,
-                        "; openssl x509 -req -in ", stem,
-                        ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -out ",
-                        stem, ".pem -days 1 -extfile ", stem, ".ext; ");
-  };
-  std::string script = absl::StrCat(
-      "set -e; cd '", dir, "'; exec 2>openssl.log; openssl req -x509 ", ec,
-      " -nodes -keyout ca.key -out ca.pem -subj /CN=sessiond-test-ca -days 1; ",
-      sign("server", "/CN=localhost", "IP:127.0.0.1,DNS:localhost", false));
-  for (const auto& [stem, subject, san] : clients) {
-    script += sign(stem, subject, san, true);
-  }
-  const std::string command = "/bin/bash -c \"" + script + "\"";
-  return std::system(command.c_str()) == 0;
-}
 
 // The policy: tenants alpha and beta; alpha-app and beta-app by URI SAN with
 // every RPC; beta-key by API key with every RPC; alpha-reader by DNS SAN

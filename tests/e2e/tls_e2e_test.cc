@@ -3,48 +3,22 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/sessiond_process.h"
+#include "tests/e2e/test_certificates.h"
 
 namespace sessiond::testing {
 namespace {
-
-// Makes a CA, a server certificate for 127.0.0.1 and a client certificate,
-// all signed by the CA, in `dir`. Returns false if openssl failed.
-bool MakeCertificates(const std::string& dir) {
-  {
-    std::ofstream ext(dir + "/server.ext");
-    ext << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
-    std::ofstream client_ext(dir + "/client.ext");
-    client_ext << "extendedKeyUsage=clientAuth\n";
-  }
-  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1";
-  const std::string script = absl::StrCat(
-      "set -e; cd '", dir, "'; exec 2>openssl.log; ", "openssl req -x509 ", ec,
-      " -nodes -keyout ca.key -out ca.pem ",
-      "-subj /CN=sessiond-test-ca -days 1; ", "openssl req ", ec,
-      " -nodes -keyout server.key -out server.csr ", "-subj /CN=localhost; ",
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key ",
-      "-CAcreateserial -out server.pem -days 1 -extfile server.ext; ",
-      "openssl req ", ec, " -nodes -keyout client.key -out client.csr ",
-      "-subj /CN=web-frontend; ",
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key ",
-      "-CAcreateserial -out client.pem -days 1 -extfile client.ext");
-  const std::string command = "/bin/bash -c \"" + script + "\"";
-  return std::system(command.c_str()) == 0;
-}
 
 class TlsE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir("tls");
     ASSERT_FALSE(dir_.empty());
-    ASSERT_TRUE(MakeCertificates(dir_))
+    ASSERT_TRUE(MakeCertificates(dir_, {{"client", "/CN=web-frontend", ""}}))
         << ReadFileOrEmpty(dir_ + "/openssl.log");
   }
 
