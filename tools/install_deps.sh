@@ -23,8 +23,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev
 )
 if $want_test; then
-  # Real database servers for the backend tests, and tools the tests call.
-  packages+=(postgresql-15 redis-server sqlite3 jq procps openssl)
+  # Real database servers for the backend tests (stunnel4: the TLS tunnel to
+  # Valkey), and tools the tests call.
+  packages+=(postgresql-15 redis-server stunnel4 sqlite3 jq procps openssl)
   command -v go >/dev/null 2>&1 || packages+=(golang-go)
 fi
 
