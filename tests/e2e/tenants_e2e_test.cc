@@ -417,6 +417,25 @@ TEST_F(TenantsE2eTest, PolicyReloadsUnderLoadWithoutAFailedCall) {
   EXPECT_THAT(log, HasSubstr("previous one stays in force"));
 }
 
+TEST_F(TenantsE2eTest, ABadPolicyAtStartRefusesToStartNamingTheLine) {
+  const std::string bad = dir_ + "/bad.yaml";
+  {
+    std::ofstream out(bad);
+    out << Policy(false) << "  - name: alpha-app\n";
+  }
+  absl::StatusOr<int> code = SessiondProcess::RunToExit(
+      {"--backend=memory", "--insecure_plaintext",
+       "--tls_cert_file=" + dir_ + "/server.pem",
+       "--tls_key_file=" + dir_ + "/server.key",
+       "--tls_client_ca_file=" + dir_ + "/ca.pem", "--policy_file=" + bad},
+      dir_ + "/bad.log", absl::Seconds(15));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_NE(*code, 0);
+  const std::string log = ReadFileOrEmpty(dir_ + "/bad.log");
+  EXPECT_THAT(log, HasSubstr("bad.yaml:"));
+  EXPECT_THAT(log, Not(HasSubstr("serving on")));
+}
+
 TEST_F(TenantsE2eTest, SaveNeverChangesTheUserAndCycleDoes) {
   std::unique_ptr<Client> alpha = As("alpha");
   ASSERT_NE(alpha, nullptr);
