@@ -300,6 +300,17 @@ absl::Status SessionHandler::ForCaller(absl::string_view rpc,
                      : absl::InternalError("storage backend error");
 }
 
+absl::StatusOr<std::string> SessionHandler::Reseal(const TenantScope& tenant,
+                                                   absl::string_view id,
+                                                   absl::string_view user_id,
+                                                   v1::Session& opened) const {
+  absl::StatusOr<std::string> sealed =
+      SealPayload(tenant, id, user_id, opened.data(), opened.metadata());
+  crypto::Wipe(opened.mutable_data());
+  for (auto& entry : *opened.mutable_metadata()) crypto::Wipe(&entry.second);
+  return sealed;
+}
+
 absl::StatusOr<std::string> SessionHandler::SealPayload(
     const TenantScope& tenant, absl::string_view id, absl::string_view user_id,
     const std::string& data,
@@ -576,12 +587,7 @@ absl::StatusOr<storage::SessionRecord> SessionHandler::UpdateOnce(
     }
     if (fields.metadata) *payload->mutable_metadata() = request.metadata();
     absl::StatusOr<std::string> sealed =
-        SealPayload(tenant, stored->id, stored->user_id, payload->data(),
-                    payload->metadata());
-    crypto::Wipe(payload->mutable_data());
-    for (auto& entry : *payload->mutable_metadata()) {
-      crypto::Wipe(&entry.second);
-    }
+        Reseal(tenant, stored->id, stored->user_id, *payload);
     if (!sealed.ok()) return sealed.status();
     update.sealed_payload = std::move(*sealed);
   }
@@ -640,12 +646,7 @@ absl::StatusOr<storage::SessionRecord> SessionHandler::CycleToUserOnce(
     absl::StatusOr<v1::Session> payload = OpenPayload(*stored);
     if (!payload.ok()) return payload.status();  // DATA_LOSS: reads as absent
     absl::StatusOr<std::string> sealed =
-        SealPayload(tenant, stored->id, *cycle.user_id, payload->data(),
-                    payload->metadata());
-    crypto::Wipe(payload->mutable_data());
-    for (auto& entry : *payload->mutable_metadata()) {
-      crypto::Wipe(&entry.second);
-    }
+        Reseal(tenant, stored->id, *cycle.user_id, *payload);
     if (!sealed.ok()) return sealed.status();
     cycle.sealed_payload = std::move(*sealed);
   }

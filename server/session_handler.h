@@ -191,6 +191,11 @@ class SessionHandler {
       const TenantScope& tenant, absl::string_view id,
       absl::string_view user_id, const std::string& data,
       const google::protobuf::Map<std::string, std::string>& metadata) const;
+  // SealPayload of `opened`'s data and metadata, which it then wipes.
+  absl::StatusOr<std::string> Reseal(const TenantScope& tenant,
+                                     absl::string_view id,
+                                     absl::string_view user_id,
+                                     v1::Session& opened) const;
   // The data and metadata of a stored record. DATA_LOSS (and a log line and
   // a counter) when the payload does not open.
   absl::StatusOr<v1::Session> OpenPayload(const storage::SessionRecord& record);

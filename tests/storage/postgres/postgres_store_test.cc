@@ -54,22 +54,6 @@ using ::testing::Not;
 // The tenant of the sessions the tests store.
 constexpr absl::string_view kTenant = kDefaultTenant;
 
-// NumberedRecord(i, ...) of the default tenant.
-SessionRecord Rec(int i, const std::string& user = "",
-                  absl::Duration idle = absl::Minutes(30)) {
-  SessionRecord r = NumberedRecord(i, user, idle);
-  r.tenant = std::string(kDefaultTenant);
-  return r;
-}
-
-// A cycle to NumberedRecord(i)'s token hash.
-SessionCycle CycleTo(int i, std::optional<std::string> user = std::nullopt) {
-  SessionCycle c;
-  c.new_token_hash = NumberedTokenHash(i);
-  c.user_id = std::move(user);
-  return c;
-}
-
 // Limits with this per-user cap.
 TenantLimits CapOf(int max_sessions_per_user) {
   TenantLimits limits;
@@ -342,11 +326,11 @@ TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
   for (const std::string& bad :
        {std::string("a\0b", 3), std::string("\xff"), std::string("\xc3\x28"),
         std::string("\xed\xa0\x80")}) {
-    SessionRecord r = Rec(1);
+    SessionRecord r = NumberedRecord(1);
     r.id = bad;
     EXPECT_EQ(store->Create(r, {}).status().code(),
               absl::StatusCode::kInvalidArgument);
-    r = Rec(1, bad);
+    r = NumberedRecord(1, bad);
     EXPECT_EQ(store->Create(r, {}).status().code(),
               absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(store->DeleteById(kTenant, bad).value_or(-1), 0);
@@ -359,7 +343,7 @@ TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
   // collation: "é" (0xc3 0xa9) > "z" > "a" > "B".
   for (const auto& [i, id] : std::vector<std::pair<int, std::string>>{
            {1, "B"}, {2, "a"}, {3, "z"}, {4, "\xc3\xa9"}}) {
-    SessionRecord r = Rec(i, "\xe2\x9c\x93-user");
+    SessionRecord r = NumberedRecord(i, "\xe2\x9c\x93-user");
     r.id = id;
     ASSERT_TRUE(store->Create(r, {}).ok());
   }
@@ -370,7 +354,9 @@ TEST_F(PostgresStoreTest, RejectsTextPostgresCannotStore) {
   for (const SessionRecord& r : page->sessions) ids.push_back(r.id);
   EXPECT_EQ(ids, (std::vector<std::string>{"\xc3\xa9", "z", "a", "B"}));
   for (const std::string& bad : {std::string("\0", 1), std::string("\xff")}) {
-    EXPECT_EQ(store->Cycle(kTenant, NumberedTokenHash(1), CycleTo(9, bad), {})
+    EXPECT_EQ(store
+                  ->Cycle(kTenant, NumberedTokenHash(1),
+                          MakeCycle(NumberedTokenHash(9), bad), {})
                   .status()
                   .code(),
               absl::StatusCode::kInvalidArgument);
@@ -409,13 +395,13 @@ TEST_F(PostgresStoreTest, ServerErrorsMapToTheContract) {
         "CREATE TRIGGER sessiond_test_fail BEFORE INSERT ON sessiond_sessions"
         " FOR EACH ROW EXECUTE FUNCTION sessiond_test_fail('",
         c.state, "')"));
-    const absl::Status status = store->Create(Rec(1), {}).status();
+    const absl::Status status = store->Create(NumberedRecord(1), {}).status();
     EXPECT_EQ(status.code(), c.want) << status;
     EXPECT_THAT(status.message(), HasSubstr(c.state));
     Exec("DROP TRIGGER sessiond_test_fail ON sessiond_sessions");
   }
   EXPECT_EQ(CountRows(), 0);
-  EXPECT_TRUE(store->Create(Rec(1), {}).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(1), {}).ok());
 }
 
 // FAILED_PRECONDITION is OpenPostgresStore's answer to a database that is
@@ -440,7 +426,7 @@ TEST_F(PostgresStoreTest, NonUtf8DatabaseIsFailedPreconditionOnlyAtOpen) {
 
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(Rec(1), {}).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1), {}).ok());
   // Terminates the store's pooled connection too.
   ASSERT_TRUE(server_
                   ->Exec(absl::StrCat("DROP DATABASE ", db_, " WITH (FORCE)"),
@@ -453,10 +439,13 @@ TEST_F(PostgresStoreTest, NonUtf8DatabaseIsFailedPreconditionOnlyAtOpen) {
       calls = {
           {"Cycle",
            [&] {
-             return store->Cycle(kTenant, NumberedTokenHash(1), CycleTo(2), {})
+             return store
+                 ->Cycle(kTenant, NumberedTokenHash(1),
+                         MakeCycle(NumberedTokenHash(2)), {})
                  .status();
            }},
-          {"Create", [&] { return store->Create(Rec(3), {}).status(); }},
+          {"Create",
+           [&] { return store->Create(NumberedRecord(3), {}).status(); }},
           {"Load",
            [&] { return store->Load(kTenant, NumberedTokenHash(1)).status(); }},
           {"Update",
@@ -563,7 +552,7 @@ TEST_F(PostgresStoreTest, ConcurrentFirstOpensMigrateOnce) {
             1);
   // They all work on the one table.
   for (int i = 0; i < kStores; ++i) {
-    ASSERT_TRUE(stores[i]->Create(Rec(i), {}).ok());
+    ASSERT_TRUE(stores[i]->Create(NumberedRecord(i), {}).ok());
   }
   for (int i = 0; i < kStores; ++i) {
     EXPECT_TRUE(stores[0]->Load(kTenant, NumberedTokenHash(i)).ok()) << i;
@@ -687,7 +676,8 @@ TEST_F(PostgresMigrationTest, Version1DatabaseKeepsEverySessionInTheDefault) {
   ExpectAllThere(*store, more);
   // And the sessions take writes as any other.
   absl::StatusOr<SessionRecord> cycled =
-      store->Cycle(kTenant, more[0].token_hash, CycleTo(1, "carol"), {});
+      store->Cycle(kTenant, more[0].token_hash,
+                   MakeCycle(NumberedTokenHash(1), "carol"), {});
   ASSERT_TRUE(cycled.ok()) << cycled.status();
   EXPECT_EQ(cycled->version, 2);
 }
@@ -775,12 +765,12 @@ TEST_F(PostgresStoreTest, DefaultTenantUsersKeepTheirLockOfBeforeTenants) {
   old_replica.Exec("BEGIN");
   old_replica.Exec(
       "SELECT pg_advisory_xact_lock(x'73657373'::int, hashtext('alice'))");
-  SessionRecord other = Rec(2, "alice");
+  SessionRecord other = NumberedRecord(2, "alice");
   other.tenant = "other";
   EXPECT_TRUE(store->Create(other, CapOf(1)).ok());
   absl::StatusOr<SessionRecord> created;
   std::thread creator(
-      [&] { created = store->Create(Rec(1, "alice"), CapOf(1)); });
+      [&] { created = store->Create(NumberedRecord(1, "alice"), CapOf(1)); });
   const bool waited = WaitForLockWaiters(1);
   old_replica.Exec("COMMIT");
   creator.join();
@@ -867,11 +857,11 @@ TEST_F(PostgresStoreTest, CrossUserMovesSurviveDeadlocks) {
       const int n = 1 + t * 1000 + k;
       const std::string from = (t + k) % 2 == 0 ? "alice" : "bob";
       const std::string to = from == "alice" ? "bob" : "alice";
-      if (!store->Create(Rec(n, from), limits).ok()) {
+      if (!store->Create(NumberedRecord(n, from), limits).ok()) {
         errors.fetch_add(1);
         continue;
       }
-      SessionCycle cycle = CycleTo(n + 100'000, to);
+      SessionCycle cycle = MakeCycle(NumberedTokenHash(n + 100'000), to);
       cycle.sealed_payload = "moved";
       absl::Status s =
           store->Cycle(kTenant, NumberedTokenHash(n), cycle, limits).status();
@@ -906,7 +896,7 @@ TEST_F(PostgresStoreTest, WriteFromAProcessWhoseClockIsBehindKeepsLastActive) {
     return QueryInt(absl::StrCat("SELECT ", column,
                                  " FROM sessiond_sessions WHERE id = 'id-1'"));
   };
-  ASSERT_TRUE(a->Create(Rec(1, "alice"), {}).ok());
+  ASSERT_TRUE(a->Create(NumberedRecord(1, "alice"), {}).ok());
   clock_.Advance(absl::Seconds(1));
   behind.Advance(absl::Seconds(1));
 
@@ -926,8 +916,8 @@ TEST_F(PostgresStoreTest, WriteFromAProcessWhoseClockIsBehindKeepsLastActive) {
   EXPECT_EQ(stored("last_active_at"), absl::ToUnixMicros(last_active));
   EXPECT_EQ(stored("expires_at"), absl::ToUnixMicros(updated->ExpiresAt()));
 
-  absl::StatusOr<SessionRecord> cycled =
-      b->Cycle(kTenant, NumberedTokenHash(1), CycleTo(2), {});
+  absl::StatusOr<SessionRecord> cycled = b->Cycle(
+      kTenant, NumberedTokenHash(1), MakeCycle(NumberedTokenHash(2)), {});
   ASSERT_TRUE(cycled.ok()) << cycled.status();
   EXPECT_EQ(cycled->version, 3);
   EXPECT_EQ(cycled->last_active_at, last_active);
@@ -954,9 +944,9 @@ TEST_F(PostgresStoreTest, CapEvictionRacingATouchEvictsTheLeastRecentlyActive) {
   const TenantLimits limits = CapOf(2);
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(Rec(1, "alice"), limits).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice"), limits).ok());
   clock_.Advance(absl::Seconds(1));
-  ASSERT_TRUE(store->Create(Rec(2, "alice"), limits).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "alice"), limits).ok());
   clock_.Advance(absl::Seconds(1));
   // id-1 is the least recently active, until the touch below.
 
@@ -971,7 +961,7 @@ TEST_F(PostgresStoreTest, CapEvictionRacingATouchEvictsTheLeastRecentlyActive) {
   const bool touch_waited = WaitForLockWaiters(1);
   absl::StatusOr<SessionRecord> created;
   std::thread creator(
-      [&] { created = store->Create(Rec(3, "alice"), limits); });
+      [&] { created = store->Create(NumberedRecord(3, "alice"), limits); });
   const bool eviction_waited = touch_waited && WaitForLockWaiters(2);
   raw.Exec("ROLLBACK");
   toucher.join();
@@ -1014,7 +1004,7 @@ TEST_F(PostgresStoreTest, PruneDeletesBatchesOfTheConfiguredSize) {
     constexpr int kExpired = 2500;
     InsertExpired(kExpired, absl::StrCat("b", batch));
     for (int i = 0; i < 3; ++i) {
-      ASSERT_TRUE(store->Create(Rec(batch * 10 + i, "u"), {}).ok());
+      ASSERT_TRUE(store->Create(NumberedRecord(batch * 10 + i, "u"), {}).ok());
     }
     Exec(
         "CREATE TRIGGER log_prune AFTER DELETE ON sessiond_sessions"
@@ -1075,7 +1065,7 @@ TEST_F(PostgresStoreTest, LoadWaitsForAWriterBeforeReportingExpired) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   absl::StatusOr<SessionRecord> created =
-      store->Create(Rec(1, "alice", absl::Minutes(1)), {});
+      store->Create(NumberedRecord(1, "alice", absl::Minutes(1)), {});
   ASSERT_TRUE(created.ok()) << created.status();
   const int64_t later = absl::ToUnixMicros(created->ExpiresAt()) - 1;
   RawConn raw(server_->dsn(db_));
@@ -1111,8 +1101,8 @@ TEST_F(PostgresStoreTest, PoolExhaustionWaitsThenFailsUnavailable) {
   o.statement_timeout = absl::Seconds(8);
   auto store = Open(o);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(Rec(1), {}).ok());
-  ASSERT_TRUE(store->Create(Rec(2), {}).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1), {}).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2), {}).ok());
   RawConn raw(server_->dsn(db_));
   raw.Exec("BEGIN");
   raw.Exec("SELECT id FROM sessiond_sessions WHERE id = 'id-1' FOR UPDATE");
@@ -1147,7 +1137,7 @@ TEST_F(PostgresStoreTest, TerminatedConnectionsAreReplacedTransparently) {
   o.pool_size = 4;
   auto store = Open(o);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(Rec(1, "alice"), {}).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "alice"), {}).ok());
   // Open all four connections.
   RunThreads(4, [&](int) {
     for (int i = 0; i < 20; ++i)
@@ -1169,7 +1159,7 @@ TEST_F(PostgresStoreTest, TerminatedConnectionsAreReplacedTransparently) {
   for (int i = 0; i < 8; ++i) {
     EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(1)).ok()) << i;
   }
-  EXPECT_TRUE(store->Create(Rec(2, "alice"), {}).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(2, "alice"), {}).ok());
   EXPECT_TRUE(store->Ping().ok());
 }
 
@@ -1192,7 +1182,7 @@ TEST_F(PostgresStoreTest, WritesRacingACrashKeepEveryAcknowledgedOne) {
     writers.emplace_back([&, t] {
       for (int i = 0; !stop.load(); ++i) {
         absl::StatusOr<SessionRecord> r =
-            store->Create(Rec(1000 * (t + 1) + i, "bob"), {});
+            store->Create(NumberedRecord(1000 * (t + 1) + i, "bob"), {});
         if (r.ok()) per_thread[t].push_back(*r);
       }
     });
@@ -1217,7 +1207,9 @@ TEST_F(PostgresStoreTest, WritesRacingACrashKeepEveryAcknowledgedOne) {
               return store->Load(kTenant, NumberedTokenHash(1)).status();
             }},
            {"Create",
-            [&] { return store->Create(Rec(2, "bob"), {}).status(); }},
+            [&] {
+              return store->Create(NumberedRecord(2, "bob"), {}).status();
+            }},
            {"Ping", [&] { return store->Ping(); }},
        }) {
     absl::Status status;
@@ -1233,7 +1225,7 @@ TEST_F(PostgresStoreTest, WritesRacingACrashKeepEveryAcknowledgedOne) {
     ASSERT_TRUE(got.ok()) << want.id << ": " << got.status();
     EXPECT_EQ(*got, want);
   }
-  EXPECT_TRUE(store->Create(Rec(1, "bob"), {}).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(1, "bob"), {}).ok());
 }
 
 // ---------------------------------------------------------------------------
@@ -1264,7 +1256,7 @@ TEST_F(PostgresStoreTest, PasswordFromFile) {
   {
     auto store = Open(o);
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->Create(Rec(1), {}).ok());
+    ASSERT_TRUE(store->Create(NumberedRecord(1), {}).ok());
     EXPECT_TRUE(store->Load(kTenant, NumberedTokenHash(1)).ok());
   }
   EXPECT_EQ(Query("SELECT tableowner FROM pg_tables"

@@ -41,22 +41,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// NumberedRecord(i, ...) of the default tenant.
-SessionRecord Rec(int i, const std::string& user = "",
-                  absl::Duration idle = absl::Minutes(30)) {
-  SessionRecord r = NumberedRecord(i, user, idle);
-  r.tenant = std::string(kDefaultTenant);
-  return r;
-}
-
-// A cycle to NumberedRecord(i)'s token hash.
-SessionCycle CycleTo(int i, std::optional<std::string> user = std::nullopt) {
-  SessionCycle c;
-  c.new_token_hash = NumberedTokenHash(i);
-  c.user_id = std::move(user);
-  return c;
-}
-
 constexpr absl::string_view kTenant = kDefaultTenant;
 
 std::string TempDir() {
@@ -184,7 +168,8 @@ TEST_F(SqliteStoreTest, ReopenKeepsSessions) {
     auto store = Open();
     ASSERT_NE(store, nullptr);
     for (int i = 0; i < 5; ++i) {
-      absl::StatusOr<SessionRecord> r = store->Create(Rec(i, "alice"), {});
+      absl::StatusOr<SessionRecord> r =
+          store->Create(NumberedRecord(i, "alice"), {});
       ASSERT_TRUE(r.ok()) << r.status();
       created.push_back(*r);
       clock_.Advance(absl::Seconds(1));
@@ -339,7 +324,8 @@ TEST_F(SqliteStoreTest, PruneCommitsEachBatchOfTheConfiguredSize) {
   ASSERT_TRUE(store.ok()) << store.status();
   constexpr int kExpired = 100;
   for (int i = 0; i < kExpired; ++i) {
-    ASSERT_TRUE((*store)->Create(Rec(i, "u", absl::Minutes(1)), {}).ok());
+    ASSERT_TRUE(
+        (*store)->Create(NumberedRecord(i, "u", absl::Minutes(1)), {}).ok());
   }
   clock_.Advance(absl::Minutes(2));
   RawDb raw(path_);
@@ -362,19 +348,23 @@ TEST_F(SqliteStoreTest, PruneCommitsEachBatchOfTheConfiguredSize) {
 TEST_F(SqliteStoreTest, ExpiredRowsDoNotBlockNewOnes) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(Rec(1, "", absl::Minutes(1)), {}).ok());
-  ASSERT_TRUE(store->Create(Rec(2, "", absl::Minutes(1)), {}).ok());
-  ASSERT_TRUE(store->Create(Rec(3, "", absl::Hours(1)), {}).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(1, "", absl::Minutes(1)), {}).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(2, "", absl::Minutes(1)), {}).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(3, "", absl::Hours(1)), {}).ok());
   clock_.Advance(absl::Minutes(2));
   // Same id and token hash as the expired session 1, unpruned.
-  EXPECT_TRUE(store->Create(Rec(1), {}).ok());
+  EXPECT_TRUE(store->Create(NumberedRecord(1), {}).ok());
   // Cycling onto the expired session 2's token hash.
-  EXPECT_TRUE(
-      store->Cycle(kTenant, NumberedRecord(3).token_hash, CycleTo(2), {}).ok());
+  EXPECT_TRUE(store
+                  ->Cycle(kTenant, NumberedRecord(3).token_hash,
+                          MakeCycle(NumberedTokenHash(2)), {})
+                  .ok());
   // But a live one does block.
-  EXPECT_EQ(store->Create(Rec(1), {}).status().code(),
+  EXPECT_EQ(store->Create(NumberedRecord(1), {}).status().code(),
             absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(store->Cycle(kTenant, NumberedRecord(1).token_hash, CycleTo(2), {})
+  EXPECT_EQ(store
+                ->Cycle(kTenant, NumberedRecord(1).token_hash,
+                        MakeCycle(NumberedTokenHash(2)), {})
                 .status()
                 .code(),
             absl::StatusCode::kAlreadyExists);
@@ -384,10 +374,12 @@ TEST_F(SqliteStoreTest, ExpiredRowsDoNotBlockNewOnes) {
 TEST_F(SqliteStoreTest, DeletesRemoveExpiredRowsButCountOnlyLiveOnes) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Create(Rec(1, "alice", absl::Minutes(1)), {}).ok());
-  ASSERT_TRUE(store->Create(Rec(2, "alice", absl::Hours(1)), {}).ok());
-  ASSERT_TRUE(store->Create(Rec(3, "", absl::Minutes(1)), {}).ok());
-  ASSERT_TRUE(store->Create(Rec(4, "", absl::Minutes(1)), {}).ok());
+  ASSERT_TRUE(
+      store->Create(NumberedRecord(1, "alice", absl::Minutes(1)), {}).ok());
+  ASSERT_TRUE(
+      store->Create(NumberedRecord(2, "alice", absl::Hours(1)), {}).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(3, "", absl::Minutes(1)), {}).ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(4, "", absl::Minutes(1)), {}).ok());
   clock_.Advance(absl::Minutes(2));
   RawDb raw(path_);
   EXPECT_EQ(*store->DeleteForUser(kTenant, "alice", ""), 1);
@@ -404,7 +396,8 @@ TEST_F(SqliteStoreTest, DeletesRemoveExpiredRowsButCountOnlyLiveOnes) {
 TEST_F(SqliteStoreTest, ReadsGoOnWhileAnotherConnectionHoldsTheWriteLock) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  absl::StatusOr<SessionRecord> created = store->Create(Rec(1, "alice"), {});
+  absl::StatusOr<SessionRecord> created =
+      store->Create(NumberedRecord(1, "alice"), {});
   ASSERT_TRUE(created.ok()) << created.status();
   absl::StatusOr<std::shared_ptr<void>> lock = HoldWriteLock(path_);
   ASSERT_TRUE(lock.ok()) << lock.status();
@@ -428,7 +421,7 @@ TEST_F(SqliteStoreTest, PerUserCapEvictsLeastRecentlyActive) {
   TenantLimits limits;
   limits.max_sessions_per_user = 2;
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(store->Create(Rec(i, "bob"), limits).ok());
+    ASSERT_TRUE(store->Create(NumberedRecord(i, "bob"), limits).ok());
     clock_.Advance(absl::Seconds(1));
   }
   EXPECT_TRUE(absl::IsNotFound(
@@ -437,10 +430,11 @@ TEST_F(SqliteStoreTest, PerUserCapEvictsLeastRecentlyActive) {
   EXPECT_TRUE(store->Load(kTenant, NumberedRecord(2).token_hash).ok());
   // A login (Cycle to bob) of an anonymous session keeps it and evicts the
   // oldest other.
-  ASSERT_TRUE(store->Create(Rec(3), limits).ok());
-  ASSERT_TRUE(
-      store->Cycle(kTenant, NumberedTokenHash(3), CycleTo(4, "bob"), limits)
-          .ok());
+  ASSERT_TRUE(store->Create(NumberedRecord(3), limits).ok());
+  ASSERT_TRUE(store
+                  ->Cycle(kTenant, NumberedTokenHash(3),
+                          MakeCycle(NumberedTokenHash(4), "bob"), limits)
+                  .ok());
   EXPECT_TRUE(absl::IsNotFound(
       store->Load(kTenant, NumberedRecord(1).token_hash).status()));
   EXPECT_TRUE(store->Load(kTenant, NumberedRecord(2).token_hash).ok());
@@ -485,7 +479,7 @@ void InsertVersion1(RawDb& raw, const SessionRecord& r, absl::Time now) {
 
 // What NumberedRecord(i, user) is once stored by version 1 at `now`.
 SessionRecord StoredVersion1(int i, const std::string& user, absl::Time now) {
-  SessionRecord r = Rec(i, user);
+  SessionRecord r = NumberedRecord(i, user);
   r.created_at = r.last_active_at = TruncateToMicros(now);
   r.version = 1;
   return r;
@@ -525,7 +519,8 @@ TEST_F(SqliteStoreTest, MigratesAVersion1DatabaseKeepingEverySession) {
   EXPECT_EQ(*store->CountLive("other"), 0);
   // And they take writes as any other.
   absl::StatusOr<SessionRecord> cycled =
-      store->Cycle(kTenant, want[0].token_hash, CycleTo(100, "carol"), {});
+      store->Cycle(kTenant, want[0].token_hash,
+                   MakeCycle(NumberedTokenHash(100), "carol"), {});
   ASSERT_TRUE(cycled.ok()) << cycled.status();
   EXPECT_EQ(cycled->version, 2);
 }
@@ -625,10 +620,10 @@ TEST_F(SqliteStoreTest, TenantStatementsUseTheTenantIndexes) {
 TEST_F(SqliteStoreTest, TenantsShareTheKeysButNotTheSessions) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  SessionRecord a = Rec(1, "alice", absl::Minutes(1));
+  SessionRecord a = NumberedRecord(1, "alice", absl::Minutes(1));
   a.tenant = "a";
   ASSERT_TRUE(store->Create(a, {}).ok());
-  SessionRecord b = Rec(1, "alice");
+  SessionRecord b = NumberedRecord(1, "alice");
   b.tenant = "b";
   EXPECT_EQ(store->Create(b, {}).status().code(),
             absl::StatusCode::kAlreadyExists);
@@ -645,7 +640,7 @@ TEST_F(SqliteStoreTest, TenantsShareTheKeysButNotTheSessions) {
   // The cap of one tenant's alice leaves the other's alone.
   TenantLimits one;
   one.max_sessions_per_user = 1;
-  SessionRecord a2 = Rec(2, "alice");
+  SessionRecord a2 = NumberedRecord(2, "alice");
   a2.tenant = "a";
   ASSERT_TRUE(store->Create(a2, one).ok());
   EXPECT_TRUE(store->Load("b", b.token_hash).ok());
