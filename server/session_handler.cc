@@ -529,9 +529,7 @@ absl::StatusOr<v1::SaveResponse> SessionHandler::Update(
     update.absolute_lifetime = *absolute;
   }
   if (request.has_expected_version()) {
-    if (request.expected_version() < 1) {
-      return InvalidArgument("expected_version", "must be at least 1");
-    }
+    // Any value is a compare-and-set; 0 and below match no version.
     update.expected_version = request.expected_version();
   }
 

@@ -339,8 +339,21 @@ TEST_F(SessionHandlerTest, CompareAndSetUpdate) {
             absl::StatusCode::kAborted);
   EXPECT_EQ(Load(created.token())->session().data(), "v2");
 
-  update.set_expected_version(0);
-  ExpectInvalid(handler_.Save(Scope(), update).status(), "expected_version");
+  // Versions start at 1, so 0 and below never match: ABORTED, as the proto
+  // says of any mismatch, and NOT_FOUND still comes first.
+  for (int64_t version : {0, -1}) {
+    update.set_expected_version(version);
+    EXPECT_EQ(handler_.Save(Scope(), update).status().code(),
+              absl::StatusCode::kAborted);
+  }
+  EXPECT_EQ(Load(created.token())->session().data(), "v2");
+  v1::SaveResponse gone = Create("alice", "gone");
+  v1::DeleteRequest remove;
+  remove.set_token(gone.token());
+  ASSERT_TRUE(handler_.Delete(Scope(), remove).ok());
+  update.set_token(gone.token());
+  EXPECT_EQ(handler_.Save(Scope(), update).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(SessionHandlerTest, CycleReplacesTokenAndKeepsSession) {
