@@ -96,6 +96,46 @@ absl::Status LoadTls(const ServerConfig& config, GrpcServerOptions* grpc) {
 // Who may call: the policy file's callers, or everyone in the default
 // tenant. Refuses a policy whose certificate callers could never present a
 // verified certificate.
+// How often the policy file is looked at for a change.
+constexpr absl::Duration kPolicyPollInterval = absl::Seconds(2);
+
+// What tells that a file was replaced or rewritten, without reading it: a
+// ConfigMap update swaps a symlink (a new inode), an editor renames a new
+// file over the old one, a rewrite changes the size or the time.
+struct FileStamp {
+  dev_t device = 0;
+  ino_t inode = 0;
+  off_t size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileStamp& other) const {
+    return device == other.device && inode == other.inode &&
+           size == other.size && mtime_ns == other.mtime_ns;
+  }
+};
+
+// The stamp of `path` (following symlinks); nullopt if it cannot be read.
+std::optional<FileStamp> StampOf(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileStamp{st.st_dev, st.st_ino, st.st_size,
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                       st.st_mtim.tv_nsec};
+}
+
+// Reloads the policy, saying why (`reason`) in the log.
+void ReloadPolicy(Access& access, const std::string& path, const char* reason) {
+  // Calls already admitted finish under the policy that admitted them.
+  if (absl::Status reloaded = access.Reload(); reloaded.ok()) {
+    LogInfo("%s: policy %s reloaded (%d reloads)", reason, path,
+            access.reloads());
+  } else {
+    LogError(
+        "%s: policy not reloaded, the previous one stays in force (%d failed "
+        "reloads): %s",
+        reason, access.reload_failures(), reloaded.message());
+  }
+}
+
 absl::StatusOr<std::unique_ptr<Access>> OpenAccess(const ServerConfig& config) {
   if (config.policy_file.empty()) {
     if (config.allow_unauthenticated) {
@@ -216,24 +256,34 @@ int Run(int argc, char** argv) {
     pruner.emplace(&handler, config->prune_interval);
   }
 
+  // Until SIGTERM or SIGINT: reload the policy on SIGHUP, and when its
+  // file changes.
+  const std::string& policy_file = config->policy_file;
+  std::optional<FileStamp> policy_stamp = StampOf(policy_file);
+  const timespec poll = absl::ToTimespec(kPolicyPollInterval);
   int signal_number = 0;
   for (;;) {
-    sigwait(&signals, &signal_number);
+    if (policy_file.empty()) {
+      sigwait(&signals, &signal_number);
+    } else {
+      signal_number = sigtimedwait(&signals, nullptr, &poll);
+    }
+    if (signal_number < 0) {  // the poll interval passed (or EINTR)
+      std::optional<FileStamp> now = StampOf(policy_file);
+      if (now.has_value() &&
+          !(policy_stamp.has_value() && *now == *policy_stamp)) {
+        policy_stamp = now;
+        ReloadPolicy(**access, policy_file, "policy file changed");
+      }
+      continue;
+    }
     if (signal_number != SIGHUP) break;
-    if (config->policy_file.empty()) {
+    if (policy_file.empty()) {
       LogInfo("SIGHUP received: no --policy_file to reload");
       continue;
     }
-    // Calls already admitted finish under the policy that admitted them.
-    if (absl::Status reloaded = (*access)->Reload(); reloaded.ok()) {
-      LogInfo("SIGHUP received: policy %s reloaded (%d reloads)",
-              config->policy_file, (*access)->reloads());
-    } else {
-      LogError(
-          "SIGHUP received: policy not reloaded, the previous one stays in "
-          "force (%d failed reloads): %s",
-          (*access)->reload_failures(), reloaded.message());
-    }
+    policy_stamp = StampOf(policy_file);
+    ReloadPolicy(**access, policy_file, "SIGHUP received");
   }
   const char* signal_name = signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
   if (config->shutdown_drain_delay > absl::ZeroDuration()) {

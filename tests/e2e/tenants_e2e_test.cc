@@ -417,6 +417,35 @@ TEST_F(TenantsE2eTest, PolicyReloadsUnderLoadWithoutAFailedCall) {
   EXPECT_THAT(log, HasSubstr("previous one stays in force"));
 }
 
+// A ConfigMap update sends no signal: sessiond sees the file change.
+TEST_F(TenantsE2eTest, AChangedPolicyFileIsReloadedWithoutASignal) {
+  std::unique_ptr<Client> reader = As("reader");
+  ASSERT_NE(reader, nullptr);
+  ASSERT_EQ(reader->Health().status().code(),
+            absl::StatusCode::kPermissionDenied);
+  WritePolicy(Policy(/*reader_health=*/true));
+  absl::Status health;
+  for (int i = 0; i < 200; ++i) {  // the poll is every 2 s
+    health = reader->Health().status();
+    if (health.ok()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(health.ok()) << health;
+
+  WritePolicy("version: 1\ncallers: [oops\n");
+  std::string log;
+  for (int i = 0; i < 200; ++i) {
+    log = ReadFileOrEmpty(server_->log_path());
+    if (log.find("policy file changed: policy not reloaded") !=
+        std::string::npos) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_THAT(log, HasSubstr("policy file changed: policy not reloaded"));
+  EXPECT_TRUE(reader->Health().ok());  // the previous policy stays
+}
+
 TEST_F(TenantsE2eTest, ABadPolicyAtStartRefusesToStartNamingTheLine) {
   const std::string bad = dir_ + "/bad.yaml";
   {
