@@ -1,6 +1,7 @@
 #include "server/grpc_server.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -124,6 +125,12 @@ class UnaryCall final : public Tag {
       : method_(method), responder_(&context_) {}
 
   absl::StatusOr<Response> Handle() {
+    // A call that waited for a thread past its caller's deadline is not
+    // started: the caller has given up, and must not find it done later.
+    if (context_.deadline() <= std::chrono::system_clock::now()) {
+      return absl::DeadlineExceededError(
+          "the call's deadline passed before it started; nothing was done");
+    }
     absl::StatusOr<Access::Admission> admitted =
         method_.access->Admit(context_, PermissionFor(request_));
     if (!admitted.ok()) return admitted.status();

@@ -31,6 +31,9 @@
 //                        the tenant has as many live sessions as it may.
 //   UNAVAILABLE          the storage backend did not answer; safe to retry
 //                        Load, ListForUser, Delete, Prune and Health.
+//   DEADLINE_EXCEEDED    the caller's deadline passed. A call whose deadline
+//                        passed before the server started it is not started
+//                        (nothing written).
 #ifndef GRPC_sessiond_2fv1_2fsession_2eproto__INCLUDED
 #define GRPC_sessiond_2fv1_2fsession_2eproto__INCLUDED
 

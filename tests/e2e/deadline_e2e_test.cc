@@ -1,0 +1,61 @@
+// End-to-end: a call whose caller's deadline passed while it waited for a
+// server thread is not started, so it writes nothing after the caller gave
+// up. One serving thread, and a Valkey server hung (SIGSTOP) so that the
+// first call holds that thread.
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/sessiond_process.h"
+#include "tests/testing/redis_server.h"
+
+namespace sessiond::testing {
+namespace {
+
+TEST(DeadlineE2eTest, ACallPastItsDeadlineIsNotStarted) {
+  const std::string dir = MakeTempDir("deadline");
+  ASSERT_FALSE(dir.empty());
+  absl::StatusOr<std::unique_ptr<RedisServer>> valkey =
+      RedisServer::Start(RedisServerOptions{});
+  ASSERT_TRUE(valkey.ok()) << valkey.status();
+  absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
+      SessiondProcess::Start(
+          {"--backend=valkey", "--insecure_plaintext", "--threads=1",
+           "--valkey_address=127.0.0.1:" + std::to_string((*valkey)->port()),
+           "--valkey_timeout=2s"},
+          dir + "/sessiond.log");
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto connect = [&](absl::Duration deadline) {
+    return *Client::Connect(
+        (*server)->address(),
+        ClientOptions{deadline, 1, absl::Milliseconds(50), ""});
+  };
+  std::unique_ptr<Client> patient = connect(absl::Seconds(10));
+  std::unique_ptr<Client> hasty = connect(absl::Milliseconds(500));
+  ASSERT_TRUE(patient->Health().ok());  // both channels connected
+  ASSERT_TRUE(hasty->Health().ok());
+
+  ASSERT_TRUE((*valkey)->Pause().ok());
+  // The patient call takes the one thread until the backend times out.
+  std::thread holder([&] { (void)patient->Create("patient"); });
+  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Status gave_up = hasty->Create("hasty").status();
+  EXPECT_EQ(gave_up.code(), absl::StatusCode::kDeadlineExceeded) << gave_up;
+  holder.join();
+  ASSERT_TRUE((*valkey)->Resume().ok());
+
+  // Whatever the hung server took in runs now; the hasty Create must not
+  // have been sent.
+  absl::SleepFor(absl::Milliseconds(500));
+  absl::StatusOr<v1::ListForUserResponse> listed =
+      patient->ListForUser("hasty");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->sessions_size(), 0)
+      << "a Create ran after its caller's deadline";
+}
+
+}  // namespace
+}  // namespace sessiond::testing
