@@ -197,13 +197,10 @@ absl::StatusOr<SessionRecord> SessionStore::Create(const SessionRecord& record,
     created = backend_->Create(fresh, limits);
   }
   if (created.ok()) {
-    // A capped create may have evicted the user's oldest sessions, which
-    // the backend does not count back: read the live count afresh.
-    if (limits.max_sessions_per_user > 0 && !record.user_id.empty()) {
-      ForgetLiveCount(record.tenant);
-    } else {
-      AdjustLiveCount(record.tenant, 1);
-    }
+    // A capped create may also have evicted some of the user's sessions.
+    AdjustLiveCount(
+        record.tenant, 1,
+        limits.max_sessions_per_user > 0 && !record.user_id.empty());
   }
   return Allowed(*backend_, "create", std::move(created),
                  {StatusCode::kAlreadyExists});
@@ -263,7 +260,7 @@ absl::StatusOr<SessionRecord> SessionStore::Cycle(
   // Moving a session to a capped user may evict that user's oldest ones.
   if (cycled.ok() && cycle.user_id.has_value() &&
       limits.max_sessions_per_user > 0) {
-    ForgetLiveCount(tenant);
+    AdjustLiveCount(tenant, 0, /*may_have_evicted=*/true);
   }
   return Allowed(*backend_, "cycle", std::move(cycled),
                  {StatusCode::kNotFound, StatusCode::kAborted,
@@ -364,43 +361,39 @@ absl::Status SessionStore::Ping() {
 
 absl::Status SessionStore::CheckLiveCap(absl::string_view tenant, int64_t cap) {
   const absl::Time now = clock_->Now();
-  int64_t count = 0;
-  bool fresh = false;
+  std::optional<int64_t> count;
   {
     absl::MutexLock lock(&live_counts_mu_);
     auto it = live_counts_.find(tenant);
     if (it != live_counts_.end() &&
         now - it->second.read_at <= options_.live_count_max_age &&
-        now >= it->second.read_at) {
+        now >= it->second.read_at &&
+        // A count that may miss evictions refuses nothing: read it anew.
+        !(it->second.count >= cap && it->second.may_overcount)) {
       count = it->second.count;
-      fresh = true;
     }
   }
-  if (!fresh) {
+  if (!count.has_value()) {
     absl::StatusOr<int64_t> read = CountLive(tenant);
     if (!read.ok()) return read.status();
     count = *read;
     absl::MutexLock lock(&live_counts_mu_);
-    live_counts_[tenant] = LiveCount{count, now};
+    live_counts_[tenant] = LiveCount{*count, now, false};
   }
-  if (count < cap) return absl::OkStatus();
+  if (*count < cap) return absl::OkStatus();
   return absl::ResourceExhaustedError(
       absl::StrCat("tenant \"", tenant, "\" has reached its limit of ", cap,
                    " live sessions"));
 }
 
-void SessionStore::ForgetLiveCount(absl::string_view tenant) {
-  absl::MutexLock lock(&live_counts_mu_);
-  auto it = live_counts_.find(tenant);
-  if (it != live_counts_.end()) live_counts_.erase(it);
-}
-
-void SessionStore::AdjustLiveCount(absl::string_view tenant, int64_t delta) {
-  if (delta == 0) return;
+void SessionStore::AdjustLiveCount(absl::string_view tenant, int64_t delta,
+                                   bool may_have_evicted) {
+  if (delta == 0 && !may_have_evicted) return;
   absl::MutexLock lock(&live_counts_mu_);
   auto it = live_counts_.find(tenant);
   if (it == live_counts_.end()) return;
   it->second.count = std::max<int64_t>(0, it->second.count + delta);
+  it->second.may_overcount = it->second.may_overcount || may_have_evicted;
 }
 
 }  // namespace sessiond::storage

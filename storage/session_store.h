@@ -193,15 +193,19 @@ class SessionStore final {
   struct LiveCount {
     int64_t count = 0;
     absl::Time read_at;
+    // Since read_at, evictions (which the backends do not count) may have
+    // removed sessions that `count` still holds.
+    bool may_overcount = false;
   };
 
   // RESOURCE_EXHAUSTED if the tenant is at `cap` by its LiveCount (read
-  // anew when older than live_count_max_age).
+  // anew when older than live_count_max_age, or before a refusal when it
+  // may overcount).
   absl::Status CheckLiveCap(absl::string_view tenant, int64_t cap);
-  // Adds `delta` to the tenant's LiveCount, if one is kept.
-  void AdjustLiveCount(absl::string_view tenant, int64_t delta);
-  // Drops the tenant's LiveCount, so that the next check reads it anew.
-  void ForgetLiveCount(absl::string_view tenant);
+  // Adds `delta` to the tenant's LiveCount, if one is kept; with
+  // `may_have_evicted`, marks it as possibly over the true count.
+  void AdjustLiveCount(absl::string_view tenant, int64_t delta,
+                       bool may_have_evicted = false);
 
   const Clock* const clock_;
   const StoreOptions options_;

@@ -541,6 +541,29 @@ TEST_F(SessionStoreFrontTest, CountIsKeptForLiveCountMaxAge) {
   EXPECT_EQ(fake_->count("count_live"), 3);
 }
 
+// A create under a per-user cap may evict sessions the kept count still
+// holds: the count is read anew before it refuses, and only then.
+TEST_F(SessionStoreFrontTest, EvictingCreatesRereadTheCountBeforeARefusal) {
+  const TenantLimits limits{/*max_sessions_per_user=*/1,
+                            /*max_live_sessions=*/3};
+  fake_->SetCountLive(0);
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(store_->Create(NumberedRecord(i, "alice"), limits).ok()) << i;
+  }
+  EXPECT_EQ(fake_->count("count_live"), 1);
+  // Kept: 3, the cap. Alice really has one session left.
+  fake_->SetCountLive(1);
+  ASSERT_TRUE(store_->Create(NumberedRecord(4, "alice"), limits).ok());
+  EXPECT_EQ(fake_->count("count_live"), 2);
+  // Kept: 2. A full tenant is still refused, by a fresh count.
+  fake_->SetCountLive(3);
+  ASSERT_TRUE(store_->Create(NumberedRecord(5, "bob"), limits).ok());
+  EXPECT_EQ(fake_->count("count_live"), 2);
+  EXPECT_EQ(store_->Create(NumberedRecord(6, "carol"), limits).status().code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(fake_->count("count_live"), 3);
+}
+
 // Between readings, the kept count follows what this store creates and
 // deletes: +1 for each create (capped or not), minus what each delete
 // removed, never below zero; failed calls change nothing.
