@@ -94,9 +94,11 @@ class ConnectionPool {
       absl::MutexLock lock(&mu_);
       if (!mu_.AwaitWithDeadline(
               absl::Condition(this, &ConnectionPool::CanLend), wait_deadline)) {
-        return absl::UnavailableError(
-            absl::StrCat(name_, ": all ", max_open_,
-                         " connections stayed busy; gave up waiting"));
+        return absl::UnavailableError(absl::StrCat(
+            name_, ": ",
+            max_open_ == 1 ? std::string("the connection")
+                           : absl::StrCat("all ", max_open_, " connections"),
+            " stayed busy; gave up waiting"));
       }
       if (!idle_.empty()) {
         conn = std::move(idle_.back());

@@ -213,8 +213,9 @@ std::string ConnectionString(
 // ---------------------------------------------------------------------------
 // Connection.
 
-Connection::Connection(std::unique_ptr<pqxx::connection> conn, int watch_fd,
-                       Watchdog& watchdog, absl::string_view secret)
+Connection::Connection(std::unique_ptr<pqxx::asyncconnection> conn,
+                       int watch_fd, Watchdog& watchdog,
+                       absl::string_view secret)
     : conn_(std::move(conn)),
       // Server notices (e.g. "relation ... already exists, skipping") are
       // of no use to the store; a library must not print them.
@@ -231,40 +232,44 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
                                  detail.empty() ? "connection failed" : detail),
                     options.secret.view()));
   };
-  const absl::Duration left = deadline - absl::Now();
-  if (left <= absl::ZeroDuration()) {
+  if (deadline <= absl::Now()) {
     return cannot_connect("no answer from the server in time");
   }
-  // libpqxx connects with PQconnectdb, which blocks: what bounds it is
-  // libpq's connect_timeout (whole seconds; libpq treats values below 2 as
-  // 2; it applies to each address tried).
+  // The connection is started (PQconnectStart), and completed with the
+  // socket under the watchdog until `deadline`: a server that accepts TCP
+  // but never answers (hung, or SIGSTOPped) fails the connect in time.
   std::vector<std::pair<std::string, std::string>> params;
   // No reallocation may leave a copy of the password behind.
-  params.reserve(options.params.size() + 2);
+  params.reserve(options.params.size() + 1);
   params.insert(params.end(), options.params.begin(), options.params.end());
   if (!options.secret.empty()) {
     params.emplace_back("password", options.secret.view());
   }
-  params.emplace_back(
-      "connect_timeout",
-      absl::StrCat(std::max<int64_t>(
-          2, absl::ToInt64Seconds(absl::Ceil(left, absl::Seconds(1))))));
   std::string conninfo = ConnectionString(params);
   const WipeOnExit wipe_conninfo{&conninfo};
   for (auto& [key, value] : params) {
     if (key == "password") crypto::Wipe(&value);
   }
-  std::unique_ptr<pqxx::connection> conn;
+  std::unique_ptr<pqxx::asyncconnection> conn;
   int watch_fd = -1;
+  uint64_t ticket = 0;
+  bool fired = false;
   try {
-    conn = std::make_unique<pqxx::connection>(conninfo);
+    conn = std::make_unique<pqxx::asyncconnection>(conninfo);
+    const int fd = conn->sock();
+    if (fd >= 0) watch_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (watch_fd < 0) return cannot_connect("no socket to watch");
+    ticket = watchdog.Arm(watch_fd, deadline);
+    // libpqxx 6 deprecates all of its connection-state control (7 drops
+    // it), but has no other way to do either of these:
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    // Completes the connect: startup, TLS, authentication.
+    conn->activate();
     // libpqxx 6 would otherwise "reactivate" a broken connection by itself
     // (PQreset or a new PQconnectdb inside a later call): a new socket that
     // nobody watches, and a session without our settings. The store drops
-    // broken connections and opens new ones itself. The only way to turn
-    // that off in libpqxx 6 is deprecated (reactivation goes away in 7).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    // broken connections and opens new ones itself.
     conn->inhibit_reactivation(true);
 #pragma GCC diagnostic pop
     // Error messages without DETAIL, which may quote values.
@@ -275,12 +280,19 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
           sql::StatementText(statement, sql::SqlDialect::kPostgres);
       if (text != nullptr) conn->prepare(PreparedName(statement), text);
     }
-    const int fd = conn->sock();
-    if (fd >= 0) watch_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    fired = watchdog.Disarm(ticket);
   } catch (const std::exception& e) {
-    return cannot_connect(OneLine(e.what()));
+    if (ticket != 0) fired = watchdog.Disarm(ticket);
+    conn.reset();
+    if (watch_fd >= 0) ::close(watch_fd);
+    return cannot_connect(fired ? "no answer from the server in time"
+                                : OneLine(e.what()));
   }
-  if (watch_fd < 0) return cannot_connect("no socket to watch");
+  if (fired || !conn->is_open()) {
+    conn.reset();
+    ::close(watch_fd);
+    return cannot_connect("no answer from the server in time");
+  }
   std::unique_ptr<Connection> c(new Connection(
       std::move(conn), watch_fd, watchdog, options.secret.view()));
 

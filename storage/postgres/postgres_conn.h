@@ -146,7 +146,7 @@ class Connection final : public sql::SqlExecutor {
   void ClearLastError() { last_error_ = ErrorKind::kNone; }
 
  private:
-  Connection(std::unique_ptr<pqxx::connection> conn, int watch_fd,
+  Connection(std::unique_ptr<pqxx::asyncconnection> conn, int watch_fd,
              Watchdog& watchdog, absl::string_view secret);
 
   // UNAVAILABLE if the connection is broken.
@@ -163,7 +163,7 @@ class Connection final : public sql::SqlExecutor {
 
   // Declaration order is destruction order in reverse: transactions first,
   // then the error handler, then the connection.
-  std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<pqxx::asyncconnection> conn_;
   std::unique_ptr<pqxx::quiet_errorhandler> quiet_;
   std::unique_ptr<pqxx::work> txn_;
   std::unique_ptr<pqxx::nontransaction> autocommit_;

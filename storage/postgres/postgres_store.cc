@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "crypto/secret_file.h"
 #include "storage/backend.h"
+#include "storage/call_deadline.h"
 #include "storage/common/connection_pool.h"
 #include "storage/common/password_file.h"
 #include "storage/common/socket_watchdog.h"
@@ -318,13 +319,15 @@ class PostgresBackend final : public sql::SqlBackend {
 
  protected:
   // One call on a pooled connection, on which every wait is bounded by the
-  // call's deadline. A call that meets a dead pooled connection starts
-  // again once on a new one, if its kind allows; deadlocks and
-  // serialization failures are retried up to kMaxConflictRetries times.
+  // call's deadline (call_budget_, and at most CallDeadline()). A call that
+  // meets a dead pooled connection starts again once on a new one, if its kind
+  // allows; deadlocks and serialization failures are retried up to
+  // kMaxConflictRetries times.
   absl::Status RunCall(
       absl::string_view what, CallKind kind,
       absl::FunctionRef<absl::Status(sql::SqlSession&)> body) override {
-    const absl::Time deadline = absl::Now() + call_budget_;
+    const absl::Time deadline =
+        std::min(CallDeadline(), absl::Now() + call_budget_);
     int conflicts = 0;
     bool reconnected = false;
     while (true) {

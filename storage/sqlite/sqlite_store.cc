@@ -12,16 +12,16 @@
 #include <thread>
 #include <utility>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "storage/backend.h"
+#include "storage/call_deadline.h"
 #include "storage/common/connection_pool.h"
 #include "storage/sql/executor.h"
 #include "storage/sql/migrations.h"
@@ -40,10 +40,11 @@ using sql::SqlTransaction;
 static_assert(kSqliteSchemaVersion == sql::kSchemaVersion,
               "kSqliteSchemaVersion must be the last migration's version");
 
-// How long a connection waits for another process's write lock before the
-// call fails with UNAVAILABLE. Threads of this process never get here: they
-// queue on SqliteBackend::write_mu_ first.
-constexpr int kBusyTimeoutMs = 5000;
+// How long a connection waits for another process's lock before the call
+// fails with UNAVAILABLE, when the call's deadline (call_deadline.h) is not
+// earlier. Threads of this process never get here for the write lock: they
+// wait for SqliteBackend's writer first.
+constexpr absl::Duration kBusyTimeout = absl::Seconds(5);
 
 // Upper bound on reader connections; the pool grows on demand up to it.
 int MaxReaders() {
@@ -196,6 +197,23 @@ class Connection final : public sql::SqlExecutor {
  private:
   explicit Connection(sqlite3* db) : db_(db) { stmts_.fill(nullptr); }
 
+  // sqlite3_busy_handler: while another process holds the lock, sleeps with
+  // backoff and retries, until kBusyTimeout after the first refusal or the
+  // call's deadline, whichever is earlier; then SQLITE_BUSY.
+  static int WaitWhileBusy(void* self, int attempts) {
+    Connection& c = *static_cast<Connection*>(self);
+    const absl::Time now = absl::Now();
+    if (attempts == 0) c.busy_since_ = now;
+    const absl::Time give_up =
+        std::min(CallDeadline(), c.busy_since_ + kBusyTimeout);
+    if (now >= give_up) return 0;
+    const absl::Duration backoff =
+        std::min(absl::Milliseconds(1) * (int64_t{1} << std::min(attempts, 6)),
+                 absl::Milliseconds(50));
+    absl::SleepFor(std::min(backoff, give_up - now));
+    return 1;
+  }
+
   // Runs the statement cached in `slot` (prepared from `sql` on first use)
   // with `params`; rows go to `on_row`. Leaves the statement reset, so it
   // never keeps a read transaction open.
@@ -248,8 +266,7 @@ class Connection final : public sql::SqlExecutor {
 
   absl::Status Configure(Role role) {
     sqlite3_extended_result_codes(db_, 1);
-    // Waits (with backoff) for another process's lock before SQLITE_BUSY.
-    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    sqlite3_busy_handler(db_, &Connection::WaitWhileBusy, this);
     if (role == Role::kWriter) {
       // WAL is a property of the file and persists; the writer sets it
       // before any reader is opened.
@@ -296,6 +313,8 @@ class Connection final : public sql::SqlExecutor {
 
   sqlite3* const db_;
   std::array<sqlite3_stmt*, kNumCached> stmts_;
+  // When the lock being waited for was first refused (WaitWhileBusy).
+  absl::Time busy_since_;
 };
 
 // The schema in `PRAGMA user_version`, migrated on the writer connection.
@@ -340,11 +359,16 @@ class SqliteBackend final : public sql::SqlBackend {
                 std::unique_ptr<Connection> writer)
       : SqlBackend(clock, prune_batch_size),
         path_(std::move(path)),
-        writer_(std::move(writer)),
+        writer_("sqlite writer", 1, absl::InfiniteDuration(),
+                [this](absl::Time) {
+                  return Connection::Open(path_, Connection::Role::kWriter);
+                }),
         readers_("sqlite", MaxReaders(), absl::InfiniteDuration(),
                  [this](absl::Time) {
                    return Connection::Open(path_, Connection::Role::kReader);
-                 }) {}
+                 }) {
+    writer_.AddIdle(std::move(writer));
+  }
 
   absl::string_view name() const override { return "sqlite"; }
 
@@ -382,7 +406,7 @@ class SqliteBackend final : public sql::SqlBackend {
   // Runs `body` on a reader connection, waiting for one if all are busy.
   absl::Status OnReader(absl::FunctionRef<absl::Status(SqlTransaction&)> body) {
     absl::StatusOr<ConnectionPool<Connection>::Lease> reader =
-        readers_.Acquire(absl::InfiniteFuture(), absl::InfiniteFuture());
+        readers_.Acquire(CallDeadline(), CallDeadline());
     if (!reader.ok()) return reader.status();
     SqlTransaction tx(**reader);
     return body(tx);
@@ -394,8 +418,10 @@ class SqliteBackend final : public sql::SqlBackend {
   // lock (README.md).
   absl::Status InWriteTransaction(
       absl::FunctionRef<absl::Status(SqlTransaction&)> body) {
-    absl::MutexLock lock(&write_mu_);
-    Connection& c = *writer_;
+    absl::StatusOr<ConnectionPool<Connection>::Lease> writer =
+        writer_.Acquire(CallDeadline(), CallDeadline());
+    if (!writer.ok()) return writer.status();
+    Connection& c = **writer;
     absl::Status status = c.ExecuteControl(kBegin, "begin");
     if (status.ok()) {
       SqlTransaction tx(c);
@@ -407,8 +433,8 @@ class SqliteBackend final : public sql::SqlBackend {
   }
 
   const std::string path_;
-  absl::Mutex write_mu_;
-  const std::unique_ptr<Connection> writer_ ABSL_PT_GUARDED_BY(write_mu_);
+  // The one writer connection, lent to one write at a time.
+  ConnectionPool<Connection> writer_;
   ConnectionPool<Connection> readers_;
 };
 

@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "crypto/secret_file.h"
 #include "storage/backend.h"
+#include "storage/call_deadline.h"
 #include "storage/common/connection_pool.h"
 #include "storage/common/database_clock.h"
 #include "storage/common/password_file.h"
@@ -471,7 +472,8 @@ class Connection {
 // The store's connections and the deadlines of its calls: each call (each
 // function run, for the calls that run several) must be done by
 // connect_timeout + command_timeout after it starts, waiting for a free
-// connection at most command_timeout of that.
+// connection at most command_timeout of that, and all of it by the
+// CallDeadline() of the thread (call_deadline.h).
 class Connections {
  public:
   using Lease = ConnectionPool<Connection>::Lease;
@@ -490,7 +492,8 @@ class Connections {
 
   // When a call started at `start` must be done.
   absl::Time Deadline(absl::Time start) const {
-    return start + options_.connect_timeout + options_.command_timeout;
+    return std::min(CallDeadline(), start + options_.connect_timeout +
+                                        options_.command_timeout);
   }
   // When the next command of a call with this deadline must be done.
   absl::Time CommandDeadline(absl::Time deadline) const {
@@ -499,7 +502,9 @@ class Connections {
 
   // A connection for a call started at `start`.
   absl::StatusOr<Lease> Acquire(absl::Time start) {
-    return pool_.Acquire(start + options_.command_timeout, Deadline(start));
+    const absl::Time deadline = Deadline(start);
+    return pool_.Acquire(std::min(deadline, start + options_.command_timeout),
+                         deadline);
   }
 
  private:
