@@ -183,6 +183,20 @@ FlagSet<ServerConfig> BuildFlags() {
           "threads",
           "gRPC completion-queue threads (0: twice the number of cores)",
           [](ServerConfig* c) -> int& { return c->grpc.threads; }, 0, 1024)
+      .Int(
+          "workers",
+          "threads that run calls, so that a hung database holds them and "
+          "never the gRPC threads (0: the gRPC threads run calls, for the "
+          "memory backend)",
+          [](ServerConfig* c) -> int& { return c->grpc.workers; }, 0, 4096)
+      .Duration(
+          "call_timeout",
+          "the longest a call may take from its arrival, whatever the "
+          "caller's deadline; past it, UNAVAILABLE",
+          [](ServerConfig* c) -> absl::Duration& {
+            return c->grpc.call_timeout;
+          },
+          absl::Milliseconds(10), absl::Minutes(10))
       .Duration(
           "shutdown_drain_delay",
           "after SIGTERM or SIGINT, keep serving this long while health "

@@ -8,6 +8,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/log.h"
+#include "storage/call_deadline.h"
 
 namespace sessiond {
 namespace {
@@ -18,6 +19,10 @@ using v1::SessionService;
 // burst of arrivals does not wait for a slot to be re-armed.
 constexpr int kSlotsPerMethod = 8;
 constexpr char kServiceName[] = "sessiond.v1.SessionService";
+// Calls waiting for a worker beyond this are refused at once (UNAVAILABLE).
+constexpr int kMaxQueuedCalls = 10000;
+// How long Shutdown waits for the workers after the grace period.
+constexpr absl::Duration kWorkerStopMargin = absl::Seconds(1);
 
 std::shared_ptr<grpc::ServerCredentials> Credentials(
     const GrpcServerOptions& options) {
@@ -71,11 +76,12 @@ class Tag {
   virtual void Proceed(bool ok) = 0;
 };
 
-// One unary call slot: waits for a request of one method, runs the handler,
-// sends the response, and deletes itself. Before running the handler it arms
-// a fresh slot for the next request.
+// One unary call slot: waits for a request of one method, runs the handler
+// (inline, or on a worker of the executor), sends the response, and deletes
+// itself. Before running the handler it arms a fresh slot for the next
+// request.
 template <typename Request, typename Response>
-class UnaryCall final : public Tag {
+class UnaryCall final : public Tag, public CallExecutor::Call {
  public:
   using RequestMethod = void (SessionService::AsyncService::*)(
       grpc::ServerContext*, Request*,
@@ -90,6 +96,8 @@ class UnaryCall final : public Tag {
     grpc::ServerCompletionQueue* cq;
     SessionHandler* handler;
     const Access* access;
+    CallExecutor* executor;  // null: run inline
+    absl::Duration call_timeout;
     RequestMethod request;
     HandleMethod handle;
   };
@@ -111,7 +119,67 @@ class UnaryCall final : public Tag {
       return;
     }
     Arm(method_);
-    absl::StatusOr<Response> response = Handle();
+    // The call must be done by its caller's deadline, and by call_timeout
+    // after it arrived, whichever is earlier.
+    const absl::Time caller_deadline = absl::FromChrono(context_.deadline());
+    deadline_ = std::min(caller_deadline, absl::Now() + method_.call_timeout);
+    caller_deadline_first_ = caller_deadline <= deadline_;
+    if (method_.executor != nullptr) {
+      method_.executor->Submit(this, deadline_);
+    } else {
+      Run();
+    }
+  }
+
+  void Run() override { Respond(Handle()); }
+
+  void Expire(CallExecutor::Expiry why) override {
+    switch (why) {
+      case CallExecutor::Expiry::kDeadline:
+        Respond(NotStarted());
+        return;
+      case CallExecutor::Expiry::kQueueFull:
+        Respond(absl::UnavailableError(absl::StrCat(
+            "the server is overloaded: ", kMaxQueuedCalls,
+            " calls are waiting already; nothing was done, and it is safe to "
+            "retry")));
+        return;
+      case CallExecutor::Expiry::kStopping:
+        Respond(absl::UnavailableError(
+            "the server is shutting down; nothing was done, and it is safe to "
+            "retry on another replica"));
+        return;
+    }
+  }
+
+ private:
+  explicit UnaryCall(const Method& method)
+      : method_(method), responder_(&context_) {}
+
+  // A call that waited past its deadline is not started: its caller has
+  // given up (and must not find it done later), or it could not be done
+  // within call_timeout.
+  absl::Status NotStarted() const {
+    if (caller_deadline_first_) {
+      return absl::DeadlineExceededError(
+          "the call's deadline passed before it started; nothing was done");
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "the server was too busy to start the call within its call timeout (",
+        absl::FormatDuration(method_.call_timeout),
+        "); nothing was done, and it is safe to retry"));
+  }
+
+  absl::StatusOr<Response> Handle() {
+    if (absl::Now() >= deadline_) return NotStarted();
+    const storage::ScopedCallDeadline bound(deadline_);
+    absl::StatusOr<Access::Admission> admitted =
+        method_.access->Admit(context_, PermissionFor(request_));
+    if (!admitted.ok()) return admitted.status();
+    return (method_.handler->*method_.handle)(admitted->scope(), request_);
+  }
+
+  void Respond(const absl::StatusOr<Response>& response) {
     finishing_ = true;
     if (response.ok()) {
       responder_.Finish(*response, grpc::Status::OK, this);
@@ -120,38 +188,33 @@ class UnaryCall final : public Tag {
     }
   }
 
- private:
-  explicit UnaryCall(const Method& method)
-      : method_(method), responder_(&context_) {}
-
-  absl::StatusOr<Response> Handle() {
-    // A call that waited for a thread past its caller's deadline is not
-    // started: the caller has given up, and must not find it done later.
-    if (context_.deadline() <= std::chrono::system_clock::now()) {
-      return absl::DeadlineExceededError(
-          "the call's deadline passed before it started; nothing was done");
-    }
-    absl::StatusOr<Access::Admission> admitted =
-        method_.access->Admit(context_, PermissionFor(request_));
-    if (!admitted.ok()) return admitted.status();
-    return (method_.handler->*method_.handle)(admitted->scope(), request_);
-  }
-
   const Method method_;
   grpc::ServerContext context_;
   Request request_;
   grpc::ServerAsyncResponseWriter<Response> responder_;
+  absl::Time deadline_;
+  bool caller_deadline_first_ = false;
   bool finishing_ = false;
 };
 
+// What every call slot of a queue shares.
+struct SlotContext {
+  GrpcServer* server;
+  SessionService::AsyncService* service;
+  grpc::ServerCompletionQueue* cq;
+  SessionHandler* handler;
+  const Access* access;
+  CallExecutor* executor;
+  absl::Duration call_timeout;
+};
+
 template <typename Request, typename Response>
-void ArmMethod(GrpcServer* server, SessionService::AsyncService* service,
-               grpc::ServerCompletionQueue* cq, SessionHandler* handler,
-               const Access* access,
+void ArmMethod(const SlotContext& slot,
                typename UnaryCall<Request, Response>::RequestMethod request,
                typename UnaryCall<Request, Response>::HandleMethod handle) {
   const typename UnaryCall<Request, Response>::Method method{
-      server, service, cq, handler, access, request, handle};
+      slot.server,   slot.service,      slot.cq, slot.handler, slot.access,
+      slot.executor, slot.call_timeout, request, handle};
   for (int i = 0; i < kSlotsPerMethod; ++i) {
     UnaryCall<Request, Response>::Arm(method);
   }
@@ -161,27 +224,22 @@ void ArmMethod(GrpcServer* server, SessionService::AsyncService* service,
 
 void GrpcServer::ArmAll(grpc::ServerCompletionQueue* cq) {
   using AS = SessionService::AsyncService;
-  ArmMethod<v1::LoadRequest, v1::LoadResponse>(this, &service_, cq, handler_,
-                                               access_, &AS::RequestLoad,
+  const SlotContext slot{this,    &service_,       cq,           handler_,
+                         access_, executor_.get(), call_timeout_};
+  ArmMethod<v1::LoadRequest, v1::LoadResponse>(slot, &AS::RequestLoad,
                                                &SessionHandler::Load);
-  ArmMethod<v1::SaveRequest, v1::SaveResponse>(this, &service_, cq, handler_,
-                                               access_, &AS::RequestSave,
+  ArmMethod<v1::SaveRequest, v1::SaveResponse>(slot, &AS::RequestSave,
                                                &SessionHandler::Save);
-  ArmMethod<v1::CycleRequest, v1::CycleResponse>(this, &service_, cq, handler_,
-                                                 access_, &AS::RequestCycle,
+  ArmMethod<v1::CycleRequest, v1::CycleResponse>(slot, &AS::RequestCycle,
                                                  &SessionHandler::Cycle);
-  ArmMethod<v1::DeleteRequest, v1::DeleteResponse>(
-      this, &service_, cq, handler_, access_, &AS::RequestDelete,
-      &SessionHandler::Delete);
+  ArmMethod<v1::DeleteRequest, v1::DeleteResponse>(slot, &AS::RequestDelete,
+                                                   &SessionHandler::Delete);
   ArmMethod<v1::ListForUserRequest, v1::ListForUserResponse>(
-      this, &service_, cq, handler_, access_, &AS::RequestListForUser,
-      &SessionHandler::ListForUser);
-  ArmMethod<v1::PruneRequest, v1::PruneResponse>(this, &service_, cq, handler_,
-                                                 access_, &AS::RequestPrune,
+      slot, &AS::RequestListForUser, &SessionHandler::ListForUser);
+  ArmMethod<v1::PruneRequest, v1::PruneResponse>(slot, &AS::RequestPrune,
                                                  &SessionHandler::Prune);
-  ArmMethod<v1::HealthRequest, v1::HealthResponse>(
-      this, &service_, cq, handler_, access_, &AS::RequestHealth,
-      &SessionHandler::Health);
+  ArmMethod<v1::HealthRequest, v1::HealthResponse>(slot, &AS::RequestHealth,
+                                                   &SessionHandler::Health);
 }
 
 void GrpcServer::Poll(grpc::ServerCompletionQueue* cq) {
@@ -198,6 +256,12 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   if (options.threads < 0) {
     return absl::InvalidArgumentError("threads: must not be negative");
   }
+  if (options.workers < 0) {
+    return absl::InvalidArgumentError("workers: must not be negative");
+  }
+  if (options.call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("call_timeout: must be positive");
+  }
   const int cores =
       std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const int threads = options.threads > 0 ? options.threads : 2 * cores;
@@ -205,6 +269,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->handler_ = handler;
   server->access_ = access;
+  server->call_timeout_ = options.call_timeout;
+  if (options.workers > 0) {
+    server->executor_ =
+        std::make_unique<CallExecutor>(options.workers, kMaxQueuedCalls);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -277,8 +346,8 @@ void GrpcServer::SetServing(bool serving) {
   }
 }
 
-void GrpcServer::Shutdown(absl::Duration grace) {
-  if (shut_down_) return;
+bool GrpcServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return true;
   shut_down_ = true;
   SetServing(false);
   {
@@ -297,9 +366,20 @@ void GrpcServer::Shutdown(absl::Duration grace) {
     health_queue_->Shutdown();
     health_thread_.join();
   }
+  // Calls still on a worker answer on the queues, which must outlive them:
+  // each is bounded by call_timeout, so this wait is too, unless a backend
+  // ignores its deadline.
+  if (executor_ != nullptr &&
+      !executor_->Stop(std::max(deadline, absl::Now()) + kWorkerStopMargin)) {
+    LogError(
+        "calls were still running %s after the shutdown grace period ended",
+        absl::FormatDuration(kWorkerStopMargin));
+    return false;
+  }
   for (auto& cq : queues_) cq->Shutdown();
   for (std::thread& thread : threads_) thread.join();
   threads_.clear();
+  return true;
 }
 
 GrpcServer::~GrpcServer() {

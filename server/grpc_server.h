@@ -8,12 +8,20 @@
 // reflection answer every peer that reaches the port: they reveal only
 // whether the server serves, and the API's shape.
 //
+// Every call must be done by its caller's deadline and by `call_timeout`
+// after it arrived, whichever is earlier: the handler runs under that
+// deadline (storage/call_deadline.h), and a call that cannot start before it
+// is answered at it, without being started (DEADLINE_EXCEEDED if the
+// caller's deadline was the earlier, UNAVAILABLE otherwise).
+//
 // There is one completion queue per core, and `threads` threads share them
-// evenly; a thread runs the handler inline for each call it takes from its
-// queue. Several threads poll each queue, so a slow backend call holds one
-// thread while the others keep serving that queue. Shutdown stops accepting
-// calls, lets in-flight calls finish until the grace period ends, cancels the
-// rest, and joins every thread.
+// evenly. With `workers`, those threads only hand each call to a
+// CallExecutor (call_executor.h), whose workers run the handlers, so a hung
+// backend can hold the workers but never the threads that answer; with no
+// workers, the threads run the handlers inline (for a backend that never
+// waits on a peer). Shutdown stops accepting calls, lets in-flight calls
+// finish until the grace period ends, cancels the rest, and joins every
+// thread.
 #ifndef SESSIOND_SERVER_GRPC_SERVER_H_
 #define SESSIOND_SERVER_GRPC_SERVER_H_
 
@@ -27,6 +35,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/access.h"
+#include "server/call_executor.h"
 #include "server/session_handler.h"
 #include "sessiond/v1/session.grpc.pb.h"
 
@@ -35,9 +44,13 @@ namespace sessiond {
 struct GrpcServerOptions {
   // host:port; port 0 picks a free port (see GrpcServer::port()).
   std::string listen_address = "0.0.0.0:50051";
-  // Threads that poll the completion queues and run handlers inline.
-  // 0: twice the number of cores, at least 2.
+  // Threads that poll the completion queues (and run handlers, without
+  // workers). 0: twice the number of cores, at least 2.
   int threads = 0;
+  // Threads that run the handlers; 0: none, the polling threads do.
+  int workers = 32;
+  // The longest a call may take from its arrival; > 0.
+  absl::Duration call_timeout = absl::Seconds(5);
   // Largest request accepted, in bytes.
   int max_receive_message_bytes = 4 * 1024 * 1024;
   // TLS: with a certificate chain and its private key (PEM), the server
@@ -76,8 +89,11 @@ class GrpcServer {
   void SetServing(bool serving);
 
   // Stops accepting calls; waits for in-flight calls up to `grace`, cancels
-  // what is left, and joins the threads. Idempotent.
-  void Shutdown(absl::Duration grace);
+  // what is left, and joins the threads. Idempotent. Returns false if
+  // handlers were still running a second after the grace period: then the
+  // server (and what its handlers use) must not be destroyed; end the
+  // process instead.
+  bool Shutdown(absl::Duration grace);
 
   // Arms a call slot on `cq` unless shutdown has begun (the caller's
   // re-arming must not race with the queues being shut down).
@@ -104,6 +120,9 @@ class GrpcServer {
   std::thread health_thread_;
   std::unique_ptr<grpc::Server> health_server_;
   std::vector<std::thread> threads_;
+  absl::Duration call_timeout_;
+  // Declared after the queues: its calls answer on them.
+  std::unique_ptr<CallExecutor> executor_;
   int port_ = 0;
   int health_port_ = 0;
 

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -253,7 +254,7 @@ int Run(int argc, char** argv) {
 
   std::optional<BackgroundPruner> pruner;
   if (config->prune_interval > absl::ZeroDuration()) {
-    pruner.emplace(&handler, config->prune_interval);
+    pruner.emplace(&handler, config->prune_interval, config->grpc.call_timeout);
   }
 
   // Until SIGTERM or SIGINT: reload the policy on SIGHUP, and when its
@@ -294,8 +295,14 @@ int Run(int argc, char** argv) {
   }
   LogInfo("%s received: draining in-flight calls (up to %s)", signal_name,
           absl::FormatDuration(config->shutdown_grace));
-  (*server)->Shutdown(config->shutdown_grace);
-  // A prune in progress finishes its batches (each is its own transaction).
+  // A prune in progress ends within --call_timeout, meanwhile.
+  if (pruner.has_value()) pruner->RequestStop();
+  if (!(*server)->Shutdown(config->shutdown_grace)) {
+    // A handler is stuck in the backend past its deadline: what it uses
+    // cannot be freed, and nothing it does now is acknowledged.
+    LogError("sessiond stopped with calls still running");
+    std::_Exit(1);
+  }
   pruner.reset();
   LogInfo("sessiond stopped");
   return 0;

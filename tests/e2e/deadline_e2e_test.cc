@@ -1,7 +1,7 @@
 // End-to-end: a call whose caller's deadline passed while it waited for a
 // server thread is not started, so it writes nothing after the caller gave
-// up. One serving thread, and a Valkey server hung (SIGSTOP) so that the
-// first call holds that thread.
+// up. One worker, and a Valkey server hung (SIGSTOP) so that the first call
+// holds that worker.
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,7 +23,7 @@ TEST(DeadlineE2eTest, ACallPastItsDeadlineIsNotStarted) {
   ASSERT_TRUE(valkey.ok()) << valkey.status();
   absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
       SessiondProcess::Start(
-          {"--backend=valkey", "--insecure_plaintext", "--threads=1",
+          {"--backend=valkey", "--insecure_plaintext", "--workers=1",
            "--valkey_address=127.0.0.1:" + std::to_string((*valkey)->port()),
            "--valkey_timeout=2s"},
           dir + "/sessiond.log");
@@ -39,7 +39,7 @@ TEST(DeadlineE2eTest, ACallPastItsDeadlineIsNotStarted) {
   ASSERT_TRUE(hasty->Health().ok());
 
   ASSERT_TRUE((*valkey)->Pause().ok());
-  // The patient call takes the one thread until the backend times out.
+  // The patient call takes the one worker until the backend times out.
   std::thread holder([&] { (void)patient->Create("patient"); });
   absl::SleepFor(absl::Milliseconds(300));
   const absl::Status gave_up = hasty->Create("hasty").status();

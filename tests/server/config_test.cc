@@ -101,7 +101,27 @@ TEST_F(ConfigTest, DocumentedDefaults) {
   EXPECT_EQ(config->prune_interval, absl::Minutes(5));
   EXPECT_EQ(config->shutdown_grace, absl::Seconds(10));
   EXPECT_EQ(config->grpc.threads, 0);
+  EXPECT_EQ(config->grpc.workers, 32);
+  EXPECT_EQ(config->grpc.call_timeout, absl::Seconds(5));
   EXPECT_TRUE(config->insecure_plaintext);
+}
+
+TEST_F(ConfigTest, CallTimeoutAndWorkers) {
+  env_["SESSIOND_CALL_TIMEOUT"] = "750ms";
+  absl::StatusOr<ServerConfig> config =
+      ParseLocal({"--insecure_plaintext", "--workers=0"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->grpc.call_timeout, absl::Milliseconds(750));
+  EXPECT_EQ(config->grpc.workers, 0);
+  for (const char* bad : {"--call_timeout=5ms", "--call_timeout=11m",
+                          "--call_timeout=0s", "--workers=-1"}) {
+    SCOPED_TRACE(bad);
+    config = ParseLocal({"--insecure_plaintext", bad});
+    EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(config.status().message(),
+                HasSubstr(absl::string_view(bad).substr(
+                    0, absl::string_view(bad).find('='))));
+  }
 }
 
 // The usage text states each default; passing that text back must change

@@ -39,7 +39,7 @@ TEST(BackgroundPrunerTest, RemovesExpiredSessionsAtItsInterval) {
                   .ok());  // default 30m
   clock.Advance(absl::Minutes(5));
 
-  BackgroundPruner pruner(&handler, absl::Milliseconds(10));
+  BackgroundPruner pruner(&handler, absl::Milliseconds(10), absl::Seconds(5));
   EXPECT_TRUE(Eventually(
       [&] { return handler.counters().sessions_pruned.load() == 3; }));
   // Nothing live is pruned, however many rounds run.
@@ -54,7 +54,7 @@ TEST(BackgroundPrunerTest, StopsPromptlyWhenDestroyed) {
   std::unique_ptr<crypto::Sealer> sealer = crypto::NewPlaintextSealer();
   SessionHandler handler(store.get(), sealer.get(), HandlerOptions{});
   const absl::Time start = absl::Now();
-  { BackgroundPruner pruner(&handler, absl::Hours(1)); }
+  { BackgroundPruner pruner(&handler, absl::Hours(1), absl::Seconds(5)); }
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 

@@ -29,8 +29,13 @@
 //                        a concurrent write; nothing written.
 //   RESOURCE_EXHAUSTED   the sealed payload is over the tenant's limit, or
 //                        the tenant has as many live sessions as it may.
-//   UNAVAILABLE          the storage backend did not answer; safe to retry
-//                        Load, ListForUser, Delete, Prune and Health.
+//   UNAVAILABLE          the storage backend did not answer in time (within
+//                        the server's call timeout, whatever the caller's
+//                        deadline), or the server was too busy or shutting
+//                        down to start the call. Safe to retry Load,
+//                        ListForUser, Delete, Prune and Health; a call that
+//                        was not started says so ("nothing was done") and
+//                        is safe to retry too.
 //   DEADLINE_EXCEEDED    the caller's deadline passed. A call whose deadline
 //                        passed before the server started it is not started
 //                        (nothing written).

@@ -1,0 +1,199 @@
+#include "server/call_executor.h"
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+
+namespace sessiond {
+namespace {
+
+using Expiry = CallExecutor::Expiry;
+
+// Records what happened to it; Run executes `body` first, if set.
+class RecordingCall final : public CallExecutor::Call {
+ public:
+  explicit RecordingCall(std::function<void()> body = nullptr)
+      : body_(std::move(body)) {}
+
+  void Run() override {
+    if (body_) body_();
+    {
+      absl::MutexLock lock(&mu_);
+      ran_ = true;
+      ran_on_ = std::this_thread::get_id();
+      at_ = absl::Now();
+    }
+    done_.Notify();
+  }
+  void Expire(Expiry why) override {
+    {
+      absl::MutexLock lock(&mu_);
+      expired_ = why;
+      at_ = absl::Now();
+    }
+    done_.Notify();
+  }
+
+  bool WaitDone() {
+    return done_.WaitForNotificationWithTimeout(absl::Seconds(10));
+  }
+  bool ran() const {
+    absl::MutexLock lock(&mu_);
+    return ran_;
+  }
+  std::thread::id ran_on() const {
+    absl::MutexLock lock(&mu_);
+    return ran_on_;
+  }
+  std::optional<Expiry> expired() const {
+    absl::MutexLock lock(&mu_);
+    return expired_;
+  }
+  absl::Time at() const {
+    absl::MutexLock lock(&mu_);
+    return at_;
+  }
+
+ private:
+  const std::function<void()> body_;
+  mutable absl::Mutex mu_;
+  bool ran_ = false;
+  std::thread::id ran_on_;
+  std::optional<Expiry> expired_;
+  absl::Time at_;
+  absl::Notification done_;
+};
+
+absl::Time Later() { return absl::Now() + absl::Seconds(30); }
+
+TEST(CallExecutorTest, RunsEachCallOnAWorkerInArrivalOrder) {
+  CallExecutor executor(1, 100);
+  std::vector<int> order;
+  absl::Mutex mu;
+  std::vector<std::unique_ptr<RecordingCall>> calls;
+  for (int i = 0; i < 20; ++i) {
+    calls.push_back(std::make_unique<RecordingCall>([&, i] {
+      absl::MutexLock lock(&mu);
+      order.push_back(i);
+    }));
+  }
+  for (auto& call : calls) executor.Submit(call.get(), Later());
+  for (auto& call : calls) {
+    ASSERT_TRUE(call->WaitDone());
+    EXPECT_TRUE(call->ran());
+    EXPECT_FALSE(call->expired().has_value());
+    EXPECT_NE(call->ran_on(), std::this_thread::get_id());
+  }
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(order.size(), 20u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(order[i], i);
+}
+
+TEST(CallExecutorTest, AWaitingCallExpiresAtItsDeadlineWhileWorkersAreBusy) {
+  CallExecutor executor(2, 100);
+  absl::Notification release;
+  RecordingCall stuck_a([&] { release.WaitForNotification(); });
+  RecordingCall stuck_b([&] { release.WaitForNotification(); });
+  executor.Submit(&stuck_a, Later());
+  executor.Submit(&stuck_b, Later());
+  // Both workers are held; these two wait, the later deadline first.
+  const absl::Time start = absl::Now();
+  RecordingCall late, soon;
+  executor.Submit(&late, start + absl::Milliseconds(400));
+  executor.Submit(&soon, start + absl::Milliseconds(100));
+  ASSERT_TRUE(soon.WaitDone());
+  EXPECT_EQ(soon.expired(), Expiry::kDeadline);
+  EXPECT_GE(soon.at(), start + absl::Milliseconds(100));
+  ASSERT_TRUE(late.WaitDone());
+  EXPECT_EQ(late.expired(), Expiry::kDeadline);
+  EXPECT_GE(late.at(), start + absl::Milliseconds(400));
+  EXPECT_FALSE(stuck_a.ran());  // still held: the expiry did not wait
+  release.Notify();
+  ASSERT_TRUE(stuck_a.WaitDone());
+  ASSERT_TRUE(stuck_b.WaitDone());
+  EXPECT_FALSE(late.ran());
+  EXPECT_FALSE(soon.ran());
+}
+
+TEST(CallExecutorTest, ACallPastItsDeadlineIsNeverRun) {
+  CallExecutor executor(1, 100);
+  RecordingCall call;
+  executor.Submit(&call, absl::Now() - absl::Seconds(1));
+  ASSERT_TRUE(call.WaitDone());
+  EXPECT_EQ(call.expired(), Expiry::kDeadline);
+  EXPECT_FALSE(call.ran());
+}
+
+TEST(CallExecutorTest, RefusesCallsBeyondTheQueueAtOnce) {
+  CallExecutor executor(1, 2);
+  absl::Notification started, release;
+  RecordingCall stuck([&] {
+    started.Notify();
+    release.WaitForNotification();
+  });
+  executor.Submit(&stuck, Later());
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  RecordingCall first, second, third;
+  executor.Submit(&first, Later());
+  executor.Submit(&second, Later());
+  executor.Submit(&third, Later());
+  // Refused on this thread, before Submit returned.
+  EXPECT_EQ(third.expired(), Expiry::kQueueFull);
+  release.Notify();
+  ASSERT_TRUE(first.WaitDone());
+  ASSERT_TRUE(second.WaitDone());
+  EXPECT_TRUE(first.ran());
+  EXPECT_TRUE(second.ran());
+}
+
+TEST(CallExecutorTest, StopExpiresWaitingCallsAndLetsRunningOnesFinish) {
+  CallExecutor executor(1, 100);
+  absl::Notification started, release;
+  RecordingCall running([&] {
+    started.Notify();
+    release.WaitForNotification();
+  });
+  RecordingCall waiting;
+  executor.Submit(&running, Later());
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  executor.Submit(&waiting, Later());
+  std::thread releaser([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    release.Notify();
+  });
+  EXPECT_TRUE(executor.Stop(Later()));
+  releaser.join();
+  EXPECT_TRUE(running.ran());
+  EXPECT_EQ(waiting.expired(), Expiry::kStopping);
+  RecordingCall after;
+  executor.Submit(&after, Later());
+  EXPECT_EQ(after.expired(), Expiry::kStopping);
+}
+
+TEST(CallExecutorTest, StopReportsACallStillRunningAtItsDeadline) {
+  // Deliberately never destroyed: its detached worker still uses it.
+  auto* executor = new CallExecutor(1, 100);
+  absl::Notification started, release;
+  RecordingCall running([&] {
+    started.Notify();
+    release.WaitForNotification();
+  });
+  executor->Submit(&running, Later());
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  const absl::Time start = absl::Now();
+  EXPECT_FALSE(executor->Stop(start + absl::Milliseconds(100)));
+  EXPECT_GE(absl::Now(), start + absl::Milliseconds(100));
+  release.Notify();
+  ASSERT_TRUE(running.WaitDone());
+}
+
+}  // namespace
+}  // namespace sessiond
