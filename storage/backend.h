@@ -67,8 +67,8 @@ class StorageBackend {
 
   // `token_hash` is 32 bytes; `update`'s timeouts, if set, are positive and
   // truncated to microseconds. NOT_FOUND if the tenant has no live session
-  // with the hash; else writes ApplyUpdate(stored, update, now) (ABORTED,
-  // nothing written, on a version mismatch).
+  // with the hash; else writes ApplyUpdate(stored, update, now) (ABORTED or
+  // OUT_OF_RANGE, nothing written, as it says).
   virtual absl::StatusOr<SessionRecord> Update(absl::string_view tenant,
                                                absl::string_view token_hash,
                                                const SessionUpdate& update) = 0;
@@ -148,15 +148,34 @@ inline absl::Status CheckExpectedVersion(
       absl::StrCat("session version is ", stored, ", expected ", *expected));
 }
 
+// OUT_OF_RANGE if `update` sets an absolute lifetime that ends the session
+// created at `created_at` at or before `now`: no update may return (or
+// store) a session that is expired already. (The front turns it into the
+// caller's FAILED_PRECONDITION; backends use no other OUT_OF_RANGE.)
+inline absl::Status CheckLifetimeOutlivesNow(absl::Time created_at,
+                                             const SessionUpdate& update,
+                                             absl::Time now) {
+  if (!update.absolute_lifetime.has_value() ||
+      created_at + *update.absolute_lifetime > now) {
+    return absl::OkStatus();
+  }
+  return absl::OutOfRangeError("absolute lifetime already over");
+}
+
 // The record an Update at `now` makes of `stored`: ABORTED (nothing to
-// write) if update.expected_version is set and is not stored.version; else
-// the payload and the timeouts given replaced, last_active_at =
+// write) if update.expected_version is set and is not stored.version;
+// OUT_OF_RANGE (nothing to write) as CheckLifetimeOutlivesNow says;
+// else the payload and the timeouts given replaced, last_active_at =
 // ActiveAt(stored, now), and the version one higher. The user stays.
 inline absl::StatusOr<SessionRecord> ApplyUpdate(SessionRecord stored,
                                                  const SessionUpdate& update,
                                                  absl::Time now) {
   if (absl::Status s =
           CheckExpectedVersion(stored.version, update.expected_version);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckLifetimeOutlivesNow(stored.created_at, update, now);
       !s.ok()) {
     return s;
   }

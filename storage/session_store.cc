@@ -242,6 +242,11 @@ absl::StatusOr<SessionRecord> SessionStore::Update(
     normalized.absolute_lifetime = lifetime;
     updated = backend_->Update(tenant, token_hash, normalized);
   }
+  if (absl::IsOutOfRange(updated.status())) {
+    return absl::FailedPreconditionError(
+        "absolute_lifetime: shorter than the session's age, so it would end "
+        "the session now (Delete ends a session)");
+  }
   return Allowed(*backend_, "update", std::move(updated),
                  {StatusCode::kNotFound, StatusCode::kAborted});
 }

@@ -142,7 +142,8 @@ class SessionStore final {
   // tenant's live session with this token hash; sets last_active_at to now
   // (never earlier than it was) and increments version. Never changes the
   // user. NOT_FOUND if no live session has the hash; ABORTED on an
-  // expected_version mismatch.
+  // expected_version mismatch; FAILED_PRECONDITION, nothing written, if the
+  // absolute lifetime set would end the session at or before now.
   absl::StatusOr<SessionRecord> Update(absl::string_view tenant,
                                        absl::string_view token_hash,
                                        const SessionUpdate& update);

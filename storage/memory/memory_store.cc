@@ -612,6 +612,11 @@ absl::StatusOr<SessionRecord> MemoryBackend::Update(
             !s.ok()) {
           return s;
         }
+        if (absl::Status s =
+                CheckLifetimeOutlivesNow(e->created_at(), update, now);
+            !s.ok()) {
+          return s;
+        }
         if (!locks.WantAll(e)) return RetryWithMoreLocks();
 
         // ApplyUpdate, in place.

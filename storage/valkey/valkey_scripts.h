@@ -298,13 +298,16 @@ return reply(s)
 )lua";
 
 // ARGV[4] token hash, [5] '1' to set the payload to [6], [7] idle (us) or
-// '', [8] lifetime (us) or '', [9] expected version or ''. ApplyUpdate:
-// the user stays, and no cap applies.
+// '', [8] lifetime (us) or '', [9] expected version or ''. ApplyUpdate
+// (with CheckLifetimeOutlivesNow): the user stays, and no cap applies.
 inline constexpr char kUpdateScript[] = R"lua(
 local s = live_by_token(ARGV[4])
 if s == nil then return fail('NOT_FOUND', 'no live session') end
 if ARGV[9] ~= '' and ARGV[9] ~= s.v then
   return fail('ABORTED', 'version mismatch')
+end
+if ARGV[8] ~= '' and tonumber(s.c) + tonumber(ARGV[8]) <= NOW then
+  return fail('OUT_OF_RANGE', 'absolute lifetime already over')
 end
 if ARGV[5] == '1' then s.p = ARGV[6] end
 s.a = active_at(s)

@@ -220,6 +220,7 @@ absl::Status FunctionError(absl::string_view error, absl::string_view what) {
       space == absl::string_view::npos ? "" : error.substr(space + 1));
   if (code == "NOT_FOUND") return absl::NotFoundError(message);
   if (code == "ABORTED") return absl::AbortedError(message);
+  if (code == "OUT_OF_RANGE") return absl::OutOfRangeError(message);
   if (code == "ALREADY_EXISTS") return absl::AlreadyExistsError(message);
   return ServerError(error, what);
 }

@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "gmock/gmock.h"
 #include "tests/testing/status_macros.h"
 #include "tests/testing/threads.h"
 
@@ -46,6 +47,7 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SessionStoreConformanceTest);
 namespace {
 
 using ::absl::StatusCode;
+using ::testing::HasSubstr;
 
 template <typename T>
 StatusCode Code(const absl::StatusOr<T>& s) {
@@ -796,6 +798,30 @@ TEST_P(SessionStoreConformanceTest, UpdateAbsoluteLifetimeCountsFromCreation) {
   EXPECT_TRUE(Exists(1));
   clock_.Set(s.created_at + absl::Minutes(3));
   EXPECT_FALSE(Exists(1));
+}
+
+TEST_P(SessionStoreConformanceTest,
+       UpdateRefusesALifetimeThatEndsTheSessionAlready) {
+  SessionRecord s = MustCreate("upd", 1, "alice");
+  clock_.Advance(absl::Minutes(2));
+  for (absl::Duration lifetime : {absl::Minutes(1), absl::Minutes(2)}) {
+    SCOPED_TRACE(lifetime);
+    SessionUpdate u = MakeUpdate("changed");
+    u.absolute_lifetime = lifetime;
+    absl::StatusOr<SessionRecord> r = store_->Update(kTenant, TokenHash(1), u);
+    EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status();
+    EXPECT_THAT(r.status().message(), HasSubstr("absolute_lifetime"));
+  }
+  // Nothing was written; a lifetime a microsecond longer than the age is
+  // still accepted.
+  ASSERT_OK_AND_ASSIGN(SessionRecord kept, store_->Load(kTenant, TokenHash(1)));
+  EXPECT_EQ(kept.version, 1);
+  EXPECT_EQ(kept.sealed_payload, s.sealed_payload);
+  SessionUpdate u = MakeUpdate("p");
+  u.absolute_lifetime = absl::Minutes(2) + absl::Microseconds(1);
+  ASSERT_OK_AND_ASSIGN(SessionRecord r,
+                       store_->Update(kTenant, TokenHash(1), u));
+  EXPECT_EQ(r.version, 2);
 }
 
 TEST_P(SessionStoreConformanceTest, UpdateTruncatesTimeoutsToWholeMicros) {

@@ -23,8 +23,10 @@
 //                        it.
 //   NOT_FOUND            no live session for that token (in the caller's
 //                        tenant).
-//   FAILED_PRECONDITION  Save on an existing session named another user; only
-//                        Cycle changes a session's user.
+//   FAILED_PRECONDITION  Save on an existing session named another user (only
+//                        Cycle changes a session's user), or set an
+//                        absolute_lifetime shorter than the session's age
+//                        (Delete ends a session); nothing written.
 //   ABORTED              Save's expected_version did not match, or Cycle met
 //                        a concurrent write; nothing written.
 //   RESOURCE_EXHAUSTED   the sealed payload is over the tenant's limit, or
