@@ -198,6 +198,15 @@ FlagSet<ServerConfig> BuildFlags() {
           },
           absl::Milliseconds(10), absl::Minutes(10))
       .Duration(
+          "max_connection_age",
+          "close each client connection gracefully after about this long "
+          "(+-10%), so that clients reconnect, spreading over new replicas "
+          "and leaving one that drains (0: never)",
+          [](ServerConfig* c) -> absl::Duration& {
+            return c->grpc.max_connection_age;
+          },
+          absl::ZeroDuration(), absl::Hours(24))
+      .Duration(
           "shutdown_drain_delay",
           "after SIGTERM or SIGINT, keep serving this long while health "
           "checks report NOT_SERVING, so load balancers drain this replica "

@@ -51,6 +51,11 @@ struct GrpcServerOptions {
   int workers = 32;
   // The longest a call may take from its arrival; > 0.
   absl::Duration call_timeout = absl::Seconds(5);
+  // Each client connection is closed gracefully (HTTP/2 GOAWAY, its calls
+  // finishing) after about this long (+-10%), so that clients reconnect:
+  // after a scale-out, and before a shutdown, which would otherwise fail the
+  // calls arriving as it begins. Zero: connections last.
+  absl::Duration max_connection_age = absl::Seconds(30);
   // Largest request accepted, in bytes.
   int max_receive_message_bytes = 4 * 1024 * 1024;
   // TLS: with a certificate chain and its private key (PEM), the server

@@ -252,6 +252,21 @@ int Run(int argc, char** argv) {
         config->grpc.listen_address);
   }
 
+  const absl::Duration oldest_connection =
+      config->grpc.max_connection_age * 1.1;
+  if (config->shutdown_drain_delay > absl::ZeroDuration() &&
+      (config->grpc.max_connection_age == absl::ZeroDuration() ||
+       config->shutdown_drain_delay <= oldest_connection)) {
+    LogWarning(
+        "--shutdown_drain_delay=%s does not outlast --max_connection_age "
+        "(+10%%): clients still connected when shutdown begins may see calls "
+        "fail CANCELLED; make the drain delay longer than %s",
+        absl::FormatDuration(config->shutdown_drain_delay),
+        config->grpc.max_connection_age == absl::ZeroDuration()
+            ? std::string("a nonzero --max_connection_age")
+            : absl::FormatDuration(oldest_connection));
+  }
+
   std::optional<BackgroundPruner> pruner;
   if (config->prune_interval > absl::ZeroDuration()) {
     pruner.emplace(&handler, config->prune_interval, config->grpc.call_timeout);

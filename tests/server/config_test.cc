@@ -103,6 +103,7 @@ TEST_F(ConfigTest, DocumentedDefaults) {
   EXPECT_EQ(config->grpc.threads, 0);
   EXPECT_EQ(config->grpc.workers, 32);
   EXPECT_EQ(config->grpc.call_timeout, absl::Seconds(5));
+  EXPECT_EQ(config->grpc.max_connection_age, absl::Seconds(30));
   EXPECT_TRUE(config->insecure_plaintext);
 }
 
