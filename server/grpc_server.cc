@@ -5,9 +5,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "crypto/wipe.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/log.h"
+#include "server/request_parser.h"
 #include "storage/call_deadline.h"
 
 namespace sessiond {
@@ -83,16 +85,16 @@ class Tag {
 template <typename Request, typename Response>
 class UnaryCall final : public Tag, public CallExecutor::Call {
  public:
-  using RequestMethod = void (SessionService::AsyncService::*)(
-      grpc::ServerContext*, Request*,
-      grpc::ServerAsyncResponseWriter<Response>*, grpc::CompletionQueue*,
-      grpc::ServerCompletionQueue*, void*);
+  using RequestMethod = void (RawSessionService::*)(
+      grpc::ServerContext*, grpc::ByteBuffer*,
+      grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>*,
+      grpc::CompletionQueue*, grpc::ServerCompletionQueue*, void*);
   using HandleMethod = absl::StatusOr<Response> (SessionHandler::*)(
       const TenantScope&, const Request&);
 
   struct Method {
     GrpcServer* server;
-    SessionService::AsyncService* service;
+    RawSessionService* service;
     grpc::ServerCompletionQueue* cq;
     SessionHandler* handler;
     const Access* access;
@@ -105,7 +107,7 @@ class UnaryCall final : public Tag, public CallExecutor::Call {
   static void Arm(const Method& method) {
     method.server->ArmUnlessShuttingDown([&method] {
       auto* call = new UnaryCall(method);
-      (method.service->*method.request)(&call->context_, &call->request_,
+      (method.service->*method.request)(&call->context_, &call->raw_request_,
                                         &call->responder_, method.cq, method.cq,
                                         call);
     });
@@ -172,6 +174,7 @@ class UnaryCall final : public Tag, public CallExecutor::Call {
 
   absl::StatusOr<Response> Handle() {
     if (absl::Now() >= deadline_) return NotStarted();
+    if (absl::Status s = Parse(); !s.ok()) return s;
     const storage::ScopedCallDeadline bound(deadline_);
     absl::StatusOr<Access::Admission> admitted =
         method_.access->Admit(context_, PermissionFor(request_));
@@ -179,19 +182,49 @@ class UnaryCall final : public Tag, public CallExecutor::Call {
     return (method_.handler->*method_.handle)(admitted->scope(), request_);
   }
 
+  absl::Status Parse() {
+    std::vector<grpc::Slice> slices;
+    if (!raw_request_.Dump(&slices).ok()) {
+      return absl::InternalError("could not read the request");
+    }
+    if (slices.size() == 1) {
+      return ParseRequest(
+          absl::string_view(reinterpret_cast<const char*>(slices[0].begin()),
+                            slices[0].size()),
+          &request_);
+    }
+    std::string bytes;
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+    absl::Status parsed = ParseRequest(bytes, &request_);
+    crypto::Wipe(&bytes);  // it holds the token
+    return parsed;
+  }
+
   void Respond(const absl::StatusOr<Response>& response) {
     finishing_ = true;
-    if (response.ok()) {
-      responder_.Finish(*response, grpc::Status::OK, this);
-    } else {
+    if (!response.ok()) {
       responder_.FinishWithError(ToGrpcStatus(response.status()), this);
+      return;
+    }
+    grpc::ByteBuffer bytes;
+    bool own_buffer = false;
+    const grpc::Status serialized =
+        grpc::SerializationTraits<Response>::Serialize(*response, &bytes,
+                                                       &own_buffer);
+    if (serialized.ok()) {
+      responder_.Finish(bytes, grpc::Status::OK, this);
+    } else {
+      responder_.FinishWithError(serialized, this);
     }
   }
 
   const Method method_;
   grpc::ServerContext context_;
+  grpc::ByteBuffer raw_request_;
   Request request_;
-  grpc::ServerAsyncResponseWriter<Response> responder_;
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder_;
   absl::Time deadline_;
   bool caller_deadline_first_ = false;
   bool finishing_ = false;
@@ -200,7 +233,7 @@ class UnaryCall final : public Tag, public CallExecutor::Call {
 // What every call slot of a queue shares.
 struct SlotContext {
   GrpcServer* server;
-  SessionService::AsyncService* service;
+  RawSessionService* service;
   grpc::ServerCompletionQueue* cq;
   SessionHandler* handler;
   const Access* access;
@@ -223,7 +256,7 @@ void ArmMethod(const SlotContext& slot,
 }  // namespace
 
 void GrpcServer::ArmAll(grpc::ServerCompletionQueue* cq) {
-  using AS = SessionService::AsyncService;
+  using AS = RawSessionService;
   const SlotContext slot{this,    &service_,       cq,           handler_,
                          access_, executor_.get(), call_timeout_};
   ArmMethod<v1::LoadRequest, v1::LoadResponse>(slot, &AS::RequestLoad,

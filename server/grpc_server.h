@@ -2,7 +2,9 @@
 // (async) API, plus the standard grpc.health.v1 service and server
 // reflection.
 //
-// Every sessiond.v1 call is admitted by Access first (access.h): its caller
+// Requests are parsed by ParseRequest (request_parser.h), so a string field
+// that is not UTF-8 is INVALID_ARGUMENT naming it. Every sessiond.v1 call is
+// admitted by Access first (access.h): its caller
 // identified and its permission checked (UNAUTHENTICATED, PERMISSION_DENIED)
 // before the handler runs in the caller's tenant. grpc.health.v1 and
 // reflection answer every peer that reaches the port: they reveal only
@@ -40,6 +42,17 @@
 #include "sessiond/v1/session.grpc.pb.h"
 
 namespace sessiond {
+
+// SessionService with every method raw (bytes in, bytes out), so that the
+// server parses requests itself (request_parser.h).
+using RawSessionService = v1::SessionService::WithRawMethod_Load<
+    v1::SessionService::WithRawMethod_Save<
+        v1::SessionService::WithRawMethod_Cycle<
+            v1::SessionService::WithRawMethod_Delete<
+                v1::SessionService::WithRawMethod_ListForUser<
+                    v1::SessionService::WithRawMethod_Prune<
+                        v1::SessionService::WithRawMethod_Health<
+                            v1::SessionService::Service>>>>>>>;
 
 struct GrpcServerOptions {
   // host:port; port 0 picks a free port (see GrpcServer::port()).
@@ -115,7 +128,7 @@ class GrpcServer {
 
   SessionHandler* handler_ = nullptr;
   const Access* access_ = nullptr;
-  v1::SessionService::AsyncService service_;
+  RawSessionService service_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::unique_ptr<grpc::Server> server_;
   // The health listener's queue: nothing is requested on it, but gRPC

@@ -23,6 +23,7 @@
 #include "server/grpc_server.h"
 #include "server/log.h"
 #include "server/pruner.h"
+#include "server/request_parser.h"
 #include "server/session_handler.h"
 #include "storage/clock.h"
 #include "storage/registry.h"
@@ -181,6 +182,7 @@ int Run(int argc, char** argv) {
   // updates one process-wide graph under a global lock (its cost is in
   // docs/BENCHMARKS.md). Tests keep it on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  RouteProtobufLogs();
   absl::StatusOr<ServerConfig> config =
       ParseConfig(argc, argv, ProcessEnvironment());
   if (!config.ok()) {

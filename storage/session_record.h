@@ -97,18 +97,14 @@ inline absl::Duration MicrosToDuration(int64_t us) {
   return absl::Microseconds(us);
 }
 
-// Whether `s` may be a stored id or user_id (session_store.h): strict UTF-8
-// (no overlong forms, surrogates or code points past U+10FFFF) without NUL
-// bytes, which is also exactly what a PostgreSQL text value can hold. The
-// SessionStore front applies it for every backend: writes reject other text
-// (INVALID_ARGUMENT); lookups by such an id or user find nothing.
-inline bool IsStorableText(absl::string_view s) {
+// Whether `s` is strict UTF-8: no overlong forms, surrogates or code points
+// past U+10FFFF.
+inline bool IsUtf8(absl::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
   size_t i = 0;
   while (i < n) {
     const unsigned char c = p[i];
-    if (c == 0) return false;
     if (c < 0x80) {
       ++i;
       continue;
@@ -139,6 +135,14 @@ inline bool IsStorableText(absl::string_view s) {
     i += len;
   }
   return true;
+}
+
+// Whether `s` may be a stored id or user_id (session_store.h): UTF-8 without
+// NUL bytes, which is also exactly what a PostgreSQL text value can hold.
+// The SessionStore front applies it for every backend: writes reject other
+// text (INVALID_ARGUMENT); lookups by such an id or user find nothing.
+inline bool IsStorableText(absl::string_view s) {
+  return s.find('\0') == absl::string_view::npos && IsUtf8(s);
 }
 
 // Token hashes are SHA-256 digests, raw.
