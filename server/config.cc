@@ -283,6 +283,14 @@ absl::Status Validate(ServerConfig* config) {
   if (!config->tls_client_ca_file.empty() && config->tls_cert_file.empty()) {
     return Bad("--tls_client_ca_file needs --tls_cert_file and --tls_key_file");
   }
+  // Only the memory backend never waits on a peer: with any other, a hung
+  // database would hold the gRPC threads, and no call would be answered.
+  if (config->grpc.workers == 0 && config->backend != "memory") {
+    return Bad(absl::StrCat(
+        "--workers=0 runs calls on the gRPC threads, which a hung database "
+        "would hold; it is for --backend=memory only, not ",
+        config->backend));
+  }
   if (config->create_key_if_missing && config->key_files.size() != 1) {
     return Bad("--create_key_if_missing needs exactly one path in --key_files");
   }

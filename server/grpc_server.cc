@@ -389,15 +389,16 @@ void GrpcServer::SetServing(bool serving) {
 }
 
 bool GrpcServer::Shutdown(absl::Duration grace) {
-  if (shut_down_) return true;
+  if (shut_down_) return !stuck_;
   shut_down_ = true;
   SetServing(false);
   {
     absl::WriterMutexLock lock(&shutdown_mu_);
     shutting_down_ = true;
   }
+  const absl::Time start = absl::Now();
   // Returns once every call has finished or was cancelled at the deadline.
-  const absl::Time deadline = absl::Now() + grace;
+  const absl::Time deadline = start + grace;
   server_->Shutdown(absl::ToChronoTime(deadline));
   // Health Watch streams never end by themselves: cancel them at the same
   // deadline.
@@ -408,14 +409,15 @@ bool GrpcServer::Shutdown(absl::Duration grace) {
     health_queue_->Shutdown();
     health_thread_.join();
   }
-  // Calls still on a worker answer on the queues, which must outlive them:
-  // each is bounded by call_timeout, so this wait is too, unless a backend
-  // ignores its deadline.
-  if (executor_ != nullptr &&
-      !executor_->Stop(std::max(deadline, absl::Now()) + kWorkerStopMargin)) {
-    LogError(
-        "calls were still running %s after the shutdown grace period ended",
-        absl::FormatDuration(kWorkerStopMargin));
+  // Calls still on a worker answer on the queues, which must outlive them.
+  // Each ends by call_timeout after it arrived, before shutdown began,
+  // unless a backend ignores its deadline.
+  const absl::Time calls_done =
+      std::max(deadline, start + call_timeout_) + kWorkerStopMargin;
+  if (executor_ != nullptr && !executor_->Stop(calls_done)) {
+    LogError("calls were still running %s after their call timeout",
+             absl::FormatDuration(kWorkerStopMargin));
+    stuck_ = true;
     return false;
   }
   for (auto& cq : queues_) cq->Shutdown();
@@ -425,7 +427,14 @@ bool GrpcServer::Shutdown(absl::Duration grace) {
 }
 
 GrpcServer::~GrpcServer() {
-  if (server_ != nullptr) Shutdown(absl::ZeroDuration());
+  if (server_ != nullptr && !Shutdown(absl::ZeroDuration())) {
+    // Stuck calls still use the server, its queues and the executor: leave
+    // them all to the process's end rather than free them under the calls.
+    (void)executor_.release();
+    (void)server_.release();
+    for (auto& cq : queues_) (void)cq.release();
+    for (std::thread& thread : threads_) thread.detach();
+  }
 }
 
 }  // namespace sessiond

@@ -108,9 +108,10 @@ class GrpcServer {
 
   // Stops accepting calls; waits for in-flight calls up to `grace`, cancels
   // what is left, and joins the threads. Idempotent. Returns false if
-  // handlers were still running a second after the grace period: then the
-  // server (and what its handlers use) must not be destroyed; end the
-  // process instead.
+  // handlers were still running a second after both the grace period and
+  // their call timeout ended (a backend that ignored its deadline): then
+  // what the handlers use must stay alive (the server leaves its own parts
+  // to the process's end); end the process.
   bool Shutdown(absl::Duration grace);
 
   // Arms a call slot on `cq` unless shutdown has begun (the caller's
@@ -147,6 +148,7 @@ class GrpcServer {
   absl::Mutex shutdown_mu_;
   bool shutting_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
   bool shut_down_ = false;  // Touched only by Shutdown's caller.
+  bool stuck_ = false;      // Shutdown found calls still running.
 };
 
 }  // namespace sessiond

@@ -238,13 +238,20 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   // The connection is started (PQconnectStart), and completed with the
   // socket under the watchdog until `deadline`: a server that accepts TCP
   // but never answers (hung, or SIGSTOPped) fails the connect in time.
+  // libpq opens a new socket for each further address it tries (a name
+  // with several addresses, host=a,b): those are bounded by its own
+  // connect_timeout (whole seconds, at least 2, per address) instead.
   std::vector<std::pair<std::string, std::string>> params;
   // No reallocation may leave a copy of the password behind.
-  params.reserve(options.params.size() + 1);
+  params.reserve(options.params.size() + 2);
   params.insert(params.end(), options.params.begin(), options.params.end());
   if (!options.secret.empty()) {
     params.emplace_back("password", options.secret.view());
   }
+  params.emplace_back("connect_timeout",
+                      absl::StrCat(std::max<int64_t>(
+                          2, absl::ToInt64Seconds(absl::Ceil(
+                                 deadline - absl::Now(), absl::Seconds(1))))));
   std::string conninfo = ConnectionString(params);
   const WipeOnExit wipe_conninfo{&conninfo};
   for (auto& [key, value] : params) {
@@ -281,6 +288,14 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
       if (text != nullptr) conn->prepare(PreparedName(statement), text);
     }
     fired = watchdog.Disarm(ticket);
+    // The statements to come are watched on the socket libpq kept, which
+    // is not the first one if it moved on to another address.
+    if (!fired) {
+      ::close(watch_fd);
+      const int kept = conn->sock();
+      watch_fd = kept >= 0 ? fcntl(kept, F_DUPFD_CLOEXEC, 0) : -1;
+      if (watch_fd < 0) return cannot_connect("no socket to watch");
+    }
   } catch (const std::exception& e) {
     if (ticket != 0) fired = watchdog.Disarm(ticket);
     conn.reset();

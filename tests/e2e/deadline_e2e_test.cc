@@ -1,7 +1,10 @@
 // End-to-end: a call whose caller's deadline passed while it waited for a
 // server thread is not started, so it writes nothing after the caller gave
 // up. One worker, and a Valkey server hung (SIGSTOP) so that the first call
-// holds that worker.
+// holds that worker. And shutdown lets such a held call finish within its
+// call timeout.
+#include <signal.h>
+
 #include <memory>
 #include <string>
 #include <thread>
@@ -11,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/sessiond_process.h"
 #include "tests/testing/redis_server.h"
+#include "tests/testing/subprocess.h"
 
 namespace sessiond::testing {
 namespace {
@@ -55,6 +59,35 @@ TEST(DeadlineE2eTest, ACallPastItsDeadlineIsNotStarted) {
   ASSERT_TRUE(listed.ok()) << listed.status();
   EXPECT_EQ(listed->sessions_size(), 0)
       << "a Create ran after its caller's deadline";
+}
+
+// A call still within its --call_timeout when SIGTERM's grace period ends
+// is let finish: the process exits cleanly (0), not as if it were stuck.
+TEST(DeadlineE2eTest, ShutdownWaitsForCallsWithinTheirCallTimeout) {
+  const std::string dir = MakeTempDir("deadline-shutdown");
+  ASSERT_FALSE(dir.empty());
+  absl::StatusOr<std::unique_ptr<RedisServer>> valkey =
+      RedisServer::Start(RedisServerOptions{});
+  ASSERT_TRUE(valkey.ok()) << valkey.status();
+  absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
+      SessiondProcess::Start(
+          {"--backend=valkey", "--insecure_plaintext", "--shutdown_grace=0s",
+           "--call_timeout=3s", "--valkey_timeout=2s",
+           "--valkey_address=127.0.0.1:" + std::to_string((*valkey)->port())},
+          dir + "/sessiond.log");
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<Client> client = *Client::Connect(
+      (*server)->address(),
+      ClientOptions{absl::Seconds(10), 1, absl::Milliseconds(50), ""});
+  ASSERT_TRUE(client->Health().ok());
+  ASSERT_TRUE((*valkey)->Pause().ok());
+  std::thread caller([&] { (void)client->Create("held"); });
+  absl::SleepFor(absl::Milliseconds(500));  // the Create waits on Valkey
+  absl::StatusOr<int> exit_code = (*server)->Stop(SIGTERM, absl::Seconds(15));
+  caller.join();
+  ASSERT_TRUE((*valkey)->Resume().ok());
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0) << ReadFileOrEmpty((*server)->log_path());
 }
 
 }  // namespace

@@ -112,6 +112,13 @@ TEST_F(MalformedRequestE2eTest, BytesThatAreNoMessageAreInvalidArgument) {
       << status.error_message();
   EXPECT_THAT(status.error_message(),
               HasSubstr("not a valid sessiond.v1.SaveRequest"));
+  // Groups nested a million deep (field 9, start-group): no parser may
+  // recurse that far.
+  const grpc::Status deep = Call("Save", std::string(1 << 20, '\x4b'));
+  EXPECT_EQ(deep.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << deep.error_message();
+  std::unique_ptr<Client> client = *Client::Connect(server_->address());
+  EXPECT_TRUE(client->Health().ok());
 }
 
 }  // namespace

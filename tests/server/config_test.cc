@@ -110,10 +110,14 @@ TEST_F(ConfigTest, DocumentedDefaults) {
 TEST_F(ConfigTest, CallTimeoutAndWorkers) {
   env_["SESSIOND_CALL_TIMEOUT"] = "750ms";
   absl::StatusOr<ServerConfig> config =
-      ParseLocal({"--insecure_plaintext", "--workers=0"});
+      ParseLocal({"--insecure_plaintext", "--backend=memory", "--workers=0"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->grpc.call_timeout, absl::Milliseconds(750));
   EXPECT_EQ(config->grpc.workers, 0);
+  // Only the memory backend never waits on a peer.
+  config = ParseLocal({"--insecure_plaintext", "--workers=0"});
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr("--backend=memory only"));
   for (const char* bad : {"--call_timeout=5ms", "--call_timeout=11m",
                           "--call_timeout=0s", "--workers=-1"}) {
     SCOPED_TRACE(bad);

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -461,6 +462,33 @@ TEST_F(PostgresStoreTest, NonUtf8DatabaseIsFailedPreconditionOnlyAtOpen) {
         << name << ": " << status;
     EXPECT_THAT(status.message(), HasSubstr("UTF8")) << name;
   }
+}
+
+// libpq opens a new socket for each address it tries: statements must be
+// watched on the one of the address that answered (127.0.0.2 refuses).
+TEST_F(PostgresStoreTest, StatementsAreBoundedOnTheSocketOfTheAddressUsed) {
+  PostgresOptions options = Options();
+  options.dsn = absl::StrReplaceAll(
+      options.dsn, {{"host=127.0.0.1", "host=127.0.0.2,127.0.0.1"}});
+  ASSERT_NE(options.dsn, Options().dsn);
+  options.pool_size = 1;
+  options.connect_timeout = absl::Seconds(1);
+  options.statement_timeout = absl::Seconds(1);
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Create(NumberedRecord(1), {}).ok());
+  ASSERT_TRUE(server_->Pause().ok());
+  // Should the bound fail, the server is resumed and the call ends late.
+  std::thread resume([&] {
+    absl::SleepFor(absl::Seconds(8));
+    (void)server_->Resume();
+  });
+  absl::Status loaded;
+  const absl::Duration took = Timed(
+      [&] { loaded = store->Load(kTenant, NumberedTokenHash(1)).status(); });
+  resume.join();
+  EXPECT_EQ(loaded.code(), absl::StatusCode::kUnavailable) << loaded;
+  EXPECT_LT(took, absl::Seconds(5));
 }
 
 // ---------------------------------------------------------------------------
