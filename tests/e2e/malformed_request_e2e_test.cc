@@ -6,12 +6,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "gmock/gmock.h"
-#include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/sessiond_process.h"
 #include "tests/testing/subprocess.h"
@@ -38,35 +35,17 @@ class MalformedRequestE2eTest : public ::testing::Test {
                                dir_ + "/sessiond.log");
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->address(),
-                                   grpc::InsecureChannelCredentials());
-    stub_ = std::make_unique<grpc::GenericStub>(channel_);
   }
 
   // Calls `method` of SessionService with `bytes` as the request.
-  grpc::Status Call(const std::string& method, const std::string& bytes) {
-    grpc::Slice slice(bytes);
-    grpc::ByteBuffer request(&slice, 1);
-    grpc::ByteBuffer response;
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(10));
-    grpc::Status status;
-    absl::Notification done;
-    stub_->UnaryCall(&context, "/sessiond.v1.SessionService/" + method,
-                     grpc::StubOptions(), &request, &response,
-                     [&](grpc::Status s) {
-                       status = std::move(s);
-                       done.Notify();
-                     });
-    done.WaitForNotification();
-    return status;
+  absl::Status Call(const std::string& method, const std::string& bytes) {
+    return CallRaw(server_->address(), "/sessiond.v1.SessionService/" + method,
+                   bytes, absl::Seconds(10))
+        .status();
   }
 
   std::string dir_;
   std::unique_ptr<SessiondProcess> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<grpc::GenericStub> stub_;
 };
 
 TEST_F(MalformedRequestE2eTest,
@@ -88,10 +67,9 @@ TEST_F(MalformedRequestE2eTest,
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat(c.method, " ", c.field));
-    const grpc::Status status = Call(c.method, c.bytes);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
-        << status.error_message();
-    EXPECT_THAT(status.error_message(),
+    const absl::Status status = Call(c.method, c.bytes);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(),
                 HasSubstr(absl::StrCat(c.field, ": must be UTF-8")));
   }
   // Nothing was created for "alice".
@@ -105,18 +83,16 @@ TEST_F(MalformedRequestE2eTest,
 
 TEST_F(MalformedRequestE2eTest, BytesThatAreNoMessageAreInvalidArgument) {
   // A length-delimited field that claims more bytes than there are.
-  const grpc::Status status = Call("Save", std::string("\x12\x7f"
+  const absl::Status status = Call("Save", std::string("\x12\x7f"
                                                        "ab",
                                                        4));
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
-      << status.error_message();
-  EXPECT_THAT(status.error_message(),
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(status.message(),
               HasSubstr("not a valid sessiond.v1.SaveRequest"));
   // Groups nested a million deep (field 9, start-group): no parser may
   // recurse that far.
-  const grpc::Status deep = Call("Save", std::string(1 << 20, '\x4b'));
-  EXPECT_EQ(deep.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
-      << deep.error_message();
+  const absl::Status deep = Call("Save", std::string(1 << 20, '\x4b'));
+  EXPECT_EQ(deep.code(), absl::StatusCode::kInvalidArgument) << deep;
   std::unique_ptr<Client> client = *Client::Connect(server_->address());
   EXPECT_TRUE(client->Health().ok());
 }

@@ -80,28 +80,20 @@ absl::StatusOr<int> SessiondProcess::RunToExit(
   return code;
 }
 
-// Calls grpc.health.v1.Health/Check for `service` and returns the serving
-// status (1 SERVING, 2 NOT_SERVING), or -1 if the call failed.
-// HealthCheckRequest{service} is field 1 (a string); HealthCheckResponse
-// {status} is field 1 (an enum), so SERVING is the two bytes 08 01.
-int StandardHealth(const std::string& address, const std::string& service) {
+absl::StatusOr<std::string> CallRaw(const std::string& address,
+                                    const std::string& method,
+                                    const std::string& request,
+                                    absl::Duration timeout) {
   grpc::GenericStub stub(
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  std::string request;
-  if (!service.empty()) {
-    request =
-        std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
-  }
   grpc::Slice slice(request);
   grpc::ByteBuffer request_buffer(&slice, 1);
   grpc::ByteBuffer response_buffer;
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(5));
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   grpc::CompletionQueue cq;
   std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
-      stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check",
-                            request_buffer, &cq);
+      stub.PrepareUnaryCall(&context, method, request_buffer, &cq);
   call->StartCall();
   grpc::Status status;
   call->Finish(&response_buffer, &status, reinterpret_cast<void*>(1));
@@ -113,15 +105,36 @@ int StandardHealth(const std::string& address, const std::string& service) {
   bool ignored_ok = false;
   while (cq.Next(&ignored_tag, &ignored_ok)) {
   }
-  if (!got || !ok || !status.ok()) return -1;
+  if (!got || !ok) return absl::UnknownError("the call did not complete");
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        status.error_message());
+  }
   std::vector<grpc::Slice> slices;
-  if (!response_buffer.Dump(&slices).ok()) return -1;
+  if (!response_buffer.Dump(&slices).ok()) {
+    return absl::UnknownError("unreadable response");
+  }
   std::string response;
   for (const grpc::Slice& s : slices) {
     response.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
-  if (response.size() != 2 || response[0] != '\x08') return -1;
-  return response[1];
+  return response;
+}
+
+// HealthCheckRequest{service} is field 1 (a string); HealthCheckResponse
+// {status} is field 1 (an enum), so SERVING is the two bytes 08 01.
+int StandardHealth(const std::string& address, const std::string& service) {
+  std::string request;
+  if (!service.empty()) {
+    request =
+        std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+  }
+  absl::StatusOr<std::string> response = CallRaw(
+      address, "/grpc.health.v1.Health/Check", request, absl::Seconds(5));
+  if (!response.ok() || response->size() != 2 || (*response)[0] != '\x08') {
+    return -1;
+  }
+  return (*response)[1];
 }
 
 std::string SessiondProcess::address() const {

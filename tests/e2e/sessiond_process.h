@@ -49,6 +49,14 @@ class SessiondProcess {
   int port_;
 };
 
+// Calls `method` ("/package.Service/Method") on `address` (plaintext) with
+// `request` as the request's wire bytes, waiting up to `timeout`. The
+// response's wire bytes, or the call's status.
+absl::StatusOr<std::string> CallRaw(const std::string& address,
+                                    const std::string& method,
+                                    const std::string& request,
+                                    absl::Duration timeout);
+
 // Calls the standard grpc.health.v1.Health/Check on `address` (plaintext)
 // for `service` ("" for the server as a whole). Returns the status: 1
 // SERVING, 2 NOT_SERVING; or -1 if the call failed.
