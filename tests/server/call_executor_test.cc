@@ -74,6 +74,26 @@ class RecordingCall final : public CallExecutor::Call {
 
 absl::Time Later() { return absl::Now() + absl::Seconds(30); }
 
+// A call that, once run, holds its worker until Release().
+class HeldCall {
+ public:
+  HeldCall()
+      : call_([this] {
+          started_.Notify();
+          release_.WaitForNotification();
+        }) {}
+  RecordingCall* get() { return &call_; }
+  RecordingCall* operator->() { return &call_; }
+  bool WaitStarted() {
+    return started_.WaitForNotificationWithTimeout(absl::Seconds(10));
+  }
+  void Release() { release_.Notify(); }
+
+ private:
+  absl::Notification started_, release_;
+  RecordingCall call_;
+};
+
 TEST(CallExecutorTest, RunsEachCallOnAWorkerInArrivalOrder) {
   CallExecutor executor(1, 100);
   std::vector<int> order;
@@ -99,11 +119,11 @@ TEST(CallExecutorTest, RunsEachCallOnAWorkerInArrivalOrder) {
 
 TEST(CallExecutorTest, AWaitingCallExpiresAtItsDeadlineWhileWorkersAreBusy) {
   CallExecutor executor(2, 100);
-  absl::Notification release;
-  RecordingCall stuck_a([&] { release.WaitForNotification(); });
-  RecordingCall stuck_b([&] { release.WaitForNotification(); });
-  executor.Submit(&stuck_a, Later());
-  executor.Submit(&stuck_b, Later());
+  HeldCall stuck_a, stuck_b;
+  executor.Submit(stuck_a.get(), Later());
+  executor.Submit(stuck_b.get(), Later());
+  ASSERT_TRUE(stuck_a.WaitStarted());
+  ASSERT_TRUE(stuck_b.WaitStarted());
   // Both workers are held; these two wait, the later deadline first.
   const absl::Time start = absl::Now();
   RecordingCall late, soon;
@@ -115,10 +135,11 @@ TEST(CallExecutorTest, AWaitingCallExpiresAtItsDeadlineWhileWorkersAreBusy) {
   ASSERT_TRUE(late.WaitDone());
   EXPECT_EQ(late.expired(), Expiry::kDeadline);
   EXPECT_GE(late.at(), start + absl::Milliseconds(400));
-  EXPECT_FALSE(stuck_a.ran());  // still held: the expiry did not wait
-  release.Notify();
-  ASSERT_TRUE(stuck_a.WaitDone());
-  ASSERT_TRUE(stuck_b.WaitDone());
+  EXPECT_FALSE(stuck_a->ran());  // still held: the expiry did not wait
+  stuck_a.Release();
+  stuck_b.Release();
+  ASSERT_TRUE(stuck_a->WaitDone());
+  ASSERT_TRUE(stuck_b->WaitDone());
   EXPECT_FALSE(late.ran());
   EXPECT_FALSE(soon.ran());
 }
@@ -134,20 +155,16 @@ TEST(CallExecutorTest, ACallPastItsDeadlineIsNeverRun) {
 
 TEST(CallExecutorTest, RefusesCallsBeyondTheQueueAtOnce) {
   CallExecutor executor(1, 2);
-  absl::Notification started, release;
-  RecordingCall stuck([&] {
-    started.Notify();
-    release.WaitForNotification();
-  });
-  executor.Submit(&stuck, Later());
-  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  HeldCall stuck;
+  executor.Submit(stuck.get(), Later());
+  ASSERT_TRUE(stuck.WaitStarted());
   RecordingCall first, second, third;
   executor.Submit(&first, Later());
   executor.Submit(&second, Later());
   executor.Submit(&third, Later());
   // Refused on this thread, before Submit returned.
   EXPECT_EQ(third.expired(), Expiry::kQueueFull);
-  release.Notify();
+  stuck.Release();
   ASSERT_TRUE(first.WaitDone());
   ASSERT_TRUE(second.WaitDone());
   EXPECT_TRUE(first.ran());
@@ -156,22 +173,18 @@ TEST(CallExecutorTest, RefusesCallsBeyondTheQueueAtOnce) {
 
 TEST(CallExecutorTest, StopExpiresWaitingCallsAndLetsRunningOnesFinish) {
   CallExecutor executor(1, 100);
-  absl::Notification started, release;
-  RecordingCall running([&] {
-    started.Notify();
-    release.WaitForNotification();
-  });
+  HeldCall running;
   RecordingCall waiting;
-  executor.Submit(&running, Later());
-  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  executor.Submit(running.get(), Later());
+  ASSERT_TRUE(running.WaitStarted());
   executor.Submit(&waiting, Later());
   std::thread releaser([&] {
     absl::SleepFor(absl::Milliseconds(100));
-    release.Notify();
+    running.Release();
   });
   EXPECT_TRUE(executor.Stop(Later()));
   releaser.join();
-  EXPECT_TRUE(running.ran());
+  EXPECT_TRUE(running->ran());
   EXPECT_EQ(waiting.expired(), Expiry::kStopping);
   RecordingCall after;
   executor.Submit(&after, Later());
@@ -181,18 +194,14 @@ TEST(CallExecutorTest, StopExpiresWaitingCallsAndLetsRunningOnesFinish) {
 TEST(CallExecutorTest, StopReportsACallStillRunningAtItsDeadline) {
   // Deliberately never destroyed: its detached worker still uses it.
   auto* executor = new CallExecutor(1, 100);
-  absl::Notification started, release;
-  RecordingCall running([&] {
-    started.Notify();
-    release.WaitForNotification();
-  });
-  executor->Submit(&running, Later());
-  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  HeldCall running;
+  executor->Submit(running.get(), Later());
+  ASSERT_TRUE(running.WaitStarted());
   const absl::Time start = absl::Now();
   EXPECT_FALSE(executor->Stop(start + absl::Milliseconds(100)));
   EXPECT_GE(absl::Now(), start + absl::Milliseconds(100));
-  release.Notify();
-  ASSERT_TRUE(running.WaitDone());
+  running.Release();
+  ASSERT_TRUE(running->WaitDone());
 }
 
 }  // namespace
