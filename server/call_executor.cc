@@ -7,8 +7,9 @@
 
 namespace sessiond {
 
-CallExecutor::CallExecutor(int workers, int max_queued)
-    : max_queued_(max_queued) {
+CallExecutor::CallExecutor(int workers, int max_queued,
+                           int64_t max_queued_bytes)
+    : max_queued_(max_queued), max_queued_bytes_(max_queued_bytes) {
   {
     absl::MutexLock lock(&mu_);
     running_threads_ = workers + 1;
@@ -19,19 +20,21 @@ CallExecutor::CallExecutor(int workers, int max_queued)
 
 CallExecutor::~CallExecutor() { Stop(absl::InfiniteFuture()); }
 
-void CallExecutor::Submit(Call* call, absl::Time deadline) {
+void CallExecutor::Submit(Call* call, absl::Time deadline, int64_t bytes) {
   Expiry why;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) {
       why = Expiry::kStopping;
-    } else if (static_cast<int>(queue_.size()) >= max_queued_) {
+    } else if (static_cast<int>(queue_.size()) >= max_queued_ ||
+               (!queue_.empty() && queued_bytes_ + bytes > max_queued_bytes_)) {
       why = Expiry::kQueueFull;
     } else {
       const uint64_t seq = next_seq_++;
       const bool earliest =
           deadlines_.empty() || deadline < deadlines_.begin()->first;
-      queue_.emplace(seq, Waiting{call, deadline});
+      queue_.emplace(seq, Waiting{call, deadline, bytes});
+      queued_bytes_ += bytes;
       deadlines_.emplace(deadline, seq);
       work_cv_.Signal();
       if (earliest) overdue_cv_.Signal();
@@ -46,6 +49,7 @@ CallExecutor::Waiting CallExecutor::Take(uint64_t seq) {
   const Waiting waiting = it->second;
   queue_.erase(it);
   deadlines_.erase({waiting.deadline, seq});
+  queued_bytes_ -= waiting.bytes;
   return waiting;
 }
 
@@ -104,6 +108,7 @@ bool CallExecutor::Stop(absl::Time deadline) {
     for (const auto& [seq, w] : queue_) waiting.push_back(w.call);
     queue_.clear();
     deadlines_.clear();
+    queued_bytes_ = 0;
     work_cv_.SignalAll();
     overdue_cv_.SignalAll();
   }

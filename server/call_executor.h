@@ -27,7 +27,7 @@ class CallExecutor {
   // Why a call was not run.
   enum class Expiry {
     kDeadline,   // no worker was free before its deadline
-    kQueueFull,  // max_queued calls were waiting already
+    kQueueFull,  // max_queued calls, or max_queued_bytes, were waiting
     kStopping,   // the executor is stopping
   };
 
@@ -42,17 +42,19 @@ class CallExecutor {
     virtual void Expire(Expiry why) = 0;
   };
 
-  // Starts `workers` (> 0) threads. At most `max_queued` (> 0) calls wait
-  // for a worker at any time.
-  CallExecutor(int workers, int max_queued);
+  // Starts `workers` (> 0) threads. At most `max_queued` (> 0) calls, of
+  // at most `max_queued_bytes` (> 0) in all, wait for a worker at any time;
+  // one call of any size may wait when none does.
+  CallExecutor(int workers, int max_queued, int64_t max_queued_bytes);
   // Stop(absl::InfiniteFuture()) if Stop was not called.
   ~CallExecutor();
   CallExecutor(const CallExecutor&) = delete;
   CallExecutor& operator=(const CallExecutor&) = delete;
 
-  // Runs `call` on a worker if one is free before `deadline`; expires it
-  // otherwise. `call` must stay alive until then.
-  void Submit(Call* call, absl::Time deadline);
+  // Runs `call`, which holds `bytes` while it waits, on a worker if one is
+  // free before `deadline`; expires it otherwise. `call` must stay alive
+  // until then.
+  void Submit(Call* call, absl::Time deadline, int64_t bytes);
 
   // Expires the calls still waiting (and any submitted later), lets the
   // running ones finish until `deadline`, and joins the threads. Returns
@@ -67,6 +69,7 @@ class CallExecutor {
   struct Waiting {
     Call* call;
     absl::Time deadline;
+    int64_t bytes;
   };
 
   void Work();
@@ -75,6 +78,7 @@ class CallExecutor {
   Waiting Take(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int max_queued_;
+  const int64_t max_queued_bytes_;
   absl::Mutex mu_;
   absl::CondVar work_cv_;     // a call is waiting, or stopping_
   absl::CondVar overdue_cv_;  // the earliest deadline moved up, or stopping_
@@ -82,6 +86,7 @@ class CallExecutor {
   std::map<uint64_t, Waiting> queue_ ABSL_GUARDED_BY(mu_);
   std::set<std::pair<absl::Time, uint64_t>> deadlines_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int running_threads_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> threads_;

@@ -21,8 +21,10 @@ using v1::SessionService;
 // burst of arrivals does not wait for a slot to be re-armed.
 constexpr int kSlotsPerMethod = 8;
 constexpr char kServiceName[] = "sessiond.v1.SessionService";
-// Calls waiting for a worker beyond this are refused at once (UNAVAILABLE).
+// Calls waiting for a worker beyond these are refused at once
+// (UNAVAILABLE): so many calls, or requests of so many bytes in all.
 constexpr int kMaxQueuedCalls = 10000;
+constexpr int64_t kMaxQueuedBytes = int64_t{256} << 20;
 // How long Shutdown waits for the workers after the grace period.
 constexpr absl::Duration kWorkerStopMargin = absl::Seconds(1);
 
@@ -127,7 +129,7 @@ class UnaryCall final : public Tag, public CallExecutor::Call {
     deadline_ = std::min(caller_deadline, absl::Now() + method_.call_timeout);
     caller_deadline_first_ = caller_deadline <= deadline_;
     if (method_.executor != nullptr) {
-      method_.executor->Submit(this, deadline_);
+      method_.executor->Submit(this, deadline_, raw_request_.Length());
     } else {
       Run();
     }
@@ -141,10 +143,9 @@ class UnaryCall final : public Tag, public CallExecutor::Call {
         Respond(NotStarted());
         return;
       case CallExecutor::Expiry::kQueueFull:
-        Respond(absl::UnavailableError(absl::StrCat(
-            "the server is overloaded: ", kMaxQueuedCalls,
-            " calls are waiting already; nothing was done, and it is safe to "
-            "retry")));
+        Respond(absl::UnavailableError(
+            "the server is overloaded: too many calls are waiting already; "
+            "nothing was done, and it is safe to retry"));
         return;
       case CallExecutor::Expiry::kStopping:
         Respond(absl::UnavailableError(
@@ -304,8 +305,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   server->access_ = access;
   server->call_timeout_ = options.call_timeout;
   if (options.workers > 0) {
-    server->executor_ =
-        std::make_unique<CallExecutor>(options.workers, kMaxQueuedCalls);
+    server->executor_ = std::make_unique<CallExecutor>(
+        options.workers, kMaxQueuedCalls, kMaxQueuedBytes);
   }
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -74,6 +74,8 @@ class RecordingCall final : public CallExecutor::Call {
 
 absl::Time Later() { return absl::Now() + absl::Seconds(30); }
 
+constexpr int64_t kManyBytes = int64_t{1} << 40;
+
 // A call that, once run, holds its worker until Release().
 class HeldCall {
  public:
@@ -95,7 +97,7 @@ class HeldCall {
 };
 
 TEST(CallExecutorTest, RunsEachCallOnAWorkerInArrivalOrder) {
-  CallExecutor executor(1, 100);
+  CallExecutor executor(1, 100, kManyBytes);
   std::vector<int> order;
   absl::Mutex mu;
   std::vector<std::unique_ptr<RecordingCall>> calls;
@@ -105,7 +107,7 @@ TEST(CallExecutorTest, RunsEachCallOnAWorkerInArrivalOrder) {
       order.push_back(i);
     }));
   }
-  for (auto& call : calls) executor.Submit(call.get(), Later());
+  for (auto& call : calls) executor.Submit(call.get(), Later(), 1);
   for (auto& call : calls) {
     ASSERT_TRUE(call->WaitDone());
     EXPECT_TRUE(call->ran());
@@ -118,17 +120,17 @@ TEST(CallExecutorTest, RunsEachCallOnAWorkerInArrivalOrder) {
 }
 
 TEST(CallExecutorTest, AWaitingCallExpiresAtItsDeadlineWhileWorkersAreBusy) {
-  CallExecutor executor(2, 100);
+  CallExecutor executor(2, 100, kManyBytes);
   HeldCall stuck_a, stuck_b;
-  executor.Submit(stuck_a.get(), Later());
-  executor.Submit(stuck_b.get(), Later());
+  executor.Submit(stuck_a.get(), Later(), 1);
+  executor.Submit(stuck_b.get(), Later(), 1);
   ASSERT_TRUE(stuck_a.WaitStarted());
   ASSERT_TRUE(stuck_b.WaitStarted());
   // Both workers are held; these two wait, the later deadline first.
   const absl::Time start = absl::Now();
   RecordingCall late, soon;
-  executor.Submit(&late, start + absl::Milliseconds(400));
-  executor.Submit(&soon, start + absl::Milliseconds(100));
+  executor.Submit(&late, start + absl::Milliseconds(400), 1);
+  executor.Submit(&soon, start + absl::Milliseconds(100), 1);
   ASSERT_TRUE(soon.WaitDone());
   EXPECT_EQ(soon.expired(), Expiry::kDeadline);
   EXPECT_GE(soon.at(), start + absl::Milliseconds(100));
@@ -145,23 +147,23 @@ TEST(CallExecutorTest, AWaitingCallExpiresAtItsDeadlineWhileWorkersAreBusy) {
 }
 
 TEST(CallExecutorTest, ACallPastItsDeadlineIsNeverRun) {
-  CallExecutor executor(1, 100);
+  CallExecutor executor(1, 100, kManyBytes);
   RecordingCall call;
-  executor.Submit(&call, absl::Now() - absl::Seconds(1));
+  executor.Submit(&call, absl::Now() - absl::Seconds(1), 1);
   ASSERT_TRUE(call.WaitDone());
   EXPECT_EQ(call.expired(), Expiry::kDeadline);
   EXPECT_FALSE(call.ran());
 }
 
 TEST(CallExecutorTest, RefusesCallsBeyondTheQueueAtOnce) {
-  CallExecutor executor(1, 2);
+  CallExecutor executor(1, 2, kManyBytes);
   HeldCall stuck;
-  executor.Submit(stuck.get(), Later());
+  executor.Submit(stuck.get(), Later(), 1);
   ASSERT_TRUE(stuck.WaitStarted());
   RecordingCall first, second, third;
-  executor.Submit(&first, Later());
-  executor.Submit(&second, Later());
-  executor.Submit(&third, Later());
+  executor.Submit(&first, Later(), 1);
+  executor.Submit(&second, Later(), 1);
+  executor.Submit(&third, Later(), 1);
   // Refused on this thread, before Submit returned.
   EXPECT_EQ(third.expired(), Expiry::kQueueFull);
   stuck.Release();
@@ -171,13 +173,42 @@ TEST(CallExecutorTest, RefusesCallsBeyondTheQueueAtOnce) {
   EXPECT_TRUE(second.ran());
 }
 
+TEST(CallExecutorTest, RefusesCallsBeyondTheQueuedBytes) {
+  CallExecutor executor(1, 100, 10);
+  HeldCall stuck;
+  // Taken by the worker at once: a running call's bytes do not count.
+  executor.Submit(stuck.get(), Later(), 1000);
+  ASSERT_TRUE(stuck.WaitStarted());
+  RecordingCall big, six, five, four;
+  executor.Submit(&big, Later(), 50);  // alone in the queue: it may wait
+  EXPECT_FALSE(big.expired().has_value());
+  executor.Submit(&six, Later(), 6);
+  EXPECT_EQ(six.expired(), Expiry::kQueueFull);
+  stuck.Release();
+  ASSERT_TRUE(big.WaitDone());
+  EXPECT_TRUE(big.ran());
+  // Once `big` is taken, its bytes no longer count.
+  HeldCall again;
+  executor.Submit(again.get(), Later(), 1);
+  ASSERT_TRUE(again.WaitStarted());
+  executor.Submit(&five, Later(), 6);
+  executor.Submit(&four, Later(), 4);
+  EXPECT_FALSE(five.expired().has_value());
+  EXPECT_FALSE(four.expired().has_value());
+  again.Release();
+  ASSERT_TRUE(five.WaitDone());
+  ASSERT_TRUE(four.WaitDone());
+  EXPECT_TRUE(five.ran());
+  EXPECT_TRUE(four.ran());
+}
+
 TEST(CallExecutorTest, StopExpiresWaitingCallsAndLetsRunningOnesFinish) {
-  CallExecutor executor(1, 100);
+  CallExecutor executor(1, 100, kManyBytes);
   HeldCall running;
   RecordingCall waiting;
-  executor.Submit(running.get(), Later());
+  executor.Submit(running.get(), Later(), 1);
   ASSERT_TRUE(running.WaitStarted());
-  executor.Submit(&waiting, Later());
+  executor.Submit(&waiting, Later(), 1);
   std::thread releaser([&] {
     absl::SleepFor(absl::Milliseconds(100));
     running.Release();
@@ -187,15 +218,15 @@ TEST(CallExecutorTest, StopExpiresWaitingCallsAndLetsRunningOnesFinish) {
   EXPECT_TRUE(running->ran());
   EXPECT_EQ(waiting.expired(), Expiry::kStopping);
   RecordingCall after;
-  executor.Submit(&after, Later());
+  executor.Submit(&after, Later(), 1);
   EXPECT_EQ(after.expired(), Expiry::kStopping);
 }
 
 TEST(CallExecutorTest, StopReportsACallStillRunningAtItsDeadline) {
   // Deliberately never destroyed: its detached worker still uses it.
-  auto* executor = new CallExecutor(1, 100);
+  auto* executor = new CallExecutor(1, 100, kManyBytes);
   HeldCall running;
-  executor->Submit(running.get(), Later());
+  executor->Submit(running.get(), Later(), 1);
   ASSERT_TRUE(running.WaitStarted());
   const absl::Time start = absl::Now();
   EXPECT_FALSE(executor->Stop(start + absl::Milliseconds(100)));
