@@ -50,6 +50,7 @@ class StorageBackend {
   // a live session of any tenant holds its id or token hash; otherwise
   // removes expired holders, stores NewSession(fresh, now), applies
   // limits.max_sessions_per_user, and returns the stored record.
+  // RESOURCE_EXHAUSTED, nothing stored, if the backend is out of room.
   virtual absl::StatusOr<SessionRecord> Create(const SessionRecord& fresh,
                                                const TenantLimits& limits) = 0;
 

@@ -203,7 +203,7 @@ absl::StatusOr<SessionRecord> SessionStore::Create(const SessionRecord& record,
         limits.max_sessions_per_user > 0 && !record.user_id.empty());
   }
   return Allowed(*backend_, "create", std::move(created),
-                 {StatusCode::kAlreadyExists});
+                 {StatusCode::kAlreadyExists, StatusCode::kResourceExhausted});
 }
 
 absl::StatusOr<SessionRecord> SessionStore::Load(absl::string_view tenant,

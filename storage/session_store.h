@@ -121,7 +121,8 @@ class SessionStore final {
   // fields are ignored); the store sets created_at = last_active_at = now
   // and version = 1, applies the per-user cap, and returns the stored
   // record. ALREADY_EXISTS if the id or token hash is taken;
-  // RESOURCE_EXHAUSTED if the tenant is at limits.max_live_sessions.
+  // RESOURCE_EXHAUSTED if the tenant is at limits.max_live_sessions, or the
+  // backend is out of room (the memory backend's max_bytes).
   absl::StatusOr<SessionRecord> Create(const SessionRecord& record,
                                        const TenantLimits& limits);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -95,6 +96,13 @@ class Entry {
     e->~Entry();
     ::operator delete(e);
   }
+
+  // What the entry holds in memory: its block, and its share of the three
+  // indexes (hash-set and hash-map slots, a user key), estimated.
+  int64_t HeldBytes() const {
+    return static_cast<int64_t>(sizeof(Entry) + capacity_) + kIndexBytes;
+  }
+  static constexpr int64_t kIndexBytes = 128;
 
   absl::string_view id() const { return {data(), id_len_}; }
   absl::string_view tenant() const { return {data() + id_len_, tenant_len_}; }
@@ -269,7 +277,8 @@ bool EntryListsBefore(const Entry* e, const Entry* f) {
 
 class MemoryBackend final : public StorageBackend {
  public:
-  explicit MemoryBackend(const Clock* clock) : clock_(clock) {}
+  MemoryBackend(const Clock* clock, const MemoryOptions& options)
+      : clock_(clock), max_bytes_(options.max_bytes) {}
 
   ~MemoryBackend() override {
     for (TokenShard& s : tokens_) {
@@ -430,11 +439,13 @@ class MemoryBackend final : public StorageBackend {
 
   // Index maintenance; all of the entry's shards must be held exclusively.
   void Link(Entry* e) {
+    held_bytes_.fetch_add(e->HeldBytes(), std::memory_order_relaxed);
     tokens_[TokenShardOf(e->token_hash())].entries.insert(e);
     ids_[IdShardOf(e->id())].ids.insert(e);
     LinkUser(e);
   }
   void Unlink(Entry* e) {
+    held_bytes_.fetch_sub(e->HeldBytes(), std::memory_order_relaxed);
     UnlinkUser(e);
     ids_[IdShardOf(e->id())].ids.erase(e->id());
     tokens_[TokenShardOf(e->token_hash())].entries.erase(e->token_hash());
@@ -515,7 +526,27 @@ class MemoryBackend final : public StorageBackend {
     return e != nullptr && e->tenant() == tenant && e->IsLiveAt(now);
   }
 
+  // RESOURCE_EXHAUSTED if storing `record` would take the store past
+  // max_bytes_ (0: no bound). Concurrent creates may each pass the check
+  // and overshoot it by their own size.
+  absl::Status CheckRoomFor(const SessionRecord& record) const {
+    if (max_bytes_ == 0) return absl::OkStatus();
+    const int64_t need =
+        static_cast<int64_t>(sizeof(Entry) + 15 + record.id.size() +
+                             record.tenant.size() + 1 + record.user_id.size() +
+                             record.sealed_payload.size() + Entry::kIndexBytes);
+    const int64_t held = held_bytes_.load(std::memory_order_relaxed);
+    if (held + need <= max_bytes_) return absl::OkStatus();
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "memory: the store holds ", held, " of its ", max_bytes_,
+        " bytes (--memory_max_bytes); sessions must expire or be deleted "
+        "first"));
+  }
+
   const Clock* const clock_;
+  const int64_t max_bytes_;
+  // What the linked entries hold (Entry::HeldBytes), for max_bytes_.
+  std::atomic<int64_t> held_bytes_{0};
   std::array<UserShard, kShards> users_;
   std::array<IdShard, kShards> ids_;
   std::array<TokenShard, kShards> tokens_;
@@ -551,6 +582,7 @@ absl::StatusOr<SessionRecord> MemoryBackend::Create(
 
         if (by_id != nullptr) Destroy(by_id);
         if (by_token != nullptr && by_token != by_id) Destroy(by_token);
+        if (absl::Status s = CheckRoomFor(record); !s.ok()) return s;
         // NewSession, in place.
         Entry* e = Entry::New(record.tenant, record.id, record.token_hash,
                               record.user_id, record.sealed_payload);
@@ -845,15 +877,21 @@ absl::StatusOr<int64_t> MemoryBackend::PruneExpired(
 
 }  // namespace
 
-std::unique_ptr<StorageBackend> NewMemoryBackend(const Clock* clock) {
-  return std::make_unique<MemoryBackend>(clock);
+std::unique_ptr<StorageBackend> NewMemoryBackend(const Clock* clock,
+                                                 const MemoryOptions& options) {
+  return std::make_unique<MemoryBackend>(clock, options);
 }
 
 absl::StatusOr<std::unique_ptr<SessionStore>> OpenMemoryStore(
-    const Clock* clock, const StoreOptions& options) {
+    const Clock* clock, const StoreOptions& options,
+    const MemoryOptions& memory_options) {
   return SessionStore::Open(
       clock, options, [&]() -> absl::StatusOr<std::unique_ptr<StorageBackend>> {
-        return NewMemoryBackend(clock);
+        if (memory_options.max_bytes < 0) {
+          return absl::InvalidArgumentError(
+              "memory: max_bytes must not be negative");
+        }
+        return NewMemoryBackend(clock, memory_options);
       });
 }
 

@@ -1,4 +1,5 @@
-// Registers the "memory" backend (storage/registry.h). It has no flags.
+// Registers the "memory" backend (storage/registry.h).
+#include <cstdint>
 #include <memory>
 
 #include "storage/memory/memory_store.h"
@@ -7,15 +8,16 @@
 namespace sessiond::storage {
 namespace {
 
-// The memory backend has no settings of its own.
-struct MemoryOptions {};
-
 BackendSpec<MemoryOptions> MemorySpec() {
   BackendSpec<MemoryOptions> spec;
   spec.name = "memory";
-  spec.open = [](const MemoryOptions&, const Clock* clock,
+  spec.flags.Int("memory_max_bytes",
+                 "memory: about the most memory sessions may take; a create "
+                 "past it is RESOURCE_EXHAUSTED (0: no bound)",
+                 &MemoryOptions::max_bytes, 0, int64_t{1} << 50);
+  spec.open = [](const MemoryOptions& options, const Clock* clock,
                  const StoreOptions& store_options) {
-    return OpenMemoryStore(clock, store_options);
+    return OpenMemoryStore(clock, store_options, options);
   };
   return spec;
 }

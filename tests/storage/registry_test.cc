@@ -115,7 +115,7 @@ TEST(RegistryTest, FlagNamesAreTheDocumentedOnes) {
     }
     return names;
   };
-  EXPECT_THAT(names("memory"), ElementsAre());
+  EXPECT_THAT(names("memory"), ElementsAre("memory_max_bytes"));
   EXPECT_THAT(names("sqlite"), ElementsAre("db_path"));
   EXPECT_THAT(names("postgres"),
               ElementsAre("postgres_dsn", "postgres_password_file",

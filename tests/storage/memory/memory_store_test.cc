@@ -66,6 +66,41 @@ TEST(MemoryStoreTest, BackendNameIsMemory) {
   EXPECT_EQ((*OpenMemoryStore(&clock, {}))->backend_name(), "memory");
 }
 
+TEST(MemoryStoreTest, CreatesPastMaxBytesAreResourceExhausted) {
+  ManualClock clock;
+  std::unique_ptr<SessionStore> store =
+      *OpenMemoryStore(&clock, {}, MemoryOptions{8192});
+  const std::string payload(1000, 'p');
+  int created = 0;
+  absl::Status refused;
+  for (int i = 1; i <= 100 && refused.ok(); ++i) {
+    refused = store->Create(Record(absl::StrCat("s", i), i, "u", payload), {})
+                  .status();
+    if (refused.ok()) ++created;
+  }
+  // About 8192 / (1000 + overhead) sessions fit, and no more.
+  EXPECT_GE(created, 5);
+  EXPECT_LE(created, 8);
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused;
+  EXPECT_NE(refused.message().find("--memory_max_bytes"),
+            absl::string_view::npos);
+  EXPECT_EQ(store->Load(kT, Hash(created + 1)).status().code(),
+            StatusCode::kNotFound);  // nothing of it was stored
+  // A deleted session makes room again.
+  ASSERT_TRUE(store->DeleteByTokenHash(kT, Hash(1)).ok());
+  EXPECT_TRUE(store->Create(Record("again", 500, "u", payload), {}).ok());
+  // 0: no bound.
+  std::unique_ptr<SessionStore> unbounded =
+      *OpenMemoryStore(&clock, {}, MemoryOptions{0});
+  for (int i = 1; i <= 20; ++i) {
+    ASSERT_TRUE(
+        unbounded->Create(Record(absl::StrCat("s", i), i, "u", payload), {})
+            .ok());
+  }
+  EXPECT_EQ(OpenMemoryStore(&clock, {}, MemoryOptions{-1}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST(MemoryStoreTest, WorksWithTheRealClock) {
   std::unique_ptr<SessionStore> store = *OpenMemoryStore(Clock::Real(), {});
   absl::StatusOr<SessionRecord> r = store->Create(Record("a", 1, "u", "p"), {});

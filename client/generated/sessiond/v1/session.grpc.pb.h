@@ -29,8 +29,9 @@
 //                        (Delete ends a session); nothing written.
 //   ABORTED              Save's expected_version did not match, or Cycle met
 //                        a concurrent write; nothing written.
-//   RESOURCE_EXHAUSTED   the sealed payload is over the tenant's limit, or
-//                        the tenant has as many live sessions as it may.
+//   RESOURCE_EXHAUSTED   the sealed payload is over the tenant's limit, the
+//                        tenant has as many live sessions as it may, or the
+//                        memory backend is full; nothing written.
 //   UNAVAILABLE          the storage backend did not answer in time (within
 //                        the server's call timeout, whatever the caller's
 //                        deadline), or the server was too busy or shutting
