@@ -838,7 +838,10 @@ TEST_F(PostgresStoreTest, TenantStatementsUseTheTenantIndexes) {
     EXPECT_THAT(plan(statement, args),
                 HasSubstr("sessiond_sessions_by_tenant_user"));
   }
-  EXPECT_THAT(plan(sql::SqlStatement::kCountLive, "'t7', 40000"),
+  // Nearly every row is live at 2000, so that the tenant, not the expiry,
+  // is what is selective: at 40000 (22% live) the planner sometimes chose
+  // the expiry index, from the sampled statistics.
+  EXPECT_THAT(plan(sql::SqlStatement::kCountLive, "'t7', 2000"),
               HasSubstr("sessiond_sessions_by_tenant_expiry"));
   EXPECT_THAT(plan(sql::SqlStatement::kPruneTenantBatch, "'t7', 40000, 1000"),
               HasSubstr("sessiond_sessions_by_tenant_expiry"));
