@@ -15,7 +15,7 @@ CallExecutor::CallExecutor(int workers, int max_queued,
     running_threads_ = workers + 1;
   }
   for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Work(); });
-  overdue_thread_ = std::thread([this] { ExpireOverdue(); });
+  threads_.emplace_back([this] { ExpireOverdue(); });
 }
 
 CallExecutor::~CallExecutor() { Stop(absl::InfiniteFuture()); }
@@ -127,11 +127,6 @@ bool CallExecutor::Stop(absl::Time deadline) {
     } else {
       thread.detach();
     }
-  }
-  if (all_stopped) {
-    overdue_thread_.join();
-  } else {
-    overdue_thread_.detach();
   }
   return all_stopped;
 }

@@ -63,8 +63,6 @@ class CallExecutor {
   // the process rather than free it.
   bool Stop(absl::Time deadline);
 
-  int workers() const { return static_cast<int>(threads_.size()); }
-
  private:
   struct Waiting {
     Call* call;
@@ -89,9 +87,8 @@ class CallExecutor {
   int64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int running_threads_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<std::thread> threads_;
-  std::thread overdue_thread_;
-  bool stopped_ = false;  // Touched only by Stop's caller.
+  std::vector<std::thread> threads_;  // the workers and ExpireOverdue's
+  bool stopped_ = false;              // Touched only by Stop's caller.
 };
 
 }  // namespace sessiond

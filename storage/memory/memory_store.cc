@@ -58,14 +58,20 @@ class Entry {
   Entry(const Entry&) = delete;
   Entry& operator=(const Entry&) = delete;
 
+  // The size of the block New allocates for this content: the header and
+  // the bytes, rounded to malloc's 16-byte granularity (the slack is free
+  // room for a slightly larger payload later).
+  static size_t BlockSize(absl::string_view tenant, absl::string_view id,
+                          absl::string_view user, absl::string_view payload) {
+    const size_t bytes =
+        id.size() + tenant.size() + 1 + user.size() + payload.size();
+    return (sizeof(Entry) + bytes + 15) & ~size_t{15};
+  }
+
   static Entry* New(absl::string_view tenant, absl::string_view id,
                     absl::string_view token_hash, absl::string_view user,
                     absl::string_view payload) {
-    const size_t bytes =
-        id.size() + tenant.size() + 1 + user.size() + payload.size();
-    // Round the block to malloc's 16-byte granularity; the slack is free
-    // room for a slightly larger payload later.
-    const size_t block = (sizeof(Entry) + bytes + 15) & ~size_t{15};
+    const size_t block = BlockSize(tenant, id, user, payload);
     void* mem = ::operator new(block);
     Entry* e = new (mem) Entry();
     e->capacity_ = static_cast<uint32_t>(block - sizeof(Entry));
@@ -532,9 +538,9 @@ class MemoryBackend final : public StorageBackend {
   absl::Status CheckRoomFor(const SessionRecord& record) const {
     if (max_bytes_ == 0) return absl::OkStatus();
     const int64_t need =
-        static_cast<int64_t>(sizeof(Entry) + 15 + record.id.size() +
-                             record.tenant.size() + 1 + record.user_id.size() +
-                             record.sealed_payload.size() + Entry::kIndexBytes);
+        static_cast<int64_t>(Entry::BlockSize(
+            record.tenant, record.id, record.user_id, record.sealed_payload)) +
+        Entry::kIndexBytes;
     const int64_t held = held_bytes_.load(std::memory_order_relaxed);
     if (held + need <= max_bytes_) return absl::OkStatus();
     return absl::ResourceExhaustedError(absl::StrCat(

@@ -232,7 +232,8 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
                                  detail.empty() ? "connection failed" : detail),
                     options.secret.view()));
   };
-  if (deadline <= absl::Now()) {
+  const absl::Duration left = deadline - absl::Now();
+  if (left <= absl::ZeroDuration()) {
     return cannot_connect("no answer from the server in time");
   }
   // The connection is started (PQconnectStart), and completed with the
@@ -248,10 +249,10 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   if (!options.secret.empty()) {
     params.emplace_back("password", options.secret.view());
   }
-  params.emplace_back("connect_timeout",
-                      absl::StrCat(std::max<int64_t>(
-                          2, absl::ToInt64Seconds(absl::Ceil(
-                                 deadline - absl::Now(), absl::Seconds(1))))));
+  params.emplace_back(
+      "connect_timeout",
+      absl::StrCat(std::max<int64_t>(
+          2, absl::ToInt64Seconds(absl::Ceil(left, absl::Seconds(1))))));
   std::string conninfo = ConnectionString(params);
   const WipeOnExit wipe_conninfo{&conninfo};
   for (auto& [key, value] : params) {
