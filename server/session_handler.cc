@@ -719,7 +719,8 @@ absl::StatusOr<v1::ListForUserResponse> SessionHandler::ListForUser(
   if (!after.ok()) return after.status();
 
   absl::StatusOr<storage::SessionPage> page =
-      store_->ListForUser(tenant.name, request.user_id(), page_size, *after);
+      store_->ListForUser(tenant.name, request.user_id(), page_size, *after,
+                          options_.max_list_response_bytes);
   if (!page.ok()) return ForCaller("ListForUser", page.status());
   v1::ListForUserResponse response;
   int64_t response_bytes = 0;

@@ -97,12 +97,16 @@ class StorageBackend {
       absl::string_view tenant, absl::string_view user_id,
       absl::string_view except_id) = 0;
 
-  // Up to `count` (> 0) live sessions of the tenant's `user_id` (non-empty,
-  // storable) in listing order (ListsBefore), strictly after `after` if it
-  // is set (its id storable, its time whole microseconds).
+  // The first live sessions of the tenant's `user_id` (non-empty, storable)
+  // in listing order (ListsBefore), strictly after `after` if it is set (its
+  // id storable, its time whole microseconds): at most `count` (> 0), and
+  // past the second only while the sealed payloads of those before total
+  // at most `max_bytes` (ListHasRoom). So a listing cut short by bytes ends
+  // with a session the budget has no room for, which tells the caller that
+  // more follow, and a listing never holds much more than `max_bytes`.
   virtual absl::StatusOr<std::vector<SessionRecord>> ListForUser(
       absl::string_view tenant, absl::string_view user_id, int count,
-      const std::optional<ListCursor>& after) = 0;
+      int64_t max_bytes, const std::optional<ListCursor>& after) = 0;
 
   // How many live sessions the tenant has.
   virtual absl::StatusOr<int64_t> CountLive(absl::string_view tenant) = 0;
@@ -115,6 +119,12 @@ class StorageBackend {
   // OK when the backend answers.
   virtual absl::Status Ping() = 0;
 };
+
+// Whether a ListForUser listing that holds `held` sessions, whose sealed
+// payloads total `held_bytes`, takes one more (by bytes; `count` aside).
+inline bool ListHasRoom(size_t held, int64_t held_bytes, int64_t max_bytes) {
+  return held < 2 || held_bytes <= max_bytes;
+}
 
 // The record Create stores: `fresh` with created_at = last_active_at = now
 // and version 1.

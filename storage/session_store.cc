@@ -149,6 +149,22 @@ absl::Status CheckUserIdGiven(absl::string_view user_id) {
   return absl::OkStatus();
 }
 
+// A backend that lists more than StorageBackend::ListForUser allows has
+// read what the bound on its reads was meant to keep out.
+absl::Status CheckListingWithin(const std::vector<SessionRecord>& listed,
+                                int count, int64_t max_bytes) {
+  int64_t held_bytes = 0;
+  for (size_t held = 0; held < listed.size(); ++held) {
+    if (held == static_cast<size_t>(count) ||
+        !ListHasRoom(held, held_bytes, max_bytes)) {
+      return absl::InternalError(
+          "storage: list for user: the backend listed past its bound");
+    }
+    held_bytes += static_cast<int64_t>(listed[held].sealed_payload.size());
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SessionStore>> SessionStore::Open(
@@ -310,10 +326,13 @@ absl::StatusOr<int64_t> SessionStore::DeleteForUser(
 
 absl::StatusOr<SessionPage> SessionStore::ListForUser(
     absl::string_view tenant, absl::string_view user_id, int limit,
-    const std::optional<ListCursor>& after) {
+    const std::optional<ListCursor>& after, int64_t max_bytes) {
   if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (absl::Status s = CheckUserIdGiven(user_id); !s.ok()) return s;
   if (limit <= 0) return absl::InvalidArgumentError("limit must be positive");
+  if (max_bytes <= 0) {
+    return absl::InvalidArgumentError("max_bytes must be positive");
+  }
   if (after.has_value()) {
     if (absl::Status s = CheckStorableText(after->id, "cursor id"); !s.ok()) {
       return s;
@@ -328,16 +347,28 @@ absl::StatusOr<SessionPage> SessionStore::ListForUser(
     position = ListCursor{
         TruncateToMicros(position->last_active_at) + absl::Microseconds(1), ""};
   }
-  // One more than asked for tells whether another page follows.
+  // One more than fits tells whether another page follows: a session past
+  // `limit`, or one the bytes have no room for (the backend's listing ends
+  // with one when bytes cut it short).
   const int count = limit < std::numeric_limits<int>::max() ? limit + 1 : limit;
-  absl::StatusOr<std::vector<SessionRecord>> found =
-      Allowed(*backend_, "list for user",
-              backend_->ListForUser(tenant, user_id, count, position), {});
+  absl::StatusOr<std::vector<SessionRecord>> found = Allowed(
+      *backend_, "list for user",
+      backend_->ListForUser(tenant, user_id, count, max_bytes, position), {});
   if (!found.ok()) return found.status();
+  if (absl::Status s = CheckListingWithin(*found, count, max_bytes); !s.ok()) {
+    return s;
+  }
   SessionPage page;
   page.sessions = *std::move(found);
-  if (page.sessions.size() > static_cast<size_t>(limit)) {
-    page.sessions.resize(static_cast<size_t>(limit));
+  size_t fit = 0;
+  int64_t bytes = 0;
+  while (fit < page.sessions.size() && fit < static_cast<size_t>(limit)) {
+    bytes += static_cast<int64_t>(page.sessions[fit].sealed_payload.size());
+    if (fit > 0 && bytes > max_bytes) break;
+    ++fit;
+  }
+  if (fit < page.sessions.size()) {
+    page.sessions.resize(fit);
     const SessionRecord& last = page.sessions.back();
     page.next = ListCursor{last.last_active_at, last.id};
   }

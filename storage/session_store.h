@@ -58,11 +58,12 @@
 //    empty id, a token_hash that is not
 //    exactly 32 bytes, or a non-positive timeout; Update that sets a
 //    non-positive timeout; Cycle whose new hash is not 32 bytes or equals
-//    the old one; ListForUser with limit <= 0, or after a cursor whose id
-//    is not storable text (no page ever ends at one); ListForUser and
-//    DeleteForUser with an empty user_id (which would address every
-//    anonymous session). Lookups with a token hash of the wrong size simply
-//    find nothing. INVALID_ARGUMENT takes precedence over every other code.
+//    the old one; ListForUser with limit <= 0 or max_bytes <= 0, or after
+//    a cursor whose id is not storable text (no page ever ends at one);
+//    ListForUser and DeleteForUser with an empty user_id (which would
+//    address every anonymous session). Lookups with a token hash of the
+//    wrong size simply find nothing. INVALID_ARGUMENT takes precedence over
+//    every other code.
 //  - Expired is missing: Create and Cycle may reuse the id or token hash of
 //    an expired session. Cycle to the hash of a live session is
 //    ALREADY_EXISTS and changes nothing.
@@ -73,6 +74,7 @@
 #define SESSIOND_STORAGE_SESSION_STORE_H_
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -174,10 +176,14 @@ class SessionStore final {
 
   // Up to `limit` (> 0) live sessions of the tenant's `user_id`, ordered by
   // last_active_at descending, then id descending; starting strictly after
-  // `after` when it is set.
+  // `after` when it is set. The page also stops before its sealed payloads
+  // would total more than `max_bytes`, but always holds one session if any
+  // follow; `next` is set exactly when more follow. The backend never reads
+  // much more than the page it returns.
   absl::StatusOr<SessionPage> ListForUser(
       absl::string_view tenant, absl::string_view user_id, int limit,
-      const std::optional<ListCursor>& after);
+      const std::optional<ListCursor>& after,
+      int64_t max_bytes = std::numeric_limits<int64_t>::max());
 
   // How many live sessions the tenant has, read now.
   absl::StatusOr<int64_t> CountLive(absl::string_view tenant);

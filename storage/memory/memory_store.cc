@@ -317,7 +317,7 @@ class MemoryBackend final : public StorageBackend {
                                         absl::string_view except_id) override;
   absl::StatusOr<std::vector<SessionRecord>> ListForUser(
       absl::string_view tenant, absl::string_view user_id, int count,
-      const std::optional<ListCursor>& after) override;
+      int64_t max_bytes, const std::optional<ListCursor>& after) override;
   absl::StatusOr<int64_t> CountLive(absl::string_view tenant) override;
   absl::StatusOr<int64_t> PruneExpired(
       std::optional<absl::string_view> tenant) override;
@@ -787,7 +787,7 @@ absl::StatusOr<int64_t> MemoryBackend::DeleteForUser(
 
 absl::StatusOr<std::vector<SessionRecord>> MemoryBackend::ListForUser(
     absl::string_view tenant, absl::string_view user_id, int count,
-    const std::optional<ListCursor>& after) {
+    int64_t max_bytes, const std::optional<ListCursor>& after) {
   const std::string user_key = UserKey(tenant, user_id);
   LockSet want;
   want.users = Bit(UserShardOf(user_key));
@@ -812,8 +812,10 @@ absl::StatusOr<std::vector<SessionRecord>> MemoryBackend::ListForUser(
         std::partial_sort(found.begin(), found.begin() + take, found.end(),
                           EntryListsBefore);
         std::vector<SessionRecord> records;
-        records.reserve(take);
-        for (size_t i = 0; i < take; ++i) {
+        int64_t held_bytes = 0;
+        for (size_t i = 0; i < take && ListHasRoom(i, held_bytes, max_bytes);
+             ++i) {
+          held_bytes += static_cast<int64_t>(found[i]->payload().size());
           records.push_back(found[i]->ToRecord());
         }
         return records;

@@ -324,13 +324,14 @@ absl::StatusOr<int64_t> SqlBackend::DeleteForUser(absl::string_view tenant,
 
 absl::StatusOr<std::vector<SessionRecord>> SqlBackend::ListForUser(
     absl::string_view tenant, absl::string_view user_id, int count,
-    const std::optional<ListCursor>& after) {
+    int64_t max_bytes, const std::optional<ListCursor>& after) {
   std::vector<SessionRecord> records;
   absl::Status status =
       RunCall("list for user", CallKind::kIdempotent, [&](SqlSession& session) {
         return session.Read([&](SqlTransaction& tx) {
-          return Keep(tx.ListForUser(tenant, user_id, Now(), count, after),
-                      records);
+          return Keep(
+              tx.ListForUser(tenant, user_id, Now(), count, max_bytes, after),
+              records);
         });
       });
   if (!status.ok()) return status;

@@ -73,7 +73,7 @@ class SqlBackend : public StorageBackend {
                                         absl::string_view except_id) final;
   absl::StatusOr<std::vector<SessionRecord>> ListForUser(
       absl::string_view tenant, absl::string_view user_id, int count,
-      const std::optional<ListCursor>& after) final;
+      int64_t max_bytes, const std::optional<ListCursor>& after) final;
   absl::StatusOr<int64_t> CountLive(absl::string_view tenant) final;
   absl::StatusOr<int64_t> PruneExpired(
       std::optional<absl::string_view> tenant) final;

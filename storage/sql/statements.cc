@@ -18,6 +18,22 @@ struct Entry {
   "tenant, id, token_hash, user_id, sealed, created_at, last_active_at, " \
   "idle_timeout_us, absolute_lifetime_us, version"
 
+// A ListForUser read of `table` (`where` selects the user's live rows
+// after the cursor): the first `limit` records in listing order, and past
+// the second only while the sealed sizes (`size`) of those before total at
+// most `max_bytes`. The rows come in no set order (an outer ORDER BY would
+// cost SQLite a sort); the caller puts them in listing order.
+#define SESSIOND_SQL_LIST(table, size, where, limit, max_bytes)      \
+  "SELECT " SESSIOND_SQL_RECORD_COLUMNS                              \
+  " FROM (SELECT " SESSIOND_SQL_RECORD_COLUMNS                       \
+  ", row_number() OVER w AS n, sum(" size ") OVER w - " size         \
+  " AS before FROM " table " WHERE " where                           \
+  " WINDOW w AS (ORDER BY last_active_at DESC, id DESC ROWS BETWEEN" \
+  " UNBOUNDED PRECEDING AND CURRENT ROW)"                            \
+  " ORDER BY last_active_at DESC, id DESC LIMIT " limit              \
+  ") AS listed"                                                      \
+  " WHERE n <= 2 OR before <= " max_bytes
+
 // The sessions table: `sessions` in SQLite, `sessiond_sessions` in
 // PostgreSQL (a database other applications may share); its columns are
 // the same (migrations.cc). PostgreSQL parameters carry explicit casts, so
@@ -154,26 +170,30 @@ constexpr std::array<Entry, kNumStatements> kCatalogue = {{
      " RETURNING expires_at",
      "DELETE FROM sessiond_sessions WHERE tenant = $1::text"
      " AND user_id = $2::text AND id <> $3::text RETURNING expires_at"},
-    // $1 tenant, $2 user_id, $3 now, $4 limit. Records in listing order.
+    // $1 tenant, $2 user_id, $3 now, $4 limit, $5 max bytes. The records
+    // of a listing cut as ListHasRoom (backend.h) says: the database sums
+    // the sealed sizes (the window) and sends only the records that fit and
+    // the first that does not.
     {SqlStatement::kListFirst, "list_first",
-     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
-     " FROM sessions WHERE tenant = ?1 AND user_id = ?2 AND +expires_at > ?3"
-     " ORDER BY last_active_at DESC, id DESC LIMIT ?4",
-     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
-     " FROM sessiond_sessions WHERE tenant = $1::text AND user_id = $2::text"
-     " AND expires_at > $3::bigint"
-     " ORDER BY last_active_at DESC, id DESC LIMIT $4::bigint"},
-    // As kListFirst, strictly after ($5 last_active_at, $6 id).
+     SESSIOND_SQL_LIST("sessions", "length(sealed)",
+                       "tenant = ?1 AND user_id = ?2 AND +expires_at > ?3",
+                       "?4", "?5"),
+     SESSIOND_SQL_LIST("sessiond_sessions", "octet_length(sealed)",
+                       "tenant = $1::text AND user_id = $2::text"
+                       " AND expires_at > $3::bigint",
+                       "$4::bigint", "$5::bigint")},
+    // As kListFirst, strictly after ($6 last_active_at, $7 id).
     {SqlStatement::kListAfter, "list_after",
-     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
-     " FROM sessions WHERE tenant = ?1 AND user_id = ?2 AND +expires_at > ?3"
-     " AND (last_active_at < ?5 OR (last_active_at = ?5 AND id < ?6))"
-     " ORDER BY last_active_at DESC, id DESC LIMIT ?4",
-     "SELECT " SESSIOND_SQL_RECORD_COLUMNS
-     " FROM sessiond_sessions WHERE tenant = $1::text AND user_id = $2::text"
-     " AND expires_at > $3::bigint"
-     " AND (last_active_at, id) < ($5::bigint, $6::text)"
-     " ORDER BY last_active_at DESC, id DESC LIMIT $4::bigint"},
+     SESSIOND_SQL_LIST("sessions", "length(sealed)",
+                       "tenant = ?1 AND user_id = ?2 AND +expires_at > ?3"
+                       " AND (last_active_at < ?6"
+                       " OR (last_active_at = ?6 AND id < ?7))",
+                       "?4", "?5"),
+     SESSIOND_SQL_LIST("sessiond_sessions", "octet_length(sealed)",
+                       "tenant = $1::text AND user_id = $2::text"
+                       " AND expires_at > $3::bigint"
+                       " AND (last_active_at, id) < ($6::bigint, $7::text)",
+                       "$4::bigint", "$5::bigint")},
     // $1 tenant, $2 now. How many of the tenant's rows are live at now: a
     // range of the (tenant, expires_at) index, read from the index alone.
     {SqlStatement::kCountLive, "count_live",

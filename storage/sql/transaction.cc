@@ -1,5 +1,7 @@
 #include "storage/sql/transaction.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "storage/sql/rows.h"
 
@@ -133,21 +135,28 @@ absl::StatusOr<std::vector<absl::Time>> SqlTransaction::DeleteForUser(
 
 absl::StatusOr<std::vector<SessionRecord>> SqlTransaction::ListForUser(
     absl::string_view tenant, absl::string_view user_id, absl::Time now,
-    int count, const std::optional<ListCursor>& after) {
+    int count, int64_t max_bytes, const std::optional<ListCursor>& after) {
   const SqlParam params[] = {
       TextParam(tenant),
       TextParam(user_id),
       IntParam(TimeToMicros(now)),
       IntParam(count),
+      IntParam(max_bytes),
       IntParam(after.has_value() ? TimeToMicros(after->last_active_at) : 0),
       TextParam(after.has_value() ? absl::string_view(after->id) : ""),
   };
   std::vector<SessionRecord> records;
   absl::StatusOr<int64_t> done = executor_.Execute(
       after.has_value() ? SqlStatement::kListAfter : SqlStatement::kListFirst,
-      absl::MakeConstSpan(params).first(after.has_value() ? 6 : 4),
+      absl::MakeConstSpan(params).first(after.has_value() ? 7 : 5),
       [&](const SqlRow& row) { records.push_back(RecordFromRow(row)); });
   if (!done.ok()) return done.status();
+  auto lists_before = [](const SessionRecord& a, const SessionRecord& b) {
+    return ListsBefore(a.last_active_at, a.id, b.last_active_at, b.id);
+  };
+  if (!std::is_sorted(records.begin(), records.end(), lists_before)) {
+    std::sort(records.begin(), records.end(), lists_before);
+  }
   return records;
 }
 

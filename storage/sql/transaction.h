@@ -89,11 +89,11 @@ class SqlTransaction {
       absl::string_view tenant, absl::string_view user_id,
       absl::string_view except_id);
 
-  // Up to `count` records of the tenant's user_id live at `now`, in listing
-  // order, strictly after `after` if set.
+  // The records of the tenant's user_id live at `now` that
+  // StorageBackend::ListForUser lists, strictly after `after` if set.
   absl::StatusOr<std::vector<SessionRecord>> ListForUser(
       absl::string_view tenant, absl::string_view user_id, absl::Time now,
-      int count, const std::optional<ListCursor>& after);
+      int count, int64_t max_bytes, const std::optional<ListCursor>& after);
 
   // How many of the tenant's rows are live at `now`.
   absl::StatusOr<int64_t> CountLive(absl::string_view tenant, absl::Time now);

@@ -392,7 +392,10 @@ return {n, #got <= batch and 1 or 0}
 
 // ARGV[4] user, [5] count, [6] '' (from the start) or 'after' (strictly
 // after (ARGV[7], ARGV[8]) = (last_active_at, id)), [9] budget: the most
-// index entries to look at (> count).
+// index entries to look at (> count), [10] max bytes: past the second
+// session, it takes one only while the sealed payloads of those it holds
+// total at most this (ListHasRoom in backend.h), so the reply it builds
+// stays near the page the caller can use.
 //
 // The user index orders by (last_active_at, id bytewise), the reverse of
 // the listing order. The function finds where the cursor's position falls
@@ -411,7 +414,7 @@ return {n, #got <= batch and 1 or 0}
 // from one run.
 inline constexpr char kListForUserScript[] = R"lua(
 local u, count, mode = ARGV[4], tonumber(ARGV[5]), ARGV[6]
-local budget = tonumber(ARGV[9])
+local budget, max_bytes = tonumber(ARGV[9]), tonumber(ARGV[10])
 local uk = ukey(u)
 local total = redis.call('ZCARD', uk)
 -- Reverse rank of the first entry after the cursor.
@@ -428,8 +431,9 @@ if mode ~= '' then
   end
 end
 local out, dead, expired = {}, {}, {}
-local looked = 0
-while pos < total and #out < count and looked < budget do
+local looked, held = 0, 0
+local full = function() return #out == count or (#out >= 2 and held > max_bytes) end
+while pos < total and not full() and looked < budget do
   local n = math.min(128, budget - looked)
   local got = redis.call('ZRANGE', uk, int(pos), int(pos + n - 1), 'REV')
   if #got == 0 then pos = total end  -- cannot happen: nothing changed
@@ -443,13 +447,14 @@ while pos < total and #out < count and looked < budget do
       expired[#expired + 1] = s
     else
       out[#out + 1] = reply(s)
-      if #out == count then break end
+      held = held + #s.p
+      if full() then break end
     end
   end
 end
 for _, id in ipairs(dead) do redis.call('ZREM', uk, id) end
 for _, s in ipairs(expired) do remove(s) end
-if #out < count and pos < total then return false end
+if not full() and pos < total then return false end
 return out
 )lua";
 

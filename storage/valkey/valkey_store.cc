@@ -629,7 +629,7 @@ class ValkeyBackend final : public StorageBackend {
 
   absl::StatusOr<std::vector<SessionRecord>> ListForUser(
       absl::string_view tenant, absl::string_view user_id, int count,
-      const std::optional<ListCursor>& after) override {
+      int64_t max_bytes, const std::optional<ListCursor>& after) override {
     std::string mode, cursor_us, cursor_id;
     if (after.has_value()) {
       mode = "after";
@@ -637,13 +637,13 @@ class ValkeyBackend final : public StorageBackend {
       cursor_id = after->id;
     }
     const std::vector<std::string> keys = {UserKey(tenant, user_id)};
-    const std::vector<std::string> args = {
-        std::string(user_id),
-        absl::StrCat(count),
-        mode,
-        cursor_us,
-        cursor_id,
-        absl::StrCat(count + kListScanSlack)};
+    const std::vector<std::string> args = {std::string(user_id),
+                                           absl::StrCat(count),
+                                           mode,
+                                           cursor_us,
+                                           cursor_id,
+                                           absl::StrCat(count + kListScanSlack),
+                                           absl::StrCat(max_bytes)};
     for (;;) {
       absl::StatusOr<Reply> r = CallFunction(kListForUser, tenant, keys, args);
       if (!r.ok()) return r.status();

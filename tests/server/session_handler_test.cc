@@ -986,6 +986,19 @@ class SessionHandlerStorageErrorTest : public ::testing::Test {
 // A storage failure reaches the caller as its code with a generic message;
 // the backend's text, which may name hosts or quote the server, goes only
 // to the log.
+// The response budget bounds what the backend reads, not only what the
+// response holds.
+TEST_F(SessionHandlerStorageErrorTest, ListAsksTheBackendForNoMoreThanFits) {
+  HandlerOptions options;
+  options.max_list_response_bytes = 12345;
+  MakeHandler(options);
+  NewToken();
+  v1::ListForUserRequest request;
+  request.set_user_id("alice");
+  ASSERT_TRUE(handler_->ListForUser(Scope(), request).ok());
+  EXPECT_EQ(fake_->last_list_max_bytes(), 12345);
+}
+
 TEST_F(SessionHandlerStorageErrorTest, UnavailableAndInternalReachTheCaller) {
   const std::string token = NewToken();
   struct Case {

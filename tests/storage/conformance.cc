@@ -1890,6 +1890,62 @@ TEST_P(SessionStoreConformanceTest, ListForUserPagesCoverEverySessionOnce) {
   }
 }
 
+// Pages also stop by the bytes of their sealed payloads: each holds what
+// fits and no less (or one session that alone does not fit), `next` is set
+// exactly when more follow, and together they list every session once. The
+// store refuses (INTERNAL) a backend listing that reads past the budget.
+TEST_P(SessionStoreConformanceTest, ListForUserPagesStopAtTheByteBudget) {
+  std::vector<SessionRecord> expected;
+  for (int i = 0; i < 12; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    const std::string payload((i * 37) % 300 + 1, static_cast<char>('a' + i));
+    ASSERT_OK_AND_ASSIGN(
+        SessionRecord r,
+        store_->Create(NewRecord(absl::StrCat("s", i), i, "alice", payload),
+                       limits_));
+    expected.insert(expected.begin(), r);
+  }
+  for (int64_t max_bytes : {1, 150, 299, 300, 301, 700, 1 << 20}) {
+    for (int limit : {1, 4, 12, 13}) {
+      SCOPED_TRACE(absl::StrCat("max_bytes ", max_bytes, " limit ", limit));
+      size_t next = 0;  // index in `expected` of the next page's first
+      std::optional<ListCursor> cursor;
+      for (int pages = 1;; ++pages) {
+        ASSERT_LE(pages, 13);
+        ASSERT_OK_AND_ASSIGN(
+            SessionPage page,
+            store_->ListForUser(kTenant, "alice", limit, cursor, max_bytes));
+        ASSERT_FALSE(page.sessions.empty());
+        int64_t bytes = 0;
+        for (const SessionRecord& r : page.sessions) {
+          ASSERT_LT(next, expected.size());
+          EXPECT_EQ(r, expected[next]);
+          ++next;
+          bytes += static_cast<int64_t>(r.sealed_payload.size());
+        }
+        if (page.sessions.size() > 1) {
+          EXPECT_LE(bytes, max_bytes);
+        }
+        EXPECT_LE(page.sessions.size(), static_cast<size_t>(limit));
+        if (!page.next.has_value()) {
+          EXPECT_EQ(next, expected.size());
+          break;
+        }
+        ASSERT_LT(next, expected.size());
+        // The page is as full as it may be.
+        EXPECT_TRUE(
+            page.sessions.size() == static_cast<size_t>(limit) ||
+            bytes + static_cast<int64_t>(expected[next].sealed_payload.size()) >
+                max_bytes);
+        EXPECT_EQ(page.next->id, page.sessions.back().id);
+        cursor = page.next;
+      }
+    }
+  }
+  EXPECT_EQ(Code(store_->ListForUser(kTenant, "alice", 10, {}, 0)),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_P(SessionStoreConformanceTest, ListForUserCursorIsAPosition) {
   SessionRecord s1 = MustCreate("s1", 1, "alice");
   clock_.Advance(absl::Seconds(1));

@@ -101,6 +101,10 @@ class FakeBackend final : public StorageBackend {
     absl::MutexLock lock(&mu_);
     return last_list_count_;
   }
+  int64_t last_list_max_bytes() const {
+    absl::MutexLock lock(&mu_);
+    return last_list_max_bytes_;
+  }
 
   absl::string_view name() const override { return "fake"; }
 
@@ -168,13 +172,14 @@ class FakeBackend final : public StorageBackend {
   }
   absl::StatusOr<std::vector<SessionRecord>> ListForUser(
       absl::string_view tenant, absl::string_view user_id, int count,
-      const std::optional<ListCursor>& after) override {
+      int64_t max_bytes, const std::optional<ListCursor>& after) override {
     {
       absl::MutexLock lock(&mu_);
       last_list_count_ = count;
+      last_list_max_bytes_ = max_bytes;
     }
     if (absl::Status s = Enter("list_for_user", tenant); !s.ok()) return s;
-    return real_->ListForUser(tenant, user_id, count, after);
+    return real_->ListForUser(tenant, user_id, count, max_bytes, after);
   }
   absl::StatusOr<int64_t> CountLive(absl::string_view tenant) override {
     if (absl::Status s = Enter("count_live", tenant); !s.ok()) return s;
@@ -223,6 +228,7 @@ class FakeBackend final : public StorageBackend {
   TenantLimits last_limits_ ABSL_GUARDED_BY(mu_);
   std::optional<std::string> last_tenant_ ABSL_GUARDED_BY(mu_);
   int last_list_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t last_list_max_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace sessiond::storage

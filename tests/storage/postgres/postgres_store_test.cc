@@ -829,8 +829,9 @@ TEST_F(PostgresStoreTest, TenantStatementsUseTheTenantIndexes) {
   };
   for (const auto& [statement, args] :
        std::vector<std::pair<sql::SqlStatement, std::string>>{
-           {sql::SqlStatement::kListFirst, "'t7', 'u7', 10, 20"},
-           {sql::SqlStatement::kListAfter, "'t7', 'u7', 10, 20, 40000, 'id-9'"},
+           {sql::SqlStatement::kListFirst, "'t7', 'u7', 10, 20, 4096"},
+           {sql::SqlStatement::kListAfter,
+            "'t7', 'u7', 10, 20, 4096, 40000, 'id-9'"},
            {sql::SqlStatement::kDeleteForUser, "'t7', 'u7', ''"},
            {sql::SqlStatement::kEvictOverCap, "'t7', 'u7', 10, 'id-7', 1"},
        }) {

@@ -568,20 +568,22 @@ TEST_F(SqlBackendTest, ListForUserPassesTheCursorAndKeepsTheOrder) {
   };
   const ListCursor after{Now(), "id-9"};
   absl::StatusOr<std::vector<SessionRecord>> found =
-      backend_->ListForUser(kTenant, "alice", 3, after);
+      backend_->ListForUser(kTenant, "alice", 3, 4096, after);
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_THAT(*found, ElementsAre(b, a));
   EXPECT_THAT(log_, ElementsAre("read", "now", "list_after"));
   const std::vector<BoundParam>& p =
       executor_->last_params_.at(SqlStatement::kListAfter);
-  ASSERT_EQ(p.size(), 6u);
+  ASSERT_EQ(p.size(), 7u);
   EXPECT_EQ(p[0].bytes, kTenant);
   EXPECT_EQ(p[1].bytes, "alice");
   EXPECT_EQ(p[3].number, 3);
-  EXPECT_EQ(p[4].number, TimeToMicros(after.last_active_at));
-  EXPECT_EQ(p[5].bytes, "id-9");
-  ASSERT_TRUE(backend_->ListForUser(kTenant, "alice", 3, std::nullopt).ok());
-  EXPECT_EQ(executor_->last_params_.at(SqlStatement::kListFirst).size(), 4u);
+  EXPECT_EQ(p[4].number, 4096);
+  EXPECT_EQ(p[5].number, TimeToMicros(after.last_active_at));
+  EXPECT_EQ(p[6].bytes, "id-9");
+  ASSERT_TRUE(
+      backend_->ListForUser(kTenant, "alice", 3, 4096, std::nullopt).ok());
+  EXPECT_EQ(executor_->last_params_.at(SqlStatement::kListFirst).size(), 5u);
 }
 
 TEST_F(SqlBackendTest, CountLiveReadsTheTenantsCountByTheTimeOfTheRead) {
@@ -655,7 +657,8 @@ TEST_F(SqlBackendTest, EveryCallBindsItsTenant) {
   ASSERT_TRUE(backend_->DeleteByTokenHash(kTenant, stored.token_hash).ok());
   ASSERT_TRUE(backend_->DeleteById(kTenant, "id-1").ok());
   ASSERT_TRUE(backend_->DeleteForUser(kTenant, "alice", "").ok());
-  ASSERT_TRUE(backend_->ListForUser(kTenant, "alice", 3, std::nullopt).ok());
+  ASSERT_TRUE(
+      backend_->ListForUser(kTenant, "alice", 3, 4096, std::nullopt).ok());
   ASSERT_TRUE(backend_->PruneExpired(std::nullopt).ok());
   for (const auto& [statement, params] : executor_->last_params_) {
     SCOPED_TRACE(StatementName(statement));
