@@ -206,6 +206,22 @@ FlagSet<ServerConfig> BuildFlags() {
             return c->grpc.max_connection_age;
           },
           absl::ZeroDuration(), absl::Hours(24))
+      .Int(
+          "max_concurrent_streams",
+          "calls one client connection may have open at once; a client "
+          "holds further calls until one ends",
+          [](ServerConfig* c) -> int& {
+            return c->grpc.max_concurrent_streams;
+          },
+          1, 1 << 20)
+      .Int(
+          "transport_memory_bytes",
+          "the memory gRPC's transport may take for connections and calls "
+          "(its resource quota)",
+          [](ServerConfig* c) -> int64_t& {
+            return c->grpc.transport_memory_bytes;
+          },
+          int64_t{1} << 20, int64_t{1} << 40)
       .Duration(
           "shutdown_drain_delay",
           "after SIGTERM or SIGINT, keep serving this long while health "

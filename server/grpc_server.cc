@@ -8,6 +8,7 @@
 #include "crypto/wipe.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "server/log.h"
 #include "server/request_parser.h"
 #include "storage/call_deadline.h"
@@ -296,6 +297,14 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   if (options.call_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("call_timeout: must be positive");
   }
+  if (options.max_concurrent_streams <= 0) {
+    return absl::InvalidArgumentError(
+        "max_concurrent_streams: must be positive");
+  }
+  if (options.transport_memory_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        "transport_memory_bytes: must be positive");
+  }
   const int cores =
       std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const int threads = options.threads > 0 ? options.threads : 2 * cores;
@@ -327,6 +336,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
                            &server->port_);
   builder.RegisterService(&server->service_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_concurrent_streams);
+  grpc::ResourceQuota quota("sessiond");
+  quota.Resize(static_cast<size_t>(options.transport_memory_bytes));
+  builder.SetResourceQuota(quota);
   if (options.max_connection_age > absl::ZeroDuration()) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
                                static_cast<int>(absl::ToInt64Milliseconds(

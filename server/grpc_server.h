@@ -71,6 +71,13 @@ struct GrpcServerOptions {
   absl::Duration max_connection_age = absl::Seconds(30);
   // Largest request accepted, in bytes.
   int max_receive_message_bytes = 4 * 1024 * 1024;
+  // Calls one client connection may have open at once (HTTP/2
+  // SETTINGS_MAX_CONCURRENT_STREAMS); a client holds its further calls
+  // until one ends. > 0.
+  int max_concurrent_streams = 1000;
+  // The memory gRPC's transport may take for connections and calls (its
+  // resource quota), in bytes. > 0.
+  int64_t transport_memory_bytes = int64_t{256} << 20;
   // TLS: with a certificate chain and its private key (PEM), the server
   // speaks only TLS. With a client CA too, it also requires every client to
   // present a certificate signed by that CA (mutual TLS). All empty: no TLS.

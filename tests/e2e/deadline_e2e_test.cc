@@ -1,10 +1,12 @@
 // End-to-end: a call whose caller's deadline passed while it waited for a
 // server thread is not started, so it writes nothing after the caller gave
 // up. One worker, and a Valkey server hung (SIGSTOP) so that the first call
-// holds that worker. And shutdown lets such a held call finish within its
-// call timeout.
+// holds that worker. Shutdown lets such a held call finish within its call
+// timeout. And one connection has no more calls open than
+// --max_concurrent_streams.
 #include <signal.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <thread>
@@ -97,6 +99,38 @@ TEST_F(DeadlineE2eTest, ShutdownWaitsForCallsWithinTheirCallTimeout) {
   ASSERT_TRUE(valkey_->Resume().ok());
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 0) << ReadFileOrEmpty((*server)->log_path());
+}
+
+// With the backend hung, each call the server has takes --valkey_timeout
+// (2 s) to fail. With 2 streams per connection, 4 calls on one connection
+// run two by two: the last ends after about 4 s, not 2 s.
+TEST_F(DeadlineE2eTest, OneConnectionHasAtMostMaxConcurrentStreamsOpen) {
+  absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
+      StartSessiond({"--max_concurrent_streams=2", "--call_timeout=10s"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<Client> client = *Client::Connect(
+      (*server)->address(),
+      ClientOptions{absl::Seconds(20), 1, absl::Milliseconds(50), ""});
+  ASSERT_TRUE(client->Health().ok());
+  ASSERT_TRUE(valkey_->Pause().ok());
+  const absl::Time start = absl::Now();
+  std::vector<absl::Duration> took(4);
+  std::vector<absl::Status> status(4);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 4; ++i) {
+    callers.emplace_back([&, i] {
+      status[i] = client->Create("streams").status();
+      took[i] = absl::Now() - start;
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  ASSERT_TRUE(valkey_->Resume().ok());
+  std::sort(took.begin(), took.end());
+  for (const absl::Status& s : status) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  }
+  EXPECT_LT(took[1], absl::Seconds(3.5)) << "the first two ran at once";
+  EXPECT_GT(took[3], absl::Seconds(3.5)) << "all four ran at once";
 }
 
 }  // namespace

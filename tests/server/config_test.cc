@@ -129,6 +129,24 @@ TEST_F(ConfigTest, CallTimeoutAndWorkers) {
   }
 }
 
+TEST_F(ConfigTest, TransportBounds) {
+  env_["SESSIOND_TRANSPORT_MEMORY_BYTES"] = "67108864";
+  absl::StatusOr<ServerConfig> config =
+      ParseLocal({"--insecure_plaintext", "--max_concurrent_streams=64"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->grpc.max_concurrent_streams, 64);
+  EXPECT_EQ(config->grpc.transport_memory_bytes, int64_t{64} << 20);
+  for (const char* bad :
+       {"--max_concurrent_streams=0", "--transport_memory_bytes=1024"}) {
+    SCOPED_TRACE(bad);
+    config = ParseLocal({"--insecure_plaintext", bad});
+    EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(config.status().message(),
+                HasSubstr(absl::string_view(bad).substr(
+                    2, absl::string_view(bad).find('=') - 2)));
+  }
+}
+
 // The usage text states each default; passing that text back must change
 // nothing, so the two cannot drift apart.
 TEST_F(ConfigTest, UsageDefaultsMatchTheRealDefaults) {
