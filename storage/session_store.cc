@@ -264,7 +264,8 @@ absl::StatusOr<SessionRecord> SessionStore::Update(
         "the session now (Delete ends a session)");
   }
   return Allowed(*backend_, "update", std::move(updated),
-                 {StatusCode::kNotFound, StatusCode::kAborted});
+                 {StatusCode::kNotFound, StatusCode::kAborted,
+                  StatusCode::kResourceExhausted});
 }
 
 absl::StatusOr<SessionRecord> SessionStore::Cycle(
@@ -285,7 +286,7 @@ absl::StatusOr<SessionRecord> SessionStore::Cycle(
   }
   return Allowed(*backend_, "cycle", std::move(cycled),
                  {StatusCode::kNotFound, StatusCode::kAborted,
-                  StatusCode::kAlreadyExists});
+                  StatusCode::kAlreadyExists, StatusCode::kResourceExhausted});
 }
 
 absl::StatusOr<int64_t> SessionStore::DeleteByTokenHash(

@@ -48,9 +48,9 @@
 //    ABORTED over ALREADY_EXISTS. Each call returns only the codes its
 //    comment names besides INVALID_ARGUMENT, UNAVAILABLE and INTERNAL:
 //    ABORTED only from Update and Cycle, ALREADY_EXISTS only from Create
-//    and Cycle, RESOURCE_EXHAUSTED only from Create, NOT_FOUND only from
-//    the calls on one session by token hash; any other code a backend gives
-//    becomes INTERNAL.
+//    and Cycle, RESOURCE_EXHAUSTED only from Create, Update and Cycle,
+//    NOT_FOUND only from the calls on one session by token hash; any other
+//    code a backend gives becomes INTERNAL.
 //  - ids and user_ids are valid UTF-8 without NUL bytes (IsStorableText):
 //    INVALID_ARGUMENT on writes otherwise, and lookups by such a value find
 //    nothing. Token hashes and payloads are any bytes.
@@ -146,7 +146,9 @@ class SessionStore final {
   // (never earlier than it was) and increments version. Never changes the
   // user. NOT_FOUND if no live session has the hash; ABORTED on an
   // expected_version mismatch; FAILED_PRECONDITION, nothing written, if the
-  // absolute lifetime set would end the session at or before now.
+  // absolute lifetime set would end the session at or before now;
+  // RESOURCE_EXHAUSTED, nothing written, if a larger payload finds the
+  // backend out of room.
   absl::StatusOr<SessionRecord> Update(absl::string_view tenant,
                                        absl::string_view token_hash,
                                        const SessionUpdate& update);
@@ -157,7 +159,8 @@ class SessionStore final {
   // payload where `cycle` sets them; sets last_active_at to now (never
   // earlier than it was) and increments version. NOT_FOUND if no live
   // session has the old hash; ABORTED on an expected_version mismatch;
-  // ALREADY_EXISTS if a live one has the new.
+  // ALREADY_EXISTS if a live one has the new; RESOURCE_EXHAUSTED, nothing
+  // written, if a larger payload finds the backend out of room.
   absl::StatusOr<SessionRecord> Cycle(absl::string_view tenant,
                                       absl::string_view old_token_hash,
                                       const SessionCycle& cycle,

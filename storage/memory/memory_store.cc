@@ -533,14 +533,25 @@ class MemoryBackend final : public StorageBackend {
   }
 
   // RESOURCE_EXHAUSTED if storing `record` would take the store past
-  // max_bytes_ (0: no bound). Concurrent creates may each pass the check
-  // and overshoot it by their own size.
+  // max_bytes_ (0: no bound). Concurrent writes may each pass the check
+  // and overshoot it by their own growth.
   absl::Status CheckRoomFor(const SessionRecord& record) const {
-    if (max_bytes_ == 0) return absl::OkStatus();
-    const int64_t need =
+    return CheckRoomToGrow(
         static_cast<int64_t>(Entry::BlockSize(
             record.tenant, record.id, record.user_id, record.sealed_payload)) +
-        Entry::kIndexBytes;
+        Entry::kIndexBytes);
+  }
+  // The same for Replace(e, user, payload), which may move e to a larger
+  // block.
+  absl::Status CheckRoomToReplace(const Entry* e, absl::string_view user,
+                                  absl::string_view payload) const {
+    if (e->FitsInPlace(user, payload)) return absl::OkStatus();
+    return CheckRoomToGrow(static_cast<int64_t>(Entry::BlockSize(
+                               e->tenant(), e->id(), user, payload)) +
+                           Entry::kIndexBytes - e->HeldBytes());
+  }
+  absl::Status CheckRoomToGrow(int64_t need) const {
+    if (max_bytes_ == 0 || need <= 0) return absl::OkStatus();
     const int64_t held = held_bytes_.load(std::memory_order_relaxed);
     if (held + need <= max_bytes_) return absl::OkStatus();
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -656,6 +667,13 @@ absl::StatusOr<SessionRecord> MemoryBackend::Update(
           return s;
         }
         if (!locks.WantAll(e)) return RetryWithMoreLocks();
+        if (update.sealed_payload.has_value()) {
+          if (absl::Status s =
+                  CheckRoomToReplace(e, e->user_id(), *update.sealed_payload);
+              !s.ok()) {
+            return s;
+          }
+        }
 
         // ApplyUpdate, in place.
         if (update.sealed_payload.has_value()) {
@@ -705,17 +723,20 @@ absl::StatusOr<SessionRecord> MemoryBackend::Cycle(
         if (occupant != nullptr) locks.WantAll(occupant);
         if (capped) WantSessionsOf(*this, locks, new_user_key, /*ids=*/true);
         if (!locks.complete()) return RetryWithMoreLocks();
+        const absl::string_view user =
+            cycle.user_id.has_value() ? *cycle.user_id : e->user_id();
+        const absl::string_view payload = cycle.sealed_payload.has_value()
+                                              ? *cycle.sealed_payload
+                                              : e->payload();
+        if (absl::Status s = CheckRoomToReplace(e, user, payload); !s.ok()) {
+          return s;
+        }
 
         // ApplyCycle, in place.
         if (occupant != nullptr) Destroy(occupant);
         tokens_[TokenShardOf(old_token_hash)].entries.erase(old_token_hash);
         e->set_token_hash(cycle.new_token_hash);
         tokens_[TokenShardOf(cycle.new_token_hash)].entries.insert(e);
-        const absl::string_view user =
-            cycle.user_id.has_value() ? *cycle.user_id : e->user_id();
-        const absl::string_view payload = cycle.sealed_payload.has_value()
-                                              ? *cycle.sealed_payload
-                                              : e->payload();
         if (user != e->user_id() || payload != e->payload()) {
           e = Replace(e, user, payload);
         }

@@ -16,9 +16,10 @@
 namespace sessiond::storage {
 
 struct MemoryOptions {
-  // About the most memory the sessions may take, in bytes: a Create that
-  // would go past it is RESOURCE_EXHAUSTED, so that the process is not
-  // killed for memory (which loses every session). 0: no bound.
+  // About the most memory the sessions may take, in bytes: a Create, or an
+  // Update or Cycle that grows a session, that would go past it is
+  // RESOURCE_EXHAUSTED, so that the process is not killed for memory
+  // (which loses every session). 0: no bound.
   int64_t max_bytes = int64_t{512} << 20;
 };
 

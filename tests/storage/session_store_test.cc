@@ -406,7 +406,7 @@ TEST_F(SessionStoreFrontTest, CodesACallMayNotReturnBecomeInternal) {
   fake_->FailCall("update", absl::AlreadyExistsError("x"));
   EXPECT_EQ(store_->Update(kTenant, NumberedTokenHash(1), {}).status().code(),
             StatusCode::kInternal);
-  fake_->FailCall("cycle", absl::ResourceExhaustedError("x"));
+  fake_->FailCall("cycle", absl::PermissionDeniedError("x"));
   EXPECT_EQ(store_
                 ->Cycle(kTenant, NumberedTokenHash(1),
                         MakeCycle(NumberedTokenHash(2)), {})

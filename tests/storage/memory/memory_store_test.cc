@@ -101,6 +101,40 @@ TEST(MemoryStoreTest, CreatesPastMaxBytesAreResourceExhausted) {
             StatusCode::kInvalidArgument);
 }
 
+// A save that grows a session takes room too: past the bound it is
+// refused and changes nothing; one that keeps or shrinks its size is not.
+TEST(MemoryStoreTest, GrowingPastMaxBytesIsResourceExhausted) {
+  ManualClock clock;
+  std::unique_ptr<SessionStore> store =
+      *OpenMemoryStore(&clock, {}, MemoryOptions{8192});
+  const std::string small(500, 's');
+  for (int i = 1; i <= 4; ++i) {
+    ASSERT_TRUE(
+        store->Create(Record(absl::StrCat("s", i), i, "u", small), {}).ok());
+  }
+  SessionUpdate grow;
+  grow.sealed_payload = std::string(7000, 'g');
+  absl::Status refused = store->Update(kT, Hash(1), grow).status();
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused;
+  SessionCycle cycle;
+  cycle.new_token_hash = Hash(100);
+  cycle.sealed_payload = grow.sealed_payload;
+  refused = store->Cycle(kT, Hash(2), cycle, {}).status();
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused;
+  for (int i : {1, 2}) {
+    absl::StatusOr<SessionRecord> kept = store->Load(kT, Hash(i));
+    ASSERT_TRUE(kept.ok()) << kept.status();
+    EXPECT_EQ(kept->sealed_payload, small);
+    EXPECT_EQ(kept->version, 1);
+  }
+  SessionUpdate same;
+  same.sealed_payload = std::string(500, 't');
+  EXPECT_TRUE(store->Update(kT, Hash(1), same).ok());
+  SessionUpdate shrink;
+  shrink.sealed_payload = "x";
+  EXPECT_TRUE(store->Update(kT, Hash(3), shrink).ok());
+}
+
 TEST(MemoryStoreTest, WorksWithTheRealClock) {
   std::unique_ptr<SessionStore> store = *OpenMemoryStore(Clock::Real(), {});
   absl::StatusOr<SessionRecord> r = store->Create(Record("a", 1, "u", "p"), {});
