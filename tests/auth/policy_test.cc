@@ -161,6 +161,35 @@ TEST(PolicyTest, AllowAllIsOneDefaultCallerAllowedEverything) {
   EXPECT_FALSE(policy->FindTenant("default")->max_idle_timeout.has_value());
 }
 
+// Found by //fuzz:policy_fuzzer: yaml-cpp 0.7 never returns on such text
+// ("!\0,\0\0", ",", "!90s,t"), so it is refused before yaml-cpp reads it.
+TEST(PolicyTest, TextYamlCppNeverReturnsOnIsRefusedFirst) {
+  EXPECT_EQ(ErrorOf(std::string("a: \0,\0\0", 7)),
+            "policy.yaml:1: control character U+0000 (YAML allows only tab "
+            "and line ends)");
+  EXPECT_EQ(ErrorOf("version: 1\n\x7f\n"),
+            "policy.yaml:2: control character U+007F (YAML allows only tab "
+            "and line ends)");
+  for (const char* text : {"!90s,t", "a: &x 1", "b: *x", "- !!str a"}) {
+    SCOPED_TRACE(text);
+    EXPECT_THAT(ErrorOf(text), HasSubstr("a YAML tag (!), anchor (&) or "
+                                         "alias (*); a policy uses none"));
+  }
+  for (const char* text : {",", "  ,", "# c\n,", "\"a\","}) {
+    SCOPED_TRACE(text);
+    EXPECT_THAT(ErrorOf(text),
+                HasSubstr("',' outside a flow collection ([...] or {...})"));
+  }
+  // Commas where YAML allows them are still read (the schema is what
+  // refuses this name).
+  EXPECT_EQ(ErrorOf("version: 1\ntenants:\n  shop: {}\ncallers:\n"
+                    "  - name: \"a, b\"\n    tenant: shop\n"
+                    "    uri_san: spiffe://x/a,b  # a, comment\n"
+                    "    allow: [Load, Save]\n"),
+            "policy.yaml:5: caller #1: name \"a, b\" must be 1 to 64 of A-Z "
+            "a-z 0-9 . _ -");
+}
+
 TEST(PolicyTest, UnknownPermissionNamesItsLineAndCaller) {
   EXPECT_EQ(ErrorOf(R"(version: 1
 tenants:
@@ -495,8 +524,8 @@ TEST(PolicyTest, YamlSyntaxErrorNamesItsLine) {
   EXPECT_EQ(ErrorOf("version: 1\ntenants:\n  t: 1\n   x: 2\n"),
             "policy.yaml:4: YAML syntax error: illegal map value");
   EXPECT_EQ(ErrorOf("version: 1\ntenants: *nowhere\n"),
-            "policy.yaml:2: YAML syntax error: the referenced anchor is not "
-            "defined");
+            "policy.yaml:2: a YAML tag (!), anchor (&) or alias (*); a policy "
+            "uses none");
   EXPECT_EQ(ErrorOf(""), "policy.yaml:1: no YAML document (the file is empty)");
   EXPECT_EQ(ErrorOf("# just a comment\n"),
             "policy.yaml:1: no YAML document (the file is empty)");
