@@ -223,8 +223,9 @@ TEST(CallExecutorTest, StopExpiresWaitingCallsAndLetsRunningOnesFinish) {
 }
 
 TEST(CallExecutorTest, StopReportsACallStillRunningAtItsDeadline) {
-  // Deliberately never destroyed: its detached worker still uses it.
-  auto* executor = new CallExecutor(1, 100, kManyBytes);
+  // Lives to the process's end, as a stuck server's does: its detached
+  // worker still uses it.
+  static CallExecutor* const executor = new CallExecutor(1, 100, kManyBytes);
   HeldCall running;
   executor->Submit(running.get(), Later(), 1);
   ASSERT_TRUE(running.WaitStarted());
