@@ -132,7 +132,14 @@ absl::StatusOr<SecretKey> LoadKeyFile(const std::string& path) {
   absl::StatusOr<Secret> file =
       ReadSecretFile(path, "key file", kMaxKeyFileSize);
   if (!file.ok()) return file.status();
-  const absl::string_view text = absl::StripAsciiWhitespace(file->view());
+  return KeyFromFileText(file->view(), absl::StrCat("key file ", path));
+}
+
+}  // namespace
+
+absl::StatusOr<SecretKey> KeyFromFileText(absl::string_view file_text,
+                                          absl::string_view name) {
+  const absl::string_view text = absl::StripAsciiWhitespace(file_text);
   WipedBuffer<SecretKey::kSize> raw;
   if (!DecodeKey(text, raw.bytes.data())) {
     const std::string found =
@@ -140,7 +147,7 @@ absl::StatusOr<SecretKey> LoadKeyFile(const std::string& path) {
             ? absl::StrCat("found ", text.size(), " characters")
             : "found 44 characters that are not valid canonical base64";
     return absl::InvalidArgumentError(absl::StrCat(
-        "key file ", path,
+        name,
         " does not hold a key: expected the standard base64 of exactly 32 "
         "bytes (44 characters, as `openssl rand -base64 32` prints), ",
         found));
@@ -148,14 +155,11 @@ absl::StatusOr<SecretKey> LoadKeyFile(const std::string& path) {
   absl::StatusOr<SecretKey> key = SecretKey::FromBytes(absl::string_view(
       reinterpret_cast<const char*>(raw.bytes.data()), raw.bytes.size()));
   if (!key.ok()) {
-    return absl::Status(
-        key.status().code(),
-        absl::StrCat("key file ", path, ": ", key.status().message()));
+    return absl::Status(key.status().code(),
+                        absl::StrCat(name, ": ", key.status().message()));
   }
   return key;
 }
-
-}  // namespace
 
 // --- SecretKey ---
 

@@ -60,6 +60,12 @@ class SecretKey {
   std::array<char, kIdSize> id_{};
 };
 
+// The key that a key file's content holds: the standard base64 of exactly
+// 32 bytes, whitespace around it ignored (KeyRing::FromFiles). Otherwise
+// INVALID_ARGUMENT, naming `name` (say "key file PATH"), never the text.
+absl::StatusOr<SecretKey> KeyFromFileText(absl::string_view file_text,
+                                          absl::string_view name);
+
 class KeyRing {
  public:
   // Loads one key per file. paths[0] is the current key; the rest are older

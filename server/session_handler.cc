@@ -11,6 +11,7 @@
 #include "crypto/token.h"
 #include "crypto/wipe.h"
 #include "server/log.h"
+#include "server/page_token.h"
 
 namespace sessiond {
 namespace {
@@ -157,32 +158,6 @@ void SetDuration(absl::Duration d, Duration* out) {
   const int64_t micros = absl::ToInt64Microseconds(d);
   out->set_seconds(micros / 1000000);
   out->set_nanos(static_cast<int32_t>((micros % 1000000) * 1000));
-}
-
-// Page tokens are opaque to callers: URL-safe base64 of
-// "<last_active_at unix micros>.<id>" of the previous page's last session.
-std::string EncodePageToken(const storage::ListCursor& cursor) {
-  return absl::WebSafeBase64Escape(
-      absl::StrCat(absl::ToUnixMicros(cursor.last_active_at), ".", cursor.id));
-}
-
-absl::StatusOr<std::optional<storage::ListCursor>> DecodePageToken(
-    absl::string_view token) {
-  if (token.empty()) return std::nullopt;
-  std::string text;
-  const absl::Status malformed = InvalidArgument("page_token", "malformed");
-  if (token.size() > 256 || !absl::WebSafeBase64Unescape(token, &text)) {
-    return malformed;
-  }
-  std::pair<std::string, std::string> parts =
-      absl::StrSplit(text, absl::MaxSplits('.', 1));
-  int64_t micros = 0;
-  if (!absl::SimpleAtoi(parts.first, &micros) ||
-      !crypto::IsWellFormedSessionId(parts.second)) {
-    return malformed;
-  }
-  return storage::ListCursor{absl::FromUnixMicros(micros),
-                             std::move(parts.second)};
 }
 
 }  // namespace
