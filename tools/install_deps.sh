@@ -26,6 +26,9 @@ if $want_test; then
   # Real database servers for the backend tests (stunnel4: the TLS tunnel to
   # Valkey), and tools the tests call.
   packages+=(postgresql-15 redis-server stunnel4 sqlite3 jq procps openssl)
+  # The sanitizer runtimes of gcc (--config=asan, --config=tsan) and clang
+  # with libFuzzer (--config=fuzz).
+  packages+=(libasan8 libubsan1 libtsan2 clang-14 libfuzzer-14-dev)
   command -v go >/dev/null 2>&1 || packages+=(golang-go)
 fi
 

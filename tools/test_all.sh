@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds everything and runs the whole test suite.
-# Ends with one line "N passed, N failed" counted from the GoogleTest XML of
-# the test targets that exist now, and exits non-zero if anything failed.
+# Installs what is missing, builds everything and runs the whole test suite
+# three times over: as built, under AddressSanitizer + UndefinedBehavior-
+# Sanitizer (--config=asan), and each fuzz harness for 10 s under libFuzzer
+# (--config=fuzz). Ends with one line "N passed, N failed" counted from
+# the test XML of the test targets that exist now, and exits non-zero if
+# anything failed. Extra arguments go to the first run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 tools/install_deps.sh --bench || { echo "0 passed, 1 failed"; exit 1; }
 
 tool() { command -v "$1" || echo "/usr/local/bin/$1"; }
-bazel test //... \
-  --test_env=SESSIOND_GRPCURL="$(tool grpcurl)" \
-  --test_env=SESSIOND_GHZ="$(tool ghz)" \
-  "$@"
-bazel_rc=$?
+tools=(--test_env=SESSIOND_GRPCURL="$(tool grpcurl)"
+       --test_env=SESSIOND_GHZ="$(tool ghz)")
+rc=0
+bazel test //... "${tools[@]}" "$@" || rc=1
+bazel test --config=asan //... "${tools[@]}" || rc=1
+bazel test --config=fuzz //fuzz/... || rc=1
 
-tools/count_tests.sh
-count_rc=$?
-if ((bazel_rc != 0 || count_rc != 0)); then
-  exit 1
-fi
+tools/count_tests.sh "default://..." "asan://..." "fuzz://fuzz/..." || rc=1
+exit $rc
