@@ -27,9 +27,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -71,10 +74,6 @@ std::string PrimaryMessage(absl::string_view message) {
     message.remove_prefix(sep + 3);
   }
   return OneLine(message);
-}
-
-bool StartsWith(absl::string_view s, absl::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix;
 }
 
 // A value in a libpq connection string: single-quoted, with backslashes and
@@ -170,7 +169,7 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseDsn(
   //
   // As with libpq's expand_dbname: a DSN that is neither a URI nor has a
   // "keyword=value" pair is a database name.
-  if (!StartsWith(dsn, "postgresql://") && !StartsWith(dsn, "postgres://") &&
+  if (!absl::StartsWith(dsn, "postgresql://") && !absl::StartsWith(dsn, "postgres://") &&
       dsn.find('=') == std::string::npos) {
     return std::vector<std::pair<std::string, std::string>>{{"dbname", dsn}};
   }
@@ -188,6 +187,49 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseDsn(
   }
   PQconninfoFree(options);
   return out;
+}
+
+absl::Status PinHostAddresses(
+    std::vector<std::pair<std::string, std::string>>& params,
+    internal::HostLookup& lookup, absl::Time deadline) {
+  // The last of each keyword counts, as in ConnectionString.
+  std::string* host = nullptr;
+  std::string* port = nullptr;
+  for (auto& [key, value] : params) {
+    if (key == "hostaddr") return absl::OkStatus();
+    if (key == "host") host = &value;
+    if (key == "port") port = &value;
+  }
+  if (host == nullptr || host->empty()) return absl::OkStatus();
+  const std::vector<std::string> hosts = absl::StrSplit(*host, ',');
+  std::vector<std::string> ports;
+  if (port != nullptr) ports = absl::StrSplit(*port, ',');
+  const bool port_per_host = ports.size() > 1 && ports.size() == hosts.size();
+  std::vector<std::string> new_hosts, new_addrs, new_ports;
+  bool looked_up = false;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    std::vector<std::string> addresses = {""};  // "": libpq uses the host
+    if (!hosts[i].empty() && hosts[i][0] != '/' && hosts[i][0] != '@') {
+      looked_up = true;
+      absl::StatusOr<std::vector<std::string>> found =
+          lookup.Addresses(hosts[i], deadline);
+      if (!found.ok()) {
+        return absl::UnavailableError(absl::StrCat("postgres: cannot connect: ",
+                                                   found.status().message()));
+      }
+      addresses = *std::move(found);
+    }
+    for (std::string& address : addresses) {
+      new_hosts.push_back(hosts[i]);
+      new_addrs.push_back(std::move(address));
+      if (port_per_host) new_ports.push_back(ports[i]);
+    }
+  }
+  if (!looked_up) return absl::OkStatus();
+  *host = absl::StrJoin(new_hosts, ",");
+  if (port_per_host) *port = absl::StrJoin(new_ports, ",");
+  params.emplace_back("hostaddr", absl::StrJoin(new_addrs, ","));
+  return absl::OkStatus();
 }
 
 std::string ConnectionString(
@@ -244,8 +286,12 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   // connect_timeout (whole seconds, at least 2, per address) instead.
   std::vector<std::pair<std::string, std::string>> params;
   // No reallocation may leave a copy of the password behind.
-  params.reserve(options.params.size() + 2);
+  params.reserve(options.params.size() + 3);
   params.insert(params.end(), options.params.begin(), options.params.end());
+  static internal::HostLookup* const lookup = new internal::HostLookup();
+  if (absl::Status s = PinHostAddresses(params, *lookup, deadline); !s.ok()) {
+    return s;
+  }
   if (!options.secret.empty()) {
     params.emplace_back("password", options.secret.view());
   }
@@ -538,7 +584,7 @@ absl::Status Connection::Fail(absl::string_view what) {
   const absl::string_view s(state);
   // Class 08: connection exception. 57P01..57P03: the server is shutting
   // down, crashed, or not yet accepting connections.
-  if (StartsWith(s, "08") || s == "57P01" || s == "57P02" || s == "57P03" ||
+  if (absl::StartsWith(s, "08") || s == "57P01" || s == "57P02" || s == "57P03" ||
       !conn_->is_open()) {
     broken_ = true;
     last_error_ = ErrorKind::kConnection;
@@ -552,12 +598,12 @@ absl::Status Connection::Fail(absl::string_view what) {
   // 57014: statement_timeout (or a cancel). 55P03: lock_timeout. Class 53:
   // out of connections, memory or disk. 40003: the statement's completion
   // is unknown (a write may or may not have happened).
-  if (s == "57014" || s == "55P03" || StartsWith(s, "53") || s == "40003") {
+  if (s == "57014" || s == "55P03" || absl::StartsWith(s, "53") || s == "40003") {
     return absl::UnavailableError(message(detail));
   }
   if (s == "23505") return absl::AlreadyExistsError(message(detail));
   // Class 22 (data exception) messages may quote the offending value.
-  if (StartsWith(s, "22")) {
+  if (absl::StartsWith(s, "22")) {
     return absl::InvalidArgumentError(message("invalid value"));
   }
   return absl::InternalError(message(detail));

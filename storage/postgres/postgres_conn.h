@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "crypto/secret_file.h"
+#include "storage/common/host_lookup.h"
 #include "storage/common/socket_watchdog.h"
 #include "storage/sql/executor.h"
 
@@ -67,6 +68,18 @@ struct ConnectOptions {
 // uses. On failure, libpq's message (which may quote part of the DSN).
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseDsn(
     const std::string& dsn);
+
+// Adds hostaddr to `params` (libpq keywords, as ParseDsn gives them) for
+// each host they name by name, looked up with `lookup` by `deadline`, so
+// that libpq looks up no name itself (it would do so without a deadline).
+// A name with several addresses becomes that many entries of the host
+// list, each with its address (and its port, if ports are listed per
+// host); the names stay, for TLS and the password file. Socket paths, and
+// params that set hostaddr already, are left as they are. UNAVAILABLE if a
+// lookup fails or is not done in time.
+absl::Status PinHostAddresses(
+    std::vector<std::pair<std::string, std::string>>& params,
+    internal::HostLookup& lookup, absl::Time deadline);
 
 // A libpq connection string ("k='v' ...") for the pairs; a later pair
 // overrides an earlier one with the same keyword.

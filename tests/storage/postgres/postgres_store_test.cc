@@ -1350,6 +1350,61 @@ TEST_F(PostgresStoreTest, PasswordFileOthersMayReadIsFailedPrecondition) {
   testing::RemoveTree(dir);
 }
 
+// By name, as operators write it: sessiond looks "localhost" up itself,
+// within the call's deadline, and libpq connects to the address.
+TEST_F(PostgresStoreTest, ConnectsToAHostGivenByName) {
+  PostgresOptions o = Options();
+  o.dsn = absl::StrReplaceAll(o.dsn, {{"host=127.0.0.1", "host=localhost"}});
+  ASSERT_NE(o.dsn, Options().dsn);
+  std::unique_ptr<SessionStore> store = Open(o);
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->Ping().ok());
+}
+
+TEST(PostgresPinHostAddressesTest, NamesBecomeAddressesAndSocketsStay) {
+  using postgres_internal::PinHostAddresses;
+  int lookups = 0;
+  internal::HostLookup lookup(
+      [&](const std::string& host) -> absl::StatusOr<std::vector<std::string>> {
+        ++lookups;
+        if (host == "db-a")
+          return std::vector<std::string>{"10.0.0.1", "fd::2"};
+        if (host == "db-b") return std::vector<std::string>{"10.0.0.3"};
+        return absl::UnavailableError("cannot look up " + host + ": unknown");
+      });
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  using Params = std::vector<std::pair<std::string, std::string>>;
+  Params params = {{"host", "db-a,/run/pg,db-b"},
+                   {"port", "5432,5433,5434"},
+                   {"dbname", "s"}};
+  ASSERT_TRUE(PinHostAddresses(params, lookup, deadline).ok());
+  EXPECT_EQ(params, (Params{{"host", "db-a,db-a,/run/pg,db-b"},
+                            {"port", "5432,5432,5433,5434"},
+                            {"dbname", "s"},
+                            {"hostaddr", "10.0.0.1,fd::2,,10.0.0.3"}}));
+  // One port for all hosts stays one.
+  params = {{"host", "db-b"}, {"port", "6432"}};
+  ASSERT_TRUE(PinHostAddresses(params, lookup, deadline).ok());
+  EXPECT_EQ(
+      params,
+      (Params{{"host", "db-b"}, {"port", "6432"}, {"hostaddr", "10.0.0.3"}}));
+  // Nothing to look up: no host (the default socket), or hostaddr given.
+  lookups = 0;
+  for (Params untouched :
+       {Params{{"dbname", "s"}}, Params{{"host", "/run/pg"}},
+        Params{{"host", "db-a"}, {"hostaddr", "10.9.9.9"}}}) {
+    Params copy = untouched;
+    ASSERT_TRUE(PinHostAddresses(copy, lookup, deadline).ok());
+    EXPECT_EQ(copy, untouched);
+  }
+  EXPECT_EQ(lookups, 0);
+  params = {{"host", "db-a,nowhere"}};
+  const absl::Status failed = PinHostAddresses(params, lookup, deadline);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(failed.message(),
+              HasSubstr("postgres: cannot connect: cannot look up nowhere"));
+}
+
 // What every error message of the backend goes through.
 TEST(PostgresScrubSecretTest, RemovesEveryOccurrenceOfTheSecret) {
   using postgres_internal::ScrubSecret;
