@@ -35,6 +35,7 @@
 #include "storage/call_deadline.h"
 #include "storage/common/connection_pool.h"
 #include "storage/common/database_clock.h"
+#include "storage/common/host_lookup.h"
 #include "storage/common/password_file.h"
 #include "storage/common/socket_watchdog.h"
 #include "storage/session_record.h"
@@ -308,19 +309,35 @@ class Connection {
     if (budget <= absl::ZeroDuration()) {
       return absl::UnavailableError("valkey: connect: deadline exceeded");
     }
-    // hiredis connects non-blocking and polls, bounded by the timeout as a
-    // whole.
-    redisContext* ctx = redisConnectWithTimeout(
-        options.host.c_str(), options.port, TimeoutTimeval(budget));
-    if (ctx == nullptr) {
-      return absl::InternalError("valkey: connect: out of memory");
+    // The name is looked up by the deadline here (hiredis would do it with
+    // no deadline), then hiredis connects to each address in turn,
+    // non-blocking and polling, bounded by what is left of the deadline.
+    static internal::HostLookup* const lookup = new internal::HostLookup();
+    absl::StatusOr<std::vector<std::string>> addresses =
+        lookup->Addresses(options.host, deadline);
+    if (!addresses.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("valkey: ", addresses.status().message()));
     }
-    if (ctx->err != 0) {
-      absl::Status status = absl::UnavailableError(
-          absl::StrCat("valkey: cannot connect to ", options.host, ":",
-                       options.port, ": ", ctx->errstr));
+    redisContext* ctx = nullptr;
+    std::string failure = "deadline exceeded";
+    for (const std::string& address : *addresses) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) break;
+      ctx = redisConnectWithTimeout(address.c_str(), options.port,
+                                    TimeoutTimeval(left));
+      if (ctx == nullptr) {
+        return absl::InternalError("valkey: connect: out of memory");
+      }
+      if (ctx->err == 0) break;
+      failure = absl::StrCat(address, ": ", ctx->errstr);
       redisFree(ctx);
-      return status;
+      ctx = nullptr;
+    }
+    if (ctx == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("valkey: cannot connect to ", options.host, ":",
+                       options.port, " (", failure, ")"));
     }
     const int watch_fd = fcntl(ctx->fd, F_DUPFD_CLOEXEC, 0);
     if (watch_fd < 0) {

@@ -224,6 +224,23 @@ TEST_F(ValkeyStoreTest, BackendNameAndPing) {
   ASSERT_OK(store->Ping());
 }
 
+// By name: sessiond looks "localhost" up itself, within the deadline, and
+// hiredis connects to an address. A name with no address is UNAVAILABLE.
+TEST_F(ValkeyStoreTest, ConnectsToAHostGivenByName) {
+  ValkeyOptions o = OptionsFor(*server_, "test");
+  ASSERT_EQ(o.host, "127.0.0.1");
+  o.host = "localhost";
+  auto store = Open({}, o);
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK(store->Ping());
+  o.host = "no-such-host.invalid";
+  absl::StatusOr<std::unique_ptr<SessionStore>> nowhere =
+      OpenValkeyStore(o, &clock_, {});
+  EXPECT_EQ(nowhere.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(nowhere.status().message(),
+              HasSubstr("valkey: cannot look up no-such-host.invalid"));
+}
+
 TEST_F(ValkeyStoreTest, KeysFollowTheDocumentedLayout) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
