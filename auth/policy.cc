@@ -97,10 +97,10 @@ class PolicyBuilder {
   explicit PolicyBuilder(absl::string_view source) : context_(source) {}
 
   absl::StatusOr<std::shared_ptr<const Policy>> Build(absl::string_view text) {
-    absl::StatusOr<YAML::Node> root =
+    absl::StatusOr<internal::YamlNode> root =
         internal::ParseOneDocument(text, context_);
     if (!root.ok()) return root.status();
-    const int root_line = std::max(1, internal::LineOf(*root));
+    const int root_line = std::max(1, root->line);
     absl::StatusOr<std::vector<Entry>> entries =
         internal::MapEntries(context_, *root, root_line, "the policy",
                              {"version", "tenants", "callers"});
@@ -227,16 +227,16 @@ class PolicyBuilder {
       return context_.Error(callers.line, "callers: declare at least one");
     }
     size_t index = 0;
-    for (const YAML::Node& caller : callers.value) {
+    for (const internal::YamlNode& caller : callers.value) {
       ++index;
-      const int line = internal::LineOf(caller) > 0 ? internal::LineOf(caller)
-                                                    : callers.line;
+      const int line = caller.line > 0 ? caller.line : callers.line;
       if (absl::Status s = ReadCaller(caller, line, index); !s.ok()) return s;
     }
     return absl::OkStatus();
   }
 
-  absl::Status ReadCaller(const YAML::Node& node, int line, size_t index) {
+  absl::Status ReadCaller(const internal::YamlNode& node, int line,
+                          size_t index) {
     const Context unnamed =
         context_.With(absl::StrCat("caller #", index, ": "));
     absl::StatusOr<std::vector<Entry>> entries =
@@ -358,9 +358,8 @@ class PolicyBuilder {
                            "one RPC");
     }
     std::bitset<kPermissionCount> permissions;
-    for (const YAML::Node& item : allow.value) {
-      const int line =
-          internal::LineOf(item) > 0 ? internal::LineOf(item) : allow.line;
+    for (const internal::YamlNode& item : allow.value) {
+      const int line = item.line > 0 ? item.line : allow.line;
       if (!item.IsScalar()) {
         return context.Error(line, "allow lists permission names only");
       }
@@ -387,10 +386,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> Policy::Parse(
     absl::string_view yaml_text, absl::string_view source) {
   try {
     return PolicyBuilder(source).Build(yaml_text);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": YAML error: ", e.msg));
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // std::bad_alloc
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": cannot read the policy: ", e.what()));
   }

@@ -20,7 +20,7 @@ packages=(
   bazel-bootstrap bazel-rules-java pkg-config g++ git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev libssl-dev libsqlite3-dev libpqxx-dev libpq-dev libhiredis-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libyaml-dev
 )
 if $want_test; then
   # Real database servers for the backend tests (stunnel4: the TLS tunnel to

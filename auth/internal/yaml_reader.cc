@@ -1,43 +1,158 @@
 #include "auth/internal/yaml_reader.h"
 
+#include <yaml.h>
+
 #include <algorithm>
-#include <exception>
+#include <cstring>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
 namespace sessiond::auth::internal {
 namespace {
 
-// yaml-cpp's tag of a plain scalar, and the explicit tag for integers.
-bool IsPlainOrIntTagged(const YAML::Node& node) {
-  return node.Tag() == "?" || node.Tag() == "tag:yaml.org,2002:int";
-}
+int LineOf(const yaml_mark_t& mark) { return static_cast<int>(mark.line) + 1; }
+
+// Copies libyaml's document into YamlNode, refusing what a policy has no
+// use for: aliases (a node reached twice), tags other than the default
+// ones, and deep nesting.
+class Converter {
+ public:
+  Converter(yaml_document_t* document, const Context& context)
+      : document_(document), context_(context) {}
+
+  absl::StatusOr<YamlNode> Convert(yaml_node_t* node, int depth) {
+    const int line = LineOf(node->start_mark);
+    if (depth > kMaxYamlDepth) {
+      return context_.Error(line, absl::StrCat("nested more than ",
+                                               kMaxYamlDepth, " levels deep"));
+    }
+    const int index = static_cast<int>(node - document_->nodes.start);
+    if (!seen_.insert(index).second) {
+      return context_.Error(
+          line,
+          "a node used again through a YAML alias (*); a policy uses none");
+    }
+    YamlNode out;
+    out.line = line;
+    switch (node->type) {
+      case YAML_SCALAR_NODE: {
+        if (!HasTag(node, YAML_DEFAULT_SCALAR_TAG)) return TagError(line);
+        out.text.assign(reinterpret_cast<const char*>(node->data.scalar.value),
+                        node->data.scalar.length);
+        out.plain = node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        const bool null_word = out.text.empty() || out.text == "~" ||
+                               out.text == "null" || out.text == "Null" ||
+                               out.text == "NULL";
+        out.kind = out.plain && null_word ? YamlNode::Kind::kNull
+                                          : YamlNode::Kind::kScalar;
+        return out;
+      }
+      case YAML_SEQUENCE_NODE: {
+        if (!HasTag(node, YAML_DEFAULT_SEQUENCE_TAG)) return TagError(line);
+        out.kind = YamlNode::Kind::kSequence;
+        for (yaml_node_item_t* item = node->data.sequence.items.start;
+             item < node->data.sequence.items.top; ++item) {
+          absl::StatusOr<YamlNode> child = Child(*item, depth);
+          if (!child.ok()) return child.status();
+          out.items.push_back(*std::move(child));
+        }
+        return out;
+      }
+      case YAML_MAPPING_NODE: {
+        if (!HasTag(node, YAML_DEFAULT_MAPPING_TAG)) return TagError(line);
+        out.kind = YamlNode::Kind::kMap;
+        for (yaml_node_pair_t* pair = node->data.mapping.pairs.start;
+             pair < node->data.mapping.pairs.top; ++pair) {
+          absl::StatusOr<YamlNode> key = Child(pair->key, depth);
+          if (!key.ok()) return key.status();
+          absl::StatusOr<YamlNode> value = Child(pair->value, depth);
+          if (!value.ok()) return value.status();
+          out.entries.emplace_back(*std::move(key), *std::move(value));
+        }
+        return out;
+      }
+      default:
+        return context_.Error(line, "an empty YAML node");
+    }
+  }
+
+ private:
+  absl::StatusOr<YamlNode> Child(int index, int depth) {
+    yaml_node_t* child = yaml_document_get_node(document_, index);
+    if (child == nullptr) return context_.Error(0, "a broken YAML document");
+    return Convert(child, depth + 1);
+  }
+  static bool HasTag(const yaml_node_t* node, const char* tag) {
+    return node->tag != nullptr &&
+           std::strcmp(reinterpret_cast<const char*>(node->tag), tag) == 0;
+  }
+  absl::Status TagError(int line) const {
+    return context_.Error(line, "a YAML tag (!); a policy uses none");
+  }
+
+  yaml_document_t* const document_;
+  const Context& context_;
+  absl::flat_hash_set<int> seen_;
+};
+
+// A parser, a document, freed on every path.
+struct Parsing {
+  Parsing() { ready = yaml_parser_initialize(&parser) != 0; }
+  ~Parsing() {
+    if (loaded) yaml_document_delete(&document);
+    yaml_parser_delete(&parser);
+  }
+  // Loads the next document (freeing the last); false on a syntax error.
+  bool Load() {
+    if (loaded) yaml_document_delete(&document);
+    loaded = yaml_parser_load(&parser, &document) != 0;
+    return loaded;
+  }
+  // `text` is what was parsed: a reader error (bad bytes) has an offset,
+  // not a mark.
+  absl::Status SyntaxError(const Context& context,
+                           absl::string_view text) const {
+    int line = LineOf(parser.problem_mark);
+    if (parser.error == YAML_READER_ERROR) {
+      const absl::string_view before =
+          text.substr(0, std::min(text.size(), parser.problem_offset));
+      line =
+          1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+    }
+    return context.Error(
+        line,
+        absl::StrCat("YAML syntax error: ",
+                     parser.problem != nullptr ? parser.problem : "unreadable",
+                     parser.context != nullptr
+                         ? absl::StrCat(" (", parser.context, ")")
+                         : ""));
+  }
+
+  yaml_parser_t parser;
+  yaml_document_t document;
+  bool ready = false;
+  bool loaded = false;
+};
 
 }  // namespace
 
-std::string Describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Scalar:
+std::string Describe(const YamlNode& node) {
+  switch (node.kind) {
+    case YamlNode::Kind::kScalar:
       return Quote(node.Scalar());
-    case YAML::NodeType::Sequence:
+    case YamlNode::Kind::kSequence:
       return "a list";
-    case YAML::NodeType::Map:
+    case YamlNode::Kind::kMap:
       return "a map";
     default:
       return "empty";
   }
-}
-
-int LineOf(const YAML::Node& node) {
-  if (!node.IsDefined()) return 0;
-  const int line = node.Mark().line;
-  return line >= 0 ? line + 1 : 0;
 }
 
 Context Context::With(std::string prefix) const {
@@ -55,104 +170,31 @@ absl::Status Context::Error(int line, absl::string_view message) const {
       absl::StrCat(source_, ":", line, ": ", prefix_, message));
 }
 
-namespace {
-
-// Text that yaml-cpp 0.7 would never return on, found by
-// //fuzz:policy_fuzzer: control characters (YAML allows none but tab and
-// line ends; "!\0,\0\0" loops), a ',' that begins a token outside a flow
-// collection ("," or "\"a\"," loops), which YAML never allows there, and
-// tags, anchors and aliases ("!90s,t" loops), which a policy has no use
-// for. A small scan that knows quotes, comments and [...] / {...} nesting.
-absl::Status CheckYamlCppCanRead(absl::string_view text,
-                                 const Context& context) {
-  int line = 1;
-  int depth = 0;    // of [ and {
-  char quote = 0;   // the open quote, if any
-  char before = 0;  // the last non-blank character of this line so far
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    const auto byte = static_cast<unsigned char>(c);
-    if ((byte < 0x20 && c != '\t' && c != '\n' && c != '\r') || byte == 0x7f) {
-      return context.Error(
-          line, absl::StrFormat("control character U+%04X (YAML allows only "
-                                "tab and line ends)",
-                                byte));
-    }
-    if (c == '\n') {
-      ++line;
-      before = 0;
-      continue;
-    }
-    if (quote != 0) {
-      if (quote == '"' && c == '\\') {
-        ++i;  // the escaped character (a line end there is not counted)
-      } else if (c == quote) {
-        quote = 0;
-        before = c;
-      }
-      continue;
-    }
-    if (c == ' ' || c == '\t') continue;
-    if (c == '#' &&
-        (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || before == 0)) {
-      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
-      continue;
-    }
-    const bool token_start = before == 0 || before == '"' || before == '\'' ||
-                             before == ']' || before == '}';
-    const char previous = i == 0 ? '\n' : text[i - 1];
-    if ((c == '!' || c == '&' || c == '*') &&
-        absl::string_view(" \t\r\n[{,").find(previous) !=
-            absl::string_view::npos) {
-      return context.Error(line,
-                           "a YAML tag (!), anchor (&) or alias (*); a policy "
-                           "uses none");
-    }
-    if ((c == '"' || c == '\'') &&
-        (token_start || depth > 0 || before == ':' || before == '-' ||
-         before == '?' || before == ',')) {
-      quote = c;
-    } else if (c == '[' || c == '{') {
-      ++depth;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    } else if (c == ',' && depth == 0 && token_start) {
-      return context.Error(line,
-                           "',' outside a flow collection ([...] or {...})");
-    }
-    before = c;
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
-absl::StatusOr<YAML::Node> ParseOneDocument(absl::string_view text,
-                                            const Context& context) {
-  if (absl::Status s = CheckYamlCppCanRead(text, context); !s.ok()) return s;
-  std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAll(std::string(text));
-  } catch (const YAML::ParserException& e) {
-    const int line = e.mark.line >= 0 ? e.mark.line + 1 : 0;
-    return context.Error(line, absl::StrCat("YAML syntax error: ", e.msg));
-  } catch (const YAML::Exception& e) {
-    return context.Error(0, absl::StrCat("YAML error: ", e.msg));
-  } catch (const std::exception& e) {
-    return context.Error(0, absl::StrCat("cannot read YAML: ", e.what()));
-  }
-  if (documents.empty()) {
+absl::StatusOr<YamlNode> ParseOneDocument(absl::string_view text,
+                                          const Context& context) {
+  Parsing parsing;
+  if (!parsing.ready) return context.Error(0, "cannot start the YAML parser");
+  yaml_parser_set_input_string(
+      &parsing.parser, reinterpret_cast<const unsigned char*>(text.data()),
+      text.size());
+  if (!parsing.Load()) return parsing.SyntaxError(context, text);
+  yaml_node_t* root = yaml_document_get_root_node(&parsing.document);
+  if (root == nullptr) {
     return context.Error(1, "no YAML document (the file is empty)");
   }
-  if (documents.size() > 1) {
-    return context.Error(LineOf(documents[1]),
+  Converter converter(&parsing.document, context);
+  absl::StatusOr<YamlNode> document = converter.Convert(root, 0);
+  if (!document.ok()) return document.status();
+  if (!parsing.Load()) return parsing.SyntaxError(context, text);
+  if (yaml_node_t* second = yaml_document_get_root_node(&parsing.document)) {
+    return context.Error(LineOf(second->start_mark),
                          "a second YAML document; the file must hold one");
   }
-  return documents.front();
+  return document;
 }
 
 absl::StatusOr<std::vector<Entry>> MapEntries(
-    const Context& context, const YAML::Node& map, int line,
+    const Context& context, const YamlNode& map, int line,
     absl::string_view what, const std::vector<absl::string_view>& known,
     absl::string_view key_noun) {
   if (!map.IsMap()) {
@@ -161,15 +203,15 @@ absl::StatusOr<std::vector<Entry>> MapEntries(
   }
   std::vector<Entry> entries;
   absl::flat_hash_map<std::string, int> first_line;
-  for (auto it = map.begin(); it != map.end(); ++it) {
+  for (const auto& [key, value] : map.entries) {
     Entry entry;
-    entry.key_line = LineOf(it->first);
-    if (!it->first.IsScalar()) {
-      return context.Error(entry.key_line,
-                           absl::StrCat("a ", key_noun, " must be text, not ",
-                                        Describe(it->first)));
+    entry.key_line = key.line;
+    if (!key.IsScalar()) {
+      return context.Error(
+          entry.key_line,
+          absl::StrCat("a ", key_noun, " must be text, not ", Describe(key)));
     }
-    entry.key = it->first.Scalar();
+    entry.key = key.Scalar();
     if (!known.empty() &&
         std::find(known.begin(), known.end(), entry.key) == known.end()) {
       return context.Error(
@@ -184,10 +226,8 @@ absl::StatusOr<std::vector<Entry>> MapEntries(
           absl::StrCat("duplicate ", key_noun, " ", Quote(entry.key),
                        " (first on line ", at->second, ")"));
     }
-    entry.value = it->second;
-    entry.line = entry.value.IsNull() || LineOf(entry.value) == 0
-                     ? entry.key_line
-                     : LineOf(entry.value);
+    entry.value = value;
+    entry.line = entry.value.IsNull() ? entry.key_line : entry.value.line;
     entries.push_back(std::move(entry));
   }
   return entries;
@@ -207,7 +247,7 @@ absl::StatusOr<int64_t> ReadInt(const Context& context, const Entry& entry,
                                 int64_t min, int64_t max) {
   const std::string expected =
       absl::StrCat(entry.key, " must be an integer from ", min, " to ", max);
-  if (!entry.value.IsScalar() || !IsPlainOrIntTagged(entry.value)) {
+  if (!entry.value.IsScalar() || !entry.value.plain) {
     return context.Error(entry.line, absl::StrCat(expected, ", not ",
                                                   entry.value.IsScalar()
                                                       ? "quoted text"

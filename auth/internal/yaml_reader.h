@@ -1,15 +1,14 @@
 // Strict reading of a YAML document for auth/policy.cc: every value checked
 // for its type, every map for unknown and repeated keys, and every error
-// message led by "source:line: " (1-based). ParseOneDocument turns the
-// parser's exceptions into statuses; the rest do not throw on the valid
-// nodes they are given, and Policy::Parse catches anything else.
+// message led by "source:line: " (1-based). The parser is libyaml (the
+// reference C implementation); ParseOneDocument copies its document into
+// YamlNode, refusing aliases and tags, so nothing here throws.
 #ifndef SESSIOND_AUTH_INTERNAL_YAML_READER_H_
 #define SESSIOND_AUTH_INTERNAL_YAML_READER_H_
 
-#include <yaml-cpp/yaml.h>
-
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,12 +19,31 @@
 
 namespace sessiond::auth::internal {
 
+// A node of a YAML document.
+class YamlNode {
+ public:
+  enum class Kind { kNull, kScalar, kSequence, kMap };
+
+  Kind kind = Kind::kNull;
+  int line = 0;                 // 1-based
+  std::string text;             // of a scalar
+  bool plain = false;           // a scalar written without quotes
+  std::vector<YamlNode> items;  // of a sequence
+  std::vector<std::pair<YamlNode, YamlNode>> entries;  // of a map, in order
+
+  bool IsNull() const { return kind == Kind::kNull; }
+  bool IsScalar() const { return kind == Kind::kScalar; }
+  bool IsSequence() const { return kind == Kind::kSequence; }
+  bool IsMap() const { return kind == Kind::kMap; }
+  const std::string& Scalar() const { return text; }
+  size_t size() const { return items.size(); }
+  std::vector<YamlNode>::const_iterator begin() const { return items.begin(); }
+  std::vector<YamlNode>::const_iterator end() const { return items.end(); }
+};
+
 // What `node` is, for "must be X, not Y": its text quoted, "a list", "a
 // map" or "empty".
-std::string Describe(const YAML::Node& node);
-
-// The 1-based line of `node`, or 0 if yaml-cpp does not know it.
-int LineOf(const YAML::Node& node);
+std::string Describe(const YamlNode& node);
 
 // Where errors point: the source name and a prefix naming what is being
 // read (`caller "shop-web": `).
@@ -44,17 +62,18 @@ class Context {
 };
 
 // The single document in `text`; INVALID_ARGUMENT for a syntax error (with
-// its line), for no document and for several.
-absl::StatusOr<YAML::Node> ParseOneDocument(absl::string_view text,
-                                            const Context& context);
+// its line), for no document and for several, for an alias or a tag (a
+// policy uses neither), and for nesting deeper than kMaxYamlDepth.
+inline constexpr int kMaxYamlDepth = 32;
+absl::StatusOr<YamlNode> ParseOneDocument(absl::string_view text,
+                                          const Context& context);
 
 // One entry of a map. `line` is the value's line, except that a null value
-// takes its key's line (yaml-cpp marks an empty value where the next token
-// starts).
+// takes its key's line.
 struct Entry {
   std::string key;
   int key_line = 0;
-  YAML::Node value;
+  YamlNode value;
   int line = 0;
 };
 
@@ -63,7 +82,7 @@ struct Entry {
 // key is not a scalar, or if a key appears twice. If `known` is not empty,
 // every key must be in it. `key_noun` names keys in messages ("key", "tenant").
 absl::StatusOr<std::vector<Entry>> MapEntries(
-    const Context& context, const YAML::Node& map, int line,
+    const Context& context, const YamlNode& map, int line,
     absl::string_view what, const std::vector<absl::string_view>& known,
     absl::string_view key_noun = "key");
 
