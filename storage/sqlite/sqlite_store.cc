@@ -84,6 +84,10 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
       return absl::UnavailableError(message);
+    // The disk (or the file size limit) is full: the statement, and its
+    // transaction, wrote nothing; reads go on.
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(message);
     default:
       return absl::InternalError(message);
   }

@@ -31,7 +31,8 @@
 //                        a concurrent write; nothing written.
 //   RESOURCE_EXHAUSTED   the sealed payload is over the tenant's limit, the
 //                        tenant has as many live sessions as it may, or the
-//                        memory backend is full; nothing written.
+//                        backend is full (the memory backend's bound, the
+//                        SQLite database's disk); nothing written.
 //   UNAVAILABLE          the storage backend did not answer in time (within
 //                        the server's call timeout, whatever the caller's
 //                        deadline), or the server was too busy or shutting

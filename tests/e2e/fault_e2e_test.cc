@@ -1,19 +1,27 @@
-// End-to-end, under load: every call ends within --call_timeout whatever
-// the backend does. A driver of many concurrent callers (each call with a
-// 10 s deadline and no retries) runs while the backend hangs for longer than
-// the bound: PostgreSQL or Valkey SIGSTOPped, or SQLite's write lock held by
-// another process. Each run counts the calls that overran the bound (must
-// be 0), the calls that failed with a code other than UNAVAILABLE (must be
-// 0), and the acknowledged writes that cannot be read back afterwards (must
-// be 0), and prints the worst call.
+// End-to-end fault suite, under load: whatever the backend does, every call
+// ends within --call_timeout, fails only with a code that says what
+// happened, and no acknowledged write is lost. A driver of many concurrent
+// callers (each call with a 10 s deadline and no retries) runs while a
+// fault lasts: PostgreSQL or Valkey SIGSTOPped for longer than the bound,
+// or SIGKILLed and restarted; SQLite's write lock held by another process;
+// SQLite's disk full. Each run counts the calls past the bound (must be
+// 0), the calls failed with a code the fault does not explain (must be 0),
+// and the acknowledged writes that cannot be read back afterwards (must be
+// 0), and prints the worst call. (A rolling restart of sessiond itself:
+// rolling_restart_e2e_test.)
 #include <sqlite3.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -39,7 +47,7 @@ constexpr absl::Duration kHang = absl::Seconds(6);
 
 struct Figures {
   int64_t calls = 0;
-  int64_t unavailable = 0;
+  int64_t unavailable = 0;  // or, for a full disk, RESOURCE_EXHAUSTED
   int64_t other_errors = 0;
   int64_t past_bound = 0;
   absl::Duration worst = absl::ZeroDuration();
@@ -47,10 +55,13 @@ struct Figures {
   std::vector<std::string> acknowledged;  // tokens of acknowledged creates
 };
 
-// Runs kCallers callers against `address`, each alternating a Create and a
-// Load of its last acknowledged session, while `fault` runs on this thread.
-Figures RunUnderFault(const std::string& address,
-                      const std::function<void()>& fault) {
+// Runs kCallers callers against `address`, each alternating a Create (with
+// `data`) and a Load of its last acknowledged session, while `fault` runs on
+// this thread. `expected` is the error code the fault explains.
+Figures RunUnderFault(
+    const std::string& address, const std::function<void()>& fault,
+    absl::StatusCode expected = absl::StatusCode::kUnavailable,
+    const std::string& data = "") {
   Figures figures;
   absl::Mutex mu;
   std::atomic<bool> stop{false};
@@ -72,7 +83,7 @@ Figures RunUnderFault(const std::string& address,
         std::string token;
         if (n % 2 == 0 || last_token.empty()) {
           absl::StatusOr<v1::SaveResponse> created =
-              (*client)->Create(absl::StrCat("caller-", i));
+              (*client)->Create(absl::StrCat("caller-", i), data);
           status = created.status();
           if (created.ok()) token = created->token();
         } else {
@@ -83,7 +94,7 @@ Figures RunUnderFault(const std::string& address,
         ++figures.calls;
         figures.worst = std::max(figures.worst, took);
         if (took > kCallTimeout + kMargin) ++figures.past_bound;
-        if (absl::IsUnavailable(status)) {
+        if (status.code() == expected) {
           ++figures.unavailable;
         } else if (!status.ok()) {
           if (figures.other_errors++ == 0) {
@@ -118,12 +129,14 @@ int64_t CountLost(const std::string& address,
 }
 
 void Check(const std::string& what, const std::string& address,
-           const Figures& f) {
+           const Figures& f,
+           absl::StatusCode expected = absl::StatusCode::kUnavailable) {
   std::printf(
-      "%s: %lld calls, %lld UNAVAILABLE, worst call %s (bound %s), "
+      "%s: %lld calls, %lld %s, worst call %s (bound %s), "
       "%lld past the bound, %lld acknowledged creates\n",
       what.c_str(), static_cast<long long>(f.calls),
       static_cast<long long>(f.unavailable),
+      absl::StatusCodeToString(expected).c_str(),
       absl::FormatDuration(f.worst).c_str(),
       absl::FormatDuration(kCallTimeout).c_str(),
       static_cast<long long>(f.past_bound),
@@ -142,7 +155,7 @@ std::vector<std::string> Flags(std::vector<std::string> backend) {
   return backend;
 }
 
-TEST(HungBackendE2eTest, ValkeyStopped) {
+TEST(FaultE2eTest, ValkeyStopped) {
   const std::string dir = MakeTempDir("hung-valkey");
   absl::StatusOr<std::unique_ptr<RedisServer>> valkey =
       RedisServer::Start(RedisServerOptions{});
@@ -162,7 +175,7 @@ TEST(HungBackendE2eTest, ValkeyStopped) {
   Check("valkey SIGSTOP", (*server)->address(), f);
 }
 
-TEST(HungBackendE2eTest, PostgresStopped) {
+TEST(FaultE2eTest, PostgresStopped) {
   const std::string dir = MakeTempDir("hung-postgres");
   PostgresServer postgres;
   ASSERT_TRUE(postgres.Start().ok());
@@ -180,7 +193,7 @@ TEST(HungBackendE2eTest, PostgresStopped) {
   Check("postgres SIGSTOP", (*server)->address(), f);
 }
 
-TEST(HungBackendE2eTest, SqliteWriteLockHeld) {
+TEST(FaultE2eTest, SqliteWriteLockHeld) {
   const std::string dir = MakeTempDir("hung-sqlite");
   const std::string db_path = dir + "/sessions.db";
   absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
@@ -201,6 +214,99 @@ TEST(HungBackendE2eTest, SqliteWriteLockHeld) {
     sqlite3_close(db);
   });
   Check("sqlite write lock held", (*server)->address(), f);
+}
+
+// SIGKILL mid-load, restarted after a second: the appendonly file (fsync
+// always) keeps every acknowledged write.
+TEST(FaultE2eTest, ValkeyKilledAndRestarted) {
+  const std::string dir = MakeTempDir("killed-valkey");
+  absl::StatusOr<std::unique_ptr<RedisServer>> valkey =
+      RedisServer::Start(RedisServerOptions{});
+  ASSERT_TRUE(valkey.ok()) << valkey.status();
+  absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
+      SessiondProcess::Start(Flags({"--backend=valkey",
+                                    "--valkey_address=127.0.0.1:" +
+                                        std::to_string((*valkey)->port()),
+                                    "--valkey_timeout=1s"}),
+                             dir + "/sessiond.log");
+  ASSERT_TRUE(server.ok()) << server.status();
+  const Figures f = RunUnderFault((*server)->address(), [&] {
+    ASSERT_TRUE((*valkey)->Kill().ok());
+    absl::SleepFor(absl::Seconds(1));
+    ASSERT_TRUE((*valkey)->Restart().ok());
+  });
+  Check("valkey SIGKILL, restart", (*server)->address(), f);
+}
+
+// SIGKILL to the postmaster and its children, as a crash; the restart runs
+// crash recovery.
+TEST(FaultE2eTest, PostgresKilledAndRestarted) {
+  const std::string dir = MakeTempDir("killed-postgres");
+  PostgresServer postgres;
+  ASSERT_TRUE(postgres.Start().ok());
+  absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
+      SessiondProcess::Start(
+          Flags({"--backend=postgres", "--postgres_dsn=" + postgres.dsn(),
+                 "--postgres_statement_timeout=1s"}),
+          dir + "/sessiond.log");
+  ASSERT_TRUE(server.ok()) << server.status();
+  const Figures f = RunUnderFault((*server)->address(), [&] {
+    ASSERT_TRUE(postgres.Kill().ok());
+    absl::SleepFor(absl::Seconds(1));
+    ASSERT_TRUE(postgres.Restart().ok());
+  });
+  Check("postgres SIGKILL, restart", (*server)->address(), f);
+}
+
+// The database on a small tmpfs (64 MiB, which the load alone takes longer
+// than the test to fill) that a filler file fills up: creates are
+// RESOURCE_EXHAUSTED (nothing written) while it is full, loads go on, and
+// once space is freed a create works at once. Needs mount(2) (root, and a
+// machine that allows it); skipped otherwise.
+TEST(FaultE2eTest, SqliteDiskFull) {
+  const std::string dir = MakeTempDir("full-sqlite");
+  const std::string mnt = dir + "/disk";
+  ASSERT_EQ(::mkdir(mnt.c_str(), 0700), 0);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno)
+                 << "); the full-disk fault needs one";
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  const std::string filler = mnt + "/filler";
+  absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
+      SessiondProcess::Start(
+          Flags({"--backend=sqlite", "--db_path=" + mnt + "/sessions.db"}),
+          dir + "/sessiond.log");
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<Client> client = *Client::Connect(
+      (*server)->address(),
+      ClientOptions{absl::Seconds(10), 1, absl::Milliseconds(50), ""});
+  const Figures f = RunUnderFault(
+      (*server)->address(),
+      [&] {
+        // Fill what is left of the disk, hold it full, then free it.
+        std::FILE* out = std::fopen(filler.c_str(), "w");
+        ASSERT_NE(out, nullptr);
+        const std::string block(64 * 1024, 'f');
+        while (std::fwrite(block.data(), 1, block.size(), out) ==
+                   block.size() &&
+               std::fflush(out) == 0) {
+        }
+        std::fclose(out);
+        absl::SleepFor(absl::Seconds(4));
+        ASSERT_EQ(std::remove(filler.c_str()), 0);
+        // Room again: a create works at once (the load fills the disk
+        // again within seconds).
+        const absl::Status after =
+            client->Create("after", std::string(2048, 'd')).status();
+        EXPECT_TRUE(after.ok()) << after;
+      },
+      absl::StatusCode::kResourceExhausted, std::string(2048, 'd'));
+  Check("sqlite disk full", (*server)->address(), f,
+        absl::StatusCode::kResourceExhausted);
 }
 
 }  // namespace
