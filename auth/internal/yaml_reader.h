@@ -63,7 +63,8 @@ class Context {
 
 // The single document in `text`; INVALID_ARGUMENT for a syntax error (with
 // its line), for no document and for several, for an alias or a tag (a
-// policy uses neither), and for nesting deeper than kMaxYamlDepth.
+// policy uses neither), and for nesting deeper than kMaxYamlDepth (flow
+// brackets are counted before parsing, quoted or not).
 inline constexpr int kMaxYamlDepth = 32;
 absl::StatusOr<YamlNode> ParseOneDocument(absl::string_view text,
                                           const Context& context);
