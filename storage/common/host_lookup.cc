@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -92,15 +93,22 @@ absl::StatusOr<std::vector<std::string>> HostLookup::Addresses(
     ++shared_->running;
   }
   auto outcome = std::make_shared<Outcome>();
-  std::thread([shared = shared_, outcome, resolve = resolve_, host] {
-    absl::StatusOr<std::vector<std::string>> result = resolve(host);
-    {
-      absl::MutexLock lock(&outcome->mu);
-      outcome->result = std::move(result);
-    }
-    absl::MutexLock lock(&shared->mu);
-    --shared->running;
-  }).detach();
+  try {
+    std::thread([shared = shared_, outcome, resolve = resolve_, host] {
+      absl::StatusOr<std::vector<std::string>> result = resolve(host);
+      {
+        absl::MutexLock lock(&outcome->mu);
+        outcome->result = std::move(result);
+      }
+      absl::MutexLock lock(&shared->mu);
+      --shared->running;
+    }).detach();
+  } catch (const std::system_error& e) {  // no thread to be had
+    absl::MutexLock lock(&shared_->mu);
+    --shared_->running;
+    return absl::UnavailableError(
+        absl::StrCat("cannot look up ", host, ": ", e.what()));
+  }
 
   absl::MutexLock lock(&outcome->mu);
   auto done = [&outcome]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(outcome->mu) {
