@@ -39,6 +39,7 @@
 #include "storage/common/password_file.h"
 #include "storage/common/socket_watchdog.h"
 #include "storage/session_record.h"
+#include "storage/valkey/internal/replies.h"
 #include "storage/valkey/valkey_scripts.h"
 
 namespace sessiond::storage {
@@ -46,6 +47,13 @@ namespace {
 
 namespace scripts = valkey_internal;
 using internal::Watchdog;
+using valkey_internal::FunctionError;
+using valkey_internal::Malformed;
+using valkey_internal::RecordFromReply;
+using valkey_internal::Reply;
+using valkey_internal::ReplyText;
+using valkey_internal::SanitizedServerError;
+using valkey_internal::ServerError;
 
 // Bounds on the work of one function run, so that no call, whatever the
 // data, holds the shared server for long (README.md, "Bounded functions").
@@ -167,92 +175,6 @@ timeval TimeoutTimeval(absl::Duration d) {
 
 // ---------------------------------------------------------------------------
 // Replies and errors.
-
-struct ReplyDeleter {
-  void operator()(redisReply* r) const {
-    if (r != nullptr) freeReplyObject(r);
-  }
-};
-using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
-
-absl::string_view ReplyText(const redisReply* r) {
-  return r->str != nullptr ? absl::string_view(r->str, r->len)
-                           : absl::string_view();
-}
-
-absl::Status Malformed(absl::string_view what) {
-  return absl::InternalError(
-      absl::StrCat("valkey: ", what, ": unexpected reply from the server"));
-}
-
-// The server's error text, cut where a server might start echoing a
-// command's arguments ("unknown command ..., with args beginning with: ").
-std::string SanitizedServerError(absl::string_view error) {
-  const size_t echo = error.find(", with args beginning with");
-  if (echo != absl::string_view::npos) error = error.substr(0, echo);
-  if (error.size() > 200) error = error.substr(0, 200);
-  return std::string(error);
-}
-
-// The status of an error reply from the server (README.md, "Errors").
-absl::Status ServerError(absl::string_view error, absl::string_view what) {
-  const absl::string_view code = error.substr(0, error.find(' '));
-  const std::string message =
-      absl::StrCat("valkey: ", what, ": ", SanitizedServerError(error));
-  // Refused for now, nothing written.
-  if (code == "LOADING" || code == "BUSY" || code == "MASTERDOWN" ||
-      code == "READONLY" || code == "TRYAGAIN" || code == "CLUSTERDOWN" ||
-      code == "OOM" || code == "MISCONF" || code == "NOREPLICAS") {
-    return absl::UnavailableError(message);
-  }
-  if (code == "NOAUTH" || code == "WRONGPASS" || code == "NOPERM") {
-    return absl::PermissionDeniedError(message);
-  }
-  return absl::InternalError(message);
-}
-
-// The status of an error reply to FCALL: the functions' own failures, whose
-// first word is their code (valkey_scripts.h), or else a server error.
-absl::Status FunctionError(absl::string_view error, absl::string_view what) {
-  const size_t space = error.find(' ');
-  const absl::string_view code = error.substr(0, space);
-  const std::string message = absl::StrCat(
-      "valkey: ", what, ": ",
-      space == absl::string_view::npos ? "" : error.substr(space + 1));
-  if (code == "NOT_FOUND") return absl::NotFoundError(message);
-  if (code == "ABORTED") return absl::AbortedError(message);
-  if (code == "OUT_OF_RANGE") return absl::OutOfRangeError(message);
-  if (code == "ALREADY_EXISTS") return absl::AlreadyExistsError(message);
-  return ServerError(error, what);
-}
-
-// A session as the functions reply it: {id, th, u, p, c, a, i, l, v, n}.
-absl::StatusOr<SessionRecord> RecordFromReply(const redisReply* r,
-                                              absl::string_view what) {
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 10) return Malformed(what);
-  for (size_t k = 0; k < 10; ++k) {
-    if (r->element[k]->type != REDIS_REPLY_STRING) return Malformed(what);
-  }
-  auto text = [r](size_t k) { return std::string(ReplyText(r->element[k])); };
-  int64_t n[5];
-  for (size_t k = 0; k < 5; ++k) {
-    if (!absl::SimpleAtoi(ReplyText(r->element[4 + k]), &n[k])) {
-      return Malformed(what);
-    }
-  }
-  SessionRecord rec;
-  rec.tenant = text(9);
-  rec.id = text(0);
-  rec.token_hash = text(1);
-  rec.user_id = text(2);
-  rec.sealed_payload = text(3);
-  rec.created_at = absl::FromUnixMicros(n[0]);
-  rec.last_active_at = absl::FromUnixMicros(n[1]);
-  rec.idle_timeout = MicrosToDuration(n[2]);
-  rec.absolute_lifetime = MicrosToDuration(n[3]);
-  rec.version = n[4];
-  return rec;
-}
 
 // hiredis writes with write(2), which raises SIGPIPE when the server has
 // gone. For the life of this object SIGPIPE is blocked in the calling
