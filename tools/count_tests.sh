@@ -2,7 +2,10 @@
 # Prints "N passed, N failed" over test runs, each given as CONFIG:PATTERN
 # (CONFIG "default" for none, e.g. "default://..." "asan://..."), from each
 # test target's test.xml in that configuration's bazel-testlogs. A target
-# with no XML (it did not build, or did not run) counts as one failure.
+# with no XML (it did not build, or did not run) counts as one failure, and
+# so does one whose XML shows no failure but which Bazel says failed (a
+# sanitizer's report at exit, a crash after the last test), if
+# $BEP_DIR/CONFIG.json holds that run's --build_event_json_file.
 # Exits 1 on failures. With no arguments: "default://...".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +19,14 @@ for run in "$@"; do
   flags=()
   [[ "$config" != default ]] && flags=("--config=$config")
   testlogs=$(bazel info "${flags[@]}" bazel-testlogs 2>/dev/null)
+  # Labels of the targets Bazel reported as not passed in this run.
+  not_passed=""
+  bep="${BEP_DIR:-}/$config.json"
+  if [[ -n "${BEP_DIR:-}" && -f "$bep" ]]; then
+    not_passed=$(jq -r 'select(.id.testSummary != null)
+      | select(.testSummary.overallStatus != "PASSED")
+      | .id.testSummary.label' "$bep" 2>/dev/null)
+  fi
   while read -r target; do
     [[ -z "$target" ]] && continue
     path=${target#//}
@@ -48,6 +59,10 @@ for run in "$@"; do
       continue
     fi
     bad=$((failures + errors))
+    if ((bad == 0)) && grep -qxF "$target" <<<"$not_passed"; then
+      echo "$target ($config) failed outside its test cases" >&2
+      bad=1
+    fi
     passed=$((passed + tests - bad - disabled - skipped))
     failed=$((failed + bad))
   done < <(bazel query "tests($pattern)" 2>/dev/null)

@@ -14,9 +14,15 @@ tool() { command -v "$1" || echo "/usr/local/bin/$1"; }
 tools=(--test_env=SESSIOND_GRPCURL="$(tool grpcurl)"
        --test_env=SESSIOND_GHZ="$(tool ghz)")
 rc=0
-bazel test //... "${tools[@]}" "$@" || rc=1
-bazel test --config=asan //... "${tools[@]}" || rc=1
-bazel test --config=fuzz //fuzz/... || rc=1
+BEP_DIR=$(mktemp -d)
+export BEP_DIR
+trap 'rm -rf "$BEP_DIR"' EXIT
+bazel test //... "${tools[@]}" --build_event_json_file="$BEP_DIR/default.json" \
+  "$@" || rc=1
+bazel test --config=asan //... "${tools[@]}" \
+  --build_event_json_file="$BEP_DIR/asan.json" || rc=1
+bazel test --config=fuzz //fuzz/... \
+  --build_event_json_file="$BEP_DIR/fuzz.json" || rc=1
 
 tools/count_tests.sh "default://..." "asan://..." "fuzz://fuzz/..." || rc=1
 exit $rc
