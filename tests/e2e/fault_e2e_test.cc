@@ -155,8 +155,11 @@ std::vector<std::string> Flags(std::vector<std::string> backend) {
   return backend;
 }
 
-TEST(FaultE2eTest, ValkeyStopped) {
-  const std::string dir = MakeTempDir("hung-valkey");
+// sessiond on a Valkey server of its own, under load while `fault` runs
+// on that server.
+void ValkeyUnderFault(const std::string& what,
+                      const std::function<void(RedisServer&)>& fault) {
+  const std::string dir = MakeTempDir("fault-valkey");
   absl::StatusOr<std::unique_ptr<RedisServer>> valkey =
       RedisServer::Start(RedisServerOptions{});
   ASSERT_TRUE(valkey.ok()) << valkey.status();
@@ -167,16 +170,15 @@ TEST(FaultE2eTest, ValkeyStopped) {
                                     "--valkey_timeout=1s"}),
                              dir + "/sessiond.log");
   ASSERT_TRUE(server.ok()) << server.status();
-  const Figures f = RunUnderFault((*server)->address(), [&] {
-    ASSERT_TRUE((*valkey)->Pause().ok());
-    absl::SleepFor(kHang);
-    ASSERT_TRUE((*valkey)->Resume().ok());
-  });
-  Check("valkey SIGSTOP", (*server)->address(), f);
+  const Figures f =
+      RunUnderFault((*server)->address(), [&] { fault(**valkey); });
+  Check(what, (*server)->address(), f);
 }
 
-TEST(FaultE2eTest, PostgresStopped) {
-  const std::string dir = MakeTempDir("hung-postgres");
+// The same on a PostgreSQL server of its own.
+void PostgresUnderFault(const std::string& what,
+                        const std::function<void(PostgresServer&)>& fault) {
+  const std::string dir = MakeTempDir("fault-postgres");
   PostgresServer postgres;
   ASSERT_TRUE(postgres.Start().ok());
   absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
@@ -185,12 +187,25 @@ TEST(FaultE2eTest, PostgresStopped) {
                  "--postgres_statement_timeout=1s"}),
           dir + "/sessiond.log");
   ASSERT_TRUE(server.ok()) << server.status();
-  const Figures f = RunUnderFault((*server)->address(), [&] {
+  const Figures f =
+      RunUnderFault((*server)->address(), [&] { fault(postgres); });
+  Check(what, (*server)->address(), f);
+}
+
+TEST(FaultE2eTest, ValkeyStopped) {
+  ValkeyUnderFault("valkey SIGSTOP", [](RedisServer& valkey) {
+    ASSERT_TRUE(valkey.Pause().ok());
+    absl::SleepFor(kHang);
+    ASSERT_TRUE(valkey.Resume().ok());
+  });
+}
+
+TEST(FaultE2eTest, PostgresStopped) {
+  PostgresUnderFault("postgres SIGSTOP", [](PostgresServer& postgres) {
     ASSERT_TRUE(postgres.Pause().ok());
     absl::SleepFor(kHang);
     ASSERT_TRUE(postgres.Resume().ok());
   });
-  Check("postgres SIGSTOP", (*server)->address(), f);
 }
 
 TEST(FaultE2eTest, SqliteWriteLockHeld) {
@@ -219,43 +234,21 @@ TEST(FaultE2eTest, SqliteWriteLockHeld) {
 // SIGKILL mid-load, restarted after a second: the appendonly file (fsync
 // always) keeps every acknowledged write.
 TEST(FaultE2eTest, ValkeyKilledAndRestarted) {
-  const std::string dir = MakeTempDir("killed-valkey");
-  absl::StatusOr<std::unique_ptr<RedisServer>> valkey =
-      RedisServer::Start(RedisServerOptions{});
-  ASSERT_TRUE(valkey.ok()) << valkey.status();
-  absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
-      SessiondProcess::Start(Flags({"--backend=valkey",
-                                    "--valkey_address=127.0.0.1:" +
-                                        std::to_string((*valkey)->port()),
-                                    "--valkey_timeout=1s"}),
-                             dir + "/sessiond.log");
-  ASSERT_TRUE(server.ok()) << server.status();
-  const Figures f = RunUnderFault((*server)->address(), [&] {
-    ASSERT_TRUE((*valkey)->Kill().ok());
+  ValkeyUnderFault("valkey SIGKILL, restart", [](RedisServer& valkey) {
+    ASSERT_TRUE(valkey.Kill().ok());
     absl::SleepFor(absl::Seconds(1));
-    ASSERT_TRUE((*valkey)->Restart().ok());
+    ASSERT_TRUE(valkey.Restart().ok());
   });
-  Check("valkey SIGKILL, restart", (*server)->address(), f);
 }
 
 // SIGKILL to the postmaster and its children, as a crash; the restart runs
 // crash recovery.
 TEST(FaultE2eTest, PostgresKilledAndRestarted) {
-  const std::string dir = MakeTempDir("killed-postgres");
-  PostgresServer postgres;
-  ASSERT_TRUE(postgres.Start().ok());
-  absl::StatusOr<std::unique_ptr<SessiondProcess>> server =
-      SessiondProcess::Start(
-          Flags({"--backend=postgres", "--postgres_dsn=" + postgres.dsn(),
-                 "--postgres_statement_timeout=1s"}),
-          dir + "/sessiond.log");
-  ASSERT_TRUE(server.ok()) << server.status();
-  const Figures f = RunUnderFault((*server)->address(), [&] {
+  PostgresUnderFault("postgres SIGKILL, restart", [](PostgresServer& postgres) {
     ASSERT_TRUE(postgres.Kill().ok());
     absl::SleepFor(absl::Seconds(1));
     ASSERT_TRUE(postgres.Restart().ok());
   });
-  Check("postgres SIGKILL, restart", (*server)->address(), f);
 }
 
 // The database on a small tmpfs (64 MiB, which the load alone takes longer
