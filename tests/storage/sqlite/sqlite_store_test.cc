@@ -291,6 +291,68 @@ TEST_F(SqliteStoreTest, NonDatabaseFileIsAnError) {
   EXPECT_EQ(store.status().code(), absl::StatusCode::kInternal);
 }
 
+// A database file damaged on disk (its pages overwritten, as by a failing
+// disk): opening it, or each call on it, is an error, never a crash or a
+// record made of the damaged bytes.
+TEST_F(SqliteStoreTest, DamagedPagesAreErrorsNotCrashes) {
+  constexpr int kSessions = 300;
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < kSessions; ++i) {
+      SessionRecord record = NumberedRecord(i, "alice");
+      record.sealed_payload.append(500, 'p');
+      ASSERT_TRUE(store->Create(record, {}).ok());
+    }
+  }  // The last connection checkpoints the WAL into the file.
+  {
+    std::fstream file(path_, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(0, std::ios::end);
+    const int64_t size = file.tellg();
+    ASSERT_GT(size, 20 * 4096);
+    // Every page but the first (the header and the schema) gets a pattern
+    // over its middle: cell pointers and payloads alike.
+    for (int64_t page = 4096; page + 4096 <= size; page += 4096) {
+      file.seekp(page + 8);
+      const std::string junk(2000, static_cast<char>(0xA5 ^ (page >> 12)));
+      file.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    ASSERT_TRUE(file.good());
+  }
+  absl::StatusOr<std::unique_ptr<SessionStore>> store =
+      OpenSqliteStore(At(path_), &clock_, {});
+  if (!store.ok()) {
+    EXPECT_EQ(store.status().code(), absl::StatusCode::kInternal)
+        << store.status();
+    return;
+  }
+  int errors = 0;
+  for (int i = 0; i < kSessions; ++i) {
+    absl::StatusOr<SessionRecord> got =
+        (*store)->Load(kTenant, NumberedTokenHash(i));
+    if (got.ok()) {
+      // A row that still reads is the row that was written.
+      EXPECT_EQ(got->id, NumberedRecord(i).id);
+      EXPECT_EQ(got->token_hash, NumberedTokenHash(i));
+      continue;
+    }
+    ASSERT_TRUE(absl::IsInternal(got.status()) ||
+                absl::IsNotFound(got.status()))
+        << got.status();
+    if (absl::IsInternal(got.status())) {
+      ++errors;
+      EXPECT_THAT(got.status().message(), HasSubstr("malformed"));
+    }
+  }
+  absl::StatusOr<SessionPage> page =
+      (*store)->ListForUser(kTenant, "alice", 1000, {});
+  if (!page.ok()) {
+    EXPECT_TRUE(absl::IsInternal(page.status())) << page.status();
+    ++errors;
+  }
+  EXPECT_GT(errors, 0) << "the damage went unnoticed";
+}
+
 TEST_F(SqliteStoreTest, RejectsInMemoryAndBadArguments) {
   EXPECT_EQ(OpenSqliteStore(At(":memory:"), &clock_, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
