@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "storage/observer.h"
 #include "storage/session_record.h"
 
 namespace sessiond::storage {
@@ -118,6 +119,9 @@ class StorageBackend {
 
   // OK when the backend answers.
   virtual absl::Status Ping() = 0;
+
+  // Its connections now; cheap, never waits on the database.
+  virtual PoolStats pool_stats() const { return {}; }
 };
 
 // Whether a ListForUser listing that holds `held` sessions, whose sealed

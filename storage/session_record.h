@@ -17,6 +17,8 @@
 
 namespace sessiond::storage {
 
+class OperationObserver;  // observer.h
+
 struct SessionRecord {
   // The tenant the session belongs to (IsValidTenantName). Every call is
   // scoped to one tenant: no call of another tenant finds the session.
@@ -169,6 +171,9 @@ struct StoreOptions {
   // How old the count of a tenant's live sessions may be when Create checks
   // TenantLimits::max_live_sessions against it (session_store.h).
   absl::Duration live_count_max_age = absl::Seconds(5);
+  // If set, told of every backend operation (observer.h); must outlive the
+  // store.
+  OperationObserver* observer = nullptr;
 };
 
 // A tenant's caps, given with each write that they bound; 0 means no cap.

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "storage/internal/observed_backend.h"
 
 namespace sessiond::storage {
 namespace {
@@ -185,7 +186,11 @@ absl::StatusOr<std::unique_ptr<SessionStore>> SessionStore::Open(
 
 SessionStore::SessionStore(const Clock* clock, const StoreOptions& options,
                            std::unique_ptr<StorageBackend> backend)
-    : clock_(clock), options_(options), backend_(std::move(backend)) {}
+    : clock_(clock),
+      options_(options),
+      backend_(options.observer == nullptr
+                   ? std::move(backend)
+                   : internal::Observe(std::move(backend), options.observer)) {}
 
 absl::StatusOr<SessionRecord> SessionStore::Create(const SessionRecord& record,
                                                    const TenantLimits& limits) {

@@ -199,6 +199,9 @@ class SessionStore final {
   // OK when the backend answers.
   absl::Status Ping();
 
+  // The backend's connections now (observer.h); never waits.
+  PoolStats pool_stats() const { return backend_->pool_stats(); }
+
  private:
   // What Create knows of a tenant's live sessions.
   struct LiveCount {

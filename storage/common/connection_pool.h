@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "storage/observer.h"
 
 namespace sessiond::storage {
 
@@ -124,6 +125,13 @@ class ConnectionPool {
     return Lease(this, *std::move(opened), /*reused=*/false);
   }
 
+  // How many connections are open and lent out now.
+  PoolStats Stats() const {
+    absl::MutexLock lock(&mu_);
+    return PoolStats{open_count_, max_open_,
+                     open_count_ - static_cast<int>(idle_.size())};
+  }
+
   // Adds a connection opened by the caller (say, the one that checked the
   // settings at start-up) as idle; it counts against max_open.
   void AddIdle(std::unique_ptr<Conn> conn) {
@@ -152,7 +160,7 @@ class ConnectionPool {
   const int max_open_;
   const absl::Duration open_timeout_;
   const Opener open_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Conn>> idle_ ABSL_GUARDED_BY(mu_);
   // Idle, on loan, or being opened.
   int open_count_ ABSL_GUARDED_BY(mu_) = 0;

@@ -299,6 +299,7 @@ class PostgresBackend final : public sql::SqlBackend {
               }) {}
 
   absl::string_view name() const override { return "postgres"; }
+  PoolStats pool_stats() const override { return pool_.Stats(); }
 
   // Opens the first connection, migrates the schema on it and pools it
   // (unless it migrated: the pool opens fresh ones, without the migration's

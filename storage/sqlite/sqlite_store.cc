@@ -375,6 +375,14 @@ class SqliteBackend final : public sql::SqlBackend {
   }
 
   absl::string_view name() const override { return "sqlite"; }
+  // The writer and the readers together.
+  PoolStats pool_stats() const override {
+    const PoolStats writer = writer_.Stats();
+    const PoolStats readers = readers_.Stats();
+    return PoolStats{writer.open + readers.open,
+                     writer.max_open + readers.max_open,
+                     writer.in_use + readers.in_use};
+  }
 
  protected:
   absl::Status RunCall(

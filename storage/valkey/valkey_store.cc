@@ -447,6 +447,8 @@ class Connections {
                          deadline);
   }
 
+  PoolStats Stats() const { return pool_.Stats(); }
+
  private:
   const ValkeyOptions options_;
   const crypto::Secret password_;  // empty: no AUTH
@@ -636,6 +638,8 @@ class ValkeyBackend final : public StorageBackend {
       current = std::move(next);
     }
   }
+
+  PoolStats pool_stats() const override { return pool_.Stats(); }
 
   absl::Status Ping() override {
     if (database_clock_ != nullptr) return MeasureDatabaseClock();

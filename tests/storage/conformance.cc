@@ -2814,3 +2814,72 @@ TEST_P(SessionStoreConformanceTest, LiveCapComesAfterArgumentChecks) {
 }
 
 }  // namespace sessiond::storage
+
+namespace sessiond::storage {
+namespace {
+
+// Keeps what a store tells its observer.
+class RecordingObserver final : public OperationObserver {
+ public:
+  struct Seen {
+    Operation operation;
+    absl::StatusCode code;
+    absl::Duration elapsed;
+  };
+  void OnOperation(Operation operation, absl::StatusCode code,
+                   absl::Duration elapsed) override {
+    absl::MutexLock lock(&mu_);
+    seen_.push_back({operation, code, elapsed});
+  }
+  std::vector<Seen> TakeAll() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(seen_, {});
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<Seen> seen_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+TEST_P(SessionStoreConformanceTest, TheObserverHearsEachBackendOperation) {
+  RecordingObserver observer;
+  StoreOptions options;
+  options.observer = &observer;
+  ASSERT_NO_FATAL_FAILURE(ResetStore(options));
+  observer.TakeAll();  // whatever opening the store did
+
+  MustCreate("a", 1, "alice");
+  EXPECT_TRUE(absl::IsNotFound(store_->Load(kTenant, TokenHash(2)).status()));
+  // Arguments the front refuses never reach the backend.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      store_->ListForUser(kTenant, "", 10, std::nullopt).status()));
+  ASSERT_OK(store_->Ping());
+
+  const std::vector<RecordingObserver::Seen> seen = observer.TakeAll();
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].operation, Operation::kCreate);
+  EXPECT_EQ(seen[0].code, absl::StatusCode::kOk);
+  EXPECT_EQ(seen[1].operation, Operation::kLoad);
+  EXPECT_EQ(seen[1].code, absl::StatusCode::kNotFound);
+  EXPECT_EQ(seen[2].operation, Operation::kPing);
+  for (const RecordingObserver::Seen& s : seen) {
+    EXPECT_GE(s.elapsed, absl::ZeroDuration());
+    EXPECT_LT(s.elapsed, absl::Seconds(30));
+  }
+  EXPECT_EQ(OperationName(Operation::kLoadAndTouch), "load_and_touch");
+}
+
+TEST_P(SessionStoreConformanceTest, PoolStatsAddUpBetweenCalls) {
+  MustCreate("a", 1);
+  const PoolStats pool = store_->pool_stats();
+  EXPECT_EQ(pool.in_use, 0) << "no call is running";
+  EXPECT_GE(pool.open, 0);
+  EXPECT_LE(pool.open, pool.max_open);
+  if (store_->backend_name() != "memory") {
+    EXPECT_GE(pool.open, 1) << "the create needed a connection";
+  }
+}
+
+}  // namespace sessiond::storage
